@@ -1,0 +1,430 @@
+"""Read images: photos (JPEG/PNG/TIFF) into memory, GeoTIFFs window by window through rasterio.
+
+Both kinds are wrapped in an :class:`ImageSource`, the one interface the pipeline and the
+annotator read pixels through, so memory follows the window asked for, not the image size.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import InputError, OptionError
+
+RASTER_EXT = (".tif", ".tiff", ".gtiff", ".vrt", ".img", ".jp2")
+PHOTO_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+STRETCH_PERCENTILES = (0.5, 99.5)
+_STATS_PIXELS = 1_000_000  # robust statistics are read from a decimated view of about this size
+
+
+@dataclass
+class Georef:
+    """Georeferencing of a raster source, enough to write a label raster that lands on it.
+
+    Attributes
+    ----------
+    profile : dict
+        The source's rasterio profile (driver, crs, transform, width, height, ...).
+    crs : rasterio.crs.CRS or None
+    transform : affine.Affine
+    """
+
+    profile: dict
+    crs: object
+    transform: object
+
+    @property
+    def is_projected(self) -> bool:
+        return bool(self.crs is not None and self.crs.is_projected)
+
+    def pixel_area(self) -> float | None:
+        """Area of one pixel in square map units (metres for a metric projected CRS), or None."""
+        if not self.is_projected:
+            return None
+        t = self.transform
+        return abs(t.a * t.e - t.b * t.d)
+
+    @property
+    def linear_units_factor(self) -> float | None:
+        try:
+            return float(self.crs.linear_units_factor[1])
+        except Exception:
+            return None
+
+
+@dataclass
+class ImageSource:
+    """An image as the pipeline sees it.
+
+    Pixels are read through :meth:`read` (feature bands, float32, robustly scaled to about [0, 1])
+    and :meth:`read_display` (uint8 RGB) for any window, optionally resampled to ``out_shape``.
+
+    Attributes
+    ----------
+    path : str
+    height, width : int
+    count : int
+        Number of bands the features are computed from.
+    georef : Georef or None
+        Set for georeferenced rasters only.
+    """
+
+    path: str
+    height: int
+    width: int
+    count: int
+    georef: Georef | None = None
+    dtype: str = "uint8"
+    band_names: tuple = ()
+    _lo: np.ndarray = field(default=None, repr=False)
+    _hi: np.ndarray = field(default=None, repr=False)
+    _display: tuple = ()  # indices into the feature bands used for display, 1 or 3 of them
+
+    @property
+    def shape(self) -> tuple:
+        return (self.height, self.width)
+
+    @property
+    def has_nodata(self) -> bool:
+        return False
+
+    # subclasses implement _read_raw(window, out_shape) -> float32 (h, w, count) and _read_valid
+    def _read_raw(self, window, out_shape):
+        raise NotImplementedError
+
+    def _read_valid(self, window, out_shape):
+        return None
+
+    def _norm_window(self, window):
+        if window is None:
+            return (0, self.height, 0, self.width)
+        r0, r1, c0, c1 = (int(v) for v in window)
+        r0, c0 = max(r0, 0), max(c0, 0)
+        r1, c1 = min(r1, self.height), min(c1, self.width)
+        if r1 <= r0 or c1 <= c0:
+            raise ValueError(f"empty window {window} for an image of {self.height} x {self.width}")
+        return (r0, r1, c0, c1)
+
+    def read(self, window=None, *, out_shape=None) -> np.ndarray:
+        """Feature bands of a window, scaled robustly.
+
+        Parameters
+        ----------
+        window : tuple of int (row0, row1, col0, col1), optional
+            Half-open pixel window at full resolution; clipped to the image. Default: whole image.
+        out_shape : tuple of int (h, w), optional
+            Resample the window to this shape (area averaging when shrinking).
+
+        Returns
+        -------
+        ndarray of float32, shape (h, w, count)
+            Each band mapped so its 0.5th..99.5th percentiles become 0..1 (uint8 bands: value / 255).
+            No-data pixels are 0.
+        """
+        raw = self._read_raw(self._norm_window(window), out_shape)
+        out = (raw - self._lo) / (self._hi - self._lo)
+        np.clip(out, -0.5, 1.5, out=out)
+        valid = self.read_valid(window, out_shape=out_shape)
+        if valid is not None:
+            out[~valid] = 0
+        return out.astype(np.float32, copy=False)
+
+    def read_valid(self, window=None, *, out_shape=None) -> np.ndarray | None:
+        """bool (h, w): True where the pixel holds data; None when the image has no no-data."""
+        return self._read_valid(self._norm_window(window), out_shape)
+
+    def read_display(self, window=None, *, out_shape=None) -> np.ndarray:
+        """uint8 RGB (h, w, 3) for display and the CRF's colour kernel (grey images are repeated)."""
+        x = self.read(window, out_shape=out_shape)[..., list(self._display)]
+        if x.shape[-1] == 1:
+            x = np.repeat(x, 3, axis=-1)
+        return np.ascontiguousarray(np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8))
+
+    def _set_stretch(self, sample: np.ndarray, valid: np.ndarray | None):
+        """Robust per-band scaling from a (decimated) float sample of shape (h, w, count)."""
+        if self.dtype == "uint8":
+            self._lo = np.zeros(self.count, np.float32)
+            self._hi = np.full(self.count, 255, np.float32)
+            return
+        px = sample.reshape(-1, self.count)
+        if valid is not None:
+            px = px[valid.ravel()]
+        px = px[np.isfinite(px).all(axis=1)]
+        if len(px) == 0:
+            raise InputError(f"image {self.path!r} has no valid (non-no-data, finite) pixels")
+        lo, hi = np.percentile(px, STRETCH_PERCENTILES, axis=0).astype(np.float32)
+        flat = hi <= lo
+        hi[flat] = lo[flat] + 1  # a constant band becomes 0 everywhere instead of dividing by 0
+        self._lo, self._hi = lo, hi
+
+
+class ArraySource(ImageSource):
+    """An image held in memory.
+
+    Parameters
+    ----------
+    array : ndarray, shape (H, W) or (H, W, C)
+        Any integer or float dtype. RGBA images should be passed without alpha.
+    path : str
+        Name used in messages.
+    display_bands : sequence of int, optional
+        0-based bands shown and used by the CRF (1 or 3). Default: first three, or the only one.
+    valid : ndarray of bool, shape (H, W), optional
+        False marks no-data pixels.
+    """
+
+    def __init__(self, array, path="<array>", *, display_bands=None, valid=None, georef=None):
+        a = np.asarray(array)
+        if a.ndim == 2:
+            a = a[..., None]
+        if a.ndim != 3 or a.shape[0] < 1 or a.shape[1] < 1:
+            raise InputError(f"image {path!r}: expected an array of shape (H, W) or (H, W, C), got {array.shape}")
+        super().__init__(path, a.shape[0], a.shape[1], a.shape[2], georef=georef, dtype=str(a.dtype))
+        self.array = a
+        self.valid = None if valid is None else np.asarray(valid, bool)
+        self._display = _display_bands(display_bands, self.count, path)
+        step = max(1, int(np.sqrt(self.height * self.width / _STATS_PIXELS)))
+        self._set_stretch(a[::step, ::step].astype(np.float32),
+                          None if self.valid is None else self.valid[::step, ::step])
+
+    @property
+    def has_nodata(self) -> bool:
+        return self.valid is not None
+
+    def _read_raw(self, window, out_shape):
+        r0, r1, c0, c1 = window
+        x = self.array[r0:r1, c0:c1].astype(np.float32)
+        return _resample(x, out_shape)
+
+    def _read_valid(self, window, out_shape):
+        if self.valid is None:
+            return None
+        r0, r1, c0, c1 = window
+        v = self.valid[r0:r1, c0:c1]
+        if out_shape is not None and tuple(out_shape) != v.shape:
+            import cv2
+
+            v = cv2.resize(v.astype(np.uint8), (out_shape[1], out_shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+        return v
+
+
+class RasterSource(ImageSource):
+    """A raster read window by window through rasterio (GeoTIFF and anything else GDAL reads).
+
+    Parameters
+    ----------
+    path : str
+    bands : sequence of int, optional
+        1-based bands to display (1 or 3). Default: the first three, or the only one.
+    feature_bands : sequence of int, optional
+        1-based bands the features are computed from. Default: all bands.
+    """
+
+    def __init__(self, path, *, bands=None, feature_bands=None):
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = rasterio.open(path)
+        except RasterioIOError as e:
+            raise InputError(f"image {path!r} cannot be opened as a raster ({_first_line(e)})") from None
+        self.ds = ds
+        n = ds.count
+        fb = list(range(1, n + 1)) if feature_bands is None else _check_bands(feature_bands, n, path, "--feature-bands")
+        db = ([1, 2, 3] if n >= 3 else [1]) if bands is None else _check_bands(bands, n, path, "--bands")
+        if len(db) not in (1, 3):
+            raise OptionError(f"--bands: expected 1 or 3 band numbers, got {len(db)}")
+        # display bands must be readable: add them to the feature bands' read list if missing
+        self._bands = fb + [b for b in db if b not in fb]
+        self._n_feat = len(fb)
+        dtypes = {ds.dtypes[b - 1] for b in self._bands}
+        dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
+        georef = None
+        if ds.crs is not None or not ds.transform.is_identity:
+            georef = Georef(dict(ds.profile), ds.crs, ds.transform)
+        names = tuple(ds.descriptions[b - 1] or f"band {b}" for b in fb)
+        super().__init__(path, ds.height, ds.width, len(self._bands), georef=georef, dtype=dtype, band_names=names)
+        self._display = tuple(self._bands.index(b) for b in db)
+        self._nodata = ds.nodata
+        self._masked = ds.nodata is not None or any(
+            f & rasterio.enums.MaskFlags.per_dataset or not (f & rasterio.enums.MaskFlags.all_valid)
+            for f in ds.mask_flag_enums[0])
+        step = max(1.0, np.sqrt(ds.height * ds.width / _STATS_PIXELS))
+        small = (max(1, int(ds.height / step)), max(1, int(ds.width / step)))
+        sample = self._read_raw(None, small, resampling="nearest")
+        valid = self._read_valid(None, small)
+        if valid is not None and not valid.any():
+            raise InputError(f"image {path!r} holds only no-data pixels: nothing to label")
+        self._set_stretch(sample, valid)
+
+    @property
+    def feature_count(self) -> int:
+        return self._n_feat
+
+    @property
+    def has_nodata(self) -> bool:
+        return self._masked
+
+    def _window(self, window):
+        from rasterio.windows import Window
+
+        r0, r1, c0, c1 = self._norm_window(window)
+        return Window(c0, r0, c1 - c0, r1 - r0)
+
+    def _read_raw(self, window, out_shape, resampling="average"):
+        from rasterio.enums import Resampling
+
+        kw = {}
+        if out_shape is not None:
+            kw = dict(out_shape=(len(self._bands), int(out_shape[0]), int(out_shape[1])),
+                      resampling=getattr(Resampling, resampling))
+        x = self.ds.read(self._bands, window=self._window(window), out_dtype="float32", **kw)
+        x = np.moveaxis(x, 0, -1)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            x[bad] = 0
+        return x
+
+    def _read_valid(self, window, out_shape):
+        if not self._masked:
+            return None
+        from rasterio.enums import Resampling
+
+        kw = {}
+        if out_shape is not None:
+            kw = dict(out_shape=(int(out_shape[0]), int(out_shape[1])), resampling=Resampling.nearest)
+        m = self.ds.dataset_mask(window=self._window(window), **kw)
+        return m > 0
+
+    def read(self, window=None, *, out_shape=None):
+        x = super().read(window, out_shape=out_shape)
+        return x[..., : self._n_feat] if self._n_feat < self.count else x
+
+    def read_display(self, window=None, *, out_shape=None):
+        x = ImageSource.read(self, window, out_shape=out_shape)[..., list(self._display)]
+        if x.shape[-1] == 1:
+            x = np.repeat(x, 3, axis=-1)
+        return np.ascontiguousarray(np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8))
+
+    def close(self):
+        self.ds.close()
+
+
+def _first_line(e) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def _check_bands(bands, n, path, option):
+    out = [int(b) for b in bands]
+    for b in out:
+        if not 1 <= b <= n:
+            raise OptionError(f"{option}: band {b} is out of range; {path!r} has bands 1..{n}")
+    return out
+
+
+def _display_bands(bands, n, path):
+    if bands is None:
+        return (0, 1, 2) if n >= 3 else (0,)
+    b = [int(v) - 1 for v in _check_bands(bands, n, path, "--bands")]
+    if len(b) not in (1, 3):
+        raise OptionError(f"--bands: expected 1 or 3 band numbers, got {len(b)}")
+    return tuple(b)
+
+
+def _resample(x, out_shape):
+    """float32 (h, w, C) -> (out_shape..., C), area averaging when shrinking, bilinear when growing."""
+    if out_shape is None or tuple(out_shape) == x.shape[:2]:
+        return x
+    import cv2
+
+    h, w = int(out_shape[0]), int(out_shape[1])
+    interp = cv2.INTER_AREA if h <= x.shape[0] and w <= x.shape[1] else cv2.INTER_LINEAR
+    chans = [cv2.resize(np.ascontiguousarray(x[..., i]), (w, h), interpolation=interp) for i in range(x.shape[2])]
+    return np.stack(chans, axis=-1)
+
+
+def read_photo(path: str) -> np.ndarray:
+    """Read a JPEG/PNG/BMP/WebP or plain TIFF into memory, EXIF orientation applied.
+
+    Returns
+    -------
+    ndarray, shape (H, W) or (H, W, 3)
+        uint8 or uint16 (16-bit files keep their depth); alpha is dropped.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            mode = im.mode
+            if mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1", "RGBX"):
+                im = im.convert("RGB" if mode not in ("LA", "1") else "L")
+            arr = np.array(im)
+    except FileNotFoundError:
+        raise InputError(f"image {path!r} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise InputError(f"image {path!r} cannot be read as an image ({_first_line(e)})") from None
+    if arr.ndim == 3 and arr.shape[2] > 3:
+        arr = arr[..., :3]
+    if mode.startswith("I;16") or (arr.dtype.kind in "iu" and arr.dtype.itemsize > 1):
+        if arr.dtype != np.uint16:
+            arr = np.clip(arr, 0, 65535).astype(np.uint16)
+    return arr
+
+
+def _needs_16bit_reader(path):
+    """Pillow reads 16-bit colour PNG/TIFF as 8-bit; OpenCV keeps the depth."""
+    import cv2
+
+    a = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+    return a
+
+
+def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
+    """Open an image file for labelling.
+
+    TIFFs (and other GDAL rasters) are opened with rasterio and read window by window, keeping
+    their georeferencing; other formats are read into memory with EXIF orientation applied.
+
+    Parameters
+    ----------
+    path : str
+    bands : sequence of int, optional
+        1-based bands to display (1 or 3).
+    feature_bands : sequence of int, optional
+        1-based bands the features are computed from (rasters only). Default: all.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or all-no-data image.
+    OptionError
+        Band numbers out of range.
+    """
+    if not os.path.exists(path):
+        raise InputError(f"image {path!r} does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"image {path!r} is a directory; expected an image file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"image {path!r} is not readable (permission denied)")
+    if path.lower().endswith(RASTER_EXT):
+        return RasterSource(path, bands=bands, feature_bands=feature_bands)
+    arr = read_photo(path)
+    if path.lower().endswith(".png") and arr.ndim == 3:
+        deep = _needs_16bit_reader(path)
+        if deep is not None and deep.dtype == np.uint16:
+            arr = deep[..., [2, 1, 0]] if deep.ndim == 3 and deep.shape[2] >= 3 else deep
+    if feature_bands is not None:
+        n = 1 if arr.ndim == 2 else arr.shape[2]
+        fb = [b - 1 for b in _check_bands(feature_bands, n, path, "--feature-bands")]
+        arr = arr[..., fb] if arr.ndim == 3 else arr
+    return ArraySource(arr, path, display_bands=bands)
+
+
+def stem(path: str) -> str:
+    """File name without directory and extension."""
+    return os.path.splitext(os.path.basename(path))[0]

@@ -1,0 +1,347 @@
+"""segment(image, scribbles) -> dense labels. Compute only: no file I/O, no window.
+
+Steps, each on tiles so memory follows the tile size, not the image size:
+
+1. the image is viewed at the processing scale ``s`` (``Settings.scale``; auto keeps the model
+   grid at about ``Settings.auto_pixels`` pixels);
+2. features of the tiles holding scribbles -> training samples (bounded per class) -> classifier;
+3. per tile: features -> class probabilities (the unary) -> dense CRF on the tile grown by an
+   overlap -> blend ``(1 - w) log p_forest + w log q_crf`` with ``w = Settings.crf_weight``;
+4. if ``s < 1``: per full-resolution tile, the probabilities are upsampled and sharpened by a
+   guided filter steered by the full-resolution image, so label edges follow the image rather
+   than the coarse grid; then argmax.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import crf as crf_mod
+from . import features as feat_mod
+from . import unary
+from .errors import InputError, OptionError
+from .io import ArraySource, ImageSource
+from .scribbles import downscale
+from .tiling import auto_scale, grow, scaled_shape, tiles, to_full
+
+NODATA = 255
+CRF_TILE = 1536  # grid pixels per CRF tile side (about 0.25 GB of CRF state at 5 classes)
+CRF_OVERLAP = 96
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How :func:`segment` works. Every field is a CLI option of the same name.
+
+    Attributes
+    ----------
+    scale : float or None
+        Processing (model and CRF) scale in (0, 1]; None = auto.
+    sigmas : tuple of float
+        Feature scales in full-resolution pixels at ``scale`` 1 (they shrink with the grid).
+    crf_weight : float
+        Weight in [0, 1] of the CRF in the final blend; 0 = forest only, 1 = CRF only.
+    crf : CRFParams
+        CRF kernels in full-resolution pixels.
+    auto_pixels : float
+        Pixel budget of the model grid when ``scale`` is None.
+    max_samples_per_class : int
+    tile_mb : float
+        Memory budget of one tile's features, MB.
+    seed : int
+    """
+
+    scale: float | None = None
+    sigmas: tuple = feat_mod.DEFAULT_SIGMAS
+    crf_weight: float = 0.5
+    crf: crf_mod.CRFParams = crf_mod.CRFParams()
+    auto_pixels: float = 1.0e6
+    max_samples_per_class: int = unary.MAX_SAMPLES_PER_CLASS
+    tile_mb: float = 96.0
+    seed: int = 0
+
+    def validate(self):
+        if self.scale is not None and not (0 < self.scale <= 1):
+            raise OptionError(f"-s/--scale: expected a number in (0, 1], got {self.scale}")
+        if not 0 <= self.crf_weight <= 1:
+            raise OptionError(f"--crf-weight: expected a number in [0, 1], got {self.crf_weight}")
+        try:
+            feat_mod.check_sigmas(self.sigmas)
+        except ValueError as e:
+            raise OptionError(f"--sigmas: {e}") from None
+        if self.crf.n_iter < 0:
+            raise OptionError(f"--crf-iter: expected 0 or more, got {self.crf.n_iter}")
+        return self
+
+
+@dataclass
+class Result:
+    """What :func:`segment` returns.
+
+    Attributes
+    ----------
+    labels : ndarray of uint8, shape (H, W)
+        Class id (0-based) per pixel; 255 = no-data.
+    probs : ndarray of float32, shape (K, h, w)
+        Class probabilities after the CRF blend, on the processing grid (h, w) = scale * (H, W).
+    scale : float
+        The processing scale used.
+    samples : ndarray of int64, shape (K,)
+        Scribbled pixels per class on the processing grid (before sub-sampling).
+    classifier : fitted estimator
+    timings : dict of str -> float
+        Seconds per step.
+    """
+
+    labels: np.ndarray
+    probs: np.ndarray
+    scale: float
+    samples: np.ndarray
+    classifier: object
+    timings: dict = field(default_factory=dict)
+
+
+def _tile_side(n_feat, margin, mb):
+    side = int(math.sqrt(mb * 2**20 / (4.0 * max(n_feat, 1)))) - 2 * margin
+    return int(min(max(side, 128), 2048))
+
+
+class _Grid:
+    """The processing grid: reads features and colours of its windows from the full-res source."""
+
+    def __init__(self, src: ImageSource, shape, sigmas):
+        self.src, self.shape = src, shape
+        self.rc = (shape[0] / src.height, shape[1] / src.width)
+        self.sigmas = tuple(max(0.3, s * min(self.rc)) for s in sigmas) if min(self.rc) < 1 else tuple(sigmas)
+        self.halo = feat_mod.halo(self.sigmas)
+
+    def _full(self, window):
+        return to_full(window, self.rc, (self.src.height, self.src.width))
+
+    def features(self, window):
+        """float32 (h, w, F) features of ``window`` (grid coordinates), computed with a halo."""
+        region = grow(window, self.halo, self.shape)
+        shape = (region[1] - region[0], region[3] - region[2])
+        img = self.src.read(self._full(region), out_shape=shape)
+        f = feat_mod.multiscale_features(img, sigmas=self.sigmas)
+        r0, c0 = window[0] - region[0], window[2] - region[2]
+        return f[r0: r0 + window[1] - window[0], c0: c0 + window[3] - window[2]]
+
+    def display(self, window):
+        return self.src.read_display(self._full(window), out_shape=(window[1] - window[0], window[3] - window[2]))
+
+    def valid(self, window):
+        if not self.src.has_nodata:
+            return None
+        return self.src.read_valid(self._full(window), out_shape=(window[1] - window[0], window[3] - window[2]))
+
+
+def _blend(p, q, w):
+    if w <= 0:
+        return p
+    if w >= 1:
+        return q
+    logp = (1 - w) * np.log(np.maximum(p, crf_mod.EPS)) + w * np.log(np.maximum(q, crf_mod.EPS))
+    logp -= logp.max(axis=0, keepdims=True)
+    out = np.exp(logp)
+    out /= out.sum(axis=0, keepdims=True)
+    return out.astype(np.float32)
+
+
+def _crf_tiles(grid, unary_probs, params, weight, progress, *, tile=CRF_TILE):
+    """Blend of forest and CRF probabilities, the CRF run on tiles grown by twice its reach."""
+    shape = unary_probs.shape[1:]
+    overlap = int(min(math.ceil(2 * params.bilateral_sxy), CRF_OVERLAP))
+    crf_tiles = tiles(shape, tile, overlap)
+    out = np.empty_like(unary_probs)
+    for i, t in enumerate(crf_tiles):
+        r0, r1, c0, c1 = t.outer
+        p = unary_probs[:, r0:r1, c0:c1]
+        q = crf_mod.refine(p, grid.display(t.outer), params=params, valid=grid.valid(t.outer))
+        b = _blend(p, q, weight)[(slice(None),) + t.crop]
+        out[:, t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]] = b
+        progress("crf", i + 1, len(crf_tiles))
+    return out
+
+
+def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None,
+            class_names=None, progress=None) -> Result:
+    """Turn sparse scribbles into a dense label image.
+
+    Parameters
+    ----------
+    image : ImageSource or ndarray, shape (H, W) or (H, W, C)
+        The image; arrays are wrapped in :class:`~label_tools.io.ArraySource`.
+    scribbles : ndarray of uint8, shape (H, W)
+        0 = unlabelled, k = class k-1. Pixels outside the image's valid area are ignored.
+    n_classes : int
+        K, the number of classes (scribble values 1..K).
+    settings : Settings
+    classifier : estimator, optional
+        Unfitted scikit-learn style classifier; default :func:`label_tools.unary.default_classifier`.
+    class_names : sequence of str, optional
+        For error messages.
+    progress : callable(stage: str, done: int, total: int), optional
+        Called as work advances.
+
+    Returns
+    -------
+    Result
+    """
+    settings = settings.validate()
+    src = image if isinstance(image, ImageSource) else ArraySource(image)
+    H, W = src.shape
+    scribbles = np.asarray(scribbles)
+    if scribbles.shape != (H, W):
+        raise InputError(f"scribbles: expected shape {(H, W)} (the image's), got {scribbles.shape}")
+    if scribbles.max(initial=0) > n_classes:
+        raise InputError(f"scribbles hold value {int(scribbles.max())} but there are only {n_classes} classes")
+    progress = progress or (lambda stage, done, total: None)
+    timings = {}
+    scale = settings.scale if settings.scale is not None else auto_scale((H, W), settings.auto_pixels)
+    shape = scaled_shape((H, W), scale)
+    grid = _Grid(src, shape, settings.sigmas)
+    n_feat = feat_mod.n_features(getattr(src, "feature_count", src.count), grid.sigmas)
+    side = _tile_side(n_feat, grid.halo, settings.tile_mb)
+    grid_tiles = tiles(shape, side)
+
+    # 1. training samples from the tiles that hold scribbles
+    t0 = time.perf_counter()
+    small = downscale(scribbles, shape, n_classes)
+    buf = unary.SampleBuffer(n_classes, max_per_class=settings.max_samples_per_class, seed=settings.seed)
+    cache_ok = shape[0] * shape[1] * n_feat * 4 <= 2 * settings.tile_mb * 2**20
+    cache = {}
+    for i, t in enumerate(grid_tiles):
+        r0, r1, c0, c1 = t.inner
+        s = small[r0:r1, c0:c1]
+        if not s.any() and not cache_ok:
+            continue
+        f = grid.features(t.inner)
+        if cache_ok:
+            cache[i] = f
+        v = grid.valid(t.inner)
+        m = s > 0 if v is None else (s > 0) & v
+        if m.any():
+            buf.add(f[m], s[m].astype(np.int64) - 1)
+        progress("features", i + 1, len(grid_tiles))
+    X, y = buf.arrays()
+    timings["features"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    clf = unary.fit(X, y, classifier=classifier, class_names=class_names)
+    timings["fit"] = time.perf_counter() - t0
+    del X, y
+
+    # 2. unary per feature tile
+    probs = np.empty((n_classes, shape[0], shape[1]), np.float32)
+    t0 = time.perf_counter()
+    for i, t in enumerate(grid_tiles):
+        f = cache.pop(i) if i in cache else grid.features(t.inner)
+        r0, r1, c0, c1 = t.inner
+        probs[:, r0:r1, c0:c1] = unary.predict_proba(clf, f, n_classes)
+        del f
+        progress("classify", i + 1, len(grid_tiles))
+    timings["predict"] = time.perf_counter() - t0
+
+    # 3. dense CRF on large overlapping tiles, blended with the forest
+    t0 = time.perf_counter()
+    params = settings.crf.scaled(min(grid.rc))
+    if settings.crf_weight > 0 and params.n_iter > 0:
+        probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress)
+    timings["crf"] = time.perf_counter() - t0
+
+    # 4. full-resolution labels
+    t0 = time.perf_counter()
+    labels = upsample_labels(src, probs, progress=progress)
+    timings["upsample"] = time.perf_counter() - t0
+    return Result(labels, probs, scale, buf.counts.copy(), clf, timings)
+
+
+def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, progress=None) -> np.ndarray:
+    """Full-resolution labels from grid probabilities.
+
+    Parameters
+    ----------
+    src : ImageSource
+        The full-resolution image (guide for the edges, and its no-data mask).
+    probs : ndarray of float32, shape (K, h, w)
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W): argmax class, 255 where the source has no data.
+    """
+    H, W = src.shape
+    k, h, w = probs.shape
+    labels = np.empty((H, W), np.uint8)
+    if (h, w) == (H, W):
+        labels[...] = probs.argmax(axis=0)
+        if src.has_nodata:
+            labels[~src.read_valid()] = NODATA
+        return labels
+    import cv2
+
+    sr, sc = h / H, w / W
+    radius = max(2, int(round(1.0 / min(sr, sc))))
+    margin = radius * 2 + 2
+    full_tiles = tiles((H, W), tile, margin)
+    for i, t in enumerate(full_tiles):
+        R0, R1, C0, C1 = t.outer
+        guide = src.read_display(t.outer).astype(np.float32).mean(axis=2) / 255.0
+        # grid coordinate of full-res pixel centre x: (x + 0.5) * s - 0.5
+        pr0 = max(int(math.floor((R0 + 0.5) * sr - 0.5)) - 1, 0)
+        pr1 = min(int(math.ceil((R1 + 0.5) * sr - 0.5)) + 2, h)
+        pc0 = max(int(math.floor((C0 + 0.5) * sc - 0.5)) - 1, 0)
+        pc1 = min(int(math.ceil((C1 + 0.5) * sc - 0.5)) + 2, w)
+        m = np.array([[sc, 0, (C0 + 0.5) * sc - 0.5 - pc0], [0, sr, (R0 + 0.5) * sr - 0.5 - pr0]], np.float32)
+        size = (C1 - C0, R1 - R0)
+        up = np.empty((k, R1 - R0, C1 - C0), np.float32)
+        for j in range(k):
+            pj = np.ascontiguousarray(probs[j, pr0:pr1, pc0:pc1])
+            up[j] = cv2.warpAffine(pj, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                   borderMode=cv2.BORDER_REPLICATE)
+        sharp = guided_filter(guide, up, radius=radius, eps=1e-3)
+        lab = sharp.argmax(axis=0).astype(np.uint8)
+        labels[t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]] = lab[t.crop]
+        if src.has_nodata:
+            v = src.read_valid(t.inner)
+            labels[t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]][~v] = NODATA
+        if progress:
+            progress("upsample", i + 1, len(full_tiles))
+    return labels
+
+
+def guided_filter(guide, maps, *, radius: int, eps: float) -> np.ndarray:
+    """Edge-aware smoothing of ``maps`` steered by ``guide`` (He, Sun & Tang, guided filter).
+
+    Parameters
+    ----------
+    guide : ndarray of float32, shape (H, W), values in [0, 1]
+    maps : ndarray of float32, shape (K, H, W)
+    radius : int
+        Box radius in pixels.
+    eps : float
+        Regularisation: larger = smoother, less edge-following.
+
+    Returns
+    -------
+    ndarray of float32, shape (K, H, W)
+    """
+    import cv2
+
+    ksize = (2 * radius + 1, 2 * radius + 1)
+
+    def box(x):
+        return cv2.boxFilter(x, -1, ksize, borderType=cv2.BORDER_REFLECT)
+
+    mean_i = box(guide)
+    var_i = box(guide * guide) - mean_i * mean_i
+    out = np.empty_like(maps)
+    for j in range(maps.shape[0]):
+        p = maps[j]
+        mean_p = box(p)
+        a = (box(guide * p) - mean_i * mean_p) / (var_i + eps)
+        b = mean_p - a * mean_i
+        out[j] = box(a) * guide + box(b)
+    return out

@@ -1,0 +1,149 @@
+"""The unary: a pixel classifier fitted on the scribbled pixels, giving per-pixel class probabilities.
+
+The classifier is passed in (any scikit-learn style object with ``fit`` and ``predict_proba``);
+:func:`default_classifier` is the one place that builds the default random forest.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+MAX_SAMPLES_PER_CLASS = 10_000
+
+
+def default_classifier(*, n_estimators: int = 48, max_depth: int | None = 16, random_state: int = 0, n_jobs: int = -1):
+    """Random forest with balanced class weights: the default pixel classifier."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(
+        n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=2, max_features="sqrt",
+        class_weight="balanced", n_jobs=n_jobs, random_state=random_state)
+
+
+class SampleBuffer:
+    """Training samples gathered tile by tile, at most ``max_per_class`` kept per class.
+
+    Keeps a seeded uniform random subset of each class's pixels (reservoir sampling by random keys),
+    so memory stays bounded however much the user scribbles.
+    """
+
+    def __init__(self, n_classes: int, *, max_per_class: int = MAX_SAMPLES_PER_CLASS, seed: int = 0):
+        self.n_classes = n_classes
+        self.max_per_class = max_per_class
+        self.rng = np.random.default_rng(seed)
+        self._x = [None] * n_classes
+        self._key = [None] * n_classes
+        self.counts = np.zeros(n_classes, np.int64)  # pixels seen per class, kept or not
+
+    def add(self, features, labels):
+        """Add samples.
+
+        Parameters
+        ----------
+        features : ndarray of float32, shape (N, F)
+        labels : ndarray of int, shape (N,)
+            0-based class ids.
+        """
+        for k in np.unique(labels):
+            k = int(k)
+            x = features[labels == k]
+            key = self.rng.random(len(x))
+            self.counts[k] += len(x)
+            if self._x[k] is not None:
+                x = np.concatenate([self._x[k], x])
+                key = np.concatenate([self._key[k], key])
+            if len(x) > self.max_per_class:
+                keep = np.argpartition(key, self.max_per_class)[: self.max_per_class]
+                x, key = x[keep], key[keep]
+            self._x[k], self._key[k] = x, key
+
+    def arrays(self):
+        """-> (X float32 (N, F), y int64 (N,)) of everything kept."""
+        xs = [x for x in self._x if x is not None]
+        if not xs:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+        ys = [np.full(len(x), k, np.int64) for k, x in enumerate(self._x) if x is not None]
+        return np.concatenate(xs), np.concatenate(ys)
+
+
+def fit(features, labels, *, classifier=None, class_names=None):
+    """Fit the pixel classifier.
+
+    Parameters
+    ----------
+    features : ndarray of float32, shape (N, F)
+    labels : ndarray of int, shape (N,)
+        0-based class ids; at least two distinct classes.
+    classifier : estimator, optional
+        Unfitted scikit-learn style classifier; default :func:`default_classifier`.
+    class_names : sequence of str, optional
+        Used in the error message only.
+
+    Returns
+    -------
+    The fitted classifier.
+    """
+    present = np.unique(labels)
+    if len(present) < 2:
+        names = [class_names[int(k)] if class_names else str(int(k) + 1) for k in present]
+        raise InputError(
+            f"scribbles cover {len(present)} class{'es' if len(present) != 1 else ''} ({', '.join(names) or 'none'}); "
+            "scribble at least two classes so the model has something to tell apart")
+    clf = default_classifier() if classifier is None else classifier
+    clf.fit(features, labels)
+    return clf
+
+
+def predict_proba(classifier, features, n_classes: int) -> np.ndarray:
+    """Class probabilities of every pixel.
+
+    Parameters
+    ----------
+    classifier : fitted estimator
+    features : ndarray of float32, shape (H, W, F)
+    n_classes : int
+        Total classes K; classes the classifier never saw get probability 0.
+
+    Returns
+    -------
+    ndarray of float32, shape (K, H, W)
+    """
+    h, w, f = features.shape
+    try:
+        p = classifier.predict_proba(features.reshape(-1, f))
+    except ValueError as e:
+        if "features" in str(e):
+            raise InputError(
+                f"the model expects a different number of features than the image gives ({f}): "
+                "use the same sigmas and bands as when the model was fitted") from e
+        raise
+    out = np.zeros((n_classes, h * w), np.float32)
+    out[np.asarray(classifier.classes_, int)] = p.T
+    return out.reshape(n_classes, h, w)
+
+
+def save_model(path: str, classifier, *, meta: dict):
+    """Save a fitted classifier with the settings needed to apply it again (sigmas, bands, classes)."""
+    import pickle
+
+    from .files import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump({"format": "label_tools-model-1", "classifier": classifier, "meta": dict(meta)}, f)
+
+
+def load_model(path: str):
+    """-> (classifier, meta) saved by :func:`save_model`. Only load files you made: pickle runs code."""
+    import pickle
+
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f)
+    except FileNotFoundError:
+        raise InputError(f"model file {path!r} does not exist") from None
+    except Exception as e:
+        raise InputError(f"model file {path!r} cannot be read ({e})") from None
+    if not isinstance(obj, dict) or obj.get("format") != "label_tools-model-1":
+        raise InputError(f"model file {path!r} is not a label_tools model")
+    return obj["classifier"], obj["meta"]

@@ -1,0 +1,260 @@
+"""Outputs of a labelling run, each written atomically (temp file + rename).
+
+File names follow dl_tools, whose users' scripts look for them:
+
+==========================  ==============================================================
+``<stem>_mres.png``         figure: image | image + scribbles | image + labels, with a legend
+``<stem>_mres_label.png``   uint8 grey, value = class id (0-based), 255 = no-data
+``<stem>_mres.mat``         ``sparse``, ``class``, ``labels``, ``colors``, ``preds``
+``<stem>_report.txt``       class proportions, times, settings, versions
+``<stem>_mres_geo.tif``     GeoTIFF input only: uint8, class id + 1, 0 = no-data, colour table
+==========================  ==============================================================
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+import numpy as np
+
+from .files import atomic_path
+
+OVERLAY_MAX_SIDE = 1600  # longest side of each figure panel, pixels
+NODATA = 255
+
+
+def output_paths(outdir: str, stem: str, *, geotiff: bool = False) -> dict:
+    """Paths of every file a run writes, by kind: overlay, label, mat, report (and geotiff)."""
+    p = {
+        "overlay": os.path.join(outdir, f"{stem}_mres.png"),
+        "label": os.path.join(outdir, f"{stem}_mres_label.png"),
+        "mat": os.path.join(outdir, f"{stem}_mres.mat"),
+        "report": os.path.join(outdir, f"{stem}_report.txt"),
+    }
+    if geotiff:
+        p["geotiff"] = os.path.join(outdir, f"{stem}_mres_geo.tif")
+    return p
+
+
+def write_label_png(path: str, labels):
+    """Single-channel uint8 PNG of ``labels`` (H, W): class ids, 255 = no-data."""
+    import cv2
+
+    a = np.ascontiguousarray(labels, np.uint8)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(tmp, a):
+            raise OSError(f"could not write {path!r}")
+
+
+def colorize(labels, colors) -> np.ndarray:
+    """labels uint8 (H, W) -> RGB uint8 (H, W, 3) in the class colours; no-data black."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[: len(colors)] = colors
+    return lut[labels]
+
+
+def _shrink(a, shape, nearest):
+    import cv2
+
+    if a.shape[:2] == tuple(shape):
+        return a
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
+    return cv2.resize(a, (shape[1], shape[0]), interpolation=interp)
+
+
+def overlay_shape(shape, max_side=OVERLAY_MAX_SIDE):
+    h, w = shape
+    f = min(1.0, max_side / max(h, w))
+    return max(1, int(round(h * f))), max(1, int(round(w * f)))
+
+
+def write_overlay(path: str, image_rgb, scribbles, labels, classes, *, alpha: float = 0.45, title: str = ""):
+    """Figure of three panels and a legend, as PNG.
+
+    Parameters
+    ----------
+    image_rgb : ndarray of uint8, shape (h, w, 3)
+        The image, already reduced to figure size (see :func:`overlay_shape`).
+    scribbles : ndarray of uint8, shape (H, W)
+        Full-size scribbles (reduced here with per-class max so thin strokes stay visible).
+    labels : ndarray of uint8, shape (H, W)
+    classes : label_tools.classes.Classes
+    """
+    import cv2
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    h, w = image_rgb.shape[:2]
+    if scribbles.shape != (h, w):
+        # max-pool per class so 1-px strokes survive the reduction; dilate them for visibility
+        fy, fx = scribbles.shape[0] / h, scribbles.shape[1] / w
+        k = max(1, int(np.ceil(max(fy, fx))))
+        scr = cv2.dilate(scribbles, np.ones((k, k), np.uint8)) if k > 1 else scribbles
+        scr = _shrink(scr, (h, w), nearest=True)
+    else:
+        scr = scribbles
+    lab = _shrink(labels, (h, w), nearest=True)
+    img = image_rgb.astype(np.float32)
+    col = colorize(lab, classes.colors).astype(np.float32)
+    blend = img * (1 - alpha) + col * alpha
+    blend[lab == NODATA] = img[lab == NODATA]
+    withscr = img.copy()
+    m = scr > 0
+    withscr[m] = colorize(scr - 1, classes.colors)[m]
+    panels = [(image_rgb, "image"), (withscr.astype(np.uint8), "scribbles"), (blend.astype(np.uint8), "labels")]
+    aspect = w / h
+    fig = Figure(figsize=(min(3 * 5 * aspect, 24), 5 + 0.9), dpi=max(100, int(w / (5 * aspect) + 0.5)))
+    axes = fig.subplots(1, 3)
+    for ax, (im, name) in zip(axes, panels):
+        ax.imshow(im, interpolation="nearest")
+        ax.set_title(name, fontsize=10)
+        ax.set_axis_off()
+    handles = [Patch(facecolor=c, edgecolor="k", label=n) for n, c in zip(classes.names, classes.hex_colors)]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 8), fontsize=9, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.12, wspace=0.03)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def write_mat(path: str, *, scribbles, labels, classes, probs):
+    """MATLAB file read back by ``scipy.io.loadmat``.
+
+    Keys: ``sparse`` uint8 (H, W) scribbles, 0 = unlabelled, k = class k (1-based); ``class``
+    uint8 (H, W) labels, 0-based, 255 = no-data; ``labels`` cell of the K class names; ``colors``
+    uint8 (K, 3) RGB; ``preds`` float32 (K, h, w) class probabilities on the CRF grid.
+    """
+    from scipy.io import savemat
+
+    data = {
+        "sparse": np.ascontiguousarray(scribbles, np.uint8),
+        "class": np.ascontiguousarray(labels, np.uint8),
+        "labels": np.array(list(classes.names), dtype=object),
+        "colors": np.asarray(classes.colors, np.uint8),
+        "preds": np.asarray(probs, np.float32),
+    }
+    with atomic_path(path) as tmp:
+        savemat(tmp, data, do_compression=True)
+
+
+def class_counts(labels, n_classes: int) -> np.ndarray:
+    """Pixels per class (int64, shape (K,)), no-data excluded; counted in row blocks to stay small."""
+    counts = np.zeros(256, np.int64)
+    step = max(1, 4_000_000 // max(labels.shape[1], 1))
+    for r in range(0, labels.shape[0], step):
+        counts += np.bincount(labels[r: r + step].ravel(), minlength=256)
+    return counts[:n_classes]
+
+
+def versions() -> dict:
+    import cv2
+    import scipy
+    import sklearn
+
+    from . import __version__
+
+    out = {"label_tools": __version__, "python": platform.python_version(), "numpy": np.__version__,
+           "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "opencv": cv2.__version__}
+    try:
+        from importlib.metadata import version
+
+        out["pydensecrf2"] = version("pydensecrf2")
+    except Exception:
+        pass
+    try:
+        import rasterio
+
+        out["rasterio"] = rasterio.__version__
+        out["gdal"] = rasterio.__gdal_version__
+    except Exception:
+        pass
+    return out
+
+
+def write_report(path: str, *, image_path, shape, classes, labels, annotation_seconds, processing_seconds,
+                 settings: dict, georef=None, n_bands=None, extra: dict | None = None):
+    """Plain-text report: one line per class ``<name>: <fraction> (<pixels> px)``, fractions summing to 1.
+
+    With a projected CRS (``georef``), each class line adds its area in m² and ha.
+    """
+    counts = class_counts(labels, len(classes))
+    total = int(counts.sum())
+    lines = ["label_tools report", "", f"image: {os.path.abspath(image_path)}",
+             f"size: {shape[1]} x {shape[0]} px (width x height)" + (f", {n_bands} band(s)" if n_bands else "")]
+    nodata = int(labels.size - total)
+    if nodata:
+        lines.append(f"no-data: {nodata} px (excluded from the fractions)")
+    area = None
+    if georef is not None:
+        lines.append(f"crs: {georef.crs.to_string() if georef.crs is not None else 'none'}")
+        lines.append(f"transform: {tuple(georef.transform)[:6]}")
+        px = georef.pixel_area()
+        f = georef.linear_units_factor
+        if px is not None and f is not None:
+            area = px * f * f  # square metres per pixel
+    lines += ["", "classes (fraction of labelled pixels):"]
+    for name, c in zip(classes.names, counts):
+        frac = c / total if total else 0.0
+        line = f"{name}: {frac:.6f} ({int(c)} px)"
+        if area is not None:
+            line += f" {c * area:.1f} m2 {c * area / 1e4:.4f} ha"
+        lines.append(line)
+    lines += ["", f"annotation time: {annotation_seconds:.1f} s", f"processing time: {processing_seconds:.1f} s"]
+    for k, v in (extra or {}).items():
+        lines.append(f"{k}: {v}")
+    lines += ["", "settings:"] + [f"  {k}: {v}" for k, v in settings.items()]
+    lines += ["", "versions:"] + [f"  {k}: {v}" for k, v in versions().items()]
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def write_geotiff(path: str, labels, georef, classes, *, block: int = 512):
+    """One-band uint8 GeoTIFF on the source's grid: class id + 1, 0 = no-data.
+
+    The profile is the source's with only what differs changed (driver, count, dtype, nodata,
+    compression, tiling), so CRS, transform, width and height are kept exactly. A colour table
+    and the class names (band metadata and a GDAL ``.aux.xml`` category list) go with it.
+
+    Parameters
+    ----------
+    labels : ndarray of uint8, shape (H, W)
+        0-based class ids, 255 = no-data.
+    georef : label_tools.io.Georef
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    prof = dict(georef.profile)
+    for k in ("blockxsize", "blockysize", "interleave", "photometric", "compress", "predictor", "tiled"):
+        prof.pop(k, None)
+    prof.update(driver="GTiff", count=1, dtype="uint8", nodata=0, compress="deflate", tiled=True,
+                blockxsize=256, blockysize=256, photometric="palette")
+    h, w = labels.shape
+    if (prof["height"], prof["width"]) != (h, w):
+        raise ValueError(f"labels {labels.shape} do not match the raster's {prof['height']} x {prof['width']}")
+    lut = np.zeros(256, np.uint8)
+    lut[: len(classes)] = np.arange(1, len(classes) + 1)  # id -> id + 1; 255 (no-data) -> 0
+    cmap = {0: (0, 0, 0, 0)}
+    cmap.update({i + 1: tuple(int(v) for v in c) + (255,) for i, c in enumerate(classes.colors)})
+    with atomic_path(path) as tmp:
+        with rasterio.open(tmp, "w", **prof) as dst:
+            for r in range(0, h, block):
+                rows = labels[r: r + block]
+                dst.write(lut[rows][None], window=Window(0, r, w, rows.shape[0]))
+            dst.write_colormap(1, cmap)
+            dst.set_band_description(1, "class id + 1 (0 = no-data)")
+            dst.update_tags(1, **{f"CLASS_{i + 1}": n for i, n in enumerate(classes.names)})
+            dst.update_tags(CLASS_NAMES=",".join(classes.names), SOFTWARE="label_tools")
+    _write_category_aux(path + ".aux.xml", ["no-data"] + list(classes.names))
+
+
+def _write_category_aux(path, names):
+    """GDAL PAM sidecar with the band's category names (GeoTIFF has no tag for them)."""
+    from xml.sax.saxutils import escape
+
+    cats = "".join(f"      <Category>{escape(n)}</Category>\n" for n in names)
+    xml = ('<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n' + cats
+           + "    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n")
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write(xml)
