@@ -197,8 +197,11 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     scribbles = np.asarray(scribbles)
     if scribbles.shape != (H, W):
         raise InputError(f"scribbles: expected shape {(H, W)} (the image's), got {scribbles.shape}")
-    if scribbles.max(initial=0) > n_classes:
-        raise InputError(f"scribbles hold value {int(scribbles.max())} but there are only {n_classes} classes")
+    counts = np.bincount(scribbles.ravel(), minlength=256)
+    if counts[n_classes + 1:].any():
+        raise InputError(f"scribbles hold value {int(np.nonzero(counts)[0].max())} but there are only {n_classes} classes")
+    if np.count_nonzero(counts[1:]) < 2:  # checked again on valid pixels when fitting
+        unary.fit(None, np.nonzero(counts[1:])[0], class_names=class_names)
     progress = progress or (lambda stage, done, total: None)
     timings = {}
     scale = settings.scale if settings.scale is not None else auto_scale((H, W), settings.auto_pixels)

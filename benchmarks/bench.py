@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""Quality, speed and memory of label-image beside naive baselines, in one run on this machine.
+
+Baselines (each in its own process, like the CLI):
+  rf      skimage ``multiscale_basic_features`` (sigma 1..16) + scikit-learn
+          ``RandomForestClassifier(n_estimators=50, max_depth=10)`` at full resolution, no CRF
+  rf_crf  the same forest's probabilities -> pydensecrf at full resolution (Gaussian sxy 3 compat 3,
+          bilateral sxy 80 srgb 13 compat 10, 5 iterations)
+  cli     ``label-image IMAGE --scribbles S -o DIR`` with default settings
+
+Quality: mean IoU (classes present in the mask; 255 ignored) from synthetic scribbles
+(``label_tools.synthetic``, ~1 % of pixels). Speed/memory: whole-process wall time and peak RSS
+(``wait4``) on a real image mirror-tiled to 1, 4 and 12 megapixels.
+
+  python benchmarks/bench.py quality --data ../shared/data --max-images 4
+  python benchmarks/bench.py speed --data ../shared/data --sizes 1,4,12
+"""
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATASETS = ["camvid_segnet", "drosophila_vnc_sstem", "grabcut", "he_nuclei_miccai", "isbi2012_em_membranes",
+            "obx_coastal_aerial", "s2_slovenia_lulc"]
+
+
+# ----------------------------------------------------------------------------- data
+def read_any(path):
+    if path.lower().endswith((".tif", ".tiff")):
+        import rasterio
+
+        with rasterio.open(path) as ds:
+            return np.moveaxis(ds.read(), 0, -1)
+    from PIL import Image
+
+    return np.array(Image.open(path))
+
+
+def mask_classes(path):
+    """Mask -> int class ids, -1 = ignore (255); instance / {0,255} masks -> background/foreground."""
+    m = read_any(path)
+    m = m[..., 0] if m.ndim == 3 else m
+    vals = np.unique(m)
+    if len(vals) > 32 or set(vals.tolist()) <= {0, 255} and len(vals) == 2:
+        return (m > 0).astype(np.int32)
+    out = m.astype(np.int32)
+    out[m == 255] = -1
+    return out
+
+
+def cases(data, name, max_images):
+    imgs = sorted(glob.glob(os.path.join(data, name, "images", "*")))[:max_images]
+    out = []
+    for ip in imgs:
+        st = os.path.splitext(os.path.basename(ip))[0]
+        mp = glob.glob(os.path.join(data, name, "masks", st + ".*"))
+        if mp:
+            out.append((ip, mp[0]))
+    return out
+
+
+def miou(pred, mask):
+    v = mask >= 0
+    ious = []
+    for c in np.unique(mask[v]):
+        p, g = (pred == c) & v, mask == c
+        ious.append((p & g).sum() / max((p | g).sum(), 1))
+    return float(np.mean(ious))
+
+
+# ----------------------------------------------------------------------------- one method in a fresh process
+WORKER = r'''
+import sys, time, json, numpy as np
+method, img_path, scr_path, n, out = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+sys.path.insert(0, {here!r})
+from bench import read_any, baseline_input
+img = baseline_input(read_any(img_path))
+scr = read_any(scr_path)
+from skimage.feature import multiscale_basic_features
+from sklearn.ensemble import RandomForestClassifier
+t0 = time.perf_counter()
+f = multiscale_basic_features(img, intensity=True, edges=True, texture=True, sigma_min=1, sigma_max=16,
+                              channel_axis=-1 if img.ndim == 3 else None)
+m = scr > 0
+clf = RandomForestClassifier(n_estimators=50, max_depth=10, n_jobs=-1, random_state=0).fit(f[m], scr[m])
+H, W = scr.shape
+p = clf.predict_proba(f.reshape(-1, f.shape[-1]))
+del f
+sm = np.zeros((n, H * W), np.float32)
+sm[clf.classes_ - 1] = p.T
+del p
+if method == "rf_crf":
+    import pydensecrf.densecrf as dcrf
+    rgb = img if img.ndim == 3 else np.dstack([img] * 3)
+    rgb = np.ascontiguousarray((rgb[..., :3] * 255).clip(0, 255).astype(np.uint8)) if rgb.dtype != np.uint8 else np.ascontiguousarray(rgb[..., :3])
+    d = dcrf.DenseCRF2D(W, H, n)
+    d.setUnaryEnergy(np.ascontiguousarray(-np.log(np.clip(sm, 1e-6, None)), dtype=np.float32))
+    d.addPairwiseGaussian(sxy=3, compat=3)
+    d.addPairwiseBilateral(sxy=80, srgb=13, rgbim=rgb, compat=10)
+    sm = np.array(d.inference(5), np.float32)
+np.save(out, sm.argmax(0).reshape(H, W).astype(np.uint8))
+'''
+
+
+def baseline_input(a):
+    """What the baselines see: uint8 images as they are; other dtypes robustly scaled to [0, 1] float."""
+    if a.dtype == np.uint8:
+        return a[..., :3] if a.ndim == 3 and a.shape[2] == 4 else a
+    a = a.astype(np.float32)
+    lo, hi = np.percentile(a.reshape(-1, a.shape[-1]) if a.ndim == 3 else a.ravel(), (0.5, 99.5), axis=0)
+    return np.clip((a - lo) / np.maximum(hi - lo, 1e-9), 0, 1).astype(np.float32)
+
+
+def run_process(cmd, timeout=3600):
+    """-> (returncode, wall seconds, peak RSS MB, stderr tail) of a command run in a fresh process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, ru = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, time.perf_counter() - t0, ru.ru_maxrss / 1024, err.decode(errors="replace")[-800:]
+
+
+def run_method(method, img_path, scr_path, n, work):
+    if method == "cli":
+        out = os.path.join(work, "cli_out")
+        cmd = [os.path.join(os.path.dirname(sys.executable), "label-image"), img_path, "--scribbles", scr_path,
+               "-o", out, "--overwrite", "-q"]
+        code, sec, mb, err = run_process(cmd)
+        if code:
+            raise RuntimeError(err)
+        st = os.path.splitext(os.path.basename(img_path))[0]
+        return read_any(os.path.join(out, st + "_mres_label.png")), sec, mb
+    out = os.path.join(work, method + ".npy")
+    script = os.path.join(work, "worker.py")
+    with open(script, "w") as f:
+        f.write(WORKER.format(here=HERE))
+    code, sec, mb, err = run_process([sys.executable, script, method, img_path, scr_path, str(n), out])
+    if code:
+        raise RuntimeError(err)
+    return np.load(out), sec, mb
+
+
+def write_png(path, a):
+    from PIL import Image
+
+    Image.fromarray(a).save(path)
+
+
+# ----------------------------------------------------------------------------- commands
+def quality(args):
+    from label_tools.synthetic import synthetic_scribbles
+
+    methods = args.methods.split(",")
+    rows = {}
+    for name in args.only.split(",") if args.only else DATASETS:
+        scores = {m: [] for m in methods}
+        for ip, mp in cases(args.data, name, args.max_images):
+            mask = mask_classes(mp)
+            n = int(mask.max()) + 1
+            scr = synthetic_scribbles(mask, fraction=args.fraction, seed=args.seed)
+            with tempfile.TemporaryDirectory() as work:
+                sp = os.path.join(work, "scribbles.png")
+                write_png(sp, scr)
+                for m in methods:
+                    pred, sec, mb = run_method(m, ip, sp, n, work)
+                    scores[m].append(miou(pred.astype(np.int32), mask))
+            print(name, os.path.basename(ip), {m: round(v[-1], 3) for m, v in scores.items()}, flush=True)
+        rows[name] = {m: float(np.mean(v)) for m, v in scores.items() if v}
+    print("\n| dataset | " + " | ".join(methods) + " |\n|---|" + "---|" * len(methods))
+    for name, r in rows.items():
+        best = max(r.get(m, 0) for m in methods if m != "cli")
+        cells = [f"{r[m]:.3f}" + (" ✓" if m == "cli" and r[m] >= best else "") for m in methods]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    if args.json:
+        json.dump(rows, open(args.json, "w"), indent=1)
+
+
+def tile_to(a, shape):
+    """Mirror-tile ``a`` to ``shape`` (H, W): same object scale, more objects."""
+    h, w = shape
+    out = a
+    while out.shape[0] < h or out.shape[1] < w:
+        out = np.concatenate([out, out[::-1]], 0) if out.shape[0] < h else out
+        out = np.concatenate([out, out[:, ::-1]], 1) if out.shape[1] < w else out
+    return np.ascontiguousarray(out[:h, :w])
+
+
+def speed(args):
+    from label_tools.synthetic import synthetic_scribbles
+
+    ip, mp = cases(args.data, "obx_coastal_aerial", 1)[0]
+    img, mask = read_any(ip), mask_classes(mp)
+    n = int(mask.max()) + 1
+    print(f"image: {ip} ({img.shape[1]} x {img.shape[0]}) mirror-tiled")
+    print("\n| MP | method | wall s | peak RSS MB | mIoU |\n|---|---|---|---|---|")
+    for mpx in [float(s) for s in args.sizes.split(",")]:
+        h = int(round((mpx * 1e6 * img.shape[0] / img.shape[1]) ** 0.5))
+        w = int(round(mpx * 1e6 / h))
+        im, mk = tile_to(img, (h, w)), tile_to(mask, (h, w))
+        scr = synthetic_scribbles(mk, fraction=args.fraction, seed=args.seed)
+        with tempfile.TemporaryDirectory() as work:
+            ipath, spath = os.path.join(work, "img.png"), os.path.join(work, "scribbles.png")
+            write_png(ipath, im)
+            write_png(spath, scr)
+            for m in args.methods.split(","):
+                pred, sec, mb = run_method(m, ipath, spath, n, work)
+                print(f"| {mpx:g} | {m} | {sec:.1f} | {mb:.0f} | {miou(pred.astype(np.int32), mk):.3f} |", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("quality")
+    q.add_argument("--max-images", type=int, default=4)
+    q.add_argument("--only", default="")
+    q.add_argument("--methods", default="rf,rf_crf,cli")
+    q.add_argument("--json")
+    s = sub.add_parser("speed")
+    s.add_argument("--sizes", default="1,4,12")
+    s.add_argument("--methods", default="rf,cli")
+    for p in (q, s):
+        p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
+        p.add_argument("--fraction", type=float, default=0.01)
+        p.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    {"quality": quality, "speed": speed}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+import os
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get("LABEL_TOOLS_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+SAMPLE = os.path.join(ROOT, "sample_data")
+
+
+def shared(*parts):
+    """Path into the shared real-data folder; skips the test when it is not there."""
+    p = os.path.join(SHARED, *parts)
+    if not os.path.exists(p):
+        pytest.skip(f"shared data not found: {p} (set LABEL_TOOLS_SHARED_DATA)")
+    return p
+
+
+def make_scene(h=96, w=140, seed=0):
+    """Non-square RGB test scene: three regions of distinct colour and texture + their mask.
+
+    Returns (image uint8 (h, w, 3), mask int (h, w) with ids 0..2).
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = np.zeros((h, w), int)
+    mask[xx > w * 0.55] = 1
+    mask[((yy - h * 0.3) / 0.5) ** 2 + (xx - w * 0.25) ** 2 < (min(h, w) * 0.2) ** 2] = 2  # a flat ellipse
+    base = np.array([[40, 90, 160], [190, 170, 110], [60, 150, 60]], float)
+    img = base[mask] + rng.normal(0, 18, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8), mask
+
+
+def scene_scribbles(mask, seed=0):
+    from label_tools.synthetic import synthetic_scribbles
+
+    return synthetic_scribbles(mask, fraction=0.03, seed=seed)
+
+
+@pytest.fixture
+def scene():
+    return make_scene()

@@ -1,0 +1,174 @@
+"""The command run as a user runs it, then every file it wrote reopened and checked."""
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.io import loadmat
+
+from conftest import make_scene, scene_scribbles
+from label_tools.cli import main
+
+NAMES = ["water", "sand", "grass"]
+
+
+@pytest.fixture
+def job(tmp_path):
+    img, mask = make_scene(80, 130)
+    d = tmp_path / "in"
+    d.mkdir()
+    Image.fromarray(img).save(d / "scene.png")
+    Image.fromarray(scene_scribbles(mask)).save(d / "scene_scribbles.png")
+    (d / "classes.txt").write_text("\n".join(NAMES) + "\n\n")
+    (d / "colors.txt").write_text("blue\n#e0c080\ntab:green\n")
+    return d, mask
+
+
+def run(args, capsys=None):
+    code = main([str(a) for a in args])
+    return code
+
+
+def files(d):
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def test_all_outputs_read_back(job, tmp_path, capsys):
+    d, mask = job
+    out = tmp_path / "out"
+    code = run([d / "scene.png", "--scribbles", d / "scene_scribbles.png", "--labels", d / "classes.txt",
+                "--colors", d / "colors.txt", "-o", out, "-s", "0.5"])
+    assert code == 0
+    assert files(out) == ["scene_mres.mat", "scene_mres.png", "scene_mres_label.png", "scene_report.txt"]
+
+    lab = np.array(Image.open(out / "scene_mres_label.png"))
+    assert lab.dtype == np.uint8 and lab.shape == (80, 130)
+    assert set(np.unique(lab)) <= {0, 1, 2} and (lab == mask).mean() > 0.93
+
+    m = loadmat(out / "scene_mres.mat")
+    assert m["sparse"].dtype == np.uint8 and m["sparse"].shape == (80, 130)
+    np.testing.assert_array_equal(m["sparse"], np.array(Image.open(d / "scene_scribbles.png")))
+    assert m["class"].dtype == np.uint8
+    np.testing.assert_array_equal(m["class"], lab)
+    assert [str(np.ravel(x)[0]) for x in np.ravel(m["labels"])] == NAMES
+    np.testing.assert_array_equal(m["colors"], [[0, 0, 255], [224, 192, 128], [44, 160, 44]])
+    assert m["preds"].dtype == np.float32 and m["preds"].shape == (3, 40, 65)
+    np.testing.assert_allclose(m["preds"].sum(0), 1, atol=1e-3)
+
+    rep = (out / "scene_report.txt").read_text()
+    fr = {}
+    for line in rep.splitlines():
+        for n in NAMES:
+            if line.startswith(n + ": "):
+                f, px = line[len(n) + 2:].split(" (")
+                fr[n] = (float(f), int(px.split()[0]))
+    assert sum(f for f, _ in fr.values()) == pytest.approx(1, abs=1e-5)
+    assert [px for _, px in fr.values()] == [int((lab == k).sum()) for k in range(3)]
+    assert "annotation time: 0.0 s" in rep and "processing time:" in rep and "scikit-learn:" in rep
+    assert "scale (-s): 0.5" in rep
+
+    ov = np.array(Image.open(out / "scene_mres.png"))
+    assert ov.ndim == 3 and ov.shape[1] > ov.shape[0]
+    assert (np.abs(ov[..., :3].astype(int) - [0, 0, 255]).sum(-1) < 10).any()  # water scribble colour drawn
+
+
+def test_no_labels_file_names_from_scribbles(job, tmp_path):
+    d, _ = job
+    out = tmp_path / "o"
+    assert run([d / "scene.png", "--scribbles", d / "scene_scribbles.png", "-o", out]) == 0
+    m = loadmat(out / "scene_mres.mat")
+    assert [str(np.ravel(x)[0]) for x in np.ravel(m["labels"])] == ["class1", "class2", "class3"]
+
+
+def test_default_output_beside_image_and_overwrite(job):
+    d, _ = job
+    args = [d / "scene.png", "--scribbles", d / "scene_scribbles.png", "--labels", d / "classes.txt"]
+    assert run(args) == 0
+    label = d / "scene_mres_label.png"
+    before = label.stat().st_mtime_ns
+    assert run(args) == 2  # refuses to overwrite
+    assert label.stat().st_mtime_ns == before
+    assert run(args + ["--overwrite"]) == 0
+    assert not [f for f in files(d) if ".part" in f]
+
+
+def test_rgb_scribbles_via_colours(job, tmp_path):
+    d, mask = job
+    from label_tools.classes import read_colors
+    from label_tools.scribbles import scribbles_to_rgba
+
+    cols = read_colors(str(d / "colors.txt"))
+    scr = np.array(Image.open(d / "scene_scribbles.png"))
+    rgb = scribbles_to_rgba(scr, cols)[..., :3]
+    Image.fromarray(rgb).save(d / "painted.png")
+    out = tmp_path / "o"
+    assert run([d / "scene.png", "--scribbles", d / "painted.png", "--labels", d / "classes.txt",
+                "--colors", d / "colors.txt", "-o", out]) == 0
+    np.testing.assert_array_equal(loadmat(out / "scene_mres.mat")["sparse"], scr)
+
+
+BAD = {
+    "missing image": (lambda d: [d / "nope.png", "--scribbles", d / "scene_scribbles.png"], "nope.png"),
+    "unreadable image": (lambda d: [d / "classes.txt", "--scribbles", d / "scene_scribbles.png"], "cannot be read"),
+    "scribble size": (lambda d: [d / "scene.png", "--scribbles", d / "small.png"], "but the image is 130 x 80"),
+    "one class": (lambda d: [d / "scene.png", "--scribbles", d / "one.png"], "at least two classes"),
+    "value without class": (lambda d: [d / "scene.png", "--scribbles", d / "scene_scribbles.png",
+                                       "--labels", d / "two.txt"], "only 2 classes"),
+    "count mismatch": (lambda d: [d / "scene.png", "--scribbles", d / "scene_scribbles.png",
+                                  "--labels", d / "classes.txt", "--colors", d / "twocol.txt"], "2 colours"),
+    "unknown colour": (lambda d: [d / "scene.png", "--scribbles", d / "scene_scribbles.png",
+                                  "--labels", d / "classes.txt", "--colors", d / "badcol.txt"], "not a colour"),
+    "scale too big": (lambda d: [d / "scene.png", "--scribbles", d / "scene_scribbles.png", "-s", "1.5"],
+                      "-s/--scale"),
+    "scale zero": (lambda d: [d / "scene.png", "--scribbles", d / "scene_scribbles.png", "-s", "0"], "-s/--scale"),
+    "window small": (lambda d: [d / "scene.png", "--scribbles", d / "scene_scribbles.png", "-w", "15"],
+                     "-w/--window"),
+    "output not writable": (lambda d: [d / "scene.png", "--scribbles", d / "scene_scribbles.png",
+                                       "-o", d / "ro" if os.geteuid() else "/proc"], "not writable"),
+    "output is a file": (lambda d: [d / "scene.png", "--scribbles", d / "scene_scribbles.png",
+                                    "-o", d / "classes.txt"], "is a file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_one_line_exit_2_nothing_written(job, case, capsys):
+    d, mask = job
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(d / "small.png")
+    one = np.zeros(mask.shape, np.uint8)
+    one[10:20, 10:20] = 1
+    Image.fromarray(one).save(d / "one.png")
+    (d / "two.txt").write_text("a\nb\n")
+    (d / "twocol.txt").write_text("red\nblue\n")
+    (d / "badcol.txt").write_text("red\nblue\nbluish-ish\n")
+    ro = d / "ro"
+    ro.mkdir()
+    ro.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    before = files(d) + files(ro)
+    args, expect = BAD[case]
+    with pytest.raises(SystemExit) if case in ("scale too big", "scale zero", "window small") else _noop() as e:
+        code = run(args(d))
+    if e is not None:
+        code = e.value.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith("label-image: error:")
+    assert expect in err
+    assert files(d) + files(ro) == before
+
+
+class _noop:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def test_console_script_help_is_fast_and_lists_options():
+    r = subprocess.run([sys.executable, "-m", "label_tools.cli", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0
+    for opt in ("--scribbles", "--labels", "--colors", "-w", "-s", "-o", "--overwrite", "--crf-weight", "--sigmas"):
+        assert opt in r.stdout

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+from sklearn.tree import DecisionTreeClassifier
+
+from conftest import make_scene, scene_scribbles
+from label_tools.crf import CRFParams
+from label_tools.errors import InputError, OptionError
+from label_tools.io import ArraySource
+from label_tools.pipeline import NODATA, Settings, guided_filter, segment
+
+
+def accuracy(labels, mask):
+    return (labels == mask).mean()
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.5, 0.3])
+@pytest.mark.parametrize("crf_weight", [0.0, 0.5, 1.0])
+def test_recovers_regions_non_square(scale, crf_weight):
+    img, mask = make_scene(90, 150)
+    scr = scene_scribbles(mask)
+    r = segment(img, scr, n_classes=3, settings=Settings(scale=scale, crf_weight=crf_weight, sigmas=(1, 2, 4)))
+    assert r.labels.shape == (90, 150) and r.labels.dtype == np.uint8
+    assert r.probs.shape == (3, round(90 * scale), round(150 * scale)) and r.probs.dtype == np.float32
+    assert accuracy(r.labels, mask) > 0.95
+    np.testing.assert_allclose(r.probs.sum(0), 1, atol=1e-3)
+
+
+def test_absent_class_never_predicted():
+    img, mask = make_scene()
+    scr = scene_scribbles(mask)
+    scr[scr == 3] = 0
+    scr[scr == 2] = 4  # class 3 (id 2) has no scribbles; class 4 (id 3) takes its place
+    r = segment(img, scr, n_classes=4, settings=Settings(sigmas=(1, 2)))
+    assert not (r.labels == 2).any() and r.samples[2] == 0
+
+
+def test_classifier_is_passed_in():
+    img, mask = make_scene()
+    clf = DecisionTreeClassifier(max_depth=8, min_samples_leaf=5, random_state=0)
+    r = segment(img, scene_scribbles(mask), n_classes=3, classifier=clf, settings=Settings(crf_weight=0))
+    assert r.classifier is clf and accuracy(r.labels, mask) > 0.9
+
+
+def test_nodata_excluded_and_marked():
+    img, mask = make_scene()
+    valid = np.ones(mask.shape, bool)
+    valid[:, :20] = False
+    img[~valid] = 0
+    scr = scene_scribbles(mask)
+    src = ArraySource(img, valid=valid)
+    for scale in (1.0, 0.5):
+        r = segment(src, scr, n_classes=3, settings=Settings(scale=scale, sigmas=(1, 2)))
+        assert (r.labels[~valid] == NODATA).all()
+        assert accuracy(r.labels[valid], mask[valid]) > 0.93
+
+
+def test_tiled_equals_single_tile_at_full_scale():
+    """Feature tiling must not change the forest's output (tiles carry a halo)."""
+    img, mask = make_scene(120, 170)
+    scr = scene_scribbles(mask)
+    kw = dict(n_classes=3, classifier=None)
+    one = segment(img, scr, settings=Settings(crf_weight=0, sigmas=(1, 2)), **kw)
+    many = segment(img, scr, settings=Settings(crf_weight=0, sigmas=(1, 2), tile_mb=0.05), **kw)
+    np.testing.assert_allclose(one.probs, many.probs, atol=1e-5)
+
+
+def test_upsampled_edges_follow_image():
+    """At scale 0.25 the label edge lands on the image edge, not on the coarse 4-px grid."""
+    h, w = 64, 96
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, 37:] = 220  # edge at column 37, not a multiple of 4
+    mask = (np.arange(w)[None, :] >= 37).repeat(h, 0).astype(int)
+    scr = np.zeros((h, w), np.uint8)
+    scr[10:50, 5:25] = 1
+    scr[10:50, 60:90] = 2
+    r = segment(img, scr, n_classes=2, settings=Settings(scale=0.25, sigmas=(1,), crf_weight=0))
+    assert (r.labels == mask).mean() > 0.995
+
+
+def test_guided_filter_preserves_constant():
+    g = np.random.default_rng(0).random((20, 30)).astype(np.float32)
+    maps = np.full((2, 20, 30), 0.3, np.float32)
+    np.testing.assert_allclose(guided_filter(g, maps, radius=2, eps=1e-3), maps, atol=1e-5)
+
+
+def test_errors():
+    img, mask = make_scene()
+    scr = scene_scribbles(mask)
+    with pytest.raises(InputError, match="expected shape"):
+        segment(img, scr[:-1], n_classes=3)
+    with pytest.raises(InputError, match="value 3 but there are only 2"):
+        segment(img, scr, n_classes=2)
+    with pytest.raises(OptionError, match="-s/--scale"):
+        segment(img, scr, n_classes=3, settings=Settings(scale=1.5))
+    with pytest.raises(OptionError, match="--crf-weight"):
+        segment(img, scr, n_classes=3, settings=Settings(crf_weight=2))
+    only = np.where(scr == 1, 1, 0).astype(np.uint8)
+    with pytest.raises(InputError, match="at least two classes"):
+        segment(img, only, n_classes=3)
+
+
+def test_crf_iterations_zero_is_forest_only():
+    img, mask = make_scene()
+    scr = scene_scribbles(mask)
+    a = segment(img, scr, n_classes=3, settings=Settings(crf_weight=0, sigmas=(1, 2)))
+    b = segment(img, scr, n_classes=3, settings=Settings(crf=CRFParams(n_iter=0), sigmas=(1, 2)))
+    np.testing.assert_array_equal(a.labels, b.labels)

@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+from sklearn.tree import DecisionTreeClassifier
+
+from label_tools import unary
+from label_tools.crf import CRFParams, refine
+from label_tools.errors import InputError
+
+
+def test_sample_buffer_bounded_and_seeded():
+    rng = np.random.default_rng(0)
+    buf = unary.SampleBuffer(3, max_per_class=50, seed=1)
+    for _ in range(4):
+        x = rng.random((100, 5)).astype(np.float32)
+        buf.add(x, np.r_[np.zeros(80, int), np.full(20, 2)])
+    X, y = buf.arrays()
+    assert np.bincount(y, minlength=3).tolist() == [50, 0, 50]
+    assert buf.counts.tolist() == [320, 0, 80]
+    assert X.shape == (100, 5)
+
+
+def test_fit_needs_two_classes():
+    with pytest.raises(InputError, match="1 class .*water.*at least two classes"):
+        unary.fit(np.zeros((5, 2), np.float32), np.zeros(5, int), class_names=["water", "land"])
+
+
+def test_predict_proba_absent_class_zero():
+    X = np.array([[0.0], [1.0], [0.1], [0.9]], np.float32)
+    clf = unary.fit(X, np.array([0, 2, 0, 2]), classifier=DecisionTreeClassifier(random_state=0))
+    p = unary.predict_proba(clf, np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4, 1), 3)
+    assert p.shape == (3, 3, 4) and p.dtype == np.float32
+    assert (p[1] == 0).all() and np.allclose(p.sum(0), 1)
+    assert p[0, 0, 0] == 1 and p[2, -1, -1] == 1
+
+
+def test_crf_cleans_noisy_unary_non_square():
+    """Two colour halves with a noisy unary: the CRF output agrees with the colours far better."""
+    h, w = 30, 50
+    rng = np.random.default_rng(0)
+    truth = np.zeros((h, w), int)
+    truth[:, 20:] = 1
+    img = np.where(truth[..., None] == 1, 200, 40).astype(np.uint8).repeat(3, axis=2)
+    p1 = np.where(truth == 1, 0.65, 0.35) + rng.normal(0, 0.25, (h, w))
+    p1 = np.clip(p1, 0.01, 0.99)
+    probs = np.stack([1 - p1, p1]).astype(np.float32)
+    q = refine(probs, img, params=CRFParams(n_iter=5, bilateral_sxy=20))
+    assert q.shape == (2, h, w) and q.dtype == np.float32
+    np.testing.assert_allclose(q.sum(0), 1, atol=1e-4)
+    before = (probs.argmax(0) == truth).mean()
+    after = (q.argmax(0) == truth).mean()
+    assert before < 0.9 and after > 0.99
+
+
+def test_crf_bad_image_shape():
+    with pytest.raises(ValueError, match=r"expected uint8 of shape \(4, 6, 3\)"):
+        refine(np.ones((2, 4, 6), np.float32), np.zeros((6, 4, 3), np.uint8))
