@@ -91,7 +91,7 @@ class ImageSource:
         return False
 
     # subclasses implement _read_raw(window, out_shape) -> float32 (h, w, count) and _read_valid
-    def _read_raw(self, window, out_shape):
+    def _read_raw(self, window, out_shape, resampling="average"):
         raise NotImplementedError
 
     def _read_valid(self, window, out_shape):
@@ -107,7 +107,7 @@ class ImageSource:
             raise ValueError(f"empty window {window} for an image of {self.height} x {self.width}")
         return (r0, r1, c0, c1)
 
-    def read(self, window=None, *, out_shape=None) -> np.ndarray:
+    def read(self, window=None, *, out_shape=None, resampling="average") -> np.ndarray:
         """Feature bands of a window, scaled robustly.
 
         Parameters
@@ -115,7 +115,10 @@ class ImageSource:
         window : tuple of int (row0, row1, col0, col1), optional
             Half-open pixel window at full resolution; clipped to the image. Default: whole image.
         out_shape : tuple of int (h, w), optional
-            Resample the window to this shape (area averaging when shrinking).
+            Resample the window to this shape.
+        resampling : {"average", "nearest"}
+            How to shrink: area averaging, or picking pixels (much faster on large rasters; for
+            quick overviews).
 
         Returns
         -------
@@ -123,7 +126,7 @@ class ImageSource:
             Each band mapped so its 0.5th..99.5th percentiles become 0..1 (uint8 bands: value / 255).
             No-data pixels are 0.
         """
-        raw = self._read_raw(self._norm_window(window), out_shape)
+        raw = self._read_raw(self._norm_window(window), out_shape, resampling)
         out = (raw - self._lo) / (self._hi - self._lo)
         np.clip(out, -0.5, 1.5, out=out)
         valid = self.read_valid(window, out_shape=out_shape)
@@ -135,9 +138,9 @@ class ImageSource:
         """bool (h, w): True where the pixel holds data; None when the image has no no-data."""
         return self._read_valid(self._norm_window(window), out_shape)
 
-    def read_display(self, window=None, *, out_shape=None) -> np.ndarray:
+    def read_display(self, window=None, *, out_shape=None, resampling="average") -> np.ndarray:
         """uint8 RGB (h, w, 3) for display and the CRF's colour kernel (grey images are repeated)."""
-        x = self.read(window, out_shape=out_shape)[..., list(self._display)]
+        x = ImageSource.read(self, window, out_shape=out_shape, resampling=resampling)[..., list(self._display)]
         if x.shape[-1] == 1:
             x = np.repeat(x, 3, axis=-1)
         return np.ascontiguousarray(np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8))
@@ -193,10 +196,10 @@ class ArraySource(ImageSource):
     def has_nodata(self) -> bool:
         return self.valid is not None
 
-    def _read_raw(self, window, out_shape):
+    def _read_raw(self, window, out_shape, resampling="average"):
         r0, r1, c0, c1 = window
         x = self.array[r0:r1, c0:c1].astype(np.float32)
-        return _resample(x, out_shape)
+        return _resample(x, out_shape, nearest=resampling == "nearest")
 
     def _read_valid(self, window, out_shape):
         if self.valid is None:
@@ -300,15 +303,9 @@ class RasterSource(ImageSource):
         m = self.ds.dataset_mask(window=self._window(window), **kw)
         return m > 0
 
-    def read(self, window=None, *, out_shape=None):
-        x = super().read(window, out_shape=out_shape)
+    def read(self, window=None, *, out_shape=None, resampling="average"):
+        x = super().read(window, out_shape=out_shape, resampling=resampling)
         return x[..., : self._n_feat] if self._n_feat < self.count else x
-
-    def read_display(self, window=None, *, out_shape=None):
-        x = ImageSource.read(self, window, out_shape=out_shape)[..., list(self._display)]
-        if x.shape[-1] == 1:
-            x = np.repeat(x, 3, axis=-1)
-        return np.ascontiguousarray(np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8))
 
     def close(self):
         self.ds.close()
@@ -335,7 +332,7 @@ def _display_bands(bands, n, path):
     return tuple(b)
 
 
-def _resample(x, out_shape):
+def _resample(x, out_shape, nearest=False):
     """float32 (h, w, C) -> (out_shape..., C), area averaging when shrinking, bilinear when growing."""
     if out_shape is None or tuple(out_shape) == x.shape[:2]:
         return x
@@ -343,6 +340,8 @@ def _resample(x, out_shape):
 
     h, w = int(out_shape[0]), int(out_shape[1])
     interp = cv2.INTER_AREA if h <= x.shape[0] and w <= x.shape[1] else cv2.INTER_LINEAR
+    if nearest:
+        interp = cv2.INTER_NEAREST
     chans = [cv2.resize(np.ascontiguousarray(x[..., i]), (w, h), interpolation=interp) for i in range(x.shape[2])]
     return np.stack(chans, axis=-1)
 

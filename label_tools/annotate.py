@@ -1,0 +1,477 @@
+"""The annotation windows (OpenCV highgui): the only module that opens a window.
+
+Two windows: an overview of the whole image with the current window outlined and every scribble
+so far, and the annotation window showing the current w x w window at full resolution, scaled
+to fit the screen. Mouse and key events are turned into calls on :class:`label_tools.session.Session`;
+after every stroke the scribbles are saved, so a crash or kill loses nothing.
+
+OpenCV was chosen over matplotlib: its window draws a 1000 x 1000 frame in milliseconds (matplotlib
+redraws a figure in tens to hundreds), keeps the pixel grid 1:1 with no axes or toolbar to mis-map
+clicks, and its key and mouse callbacks are the same on every platform.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+
+from . import session as sess
+from .errors import InputError
+from .tiling import annotation_windows
+
+log = logging.getLogger("label_tools")
+
+WIN_OVERVIEW = "label_tools overview"
+WIN_ANNOTATE = "label_tools annotate"
+NODATA = 255
+
+HELP = [
+    "left drag   paint the current class",
+    "Esc/Enter   next class (after the last: next window)",
+    "Z           undo the last stroke",
+    "+ / -       brush size",
+    "1-9         jump to class",
+    "B           back to the previous window",
+    "S           skip this window",
+    "P           preview labels from the scribbles so far",
+    "H           this help",
+    "Q           finish now and compute",
+]
+
+
+# ---------------------------------------------------------------------------- display availability, dialogs
+def has_display() -> bool:
+    """True where a window can open (an X or Wayland display, or a non-Linux desktop)."""
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def _tk_root():
+    import tkinter
+
+    root = tkinter.Tk()
+    root.withdraw()
+    return root
+
+
+def screen_size() -> tuple:
+    """(width, height) of the screen in pixels; 1280 x 800 if it cannot be told."""
+    try:
+        root = _tk_root()
+        w, h = root.winfo_screenwidth(), root.winfo_screenheight()
+        root.destroy()
+        return int(w), int(h)
+    except Exception:
+        return 1280, 800
+
+
+def ask_file(what: str, *, option: str, filetypes=None) -> str:
+    """Ask for a file with a dialog, as dl_tools did. Raises InputError without a display or on cancel."""
+    if not has_display():
+        raise InputError(f"no {what} given and no display to ask for it: pass {option} on the command line")
+    try:
+        from tkinter import filedialog
+
+        root = _tk_root()
+        path = filedialog.askopenfilename(title=f"label_tools: choose the {what}", filetypes=filetypes or [])
+        root.destroy()
+    except Exception as e:
+        raise InputError(f"no {what} given and the file dialog failed ({e}): pass {option}") from None
+    if not path:
+        raise InputError(f"no {what} chosen: pass {option} on the command line")
+    return path
+
+
+def ask_missing_class_files(args):
+    """Annotator runs: ask for a missing labels or colours file (cancel the colours dialog for defaults)."""
+    if not has_display():
+        raise InputError("no display for the annotation window: pass --scribbles FILE to label without a window")
+    if args.labels is None:
+        args.labels = ask_file("labels file (class names, one per line)", option="--labels",
+                               filetypes=[("text", "*.txt"), ("all", "*")])
+    if args.colors is None:
+        try:
+            args.colors = ask_file("colours file (one colour per class; cancel for defaults)", option="--colors",
+                                   filetypes=[("text", "*.txt"), ("all", "*")])
+        except InputError:
+            args.colors = None
+
+
+def ask_resume(path: str) -> bool:
+    """Ask whether to resume from an existing scribble file (Yes = resume)."""
+    try:
+        from tkinter import messagebox
+
+        root = _tk_root()
+        ans = messagebox.askyesno("label_tools", f"Scribbles from an earlier session exist:\n{path}\n\nResume from them?")
+        root.destroy()
+        return bool(ans)
+    except Exception:
+        if sys.stdin and sys.stdin.isatty():
+            return input(f"resume from {path}? [Y/n] ").strip().lower() not in ("n", "no")
+        return True  # never drop work silently
+
+
+def show_image(path: str):
+    """Show a PNG in a window until a key is pressed or the window is closed."""
+    import cv2
+
+    if not has_display():
+        log.warning("no display: not showing %s", path)
+        return
+    img = cv2.imread(path)
+    sw, sh = screen_size()
+    f = min(1.0, 0.9 * sw / img.shape[1], 0.85 * sh / img.shape[0])
+    if f < 1:
+        img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+    cv2.namedWindow("label_tools result", cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+    cv2.imshow("label_tools result", img)
+    while cv2.getWindowProperty("label_tools result", cv2.WND_PROP_VISIBLE) >= 1:
+        if cv2.waitKey(100) != -1:
+            break
+    cv2.destroyAllWindows()
+
+
+# ---------------------------------------------------------------------------- helpers (pure)
+def walkable_windows(overview_rgb, overview_valid, shape, size):
+    """Annotation windows that are worth showing: not uniform and not all no-data.
+
+    Parameters
+    ----------
+    overview_rgb : ndarray of uint8, shape (h, w, 3)
+        Decimated image.
+    overview_valid : ndarray of bool, shape (h, w), or None
+    shape : tuple (H, W)
+        Full image shape.
+    size : int
+        Window side.
+
+    Returns
+    -------
+    list of tuple (row0, row1, col0, col1), full-resolution.
+    """
+    h, w = overview_rgb.shape[:2]
+    fy, fx = h / shape[0], w / shape[1]
+    out = []
+    for win in annotation_windows(shape, size):
+        r0, r1, c0, c1 = win
+        a0, a1 = int(r0 * fy), max(int(np.ceil(r1 * fy)), int(r0 * fy) + 1)
+        b0, b1 = int(c0 * fx), max(int(np.ceil(c1 * fx)), int(c0 * fx) + 1)
+        patch = overview_rgb[a0:a1, b0:b1]
+        if overview_valid is not None:
+            v = overview_valid[a0:a1, b0:b1]
+            if not v.any():
+                continue
+            patch = patch[v]
+        if patch.size and np.ptp(patch.reshape(-1, 3), axis=0).max() == 0:
+            continue
+        out.append(win)
+    return out
+
+
+def reduce_labels(labels, out_shape):
+    """Shrink a label array for display keeping thin strokes (max-pool, then nearest)."""
+    import cv2
+
+    h, w = out_shape
+    k = int(np.ceil(max(labels.shape[0] / max(h, 1), labels.shape[1] / max(w, 1))))
+    lab = cv2.dilate(labels, np.ones((k, k), np.uint8)) if k > 1 else labels
+    return cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def paint_labels(rgb, labels, colors, *, alpha=1.0, skip=(0,), offset=1):
+    """Draw ``labels`` over ``rgb`` (in place) in class colours; value v -> colour v - offset."""
+    lut = np.zeros((256, 3), np.uint8)
+    for v in range(256):
+        c = v - offset
+        if 0 <= c < len(colors):
+            lut[v] = colors[c]
+    m = ~np.isin(labels, skip)
+    if alpha >= 1:
+        rgb[m] = lut[labels[m]]
+    else:
+        rgb[m] = (rgb[m] * (1 - alpha) + lut[labels[m]] * alpha).astype(np.uint8)
+    return rgb
+
+
+# ---------------------------------------------------------------------------- the annotator
+class Annotator:
+    """The two windows around a Session."""
+
+    def __init__(self, src, classes, session, *, outdir, stem, preview=None, seconds_before=0.0):
+        import cv2
+
+        self.cv2 = cv2
+        self.src, self.classes, self.s = src, classes, session
+        self.outdir, self.stem = outdir, stem
+        self.preview = preview
+        self.seconds_before = seconds_before
+        self.model_seconds = 0.0
+        self.show_help = False
+        self.show_preview = False
+        self._preview_labels = None
+        self._base = None
+        self._base_window = None
+        sw, sh = screen_size()
+        self.screen = (sw, sh)
+        ov_w = int(sw * 0.3)
+        ov_h = int(sh * 0.8)
+        f = min(ov_w / src.width, ov_h / src.height, 1.0)
+        self.ov_shape = (max(1, int(src.height * f)), max(1, int(src.width * f)))
+        self.ov_img = src.read_display(out_shape=self.ov_shape, resampling="nearest")
+        self.ov_scr = reduce_labels(session.scribbles, self.ov_shape)
+        self.ann_box = (int(sw * 0.65), int(sh * 0.85))  # room for the annotation window (w, h)
+
+    # --------------------------------------------------------------- drawing
+    def _scale(self):
+        r0, r1, c0, c1 = self.s.window
+        return min(self.ann_box[0] / (c1 - c0), self.ann_box[1] / (r1 - r0), 4.0)
+
+    def _base_image(self):
+        if self._base_window != self.s.window:
+            r0, r1, c0, c1 = self.s.window
+            d = self._scale()
+            rgb = self.src.read_display(self.s.window)
+            size = (max(1, int(round((c1 - c0) * d))), max(1, int(round((r1 - r0) * d))))
+            interp = self.cv2.INTER_AREA if d < 1 else self.cv2.INTER_LINEAR
+            self._base = self.cv2.resize(rgb, size, interpolation=interp)
+            self._base_window = self.s.window
+            self._preview_labels = None
+        return self._base
+
+    def render_annotation(self):
+        cv2 = self.cv2
+        base = self._base_image()
+        h, w = base.shape[:2]
+        out = base.copy()
+        r0, r1, c0, c1 = self.s.window
+        if self.show_preview and self._preview_labels is not None:
+            lab = cv2.resize(self._preview_labels, (w, h), interpolation=cv2.INTER_NEAREST)
+            paint_labels(out, lab, self.classes.colors, alpha=0.45, skip=(NODATA,), offset=0)
+        scr = cv2.resize(np.ascontiguousarray(self.s.scribbles[r0:r1, c0:c1]), (w, h), interpolation=cv2.INTER_NEAREST)
+        paint_labels(out, scr, self.classes.colors)
+        if self.show_help:
+            self._draw_help(out)
+        cv2.imshow(WIN_ANNOTATE, out[..., ::-1])
+        cv2.setWindowTitle(WIN_ANNOTATE, f"{WIN_ANNOTATE} - {self.s.status(self.classes.names)}"
+                           + (" | preview" if self.show_preview else ""))
+
+    def _draw_help(self, out):
+        cv2 = self.cv2
+        lines = HELP + ["", "classes: " + ", ".join(f"{i + 1} {n}" for i, n in enumerate(self.classes.names[:9]))]
+        scale = 0.5
+        hh = 22 * len(lines) + 16
+        ww = min(out.shape[1], 520)
+        box = out[:hh, :ww]
+        box[:] = (box * 0.25).astype(np.uint8)
+        for i, t in enumerate(lines):
+            cv2.putText(out, t, (10, 24 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+    def render_overview(self):
+        cv2 = self.cv2
+        out = self.ov_img.copy()
+        paint_labels(out, self.ov_scr, self.classes.colors)
+        h, w = self.ov_shape
+        fy, fx = h / self.src.height, w / self.src.width
+        r0, r1, c0, c1 = self.s.window
+        cv2.rectangle(out, (int(c0 * fx), int(r0 * fy)), (max(int(c1 * fx) - 1, 0), max(int(r1 * fy) - 1, 0)),
+                      (255, 255, 0), 2)
+        cv2.imshow(WIN_OVERVIEW, out[..., ::-1])
+
+    def _update_overview_region(self, bbox):
+        h, w = self.ov_shape
+        fy, fx = h / self.src.height, w / self.src.width
+        r0, r1, c0, c1 = bbox
+        a0, a1 = int(r0 * fy), min(int(np.ceil(r1 * fy)) + 1, h)
+        b0, b1 = int(c0 * fx), min(int(np.ceil(c1 * fx)) + 1, w)
+        R0, R1 = int(a0 / fy), min(int(np.ceil(a1 / fy)), self.src.height)
+        C0, C1 = int(b0 / fx), min(int(np.ceil(b1 / fx)), self.src.width)
+        self.ov_scr[a0:a1, b0:b1] = reduce_labels(np.ascontiguousarray(self.s.scribbles[R0:R1, C0:C1]), (a1 - a0, b1 - b0))
+
+    # --------------------------------------------------------------- events
+    def on_mouse(self, event, x, y, flags, param):
+        cv2 = self.cv2
+        r0, r1, c0, c1 = self.s.window
+        d = self._scale()
+        row = min(max(r0 + (y + 0.5) / d - 0.5, r0), r1 - 1)
+        col = min(max(c0 + (x + 0.5) / d - 0.5, c0), c1 - 1)
+        if event == cv2.EVENT_LBUTTONDOWN:
+            self.s.begin_stroke(row, col)
+            self.render_annotation()
+        elif event == cv2.EVENT_MOUSEMOVE and flags & cv2.EVENT_FLAG_LBUTTON and self.s._open is not None:
+            self.s.extend_stroke(row, col)
+            self.render_annotation()
+        elif event == cv2.EVENT_LBUTTONUP:
+            if self.s.end_stroke():
+                self._update_overview_region(self.s.strokes[-1].bbox)
+                self.save()
+                self._preview_labels = None
+                if self.show_preview:
+                    self._run_preview()
+                self.render_annotation()
+                self.render_overview()
+
+    def save(self):
+        sess.save(self.s, self.outdir, self.stem, seconds=self.seconds())
+
+    def seconds(self):
+        return self.seconds_before + (time.perf_counter() - self.t_open) - self.model_seconds
+
+    def _run_preview(self):
+        if self.preview is None:
+            return
+        t0 = time.perf_counter()
+        self._preview_labels = self.preview.labels(self.s.scribbles, self.s.window)
+        self.model_seconds += time.perf_counter() - t0
+        if self._preview_labels is None:
+            log.info("preview: scribble at least two classes first")
+
+    def _leave_window(self):
+        if self.preview is not None:
+            t0 = time.perf_counter()
+            self.preview.remember(self.s.scribbles, self.s.window)
+            self.model_seconds += time.perf_counter() - t0
+
+    def on_key(self, key) -> None:
+        s = self.s
+        k = key & 0xFF if key >= 0 else -1
+        ch = chr(k).lower() if 32 <= k < 127 else ""
+        moved = False
+        if k in (27, 13, 10):
+            before = s.window_index
+            if s.class_index + 1 >= s.n_classes:
+                self._leave_window()
+            s.next_class()
+            moved = s.window_index != before
+        elif ch == "z":
+            if s.undo():
+                self.ov_scr = reduce_labels(s.scribbles, self.ov_shape)
+                self.save()
+                self._preview_labels = None
+                if self.show_preview:
+                    self._run_preview()
+        elif ch in ("+", "="):
+            s.change_brush(+1 if s.brush < 10 else +max(1, s.brush // 5))
+        elif ch in ("-", "_"):
+            s.change_brush(-1 if s.brush <= 10 else -max(1, s.brush // 6))
+        elif ch.isdigit() and ch != "0":
+            s.set_class(int(ch))
+        elif ch == "b":
+            self._leave_window()
+            moved = s.previous_window()
+        elif ch == "s":
+            self._leave_window()
+            s.next_window()
+            moved = True
+        elif ch == "p":
+            self.show_preview = not self.show_preview
+            if self.show_preview and self._preview_labels is None:
+                self._run_preview()
+        elif ch == "h":
+            self.show_help = not self.show_help
+        elif ch == "q":
+            self._leave_window()
+            s.finish()
+        else:
+            return
+        if moved:
+            self.save()
+        else:
+            sess.save_state_only(s, self.outdir, self.stem, seconds=self.seconds())
+        if not s.done:
+            self.render_annotation()
+            self.render_overview()
+
+    # --------------------------------------------------------------- loop
+    def run(self):
+        cv2 = self.cv2
+        flags = cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL
+        cv2.namedWindow(WIN_OVERVIEW, flags)
+        cv2.namedWindow(WIN_ANNOTATE, flags)
+        cv2.moveWindow(WIN_OVERVIEW, 0, 0)
+        cv2.moveWindow(WIN_ANNOTATE, self.ov_shape[1] + 20, 0)
+        cv2.setMouseCallback(WIN_ANNOTATE, self.on_mouse)
+        self.t_open = time.perf_counter()
+        self.render_overview()
+        self.render_annotation()
+        try:
+            while not self.s.done:
+                key = cv2.waitKeyEx(30)
+                if key != -1:
+                    self.on_key(key)
+                elif cv2.getWindowProperty(WIN_ANNOTATE, cv2.WND_PROP_VISIBLE) < 1:
+                    log.info("annotation window closed: computing with the scribbles so far")
+                    self.s.finish()
+        finally:
+            self.s.done = True
+            self.save()
+            cv2.destroyAllWindows()
+            for _ in range(5):
+                cv2.waitKey(1)
+        return self.seconds()
+
+
+def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, settings=None):
+    """Open the annotator on ``src`` and return when the user is done.
+
+    Scribbles are saved to ``<outdir>/<stem>_scribbles.png`` after every stroke (and the position
+    to ``<stem>_scribbles.json``); a later run offers to resume from them.
+
+    Parameters
+    ----------
+    src : ImageSource
+    classes : Classes
+    window : int
+        Window side in image pixels.
+    resume : bool or None
+        True: resume from an existing scribble file; False: start afresh (the old file is kept as
+        ``<stem>_scribbles.<time>.bak.png``); None: ask.
+
+    Returns
+    -------
+    scribbles : ndarray of uint8, shape (H, W)
+    seconds : float
+        Annotation time with the windows open, model time excluded, earlier sessions included.
+    """
+    if not has_display():
+        raise InputError("no display for the annotation window: pass --scribbles FILE to label without a window")
+    from .features import DEFAULT_SIGMAS
+    from .files import check_writable_dir
+    from .pipeline import Preview
+
+    check_writable_dir(outdir)
+    os.makedirs(outdir, exist_ok=True)
+    t0 = time.perf_counter()
+    ov_shape = (min(src.height, 1024), min(src.width, 1024))
+    f = min(ov_shape[0] / src.height, ov_shape[1] / src.width)
+    ov_shape = (max(1, int(src.height * f)), max(1, int(src.width * f)))
+    ov = src.read_display(out_shape=ov_shape, resampling="nearest")
+    ov_valid = src.read_valid(out_shape=ov_shape) if src.has_nodata else None
+    windows = walkable_windows(ov, ov_valid, src.shape, window)
+    previous = sess.load(outdir, stem, src.shape, len(classes))
+    scr, state, before = None, {}, 0.0
+    if previous is not None:
+        png = sess.scribble_paths(outdir, stem)[0]
+        if resume is None:
+            resume = ask_resume(png)
+        if resume:
+            scr, state = previous
+            before = float(state.get("annotation_seconds", 0.0))
+            log.info("resuming from %s", png)
+        else:
+            backup = png[:-4] + time.strftime(".%Y%m%d-%H%M%S") + ".bak.png"
+            shutil.copy2(png, backup)
+            log.info("starting afresh; earlier scribbles kept in %s", backup)
+    s = sess.Session(src.shape, len(classes), windows, scribbles=scr)
+    if state:
+        s.restore(state)
+    preview = Preview(src, len(classes), sigmas=settings.sigmas if settings is not None else DEFAULT_SIGMAS)
+    ann = Annotator(src, classes, s, outdir=outdir, stem=stem, preview=preview, seconds_before=before)
+    log.debug("annotator ready in %.2f s (%d windows)", time.perf_counter() - t0, len(windows))
+    seconds = ann.run()
+    return s.scribbles, seconds

@@ -1,0 +1,231 @@
+"""The annotator's state, apart from any window: strokes, undo, class and window cycling, brush, resume.
+
+:class:`Session` holds the scribbles as class ids in an array (never read back from displayed
+pixels) and everything the key bindings change. ``annotate.py`` only turns mouse and key events
+into calls on it and draws what it says, so all of this is tested headless.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+
+MIN_BRUSH = 1
+MAX_BRUSH = 200
+
+
+@dataclass
+class _Stroke:
+    window: int
+    bbox: tuple  # (row0, row1, col0, col1) in full-image pixels
+    before: np.ndarray  # scribble values under bbox before the stroke
+
+
+class Session:
+    """Walk windows and classes, record strokes.
+
+    Parameters
+    ----------
+    shape : tuple of int (H, W)
+        Image shape.
+    n_classes : int
+    windows : list of tuple (row0, row1, col0, col1)
+        Windows to walk, in order (uniform / no-data windows already left out).
+    scribbles : ndarray of uint8, shape (H, W), optional
+        Scribbles to start from (resume); default all 0.
+    brush : int
+        Brush radius in image pixels.
+    """
+
+    def __init__(self, shape, n_classes, windows, *, scribbles=None, brush=3):
+        if not windows:
+            raise InputError("the image has no window worth labelling: every window is uniform or no-data")
+        self.shape = tuple(shape)
+        self.n_classes = int(n_classes)
+        self.windows = list(windows)
+        self.scribbles = np.zeros(self.shape, np.uint8) if scribbles is None else np.asarray(scribbles, np.uint8).copy()
+        if self.scribbles.shape != self.shape:
+            raise InputError(f"scribbles of shape {self.scribbles.shape} do not fit an image of shape {self.shape}")
+        self.brush = int(brush)
+        self.window_index = 0
+        self.class_index = 0  # 0-based; scribble value class_index + 1
+        self.done = False
+        self.strokes: list = []
+        self._open = None  # (before-copy of the window, last point) while the mouse is down
+        self.visited = set()
+
+    # ------------------------------------------------------------------ where we are
+    @property
+    def window(self) -> tuple:
+        return self.windows[self.window_index]
+
+    def status(self, class_names=None) -> str:
+        name = class_names[self.class_index] if class_names else f"class{self.class_index + 1}"
+        return (f"{name} (class {self.class_index + 1}/{self.n_classes}) | window {self.window_index + 1}/"
+                f"{len(self.windows)} | brush {self.brush}")
+
+    # ------------------------------------------------------------------ strokes
+    def begin_stroke(self, row: float, col: float):
+        """Mouse down at image pixel (row, col), which must lie in the current window."""
+        r0, r1, c0, c1 = self.window
+        self._open = (self.scribbles[r0:r1, c0:c1].copy(), (row, col))
+        self._paint(row, col, row, col)
+
+    def extend_stroke(self, row: float, col: float):
+        """Mouse dragged to (row, col): paint the segment from the last point."""
+        if self._open is None:
+            return
+        before, (pr, pc) = self._open
+        self._paint(pr, pc, row, col)
+        self._open = (before, (row, col))
+
+    def end_stroke(self) -> bool:
+        """Mouse up. Returns True if the stroke changed any pixel (and so is undoable)."""
+        if self._open is None:
+            return False
+        before, _ = self._open
+        self._open = None
+        r0, r1, c0, c1 = self.window
+        changed = np.nonzero(self.scribbles[r0:r1, c0:c1] != before)
+        if not len(changed[0]):
+            return False
+        br0, br1 = changed[0].min(), changed[0].max() + 1
+        bc0, bc1 = changed[1].min(), changed[1].max() + 1
+        bbox = (r0 + br0, r0 + br1, c0 + bc0, c0 + bc1)
+        self.strokes.append(_Stroke(self.window_index, bbox, before[br0:br1, bc0:bc1].copy()))
+        return True
+
+    def _paint(self, ra, ca, rb, cb):
+        """Paint the segment (ra, ca)-(rb, cb) with a disk brush of diameter 2 * brush - 1 px."""
+        import cv2
+
+        r0, r1, c0, c1 = self.window
+        rad = self.brush - 1
+        ya, xa, yb, xb = (int(round(v)) for v in (ra, ca, rb, cb))
+        # local box around the segment, clipped to the window
+        y0, y1 = max(min(ya, yb) - rad, r0), min(max(ya, yb) + rad + 1, r1)
+        x0, x1 = max(min(xa, xb) - rad, c0), min(max(xa, xb) + rad + 1, c1)
+        if y1 <= y0 or x1 <= x0:
+            return
+        # draw on a canvas padded by the radius so the brush is round at the window edge too
+        canvas = np.zeros((y1 - y0 + 2 * rad, x1 - x0 + 2 * rad), np.uint8)
+        cv2.line(canvas, (xa - x0 + rad, ya - y0 + rad), (xb - x0 + rad, yb - y0 + rad), 1, 1, lineType=cv2.LINE_8)
+        if rad:
+            yy, xx = np.ogrid[-rad: rad + 1, -rad: rad + 1]
+            canvas = cv2.dilate(canvas, (xx * xx + yy * yy <= rad * rad).astype(np.uint8))
+        m = canvas[rad: rad + y1 - y0, rad: rad + x1 - x0] > 0
+        self.scribbles[y0:y1, x0:x1][m] = self.class_index + 1
+
+    def undo(self) -> bool:
+        """Remove the last stroke only (in whichever window it was drawn). False if none."""
+        if not self.strokes:
+            return False
+        s = self.strokes.pop()
+        r0, r1, c0, c1 = s.bbox
+        self.scribbles[r0:r1, c0:c1] = s.before
+        return True
+
+    # ------------------------------------------------------------------ keys
+    def next_class(self) -> str:
+        """Esc/Enter: next class; after the last, the next window; after the last window, done.
+
+        Returns "class", "window" or "done".
+        """
+        if self.class_index + 1 < self.n_classes:
+            self.class_index += 1
+            return "class"
+        return self.next_window()
+
+    def next_window(self) -> str:
+        """S (skip) or the end of a window's classes: go to the next window, first class."""
+        self.visited.add(self.window_index)
+        self.class_index = 0
+        if self.window_index + 1 < len(self.windows):
+            self.window_index += 1
+            return "window"
+        self.done = True
+        return "done"
+
+    def previous_window(self) -> bool:
+        """B: back to the previous window (first class). False at the first window."""
+        if self.window_index == 0:
+            return False
+        self.window_index -= 1
+        self.class_index = 0
+        return True
+
+    def set_class(self, k: int) -> bool:
+        """Keys 1-9: jump to class k (1-based). False if there is no such class."""
+        if 1 <= k <= self.n_classes:
+            self.class_index = k - 1
+            return True
+        return False
+
+    def change_brush(self, delta: int):
+        """+/-: brush radius, kept within 1..200."""
+        self.brush = int(min(max(self.brush + delta, MIN_BRUSH), MAX_BRUSH))
+
+    def finish(self):
+        """Q: stop now; compute with the scribbles that exist."""
+        self.done = True
+
+    # ------------------------------------------------------------------ persistence
+    def state(self) -> dict:
+        return {"window_index": self.window_index, "class_index": self.class_index, "brush": self.brush,
+                "n_windows": len(self.windows), "shape": list(self.shape), "done": self.done}
+
+    def restore(self, state: dict):
+        """Put the session back where a saved :meth:`state` left it (window, class, brush)."""
+        if state.get("shape") and tuple(state["shape"]) != self.shape:
+            return
+        if state.get("n_windows") == len(self.windows):
+            self.window_index = int(min(max(state.get("window_index", 0), 0), len(self.windows) - 1))
+            self.class_index = int(min(max(state.get("class_index", 0), 0), self.n_classes - 1))
+        self.brush = int(min(max(state.get("brush", self.brush), MIN_BRUSH), MAX_BRUSH))
+
+
+def scribble_paths(outdir: str, stem: str) -> tuple:
+    """(scribble PNG, position JSON) where the annotator keeps its work."""
+    return os.path.join(outdir, f"{stem}_scribbles.png"), os.path.join(outdir, f"{stem}_scribbles.json")
+
+
+def save(session: Session, outdir: str, stem: str, *, seconds: float = 0.0):
+    """Save scribbles and position atomically (called after every stroke and every move)."""
+    from .files import atomic_path
+    from .scribbles import save_scribbles
+
+    png, js = scribble_paths(outdir, stem)
+    save_scribbles(png, session.scribbles)
+    with atomic_path(js) as tmp, open(tmp, "w") as f:
+        json.dump(dict(session.state(), annotation_seconds=round(seconds, 3)), f)
+
+
+def load(outdir: str, stem: str, shape, n_classes):
+    """-> (scribbles, state dict) saved by :func:`save`, or None if there is nothing to resume."""
+    from .scribbles import read_scribbles
+
+    png, js = scribble_paths(outdir, stem)
+    if not os.path.exists(png):
+        return None
+    scr = read_scribbles(png, shape, n_classes=n_classes)
+    state = {}
+    if os.path.exists(js):
+        try:
+            with open(js) as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            state = {}
+    return scr, state
+
+
+def save_state_only(session: Session, outdir: str, stem: str, *, seconds: float = 0.0):
+    """Save only the position (cheap; after key presses that change no scribble)."""
+    from .files import atomic_path
+
+    js = scribble_paths(outdir, stem)[1]
+    with atomic_path(js) as tmp, open(tmp, "w") as f:
+        json.dump(dict(session.state(), annotation_seconds=round(seconds, 3)), f)
