@@ -32,7 +32,7 @@ class CRFParams:
     gauss_compat: float = 3.0
     bilateral_sxy: float = 60.0
     bilateral_srgb: float = 13.0
-    bilateral_compat: float = 10.0
+    bilateral_compat: float = 5.0
 
     def scaled(self, scale: float) -> "CRFParams":
         """The same kernels expressed on a grid downscaled by ``scale`` (widths of at least 1 px)."""

@@ -145,9 +145,12 @@ class ImageSource:
             x = np.repeat(x, 3, axis=-1)
         return np.ascontiguousarray(np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8))
 
-    def _set_stretch(self, sample: np.ndarray, valid: np.ndarray | None):
-        """Robust per-band scaling from a (decimated) float sample of shape (h, w, count)."""
-        if self.dtype == "uint8":
+    def _set_stretch(self, sample: np.ndarray, valid: np.ndarray | None, *, robust_uint8: bool = False):
+        """Robust per-band scaling from a (decimated) float sample of shape (h, w, count).
+
+        uint8 photos keep their look (value / 255) unless ``robust_uint8``; rasters are always stretched.
+        """
+        if self.dtype == "uint8" and not robust_uint8:
             self._lo = np.zeros(self.count, np.float32)
             self._hi = np.full(self.count, 255, np.float32)
             return
@@ -262,7 +265,7 @@ class RasterSource(ImageSource):
         valid = self._read_valid(None, small)
         if valid is not None and not valid.any():
             raise InputError(f"image {path!r} holds only no-data pixels: nothing to label")
-        self._set_stretch(sample, valid)
+        self._set_stretch(sample, valid, robust_uint8=True)
 
     @property
     def feature_count(self) -> int:

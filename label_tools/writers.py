@@ -229,7 +229,7 @@ def write_geotiff(path: str, labels, georef, classes, *, block: int = 512):
     for k in ("blockxsize", "blockysize", "interleave", "photometric", "compress", "predictor", "tiled"):
         prof.pop(k, None)
     prof.update(driver="GTiff", count=1, dtype="uint8", nodata=0, compress="deflate", tiled=True,
-                blockxsize=256, blockysize=256, photometric="palette")
+                blockxsize=256, blockysize=256)
     h, w = labels.shape
     if (prof["height"], prof["width"]) != (h, w):
         raise ValueError(f"labels {labels.shape} do not match the raster's {prof['height']} x {prof['width']}")
@@ -239,10 +239,10 @@ def write_geotiff(path: str, labels, georef, classes, *, block: int = 512):
     cmap.update({i + 1: tuple(int(v) for v in c) + (255,) for i, c in enumerate(classes.colors)})
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **prof) as dst:
+            dst.write_colormap(1, cmap)  # before the pixels: GDAL sets the palette tag only then
             for r in range(0, h, block):
                 rows = labels[r: r + block]
                 dst.write(lut[rows][None], window=Window(0, r, w, rows.shape[0]))
-            dst.write_colormap(1, cmap)
             dst.set_band_description(1, "class id + 1 (0 = no-data)")
             dst.update_tags(1, **{f"CLASS_{i + 1}": n for i, n in enumerate(classes.names)})
             dst.update_tags(CLASS_NAMES=",".join(classes.names), SOFTWARE="label_tools")
