@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--window", type=_window, default=500, metavar="W",
                    help="annotation window side in image pixels (default 500; >= 16)")
     p.add_argument("-s", "--scale", type=_scale, default=None, metavar="S", help=(
-        "scale in (0, 1] at which the model and CRF run (default auto: 1 up to 1 megapixel, smaller "
-        "beyond so the model grid stays near 1 MP); labels always come out at full resolution"))
+        "scale in (0, 1] at which the model and CRF run (default auto: 1 up to 0.5 megapixel, smaller "
+        "beyond so the model grid stays near 0.5 MP); labels always come out at full resolution"))
     p.add_argument("--sigmas", type=_float_list, default=None, metavar="LIST",
                    help="feature scales in pixels (default 1,2,4,8,16)")
     p.add_argument("--crf-weight", type=_unit, default=None, metavar="X", help=(
@@ -170,7 +170,22 @@ def main(argv=None) -> int:
         return 130
 
 
+def _prefetch_imports():
+    """Import the model libraries in the background while the image is read (scikit-learn takes ~1.5 s)."""
+    import threading
+
+    def work():
+        try:
+            import pydensecrf.densecrf  # noqa: F401
+            import sklearn.ensemble  # noqa: F401
+        except Exception:  # the real import later reports any problem
+            pass
+
+    threading.Thread(target=work, daemon=True).start()
+
+
 def run(args) -> int:
+    _prefetch_imports()
     from .classes import load_classes
     from .crf import CRFParams
     from .features import DEFAULT_SIGMAS
@@ -240,13 +255,20 @@ def write_outputs(paths, src, scribbles, result, classes, *, settings, annotatio
     from . import writers
     from .io import stem
 
+    t0 = time.perf_counter()
     writers.write_label_png(paths["label"], result.labels)
-    writers.write_mat(paths["mat"], scribbles=scribbles, labels=result.labels, classes=classes, probs=result.probs)
+    preds = result.crf_probs if result.crf_probs is not None else result.probs
+    t1 = time.perf_counter()
+    writers.write_mat(paths["mat"], scribbles=scribbles, labels=result.labels, classes=classes, probs=preds)
+    t2 = time.perf_counter()
     small = writers.overlay_shape(src.shape)
     writers.write_overlay(paths["overlay"], src.read_display(out_shape=small), scribbles, result.labels, classes,
                           title=stem(src.path))
+    t3 = time.perf_counter()
     if "geotiff" in paths:
         writers.write_geotiff(paths["geotiff"], result.labels, src.georef, classes)
+    log.debug("writing: label %.2f s, mat %.2f s, overlay %.2f s, geotiff %.2f s", t1 - t0, t2 - t1, t3 - t2,
+              time.perf_counter() - t3)
     used = {
         "scribbles": os.path.abspath(args.scribbles) if args.scribbles else "drawn in the annotator",
         "labels": args.labels or "(none: class1..classK)", "colors": args.colors or "(default palette)",

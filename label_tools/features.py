@@ -13,8 +13,20 @@ DEFAULT_SIGMAS = (1.0, 2.0, 4.0, 8.0, 16.0)
 PER_SIGMA = 4  # intensity, edges, 2 Hessian eigenvalues
 
 
+def luminance_texture(n_bands: int) -> bool:
+    """Whether edges and texture are computed on the band mean only (3-band colour images).
+
+    For colour photos the structure is in the brightness; this halves the features (30 instead of
+    60) at equal accuracy on the benchmark images. Other band counts get them per band.
+    """
+    return n_bands == 3
+
+
 def n_features(n_bands: int, sigmas=DEFAULT_SIGMAS) -> int:
-    """Number of features per pixel for ``n_bands`` bands: ``n_bands * len(sigmas) * 4``."""
+    """Features per pixel: ``n_bands * len(sigmas)`` smoothed values plus 3 structure features per
+    sigma for the band mean (3 bands) or for each band (``n_bands * len(sigmas) * 4`` in all)."""
+    if luminance_texture(n_bands):
+        return (int(n_bands) + 3) * len(sigmas)
     return int(n_bands) * len(sigmas) * PER_SIGMA
 
 
@@ -33,9 +45,10 @@ def check_sigmas(sigmas) -> tuple:
 def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS) -> np.ndarray:
     """Features of every pixel of ``image``.
 
-    For each band and each sigma: the Gaussian-smoothed band, the scale-normalised gradient
-    magnitude ``sigma * |grad G|`` and the two scale-normalised Hessian eigenvalues
-    ``sigma**2 * lambda`` (ridge and blob texture).
+    For each band and each sigma, the Gaussian-smoothed band; and, for each band (or the band mean
+    of a 3-band image, see :func:`luminance_texture`) and sigma, the scale-normalised gradient
+    magnitude ``sigma * |grad G|`` (edges) and the two scale-normalised Hessian eigenvalues
+    ``sigma**2 * lambda`` (ridges, blobs: texture).
 
     Parameters
     ----------
@@ -46,8 +59,9 @@ def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS) -> np.ndarray:
 
     Returns
     -------
-    ndarray of float32, shape (H, W, C * len(sigmas) * 4)
-        Band-major, then sigma, then (intensity, edges, eigenvalue 1, eigenvalue 2).
+    ndarray of float32, shape (H, W, n_features(C, sigmas))
+        Smoothed values (band-major, then sigma) first, then the structure features
+        (source-major, then sigma, then edges, eigenvalue 1, eigenvalue 2).
     """
     import cv2
 
@@ -56,23 +70,28 @@ def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS) -> np.ndarray:
     if img.ndim == 2:
         img = img[..., None]
     h, w, c = img.shape
-    out = np.empty((h, w, n_features(c, sigmas)), np.float32)
-    k = 0
+    planes = []  # computed as contiguous planes, interleaved once at the end (strided writes are slow)
     for b in range(c):
         band = np.ascontiguousarray(img[..., b])
         for s in sigmas:
-            g = cv2.GaussianBlur(band, (0, 0), s, borderType=cv2.BORDER_REFLECT)
+            planes.append(cv2.GaussianBlur(band, (0, 0), s, borderType=cv2.BORDER_REFLECT))
+    if luminance_texture(c):
+        lum = np.ascontiguousarray(img.mean(axis=2))
+        sources = [[cv2.GaussianBlur(lum, (0, 0), s, borderType=cv2.BORDER_REFLECT) for s in sigmas]]
+    else:
+        sources = [planes[b * len(sigmas): (b + 1) * len(sigmas)] for b in range(c)]
+    for smoothed in sources:
+        for s, g in zip(sigmas, smoothed):
             gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3, scale=s / 8, borderType=cv2.BORDER_REFLECT)
             gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, scale=s / 8, borderType=cv2.BORDER_REFLECT)
             s2 = s * s
             hxx = cv2.Sobel(g, cv2.CV_32F, 2, 0, ksize=3, scale=s2 / 4, borderType=cv2.BORDER_REFLECT)
             hyy = cv2.Sobel(g, cv2.CV_32F, 0, 2, ksize=3, scale=s2 / 4, borderType=cv2.BORDER_REFLECT)
             hxy = cv2.Sobel(g, cv2.CV_32F, 1, 1, ksize=3, scale=s2 / 4, borderType=cv2.BORDER_REFLECT)
-            out[..., k] = g
-            out[..., k + 1] = cv2.magnitude(gx, gy)
             half_tr = (hxx + hyy) * 0.5
             d = cv2.magnitude((hxx - hyy) * 0.5, hxy)
-            out[..., k + 2] = half_tr + d
-            out[..., k + 3] = half_tr - d
-            k += PER_SIGMA
-    return out
+            planes += [cv2.magnitude(gx, gy), half_tr + d, half_tr - d]
+    if len(planes) <= 512:  # OpenCV's channel limit
+        out = cv2.merge(planes)
+        return out.reshape(h, w, len(planes))
+    return np.stack(planes, axis=-1)

@@ -201,8 +201,12 @@ class ArraySource(ImageSource):
 
     def _read_raw(self, window, out_shape, resampling="average"):
         r0, r1, c0, c1 = window
-        x = self.array[r0:r1, c0:c1].astype(np.float32)
-        return _resample(x, out_shape, nearest=resampling == "nearest")
+        x = self.array[r0:r1, c0:c1]
+        if out_shape is not None and tuple(out_shape) != x.shape[:2]:
+            # shrink band by band in the source dtype: no float copy of a large window
+            x = np.stack([_resample(np.ascontiguousarray(x[..., i])[..., None], out_shape,
+                                    nearest=resampling == "nearest")[..., 0] for i in range(x.shape[2])], axis=-1)
+        return x.astype(np.float32)
 
     def _read_valid(self, window, out_shape):
         if self.valid is None:
@@ -345,6 +349,8 @@ def _resample(x, out_shape, nearest=False):
     interp = cv2.INTER_AREA if h <= x.shape[0] and w <= x.shape[1] else cv2.INTER_LINEAR
     if nearest:
         interp = cv2.INTER_NEAREST
+    if x.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
+        x = x.astype(np.float32)
     chans = [cv2.resize(np.ascontiguousarray(x[..., i]), (w, h), interpolation=interp) for i in range(x.shape[2])]
     return np.stack(chans, axis=-1)
 
@@ -357,33 +363,32 @@ def read_photo(path: str) -> np.ndarray:
     ndarray, shape (H, W) or (H, W, 3)
         uint8 or uint16 (16-bit files keep their depth); alpha is dropped.
     """
+    import cv2
+
+    # ANYDEPTH|ANYCOLOR: keeps 16 bits and grey, drops alpha, applies EXIF orientation
+    a = cv2.imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if a is None:
+        return _read_photo_pillow(path)
+    if a.ndim == 3:
+        a = np.ascontiguousarray(a[..., 2::-1])  # BGR -> RGB
+    if a.dtype not in (np.uint8, np.uint16):
+        a = a.astype(np.float32)
+    return a
+
+
+def _read_photo_pillow(path):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im = ImageOps.exif_transpose(im)
-            mode = im.mode
-            if mode in ("RGBA", "LA", "P", "PA", "CMYK", "YCbCr", "1", "RGBX"):
-                im = im.convert("RGB" if mode not in ("LA", "1") else "L")
-            arr = np.array(im)
+            if im.mode not in ("L", "RGB", "I;16", "I", "F"):
+                im = im.convert("L" if im.mode in ("LA", "1") else "RGB")
+            return np.array(im)
     except FileNotFoundError:
         raise InputError(f"image {path!r} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise InputError(f"image {path!r} cannot be read as an image ({_first_line(e)})") from None
-    if arr.ndim == 3 and arr.shape[2] > 3:
-        arr = arr[..., :3]
-    if mode.startswith("I;16") or (arr.dtype.kind in "iu" and arr.dtype.itemsize > 1):
-        if arr.dtype != np.uint16:
-            arr = np.clip(arr, 0, 65535).astype(np.uint16)
-    return arr
-
-
-def _needs_16bit_reader(path):
-    """Pillow reads 16-bit colour PNG/TIFF as 8-bit; OpenCV keeps the depth."""
-    import cv2
-
-    a = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-    return a
 
 
 def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
@@ -416,10 +421,6 @@ def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
     if path.lower().endswith(RASTER_EXT):
         return RasterSource(path, bands=bands, feature_bands=feature_bands)
     arr = read_photo(path)
-    if path.lower().endswith(".png") and arr.ndim == 3:
-        deep = _needs_16bit_reader(path)
-        if deep is not None and deep.dtype == np.uint16:
-            arr = deep[..., [2, 1, 0]] if deep.ndim == 3 and deep.shape[2] >= 3 else deep
     if feature_bands is not None:
         n = 1 if arr.ndim == 2 else arr.shape[2]
         fb = [b - 1 for b in _check_bands(feature_bands, n, path, "--feature-bands")]

@@ -24,12 +24,13 @@ from . import features as feat_mod
 from . import unary
 from .errors import InputError, OptionError
 from .io import ArraySource, ImageSource
-from .scribbles import downscale
+from .scribbles import downscale, value_counts
 from .tiling import auto_scale, grow, scaled_shape, tiles, to_full
 
 NODATA = 255
 CRF_TILE = 1536  # grid pixels per CRF tile side (about 0.25 GB of CRF state at 5 classes)
 CRF_OVERLAP = 96
+CRF_MIN_FACTOR = 0.25
 
 
 @dataclass(frozen=True)
@@ -48,9 +49,13 @@ class Settings:
         CRF kernels in full-resolution pixels.
     auto_pixels : float
         Pixel budget of the model grid when ``scale`` is None.
+    crf_pixels : float
+        Pixel budget of the CRF grid (the model grid shrunk by at most 4).
     max_samples_per_class : int
     tile_mb : float
         Memory budget of one tile's features, MB.
+    cache_mb : float
+        Memory for features kept from training to prediction (else computed again), MB.
     seed : int
     """
 
@@ -58,9 +63,11 @@ class Settings:
     sigmas: tuple = feat_mod.DEFAULT_SIGMAS
     crf_weight: float = 0.5
     crf: crf_mod.CRFParams = crf_mod.CRFParams()
-    auto_pixels: float = 1.0e6
+    auto_pixels: float = 0.5e6
+    crf_pixels: float = 0.2e6
     max_samples_per_class: int = unary.MAX_SAMPLES_PER_CLASS
     tile_mb: float = 96.0
+    cache_mb: float = 128.0
     seed: int = 0
 
     def validate(self):
@@ -86,7 +93,10 @@ class Result:
     labels : ndarray of uint8, shape (H, W)
         Class id (0-based) per pixel; 255 = no-data.
     probs : ndarray of float32, shape (K, h, w)
-        Class probabilities after the CRF blend, on the processing grid (h, w) = scale * (H, W).
+        Class probabilities after the CRF blend, on the model grid (h, w) = scale * (H, W).
+    crf_probs : ndarray of float32, shape (K, hc, wc), or None
+        The CRF's marginals on its own grid (the model grid shrunk to about ``Settings.crf_pixels``);
+        None when the CRF is off.
     scale : float
         The processing scale used.
     samples : ndarray of int64, shape (K,)
@@ -98,6 +108,7 @@ class Result:
 
     labels: np.ndarray
     probs: np.ndarray
+    crf_probs: np.ndarray | None
     scale: float
     samples: np.ndarray
     classifier: object
@@ -116,7 +127,7 @@ class _Grid:
         self.src, self.shape = src, shape
         self.rc = (shape[0] / src.height, shape[1] / src.width)
         self.sigmas = tuple(max(0.3, s * min(self.rc)) for s in sigmas) if min(self.rc) < 1 else tuple(sigmas)
-        self.halo = feat_mod.halo(self.sigmas)
+        self.halo = feat_mod.halo(self.sigmas) if self.sigmas else 0
 
     def _full(self, window):
         return to_full(window, self.rc, (self.src.height, self.src.width))
@@ -151,20 +162,34 @@ def _blend(p, q, w):
     return out.astype(np.float32)
 
 
-def _crf_tiles(grid, unary_probs, params, weight, progress, *, tile=CRF_TILE):
-    """Blend of forest and CRF probabilities, the CRF run on tiles grown by twice its reach."""
-    shape = unary_probs.shape[1:]
+def _crf_tiles(grid, unary_probs, params, weight, progress, *, crf_pixels, tile=CRF_TILE):
+    """Blend of forest and CRF probabilities on the forest grid.
+
+    The CRF runs on tiles grown by twice its reach, on the forest grid shrunk (by at most 4) to
+    about ``crf_pixels`` pixels: it only smooths, and its cost grows faster than linearly with
+    the grid. Its marginals are interpolated back to the forest grid before the blend.
+    """
+    import cv2
+
+    k, h, w = unary_probs.shape
+    f = min(1.0, max(CRF_MIN_FACTOR, math.sqrt(crf_pixels / float(h * w))))
+    if f < 1:
+        ch, cw = scaled_shape((h, w), f)
+        small = np.stack([cv2.resize(unary_probs[j], (cw, ch), interpolation=cv2.INTER_AREA) for j in range(k)])
+        sub = _Grid(grid.src, (ch, cw), ())
+        params = params.scaled(ch / h)
+    else:
+        small, sub = unary_probs, grid
     overlap = int(min(math.ceil(2 * params.bilateral_sxy), CRF_OVERLAP))
-    crf_tiles = tiles(shape, tile, overlap)
-    out = np.empty_like(unary_probs)
+    crf_tiles = tiles(small.shape[1:], tile, overlap)
+    q = np.empty_like(small)
     for i, t in enumerate(crf_tiles):
         r0, r1, c0, c1 = t.outer
-        p = unary_probs[:, r0:r1, c0:c1]
-        q = crf_mod.refine(p, grid.display(t.outer), params=params, valid=grid.valid(t.outer))
-        b = _blend(p, q, weight)[(slice(None),) + t.crop]
-        out[:, t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]] = b
+        qt = crf_mod.refine(small[:, r0:r1, c0:c1], sub.display(t.outer), params=params, valid=sub.valid(t.outer))
+        q[:, t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]] = qt[(slice(None),) + t.crop]
         progress("crf", i + 1, len(crf_tiles))
-    return out
+    up = np.stack([cv2.resize(q[j], (w, h), interpolation=cv2.INTER_LINEAR) for j in range(k)]) if f < 1 else q
+    return _blend(unary_probs, up, weight), q
 
 
 def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None,
@@ -197,7 +222,7 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     scribbles = np.asarray(scribbles)
     if scribbles.shape != (H, W):
         raise InputError(f"scribbles: expected shape {(H, W)} (the image's), got {scribbles.shape}")
-    counts = np.bincount(scribbles.ravel(), minlength=256)
+    counts = value_counts(scribbles)
     if counts[n_classes + 1:].any():
         raise InputError(f"scribbles hold value {int(np.nonzero(counts)[0].max())} but there are only {n_classes} classes")
     if np.count_nonzero(counts[1:]) < 2:  # checked again on valid pixels when fitting
@@ -215,16 +240,17 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     t0 = time.perf_counter()
     small = downscale(scribbles, shape, n_classes)
     buf = unary.SampleBuffer(n_classes, max_per_class=settings.max_samples_per_class, seed=settings.seed)
-    cache_ok = shape[0] * shape[1] * n_feat * 4 <= 2 * settings.tile_mb * 2**20
-    cache = {}
+    cache, cached_bytes = {}, 0  # features of tiles computed here, kept for step 2 within a budget
     for i, t in enumerate(grid_tiles):
         r0, r1, c0, c1 = t.inner
         s = small[r0:r1, c0:c1]
-        if not s.any() and not cache_ok:
+        if not s.any():
+            progress("features", i + 1, len(grid_tiles))
             continue
         f = grid.features(t.inner)
-        if cache_ok:
+        if cached_bytes + f.nbytes <= settings.cache_mb * 2**20:
             cache[i] = f
+            cached_bytes += f.nbytes
         v = grid.valid(t.inner)
         m = s > 0 if v is None else (s > 0) & v
         if m.any():
@@ -251,15 +277,16 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     # 3. dense CRF on large overlapping tiles, blended with the forest
     t0 = time.perf_counter()
     params = settings.crf.scaled(min(grid.rc))
+    crf_probs = None
     if settings.crf_weight > 0 and params.n_iter > 0:
-        probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress)
+        probs, crf_probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress, crf_pixels=settings.crf_pixels)
     timings["crf"] = time.perf_counter() - t0
 
     # 4. full-resolution labels
     t0 = time.perf_counter()
     labels = upsample_labels(src, probs, progress=progress)
     timings["upsample"] = time.perf_counter() - t0
-    return Result(labels, probs, scale, buf.counts.copy(), clf, timings)
+    return Result(labels, probs, crf_probs, scale, buf.counts.copy(), clf, timings)
 
 
 def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, progress=None) -> np.ndarray:

@@ -38,16 +38,14 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
 
     if not os.path.exists(path):
         raise InputError(f"scribble file {path!r} does not exist")
-    try:
-        if path.lower().endswith((".tif", ".tiff")):
-            import cv2
+    import cv2
 
-            a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-            if a is None:
-                raise OSError("OpenCV cannot decode it")
-            if a.ndim == 3:
-                a = a[..., [2, 1, 0, 3][: a.shape[2]]] if a.shape[2] >= 3 else a[..., 0]
-        else:
+    try:
+        # OpenCV decodes into one buffer (Pillow needs two): matters for 400-megapixel scribbles
+        a = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
+        if a is not None and a.ndim == 3:
+            a = a[..., [2, 1, 0, 3][: a.shape[2]]] if a.shape[2] >= 3 else a[..., 0]
+        if a is None:
             with Image.open(path) as im:
                 if im.mode == "P":
                     im = im.convert("RGBA")
@@ -66,9 +64,10 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
         return scribbles_from_rgb(a, colors)
     if a.dtype.kind == "f" or (a.size and (a.min() < 0 or a.max() > 255)):
         raise InputError(f"scribble file {path!r} holds values outside 0..255: expected class numbers")
-    a = a.astype(np.uint8)
-    if n_classes is not None and a.max(initial=0) > n_classes:
-        bad = sorted(int(v) for v in np.unique(a) if v > n_classes)
+    a = a.astype(np.uint8, copy=False)
+    present = np.nonzero(value_counts(a))[0]
+    if n_classes is not None and present.max(initial=0) > n_classes:
+        bad = [int(v) for v in present if v > n_classes]
         raise InputError(
             f"scribble file {path!r} has value{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:5]))} "
             f"but the labels give only {n_classes} classes (values 1..{n_classes}; 0 = unlabelled)")
@@ -125,16 +124,38 @@ def save_scribbles(path: str, scribbles):
             raise OSError(f"could not write {path!r}")
 
 
-def downscale(scribbles, out_shape, n_classes: int) -> np.ndarray:
+def value_counts(a, *, block_pixels: int = 4_000_000) -> np.ndarray:
+    """Histogram of a uint8 array (int64, shape (256,)), counted in row blocks so memory stays small."""
+    counts = np.zeros(256, np.int64)
+    step = max(1, block_pixels // max(a.shape[1], 1))
+    for r in range(0, a.shape[0], step):
+        counts += np.bincount(a[r: r + step].ravel(), minlength=256)
+    return counts
+
+
+def scribbled_pixels(scribbles, *, block_pixels: int = 4_000_000):
+    """Rows, columns and values of the scribbled pixels (three 1-D arrays), found block by block."""
+    rows, cols, vals = [], [], []
+    step = max(1, block_pixels // max(scribbles.shape[1], 1))
+    for r in range(0, scribbles.shape[0], step):
+        block = scribbles[r: r + step]
+        ys, xs = np.nonzero(block)
+        rows.append(ys + r)
+        cols.append(xs)
+        vals.append(block[ys, xs])
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
+def downscale(scribbles, out_shape, n_classes: int = 255) -> np.ndarray:
     """Scribbles on a coarser grid, thin strokes kept.
 
-    Each coarse pixel takes the class covering most of its area among the scribbled ones, so a
-    1-px stroke survives a 5x reduction.
+    Each coarse pixel takes the class with the most scribbled pixels inside it, so a 1-px stroke
+    survives any reduction. Memory follows the number of scribbled pixels, not the image size.
 
     Parameters
     ----------
     scribbles : ndarray of uint8, shape (H, W)
-    out_shape : tuple of int (h, w)
+    out_shape : tuple of int (h, w), each at most (H, W)
     n_classes : int
 
     Returns
@@ -143,16 +164,18 @@ def downscale(scribbles, out_shape, n_classes: int) -> np.ndarray:
     """
     if tuple(out_shape) == scribbles.shape:
         return scribbles
-    import cv2
-
-    h, w = out_shape
-    best = np.zeros((h, w), np.uint8)
-    best_cov = np.zeros((h, w), np.float32)
-    for k in np.unique(scribbles):
-        if k == 0:
-            continue
-        cov = cv2.resize((scribbles == k).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-        take = cov > best_cov
-        best[take] = k
-        best_cov[take] = cov[take]
-    return best
+    H, W = scribbles.shape
+    h, w = int(out_shape[0]), int(out_shape[1])
+    out = np.zeros((h, w), np.uint8)
+    ys, xs, vs = scribbled_pixels(scribbles)
+    if not len(vs):
+        return out
+    cell = (ys * h // H).astype(np.int64) * w + xs * w // W
+    key = cell * 256 + vs
+    uniq, counts = np.unique(key, return_counts=True)
+    cells, vals = uniq // 256, (uniq % 256).astype(np.uint8)
+    order = np.lexsort((counts, cells))  # by cell, then count: the last of each cell has the most
+    last = np.r_[cells[order][1:] != cells[order][:-1], True]
+    pick = order[last]
+    out.ravel()[cells[pick]] = vals[pick]
+    return out

@@ -9,15 +9,15 @@ import numpy as np
 
 from .errors import InputError
 
-MAX_SAMPLES_PER_CLASS = 10_000
+MAX_SAMPLES_PER_CLASS = 4000
 
 
-def default_classifier(*, n_estimators: int = 48, max_depth: int | None = 16, random_state: int = 0, n_jobs: int = -1):
+def default_classifier(*, n_estimators: int = 32, max_depth: int | None = 14, random_state: int = 0, n_jobs: int = -1):
     """Random forest with balanced class weights: the default pixel classifier."""
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(
-        n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=2, max_features="sqrt",
+        n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=2, max_features="sqrt", max_samples=0.5,
         class_weight="balanced", n_jobs=n_jobs, random_state=random_state)
 
 
