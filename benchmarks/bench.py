@@ -119,13 +119,35 @@ def baseline_input(a):
 
 
 def run_process(cmd, timeout=3600):
-    """-> (returncode, wall seconds, peak RSS MB, stderr tail) of a command run in a fresh process."""
+    """-> (returncode, wall seconds, peak RSS MB, stderr tail) of a command run in a fresh process.
+
+    Peak RSS is the child's own high-water mark (VmHWM), polled from /proc: ``wait4``'s ru_maxrss
+    would also count this (large) benchmark process, which the child is forked from.
+    """
+    import threading
+
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+
+    def poll():
+        while p.poll() is None:
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            peak[0] = max(peak[0], int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.02)
+
+    th = threading.Thread(target=poll, daemon=True)
+    th.start()
     err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, time.perf_counter() - t0, ru.ru_maxrss / 1024, err.decode(errors="replace")[-800:]
+    p.wait(timeout)
+    sec = time.perf_counter() - t0
+    th.join()
+    return p.returncode, sec, peak[0] / 1024, err.decode(errors="replace")[-800:]
 
 
 def run_method(method, img_path, scr_path, n, work):

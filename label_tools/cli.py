@@ -250,25 +250,33 @@ def run(args) -> int:
     return 0
 
 
-def write_outputs(paths, src, scribbles, result, classes, *, settings, annotation_seconds, processing_seconds, args):
-    """Write every output of a run (all atomically)."""
+def _write_overlay(path, src, scribbles, labels, classes):
     from . import writers
     from .io import stem
 
-    t0 = time.perf_counter()
-    writers.write_label_png(paths["label"], result.labels)
-    preds = result.crf_probs if result.crf_probs is not None else result.probs
-    t1 = time.perf_counter()
-    writers.write_mat(paths["mat"], scribbles=scribbles, labels=result.labels, classes=classes, probs=preds)
-    t2 = time.perf_counter()
     small = writers.overlay_shape(src.shape)
-    writers.write_overlay(paths["overlay"], src.read_display(out_shape=small), scribbles, result.labels, classes,
-                          title=stem(src.path))
-    t3 = time.perf_counter()
+    writers.write_overlay(path, src.read_display(out_shape=small), scribbles, labels, classes, title=stem(src.path))
+
+
+def write_outputs(paths, src, scribbles, result, classes, *, settings, annotation_seconds, processing_seconds, args):
+    """Write every output of a run (all atomically)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from . import writers
+
+    # the encoders (PNG, zlib, GDAL) release the GIL: write the files side by side
+    preds = result.crf_probs if result.crf_probs is not None else result.probs
+    jobs = [
+        (writers.write_label_png, (paths["label"], result.labels), {}),
+        (writers.write_mat, (paths["mat"],), dict(scribbles=scribbles, labels=result.labels, classes=classes,
+                                                   probs=preds)),
+        (_write_overlay, (paths["overlay"], src, scribbles, result.labels, classes), {}),
+    ]
     if "geotiff" in paths:
-        writers.write_geotiff(paths["geotiff"], result.labels, src.georef, classes)
-    log.debug("writing: label %.2f s, mat %.2f s, overlay %.2f s, geotiff %.2f s", t1 - t0, t2 - t1, t3 - t2,
-              time.perf_counter() - t3)
+        jobs.append((writers.write_geotiff, (paths["geotiff"], result.labels, src.georef, classes), {}))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for fut in [pool.submit(f, *a, **kw) for f, a, kw in jobs]:
+            fut.result()
     used = {
         "scribbles": os.path.abspath(args.scribbles) if args.scribbles else "drawn in the annotator",
         "labels": args.labels or "(none: class1..classK)", "colors": args.colors or "(default palette)",

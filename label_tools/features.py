@@ -91,7 +91,6 @@ def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS) -> np.ndarray:
             half_tr = (hxx + hyy) * 0.5
             d = cv2.magnitude((hxx - hyy) * 0.5, hxy)
             planes += [cv2.magnitude(gx, gy), half_tr + d, half_tr - d]
-    if len(planes) <= 512:  # OpenCV's channel limit
-        out = cv2.merge(planes)
-        return out.reshape(h, w, len(planes))
-    return np.stack(planes, axis=-1)
+    # interleave in chunks within OpenCV's channel limit (CV_CN_MAX is 128 in OpenCV 5)
+    chunks = [cv2.merge(planes[i: i + 128]).reshape(h, w, -1) for i in range(0, len(planes), 128)]
+    return chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=-1)

@@ -64,7 +64,7 @@ class Settings:
     crf_weight: float = 0.5
     crf: crf_mod.CRFParams = crf_mod.CRFParams()
     auto_pixels: float = 0.5e6
-    crf_pixels: float = 0.2e6
+    crf_pixels: float = 0.15e6
     max_samples_per_class: int = unary.MAX_SAMPLES_PER_CLASS
     tile_mb: float = 96.0
     cache_mb: float = 128.0
@@ -289,14 +289,24 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     return Result(labels, probs, crf_probs, scale, buf.counts.copy(), clf, timings)
 
 
-def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, progress=None) -> np.ndarray:
-    """Full-resolution labels from grid probabilities.
+def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 2, eps: float = 1e-3,
+                    progress=None) -> np.ndarray:
+    """Full-resolution labels from grid probabilities, edges following the full-resolution image.
+
+    A fast guided filter (He & Sun 2015): the linear coefficients that map the guide (the image's
+    brightness) to each class's probability are fitted on the grid, interpolated to full
+    resolution and applied to the full-resolution guide, so a label edge lands on the image edge
+    inside a coarse grid cell. Works tile by tile.
 
     Parameters
     ----------
     src : ImageSource
         The full-resolution image (guide for the edges, and its no-data mask).
     probs : ndarray of float32, shape (K, h, w)
+    radius : int
+        Guided-filter box radius in grid pixels.
+    eps : float
+        Guided-filter regularisation (guide values in [0, 1]).
 
     Returns
     -------
@@ -313,50 +323,57 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, progress=None)
     import cv2
 
     sr, sc = h / H, w / W
-    radius = max(2, int(round(1.0 / min(sr, sc))))
-    margin = radius * 2 + 2
-    full_tiles = tiles((H, W), tile, margin)
+    margin = radius + 2
+    full_tiles = tiles((H, W), tile)
     for i, t in enumerate(full_tiles):
-        R0, R1, C0, C1 = t.outer
-        guide = src.read_display(t.outer).astype(np.float32).mean(axis=2) / 255.0
+        R0, R1, C0, C1 = t.inner
         # grid coordinate of full-res pixel centre x: (x + 0.5) * s - 0.5
-        pr0 = max(int(math.floor((R0 + 0.5) * sr - 0.5)) - 1, 0)
-        pr1 = min(int(math.ceil((R1 + 0.5) * sr - 0.5)) + 2, h)
-        pc0 = max(int(math.floor((C0 + 0.5) * sc - 0.5)) - 1, 0)
-        pc1 = min(int(math.ceil((C1 + 0.5) * sc - 0.5)) + 2, w)
+        pr0 = max(int(math.floor((R0 + 0.5) * sr - 0.5)) - margin, 0)
+        pr1 = min(int(math.ceil((R1 + 0.5) * sr - 0.5)) + margin + 1, h)
+        pc0 = max(int(math.floor((C0 + 0.5) * sc - 0.5)) - margin, 0)
+        pc1 = min(int(math.ceil((C1 + 0.5) * sc - 0.5)) + margin + 1, w)
+        gwin = (pr0, pr1, pc0, pc1)
+        low = src.read_display(to_full(gwin, (sr, sc), (H, W)), out_shape=(pr1 - pr0, pc1 - pc0))
+        a, b = guided_coefficients(_grey(low), probs[:, pr0:pr1, pc0:pc1], radius=radius, eps=eps)
+        guide = _grey(src.read_display(t.inner))
         m = np.array([[sc, 0, (C0 + 0.5) * sc - 0.5 - pc0], [0, sr, (R0 + 0.5) * sr - 0.5 - pr0]], np.float32)
         size = (C1 - C0, R1 - R0)
-        up = np.empty((k, R1 - R0, C1 - C0), np.float32)
+        best = np.full((R1 - R0, C1 - C0), -np.inf, np.float32)
+        lab = np.zeros((R1 - R0, C1 - C0), np.uint8)
         for j in range(k):
-            pj = np.ascontiguousarray(probs[j, pr0:pr1, pc0:pc1])
-            up[j] = cv2.warpAffine(pj, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_REPLICATE)
-        sharp = guided_filter(guide, up, radius=radius, eps=1e-3)
-        lab = sharp.argmax(axis=0).astype(np.uint8)
-        labels[t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]] = lab[t.crop]
+            warp = [cv2.warpAffine(np.ascontiguousarray(c[j]), m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                   borderMode=cv2.BORDER_REPLICATE) for c in (a, b)]
+            q = warp[0] * guide + warp[1]
+            better = q > best
+            best[better] = q[better]
+            lab[better] = j
+        labels[R0:R1, C0:C1] = lab
         if src.has_nodata:
             v = src.read_valid(t.inner)
-            labels[t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]][~v] = NODATA
+            labels[R0:R1, C0:C1][~v] = NODATA
         if progress:
             progress("upsample", i + 1, len(full_tiles))
     return labels
 
 
-def guided_filter(guide, maps, *, radius: int, eps: float) -> np.ndarray:
-    """Edge-aware smoothing of ``maps`` steered by ``guide`` (He, Sun & Tang, guided filter).
+def _grey(rgb):
+    """uint8 (h, w, 3) -> float32 (h, w) brightness in [0, 1]."""
+    import cv2
+
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
+
+
+def guided_coefficients(guide, maps, *, radius: int, eps: float):
+    """Per-pixel linear coefficients of the guided filter: ``filtered = a * guide + b``.
 
     Parameters
     ----------
     guide : ndarray of float32, shape (H, W), values in [0, 1]
     maps : ndarray of float32, shape (K, H, W)
-    radius : int
-        Box radius in pixels.
-    eps : float
-        Regularisation: larger = smoother, less edge-following.
 
     Returns
     -------
-    ndarray of float32, shape (K, H, W)
+    a, b : ndarray of float32, shape (K, H, W), already box-averaged.
     """
     import cv2
 
@@ -367,14 +384,31 @@ def guided_filter(guide, maps, *, radius: int, eps: float) -> np.ndarray:
 
     mean_i = box(guide)
     var_i = box(guide * guide) - mean_i * mean_i
-    out = np.empty_like(maps)
+    a = np.empty(maps.shape, np.float32)
+    b = np.empty(maps.shape, np.float32)
     for j in range(maps.shape[0]):
-        p = maps[j]
+        p = np.ascontiguousarray(maps[j])
         mean_p = box(p)
-        a = (box(guide * p) - mean_i * mean_p) / (var_i + eps)
-        b = mean_p - a * mean_i
-        out[j] = box(a) * guide + box(b)
-    return out
+        aj = (box(guide * p) - mean_i * mean_p) / (var_i + eps)
+        a[j] = box(aj)
+        b[j] = box(mean_p - aj * mean_i)
+    return a, b
+
+
+def guided_filter(guide, maps, *, radius: int, eps: float) -> np.ndarray:
+    """Edge-aware smoothing of ``maps`` steered by ``guide`` (He, Sun & Tang, guided filter).
+
+    Parameters
+    ----------
+    guide : ndarray of float32, shape (H, W), values in [0, 1]
+    maps : ndarray of float32, shape (K, H, W)
+
+    Returns
+    -------
+    ndarray of float32, shape (K, H, W)
+    """
+    a, b = guided_coefficients(guide, maps, radius=radius, eps=eps)
+    return a * guide + b
 
 
 class Preview:

@@ -125,7 +125,7 @@ def write_overlay(path: str, image_rgb, scribbles, labels, classes, *, alpha: fl
         cv2.rectangle(canvas, (gap + x, y), (gap + x + box, y + box), (0, 0, 0), 1)
         cv2.putText(canvas, name, (gap + x + box + gap // 2, y + box - 2), font, fs, (0, 0, 0), th, cv2.LINE_AA)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(tmp, canvas[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 3]):
+        if not cv2.imwrite(tmp, canvas[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1]):
             raise OSError(f"could not write {path!r}")
 
 
