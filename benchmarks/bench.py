@@ -14,6 +14,8 @@ Quality: mean IoU (classes present in the mask; 255 ignored) from synthetic scri
 
   python benchmarks/bench.py quality --data ../shared/data --max-images 4
   python benchmarks/bench.py speed --data ../shared/data --sizes 1,4,12
+  python benchmarks/bench.py large --side 20000        # GeoTIFF: annotator opening time, peak RSS
+  python benchmarks/bench.py preview --window 500      # annotator preview latency
 """
 import argparse
 import glob
@@ -237,6 +239,107 @@ def speed(args):
                 print(f"| {mpx:g} | {m} | {sec:.1f} | {mb:.0f} | {miou(pred.astype(np.int32), mk):.3f} |", flush=True)
 
 
+def make_large_raster(path, scribble_path, side, data):
+    """A side x side 3-band uint8 GeoTIFF (tiled, deflate, nodata 0, EPSG:32618) mirror-tiled from
+    rasterio's RGB.byte.tif, with scribbles mirror-tiled from synthetic strokes on it."""
+    import cv2
+    import rasterio
+    from rasterio.windows import Window
+
+    from label_tools.synthetic import synthetic_scribbles
+
+    srcp = os.path.join(data, "geotiff_rasterio", "images", "RGB.byte.tif")
+    with rasterio.open(srcp) as ds:
+        a = ds.read()
+        valid = ds.dataset_mask() > 0
+        prof = ds.profile
+    g = a.mean(0)
+    mask = np.where(valid, (g > np.percentile(g[valid], 40)).astype(int), -1)
+    scr = synthetic_scribbles(mask, fraction=0.01)
+    h0, w0 = g.shape
+    rows = np.array([(r // h0) % 2 and h0 - 1 - r % h0 or r % h0 for r in range(side)])
+    cols = np.array([(c // w0) % 2 and w0 - 1 - c % w0 or c % w0 for c in range(side)])
+    prof.update(width=side, height=side, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
+                BIGTIFF="IF_SAFER")
+    with rasterio.open(path, "w", **prof) as dst:
+        for r in range(0, side, 2048):
+            rr = rows[r: r + 2048]
+            dst.write(a[:, rr][:, :, cols], window=Window(0, r, side, len(rr)))
+    big = scr[rows][:, cols]
+    cv2.imwrite(scribble_path, big)
+
+
+def large(args):
+    """Large GeoTIFF: time to open the annotator (under the X display given, or a private Xvfb) and
+    whole-process time and peak RSS of a headless run."""
+    import shutil
+
+    work = args.work
+    os.makedirs(work, exist_ok=True)
+    tif, scr = os.path.join(work, f"big{args.side}.tif"), os.path.join(work, f"big{args.side}_scribbles.png")
+    if not os.path.exists(tif):
+        t0 = time.perf_counter()
+        make_large_raster(tif, scr, args.side, args.data)
+        print(f"made {tif} ({os.path.getsize(tif) / 2**20:.0f} MB) in {time.perf_counter() - t0:.0f} s")
+    exe = os.path.join(os.path.dirname(sys.executable), "label-image")
+    out = os.path.join(work, "out")
+    code, sec, mb, err = run_process([exe, tif, "--scribbles", scr, "-o", out, "--overwrite", "-q"])
+    if code:
+        raise RuntimeError(err)
+    print(f"| {args.side} x {args.side} x 3 GeoTIFF, headless | {sec:.1f} s | {mb:.0f} MB |")
+    display, xvfb = os.environ.get("DISPLAY"), None
+    if not display and shutil.which("Xvfb"):
+        display = ":77"
+        xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1600x1000x24"], stderr=subprocess.DEVNULL)
+        time.sleep(1)
+    if not display or not shutil.which("xdotool"):
+        print("no display/xdotool: annotator opening time not measured")
+        return
+    env = dict(os.environ, DISPLAY=display)
+    out2 = os.path.join(work, "out_annotate")
+    shutil.rmtree(out2, ignore_errors=True)
+    labels = os.path.join(HERE, "..", "sample_data", "classes.txt")
+    t0 = time.perf_counter()
+    p = subprocess.Popen([exe, tif, "--labels", labels, "--colors", labels.replace("classes", "colors"), "-o", out2,
+                          "--no-resume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    opened = None
+    while time.perf_counter() - t0 < 60 and p.poll() is None:
+        r = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "label_tools annotate"], env=env,
+                           capture_output=True, text=True)
+        if r.stdout.strip():
+            opened = time.perf_counter() - t0
+            break
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    if xvfb:
+        xvfb.terminate()
+    print(f"| {args.side} x {args.side} x 3 GeoTIFF, annotator window open | "
+          f"{'%.1f s' % opened if opened else 'did not open'} | |")
+
+
+def preview(args):
+    """Latency of the annotator's preview (P key) for a w x w window of a real photo."""
+    from label_tools.io import open_image
+    from label_tools.pipeline import Preview
+    from label_tools.synthetic import synthetic_scribbles
+
+    ip, mp = cases(args.data, "obx_coastal_aerial", 1)[0]
+    src = open_image(ip)
+    scr = synthetic_scribbles(mask_classes(mp), fraction=args.fraction, seed=args.seed)
+    pv = Preview(src, 3)
+    win = (0, min(args.window, src.height), 0, min(args.window, src.width))
+    times = []
+    for _ in range(args.repeat + 1):
+        t0 = time.perf_counter()
+        lab = pv.labels(scr, win)
+        times.append(time.perf_counter() - t0)
+    cold, warm = times[0], times[1:]
+    print(f"preview of a {win[1]} x {win[3]} window: median {np.median(warm):.3f} s, max {max(warm):.3f} s over "
+          f"{args.repeat} runs; first call {cold:.3f} s (imports scikit-learn, which the annotator loads in the "
+          f"background while you draw) (labels {None if lab is None else lab.shape})")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -252,8 +355,18 @@ def main():
         p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
         p.add_argument("--fraction", type=float, default=0.01)
         p.add_argument("--seed", type=int, default=0)
+    g = sub.add_parser("large")
+    g.add_argument("--side", type=int, default=20000)
+    g.add_argument("--work", default="/tmp/label_tools_large")
+    v = sub.add_parser("preview")
+    v.add_argument("--window", type=int, default=500)
+    v.add_argument("--repeat", type=int, default=10)
+    for p in (g, v):
+        p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
+        p.add_argument("--fraction", type=float, default=0.01)
+        p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    {"quality": quality, "speed": speed}[args.cmd](args)
+    {"quality": quality, "speed": speed, "large": large, "preview": preview}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -219,11 +219,9 @@ class Annotator:
         self._base_window = None
         sw, sh = screen_size()
         self.screen = (sw, sh)
-        ov_w = int(sw * 0.3)
-        ov_h = int(sh * 0.8)
-        f = min(ov_w / src.width, ov_h / src.height, 1.0)
-        self.ov_shape = (max(1, int(src.height * f)), max(1, int(src.width * f)))
-        self.ov_img = src.read_display(out_shape=self.ov_shape, resampling="nearest")
+        f = min(sw * 0.3 / src.width, sh * 0.8 / src.height, 1.0)
+        self.ov_img = src.overview(max(1, int(round(max(src.height, src.width) * f))))[0]
+        self.ov_shape = self.ov_img.shape[:2]
         self.ov_scr = reduce_labels(session.scribbles, self.ov_shape)
         self.ann_box = (int(sw * 0.65), int(sh * 0.85))  # room for the annotation window (w, h)
 
@@ -447,11 +445,7 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
     check_writable_dir(outdir)
     os.makedirs(outdir, exist_ok=True)
     t0 = time.perf_counter()
-    ov_shape = (min(src.height, 1024), min(src.width, 1024))
-    f = min(ov_shape[0] / src.height, ov_shape[1] / src.width)
-    ov_shape = (max(1, int(src.height * f)), max(1, int(src.width * f)))
-    ov = src.read_display(out_shape=ov_shape, resampling="nearest")
-    ov_valid = src.read_valid(out_shape=ov_shape) if src.has_nodata else None
+    ov, ov_valid = src.overview(1024)
     windows = walkable_windows(ov, ov_valid, src.shape, window)
     previous = sess.load(outdir, stem, src.shape, len(classes))
     scr, state, before = None, {}, 0.0

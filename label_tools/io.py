@@ -134,6 +134,18 @@ class ImageSource:
             out[~valid] = 0
         return out.astype(np.float32, copy=False)
 
+    def overview(self, max_side: int):
+        """The whole image for display, fitted within ``max_side`` pixels.
+
+        Returns
+        -------
+        rgb : ndarray of uint8, shape (h, w, 3)
+        valid : ndarray of bool, shape (h, w), or None
+        """
+        f = min(1.0, max_side / max(self.height, self.width))
+        shape = (max(1, int(round(self.height * f))), max(1, int(round(self.width * f))))
+        return self.read_display(out_shape=shape), self.read_valid(out_shape=shape)
+
     def read_valid(self, window=None, *, out_shape=None) -> np.ndarray | None:
         """bool (h, w): True where the pixel holds data; None when the image has no no-data."""
         return self._read_valid(self._norm_window(window), out_shape)
@@ -270,10 +282,31 @@ class RasterSource(ImageSource):
         if valid is not None and not valid.any():
             raise InputError(f"image {path!r} holds only no-data pixels: nothing to label")
         self._set_stretch(sample, valid, robust_uint8=True)
+        self._decimated = (sample, valid)  # reused for overviews: a large raster is decoded once
 
     @property
     def feature_count(self) -> int:
         return self._n_feat
+
+    def overview(self, max_side: int):
+        """As :meth:`ImageSource.overview`, from the decimated read made when opening (no new decode)."""
+        import cv2
+
+        raw, valid = self._decimated
+        f = min(1.0, max_side / max(self.height, self.width))
+        shape = (max(1, int(round(self.height * f))), max(1, int(round(self.width * f))))
+        if shape[0] > raw.shape[0] or shape[1] > raw.shape[1]:
+            return super().overview(max_side)
+        x = (raw[..., list(self._display)] - self._lo[list(self._display)]) / (
+            self._hi[list(self._display)] - self._lo[list(self._display)])
+        x = np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8)
+        if valid is not None:
+            x[~valid] = 0
+        x = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+        rgb = np.ascontiguousarray(cv2.resize(x, (shape[1], shape[0]), interpolation=cv2.INTER_AREA))
+        if valid is not None:
+            valid = cv2.resize(valid.astype(np.uint8), (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST) > 0
+        return rgb, valid
 
     @property
     def has_nodata(self) -> bool:

@@ -135,19 +135,59 @@ def write_mat(path: str, *, scribbles, labels, classes, probs):
     Keys: ``sparse`` uint8 (H, W) scribbles, 0 = unlabelled, k = class k (1-based); ``class``
     uint8 (H, W) labels, 0-based, 255 = no-data; ``labels`` cell of the K class names; ``colors``
     uint8 (K, 3) RGB; ``preds`` float32 (K, h, w) class probabilities at the CRF's resolution (the
-    forest's when the CRF is off).
+    forest's when the CRF is off). Compressed.
+
+    The two image-sized matrices are compressed column block by column block, so writing a
+    400-megapixel result needs a few MB beyond the arrays themselves.
     """
+    import io
+
     from scipy.io import savemat
 
-    data = {
-        "sparse": np.ascontiguousarray(scribbles, np.uint8),
-        "class": np.ascontiguousarray(labels, np.uint8),
-        "labels": np.array(list(classes.names), dtype=object),
-        "colors": np.asarray(classes.colors, np.uint8),
-        "preds": np.asarray(probs, np.float32),
-    }
-    with atomic_path(path) as tmp:
-        savemat(tmp, data, do_compression=True)
+    small = io.BytesIO()
+    savemat(small, {"labels": np.array(list(classes.names), dtype=object),
+                    "colors": np.asarray(classes.colors, np.uint8),
+                    "preds": np.asarray(probs, np.float32)}, do_compression=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(small.getvalue())
+        _write_mat_uint8(f, "sparse", scribbles)
+        _write_mat_uint8(f, "class", labels)
+
+
+_MI_INT8, _MI_UINT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 2, 5, 6, 14, 15
+_MX_UINT8_CLASS = 9
+
+
+def _write_mat_uint8(f, name: str, a, *, block_bytes: int = 8 << 20):
+    """Append a 2-D uint8 matrix to an open MAT 5 file as one compressed element, streamed."""
+    import struct
+    import zlib
+
+    a = np.asarray(a, np.uint8)
+    rows, cols = a.shape
+    nbytes = rows * cols
+    pad = lambda n: (8 - n % 8) % 8  # noqa: E731
+    nm = name.encode("ascii")
+    header = b"".join([
+        struct.pack("<II", _MI_UINT32, 8), struct.pack("<II", _MX_UINT8_CLASS, 0),       # array flags
+        struct.pack("<II", _MI_INT32, 8), struct.pack("<ii", rows, cols),                # dimensions
+        struct.pack("<II", _MI_INT8, len(nm)), nm, b"\0" * pad(len(nm)),                 # name
+        struct.pack("<II", _MI_UINT8, nbytes),                                           # data tag
+    ])
+    body_len = len(header) + nbytes + pad(nbytes)
+    comp = zlib.compressobj()
+    tag_pos = f.tell()
+    f.write(struct.pack("<II", _MI_COMPRESSED, 0))  # size patched below
+    written = f.write(comp.compress(struct.pack("<II", _MI_MATRIX, body_len) + header))
+    step = max(1, block_bytes // max(rows, 1))
+    for c in range(0, cols, step):
+        written += f.write(comp.compress(np.ascontiguousarray(a[:, c: c + step].T).tobytes()))  # column-major
+    written += f.write(comp.compress(b"\0" * pad(nbytes)))
+    written += f.write(comp.flush())
+    end = f.tell()
+    f.seek(tag_pos)
+    f.write(struct.pack("<II", _MI_COMPRESSED, written))
+    f.seek(end)
 
 
 def class_counts(labels, n_classes: int) -> np.ndarray:
