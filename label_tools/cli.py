@@ -233,8 +233,16 @@ def run(args) -> int:
 
     progress = Progress(enabled=not args.quiet)
     t0 = time.perf_counter()
-    result = segment(src, scr, n_classes=len(classes), settings=settings, class_names=classes.names,
-                     progress=progress)
+    try:
+        result = segment(src, scr, n_classes=len(classes), settings=settings, class_names=classes.names,
+                         progress=progress)
+    except LabelToolsError as e:
+        if args.scribbles is None:  # drawn in the annotator: say where the work is
+            from .session import scribble_paths
+
+            png = scribble_paths(outdir, stem(args.image))[0]
+            raise type(e)(f"{e}; your scribbles are saved in {png!r}: run again to resume") from None
+        raise
     seconds = time.perf_counter() - t0
     os.makedirs(outdir, exist_ok=True)
     write_outputs(paths, src, scr, result, classes, settings=settings, annotation_seconds=annotation_seconds,
