@@ -53,7 +53,8 @@ def display():
 
 
 class Driver:
-    def __init__(self, display, outdir):
+    def __init__(self, display, outdir, stem="beach"):
+        self.stem = stem
         self.env = dict(os.environ, DISPLAY=display)
         self.env.pop("CI", None)
         self.outdir = outdir
@@ -83,10 +84,10 @@ class Driver:
         self.width = int(size.split("x")[0])
 
     def state(self):
-        return json.loads((self.outdir / "beach_scribbles.json").read_text())
+        return json.loads((self.outdir / f"{self.stem}_scribbles.json").read_text())
 
     def scribbles(self):
-        return np.array(Image.open(self.outdir / "beach_scribbles.png"))
+        return np.array(Image.open(self.outdir / f"{self.stem}_scribbles.png"))
 
     def wait_for(self, cond, what, timeout=20):
         deadline = time.time() + timeout
@@ -180,3 +181,46 @@ def test_annotate_kill_resume_finish(display, tmp_path):
     secs = float(rep.split("annotation time: ")[1].split(" s")[0])
     assert secs > 1.0
     assert "drawn in the annotator" in rep
+
+
+def test_annotate_geotiff_then_q(display, tmp_path):
+    """A GeoTIFF opens in the annotator too; Q computes with what exists; the label GeoTIFF is written."""
+    import rasterio
+
+    from conftest import shared
+
+    tif = shared("geotiff_rasterio", "images", "RGB.byte.tif")
+    out = tmp_path / "geo"
+    env = dict(os.environ, DISPLAY=display)
+    env.pop("CI", None)
+    cmd = [sys.executable, "-m", "label_tools.cli", tif, "--labels", os.path.join(SAMPLE, "classes.txt"),
+           "--colors", os.path.join(SAMPLE, "colors.txt"), "-o", str(out), "-w", "400", "--no-resume"]
+    log = tmp_path / "geo.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    drv = Driver(display, tmp_path, stem="RGB.byte")
+    drv.outdir, drv.proc, drv.log = out, proc, log
+    deadline = time.time() + 60
+    while time.time() < deadline and not drv.xdo("search", "--onlyvisible", "--name", "label_tools annotate"):
+        time.sleep(0.2)
+    drv.win = drv.xdo("search", "--onlyvisible", "--name", "label_tools annotate").split("\n")[0]
+    assert drv.win, log.read_text()
+    time.sleep(0.5)
+    drv.width = int(drv.xdo("getwindowgeometry", drv.win).split("Geometry:")[1].split()[0].split("x")[0])
+    global W
+    saved, W = W, 400
+    try:
+        drv.stroke((0, 0), [(250, 250), (300, 330)])  # sea, inside the scene
+        drv.wait_for(lambda: (drv.scribbles() == 1).sum() > 50, "class 1 stroke")
+        drv.key("2")
+        drv.stroke((0, 0), [(330, 150), (380, 160)])
+        drv.wait_for(lambda: (drv.scribbles() == 2).sum() > 50, "class 2 stroke")
+    finally:
+        W = saved
+    drv.key("q")
+    assert proc.wait(120) == 0, log.read_text()[-2000:]
+    with rasterio.open(tif) as s, rasterio.open(out / "RGB.byte_mres_geo.tif") as d:
+        assert d.crs == s.crs and d.transform == s.transform
+        lab = d.read(1)
+        valid = s.dataset_mask() > 0
+    assert (lab[~valid] == 0).all() and set(np.unique(lab[valid])) <= {1, 2}

@@ -172,3 +172,17 @@ def test_console_script_help_is_fast_and_lists_options():
     assert r.returncode == 0
     for opt in ("--scribbles", "--labels", "--colors", "-w", "-s", "-o", "--overwrite", "--crf-weight", "--sigmas"):
         assert opt in r.stdout
+
+
+def test_no_display_says_which_option(job, monkeypatch, capsys):
+    d, _ = job
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    before = files(d)
+    assert run([]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "pass IMAGE on the command line" in err
+    assert run([d / "scene.png", "--labels", d / "classes.txt"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "pass --scribbles FILE" in err
+    assert files(d) == before
