@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigmas", type=_float_list, default=None, metavar="LIST",
                    help="feature scales in pixels (default 1,2,4,8,16)")
     p.add_argument("--crf-weight", type=_unit, default=None, metavar="X", help=(
-        "weight of the CRF against the forest, 0..1 (default 0.5; 0 = forest only, keeps the thinnest structures)"))
-    p.add_argument("--crf-iter", type=_nonneg_int, default=None, metavar="N", help="CRF mean-field iterations (default 5)")
+        "weight of the CRF against the forest, 0..1 (default 0.6; 0 = forest only, keeps the thinnest structures)"))
+    p.add_argument("--crf-iter", type=_nonneg_int, default=None, metavar="N", help="CRF mean-field iterations (default 10)")
     p.add_argument("--bands", type=_int_list, default=None, metavar="LIST",
                    help="1-based bands to display, 3 or 1 (default: first three, or the only one)")
     p.add_argument("--feature-bands", type=_int_list, default=None, metavar="LIST",
@@ -212,7 +212,7 @@ def run(args) -> int:
     check_not_existing(paths.values(), overwrite=args.overwrite)
     crf = CRFParams() if args.crf_iter is None else CRFParams(n_iter=args.crf_iter)
     settings = Settings(scale=args.scale, sigmas=args.sigmas or DEFAULT_SIGMAS,
-                        crf_weight=0.5 if args.crf_weight is None else args.crf_weight, crf=crf).validate()
+                        crf_weight=Settings.crf_weight if args.crf_weight is None else args.crf_weight, crf=crf).validate()
 
     annotation_seconds = 0.0
     if args.scribbles is not None:

@@ -27,7 +27,7 @@ class CRFParams:
         Appearance kernel: spatial width, colour width (0..255 units) and weight.
     """
 
-    n_iter: int = 5
+    n_iter: int = 10
     gauss_sxy: float = 3.0
     gauss_compat: float = 3.0
     bilateral_sxy: float = 60.0

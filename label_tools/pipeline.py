@@ -61,7 +61,7 @@ class Settings:
 
     scale: float | None = None
     sigmas: tuple = feat_mod.DEFAULT_SIGMAS
-    crf_weight: float = 0.5
+    crf_weight: float = 0.6
     crf: crf_mod.CRFParams = crf_mod.CRFParams()
     auto_pixels: float = 0.5e6
     crf_pixels: float = 0.15e6
@@ -393,22 +393,6 @@ def guided_coefficients(guide, maps, *, radius: int, eps: float):
         a[j] = box(aj)
         b[j] = box(mean_p - aj * mean_i)
     return a, b
-
-
-def guided_filter(guide, maps, *, radius: int, eps: float) -> np.ndarray:
-    """Edge-aware smoothing of ``maps`` steered by ``guide`` (He, Sun & Tang, guided filter).
-
-    Parameters
-    ----------
-    guide : ndarray of float32, shape (H, W), values in [0, 1]
-    maps : ndarray of float32, shape (K, H, W)
-
-    Returns
-    -------
-    ndarray of float32, shape (K, H, W)
-    """
-    a, b = guided_coefficients(guide, maps, radius=radius, eps=eps)
-    return a * guide + b
 
 
 class Preview:

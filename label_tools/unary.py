@@ -12,13 +12,30 @@ from .errors import InputError
 MAX_SAMPLES_PER_CLASS = 4000
 
 
-def default_classifier(*, n_estimators: int = 32, max_depth: int | None = 14, random_state: int = 0, n_jobs: int = -1):
-    """Random forest with balanced class weights: the default pixel classifier."""
+CLASS_WEIGHT_POWER = 0.25
+
+
+def default_classifier(*, n_estimators: int = 32, max_depth: int | None = 14, class_weight=None,
+                       random_state: int = 0, n_jobs: int = -1):
+    """The default pixel classifier: a random forest (32 trees, each on half the samples)."""
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(
         n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=2, max_features="sqrt", max_samples=0.5,
-        class_weight="balanced", n_jobs=n_jobs, random_state=random_state)
+        class_weight=class_weight, n_jobs=n_jobs, random_state=random_state)
+
+
+def class_weights(labels, *, power: float = CLASS_WEIGHT_POWER) -> dict:
+    """Class weights ``n_k ** -power`` (mean weight per sample 1).
+
+    A mild correction for unequal scribbling: full balancing (power 1) over-predicts a class
+    scribbled with a handful of pixels; none (power 0) lets the most-scribbled class swallow
+    small ones. 0.25 scored best across the benchmark datasets (see README).
+    """
+    ks, n = np.unique(labels, return_counts=True)
+    w = n.astype(float) ** -power
+    w *= len(labels) / float((w * n).sum())
+    return {int(k): float(v) for k, v in zip(ks, w)}
 
 
 class SampleBuffer:
@@ -90,7 +107,7 @@ def fit(features, labels, *, classifier=None, class_names=None):
         raise InputError(
             f"scribbles cover {len(present)} class{'es' if len(present) != 1 else ''} ({', '.join(names) or 'none'}); "
             "scribble at least two classes so the model has something to tell apart")
-    clf = default_classifier() if classifier is None else classifier
+    clf = default_classifier(class_weight=class_weights(labels)) if classifier is None else classifier
     clf.fit(features, labels)
     return clf
 

@@ -6,7 +6,7 @@ from conftest import make_scene, scene_scribbles
 from label_tools.crf import CRFParams
 from label_tools.errors import InputError, OptionError
 from label_tools.io import ArraySource
-from label_tools.pipeline import NODATA, Settings, guided_filter, segment
+from label_tools.pipeline import NODATA, Settings, guided_coefficients, segment
 
 
 def accuracy(labels, mask):
@@ -77,10 +77,17 @@ def test_upsampled_edges_follow_image():
     assert (r.labels == mask).mean() > 0.995
 
 
-def test_guided_filter_preserves_constant():
+def test_guided_filter_preserves_constant_and_follows_guide():
     g = np.random.default_rng(0).random((20, 30)).astype(np.float32)
     maps = np.full((2, 20, 30), 0.3, np.float32)
-    np.testing.assert_allclose(guided_filter(g, maps, radius=2, eps=1e-3), maps, atol=1e-5)
+    a, b = guided_coefficients(g, maps, radius=2, eps=1e-3)
+    np.testing.assert_allclose(a * g + b, maps, atol=1e-5)
+    step = np.zeros((20, 30), np.float32)
+    step[:, 13:] = 1
+    blurry = np.clip((np.arange(30) - 9) / 8.0, 0, 1)[None].repeat(20, 0).astype(np.float32)[None]
+    a, b = guided_coefficients(step, blurry, radius=3, eps=1e-4)
+    sharp = (a * step + b)[0]
+    assert (sharp[:, :13] < 0.5).all() and (sharp[:, 13:] > 0.5).all()  # the edge moves to the guide's
 
 
 def test_errors():

@@ -54,3 +54,11 @@ def test_crf_cleans_noisy_unary_non_square():
 def test_crf_bad_image_shape():
     with pytest.raises(ValueError, match=r"expected uint8 of shape \(4, 6, 3\)"):
         refine(np.ones((2, 4, 6), np.float32), np.zeros((6, 4, 3), np.uint8))
+
+
+def test_class_weights_mild_and_normalised():
+    y = np.r_[np.zeros(1600, int), np.full(100, 2)]
+    w = unary.class_weights(y)
+    assert set(w) == {0, 2}
+    assert w[2] / w[0] == pytest.approx(16 ** 0.25)  # 16x fewer samples -> 2x the weight, not 16x
+    assert (w[0] * 1600 + w[2] * 100) / len(y) == pytest.approx(1.0)
