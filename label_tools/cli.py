@@ -287,7 +287,8 @@ def write_outputs(paths, src, scribbles, result, classes, *, settings, annotatio
             fut.result()
     used = {
         "scribbles": os.path.abspath(args.scribbles) if args.scribbles else "drawn in the annotator",
-        "labels": args.labels or "(none: class1..classK)", "colors": args.colors or "(default palette)",
+        "labels": os.path.abspath(args.labels) if args.labels else "(none: class1..classK)",
+        "colors": os.path.abspath(args.colors) if args.colors else "(default palette)",
         "window (-w)": args.window, "scale (-s)": f"{result.scale:.4g}" + (" (auto)" if args.scale is None else ""),
         "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": settings.crf_weight,
         "crf": settings.crf, "bands": args.bands or "default", "feature bands": args.feature_bands or "all",
