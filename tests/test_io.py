@@ -75,3 +75,16 @@ def test_float_robust_stretch():
     a[0, 0] = 1e9  # one outlier must not flatten the rest
     d = ArraySource(a).read_display()
     assert d[1:, 1:].std() > 30
+
+
+def test_plain_tiff_16bit_rgb_no_georef(tmp_path):
+    import cv2
+
+    a = (np.random.default_rng(0).random((40, 70, 3)) * 60000).astype(np.uint16)
+    p = str(tmp_path / "plain.tif")
+    cv2.imwrite(p, a[..., ::-1])
+    src = open_image(p)
+    assert src.georef is None and src.shape == (40, 70) and src.count == 3
+    d = src.read_display()
+    assert d.dtype == np.uint8 and d.shape == (40, 70, 3)
+    assert np.corrcoef(d[..., 0].ravel(), a[..., 0].ravel())[0, 1] > 0.99  # band order kept (R first)
