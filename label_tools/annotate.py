@@ -138,40 +138,21 @@ def show_image(path: str):
 
 
 # ---------------------------------------------------------------------------- helpers (pure)
-def walkable_windows(overview_rgb, overview_valid, shape, size):
-    """Annotation windows that are worth showing: not uniform and not all no-data.
+def window_worth(rgb, valid) -> bool:
+    """Whether a window is worth showing: some data, and not one uniform colour.
 
     Parameters
     ----------
-    overview_rgb : ndarray of uint8, shape (h, w, 3)
-        Decimated image.
-    overview_valid : ndarray of bool, shape (h, w), or None
-    shape : tuple (H, W)
-        Full image shape.
-    size : int
-        Window side.
-
-    Returns
-    -------
-    list of tuple (row0, row1, col0, col1), full-resolution.
+    rgb : ndarray of uint8, shape (h, w, 3)
+        The window, decimated.
+    valid : ndarray of bool, shape (h, w), or None
     """
-    h, w = overview_rgb.shape[:2]
-    fy, fx = h / shape[0], w / shape[1]
-    out = []
-    for win in annotation_windows(shape, size):
-        r0, r1, c0, c1 = win
-        a0, a1 = int(r0 * fy), max(int(np.ceil(r1 * fy)), int(r0 * fy) + 1)
-        b0, b1 = int(c0 * fx), max(int(np.ceil(c1 * fx)), int(c0 * fx) + 1)
-        patch = overview_rgb[a0:a1, b0:b1]
-        if overview_valid is not None:
-            v = overview_valid[a0:a1, b0:b1]
-            if not v.any():
-                continue
-            patch = patch[v]
-        if patch.size and np.ptp(patch.reshape(-1, 3), axis=0).max() == 0:
-            continue
-        out.append(win)
-    return out
+    px = rgb.reshape(-1, 3)
+    if valid is not None:
+        if not valid.any():
+            return False
+        px = px[valid.ravel()]
+    return bool(px.size) and int(np.ptp(px, axis=0).max()) > 0
 
 
 def reduce_labels(labels, out_shape):
@@ -217,12 +198,28 @@ class Annotator:
         self._preview_labels = None
         self._base = None
         self._base_window = None
+        self._worth = {}
         sw, sh = screen_size()
         self.screen = (sw, sh)
         f = min(sw * 0.3 / src.width, sh * 0.8 / src.height, 1.0)
-        self.ov_img = src.overview(max(1, int(round(max(src.height, src.width) * f))))[0]
-        self.ov_shape = self.ov_img.shape[:2]
+        self.ov_shape = (max(1, int(round(src.height * f))), max(1, int(round(src.width * f))))
         self.ov_scr = reduce_labels(session.scribbles, self.ov_shape)
+        # the overview of a large raster takes seconds to decode: made in the background while the
+        # annotation window is already open (GDAL and OpenCV release the GIL)
+        self.ov_img = np.full(self.ov_shape + (3,), 60, np.uint8)
+        cv2.putText(self.ov_img, "loading overview...", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        self._ov_ready = None
+        max_side = max(self.ov_shape)
+
+        def make_overview():
+            img = src.overview(max_side)[0]
+            if img.shape[:2] != self.ov_shape:
+                img = cv2.resize(img, (self.ov_shape[1], self.ov_shape[0]), interpolation=cv2.INTER_AREA)
+            self._ov_ready = img
+
+        import threading
+
+        threading.Thread(target=make_overview, daemon=True).start()
         self.ann_box = (int(sw * 0.65), int(sh * 0.85))  # room for the annotation window (w, h)
 
     # --------------------------------------------------------------- drawing
@@ -335,6 +332,25 @@ class Annotator:
             self.preview.remember(self.s.scribbles, self.s.window)
             self.model_seconds += time.perf_counter() - t0
 
+    def worth(self, window) -> bool:
+        """Whether ``window`` holds data that is not uniform (read decimated; cached)."""
+        if window not in self._worth:
+            r0, r1, c0, c1 = window
+            shape = (min(48, r1 - r0), min(48, c1 - c0))
+            rgb = self.src.read_display(window, out_shape=shape, resampling="nearest")
+            valid = self.src.read_valid(window, out_shape=shape) if self.src.has_nodata else None
+            self._worth[window] = window_worth(rgb, valid)
+        return self._worth[window]
+
+    def skip_unworthy(self, direction: int = +1):
+        """Move past uniform and all-no-data windows (forward, or back for B)."""
+        s = self.s
+        while not s.done and not self.worth(s.window):
+            if direction < 0 and s.previous_window():
+                continue
+            direction = +1
+            s.next_window()
+
     def on_key(self, key) -> None:
         s = self.s
         k = key & 0xFF if key >= 0 else -1
@@ -378,6 +394,7 @@ class Annotator:
         else:
             return
         if moved:
+            self.skip_unworthy(-1 if ch == "b" else +1)
             self.save()
         else:
             sess.save_state_only(s, self.outdir, self.stem, seconds=self.seconds())
@@ -395,11 +412,18 @@ class Annotator:
         cv2.moveWindow(WIN_ANNOTATE, self.ov_shape[1] + 20, 0)
         cv2.setMouseCallback(WIN_ANNOTATE, self.on_mouse)
         self.t_open = time.perf_counter()
+        self.skip_unworthy(+1)
+        if self.s.done:
+            cv2.destroyAllWindows()
+            raise InputError(f"every window of image {self.src.path!r} is uniform or no-data: nothing to label")
         self.render_overview()
         self.render_annotation()
         try:
             while not self.s.done:
                 key = cv2.waitKeyEx(30)
+                if self._ov_ready is not None:
+                    self.ov_img, self._ov_ready = self._ov_ready, None
+                    self.render_overview()
                 if key != -1:
                     self.on_key(key)
                 elif cv2.getWindowProperty(WIN_ANNOTATE, cv2.WND_PROP_VISIBLE) < 1:
@@ -445,8 +469,7 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
     check_writable_dir(outdir)
     os.makedirs(outdir, exist_ok=True)
     t0 = time.perf_counter()
-    ov, ov_valid = src.overview(1024)
-    windows = walkable_windows(ov, ov_valid, src.shape, window)
+    windows = annotation_windows(src.shape, window)  # uniform / no-data ones are skipped as they come
     previous = sess.load(outdir, stem, src.shape, len(classes))
     scr, state, before = None, {}, 0.0
     if previous is not None:

@@ -17,6 +17,31 @@ RASTER_EXT = (".tif", ".tiff", ".gtiff", ".vrt", ".img", ".jp2")
 PHOTO_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 STRETCH_PERCENTILES = (0.5, 99.5)
 _STATS_PIXELS = 1_000_000  # robust statistics are read from a decimated view of about this size
+_SAMPLE_ALL_PIXELS = 64_000_000  # larger rasters take their statistics from sampled windows
+
+
+GDAL_CACHE_MB = 64  # GDAL's block cache defaults to 5 % of RAM, which would dwarf our tile budget
+
+
+def rasterio_module():
+    """rasterio, imported with GDAL's block cache bounded (unless the user set GDAL_CACHEMAX)."""
+    os.environ.setdefault("GDAL_CACHEMAX", str(GDAL_CACHE_MB))
+    import rasterio
+
+    return rasterio
+
+
+def open_raster(path: str, what: str = "image"):
+    """Open ``path`` with rasterio (no not-georeferenced warning); InputError if GDAL cannot read it."""
+    rasterio = rasterio_module()
+    from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as e:
+        raise InputError(f"{what} {path!r} cannot be opened as a raster ({_first_line(e)})") from None
 
 
 @dataclass
@@ -245,15 +270,8 @@ class RasterSource(ImageSource):
     """
 
     def __init__(self, path, *, bands=None, feature_bands=None):
-        import rasterio
-        from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                ds = rasterio.open(path)
-        except RasterioIOError as e:
-            raise InputError(f"image {path!r} cannot be opened as a raster ({_first_line(e)})") from None
+        rasterio = rasterio_module()
+        ds = open_raster(path)
         self.ds = ds
         n = ds.count
         fb = list(range(1, n + 1)) if feature_bands is None else _check_bands(feature_bands, n, path, "--feature-bands")
@@ -275,14 +293,41 @@ class RasterSource(ImageSource):
         self._masked = ds.nodata is not None or any(
             f & rasterio.enums.MaskFlags.per_dataset or not (f & rasterio.enums.MaskFlags.all_valid)
             for f in ds.mask_flag_enums[0])
-        step = max(1.0, np.sqrt(ds.height * ds.width / _STATS_PIXELS))
-        small = (max(1, int(ds.height / step)), max(1, int(ds.width / step)))
-        sample = self._read_raw(None, small, resampling="nearest")
-        valid = self._read_valid(None, small)
+        self._decimated = None
+        sample, valid = self._stats_sample()
         if valid is not None and not valid.any():
-            raise InputError(f"image {path!r} holds only no-data pixels: nothing to label")
+            sample, valid = self._decimated_read()  # the sample may have missed the data: look at all of it
+            if valid is not None and not valid.any():
+                raise InputError(f"image {path!r} holds only no-data pixels: nothing to label")
         self._set_stretch(sample, valid, robust_uint8=True)
-        self._decimated = (sample, valid)  # reused for overviews: a large raster is decoded once
+
+    def _decimated_read(self):
+        """(raw float32 (h, w, count), valid) of the whole raster at about 1 MP; cached.
+
+        A raster without internal overviews is decoded whole for this (seconds for 400 MP), so it is
+        made only when needed: for the overview window, or for small rasters.
+        """
+        if self._decimated is None:
+            step = max(1.0, np.sqrt(self.height * self.width / _STATS_PIXELS))
+            small = (max(1, int(self.height / step)), max(1, int(self.width / step)))
+            self._decimated = (self._read_raw(None, small, resampling="nearest"), self._read_valid(None, small))
+        return self._decimated
+
+    def _stats_sample(self):
+        """Pixels for the robust stretch: the decimated raster when small, else 64 windows spread over it."""
+        if self.height * self.width <= _SAMPLE_ALL_PIXELS:
+            return self._decimated_read()
+        side = 128
+        rows = np.linspace(0, self.height - side, 8).astype(int)
+        cols = np.linspace(0, self.width - side, 8).astype(int)
+        raws, valids = [], []
+        for r in rows:
+            for c in cols:
+                win = (r, r + side, c, c + side)
+                raws.append(self._read_raw(win, None))
+                v = self._read_valid(win, None)
+                valids.append(np.ones((side, side), bool) if v is None else v)
+        return np.concatenate(raws, axis=0), (np.concatenate(valids, axis=0) if self._masked else None)
 
     @property
     def feature_count(self) -> int:
@@ -292,7 +337,7 @@ class RasterSource(ImageSource):
         """As :meth:`ImageSource.overview`, from the decimated read made when opening (no new decode)."""
         import cv2
 
-        raw, valid = self._decimated
+        raw, valid = self._decimated_read()
         f = min(1.0, max_side / max(self.height, self.width))
         shape = (max(1, int(round(self.height * f))), max(1, int(round(self.width * f))))
         if shape[0] > raw.shape[0] or shape[1] > raw.shape[1]:

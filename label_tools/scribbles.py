@@ -14,9 +14,10 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     """Read a scribble image.
 
     A single-channel PNG/TIFF holds class numbers (0 = unlabelled, k = k-th class). An RGB(A)
-    image painted in the class colours is mapped through ``colors``: each pixel within
-    :data:`COLOR_TOLERANCE` of a class colour gets that class; other pixels (and transparent
-    ones) are unlabelled.
+    image painted in the class colours (or a palette PNG) is mapped through ``colors``: each pixel
+    within :data:`COLOR_TOLERANCE` of a class colour gets that class; other pixels (and
+    transparent ones) are unlabelled. Read through GDAL in strips, so a 400-megapixel file needs
+    little beyond the array itself; the size is checked before anything is decoded.
 
     Parameters
     ----------
@@ -24,7 +25,7 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     shape : tuple of int (H, W)
         The image's shape; the scribbles must match it.
     colors : ndarray of uint8, shape (K, 3), optional
-        Class colours, needed for RGB scribbles.
+        Class colours, needed for colour scribbles.
     n_classes : int, optional
         Number of classes in the labels file; larger scribble values are an error.
 
@@ -34,37 +35,40 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     """
     import os
 
-    from PIL import Image, UnidentifiedImageError
+    from .io import open_raster
 
     if not os.path.exists(path):
         raise InputError(f"scribble file {path!r} does not exist")
-    import cv2
+    with open_raster(path, "scribble file") as ds:
+        if (ds.height, ds.width) != tuple(shape):
+            raise InputError(
+                f"scribble file {path!r} is {ds.width} x {ds.height} px but the image is {shape[1]} x {shape[0]} px "
+                "(width x height): scribbles must be drawn on the image at its full size")
+        interp = [ci.name for ci in ds.colorinterp]
+        if ds.count == 1 and interp[0] == "palette":
+            idx = ds.read(1)
+            lut = np.zeros((256, 4), np.uint8)
+            for k, v in ds.colormap(1).items():
+                lut[k] = v
+            return _from_colour(lut[idx], colors, path)
+        if ds.count >= 3:
+            rgb = np.moveaxis(ds.read(list(range(1, min(ds.count, 4) + 1))), 0, -1)
+            return _from_colour(rgb, colors, path)
+        if ds.dtypes[0] not in ("uint8", "uint16", "int16", "int32", "uint32"):
+            raise InputError(f"scribble file {path!r} holds {ds.dtypes[0]} values: expected whole class numbers")
+        a = np.empty(shape, np.uint8)
+        step = max(1, 4_000_000 // max(ds.width, 1))
+        from rasterio.windows import Window
 
-    try:
-        # OpenCV decodes into one buffer (Pillow needs two): matters for 400-megapixel scribbles
-        a = cv2.imread(path, cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION)
-        if a is not None and a.ndim == 3:
-            a = a[..., [2, 1, 0, 3][: a.shape[2]]] if a.shape[2] >= 3 else a[..., 0]
-        if a is None:
-            with Image.open(path) as im:
-                if im.mode == "P":
-                    im = im.convert("RGBA")
-                a = np.array(im)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise InputError(f"scribble file {path!r} cannot be read as an image ({e})") from None
-    if a.shape[:2] != tuple(shape):
-        raise InputError(
-            f"scribble file {path!r} is {a.shape[1]} x {a.shape[0]} px but the image is {shape[1]} x {shape[0]} px "
-            "(width x height): scribbles must be drawn on the image at its full size")
-    if a.ndim == 3 and a.shape[2] == 2:  # grey + alpha
-        a = np.where(a[..., 1] > 0, a[..., 0], 0)
-    if a.ndim == 3:
-        if colors is None:
-            raise InputError(f"scribble file {path!r} is in colour: give the colours file (--colors) to map it to classes")
-        return scribbles_from_rgb(a, colors)
-    if a.dtype.kind == "f" or (a.size and (a.min() < 0 or a.max() > 255)):
-        raise InputError(f"scribble file {path!r} holds values outside 0..255: expected class numbers")
-    a = a.astype(np.uint8, copy=False)
+        for r in range(0, ds.height, step):
+            win = Window(0, r, ds.width, min(step, ds.height - r))
+            block = ds.read(1, window=win)
+            if ds.count == 2:  # grey + alpha
+                block = np.where(ds.read(2, window=win) > 0, block, 0)
+            if block.dtype != np.uint8:
+                if block.size and (block.min() < 0 or block.max() > 255):
+                    raise InputError(f"scribble file {path!r} holds values outside 0..255: expected class numbers")
+            a[r: r + block.shape[0]] = block
     present = np.nonzero(value_counts(a))[0]
     if n_classes is not None and present.max(initial=0) > n_classes:
         bad = [int(v) for v in present if v > n_classes]
@@ -72,6 +76,12 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
             f"scribble file {path!r} has value{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:5]))} "
             f"but the labels give only {n_classes} classes (values 1..{n_classes}; 0 = unlabelled)")
     return a
+
+
+def _from_colour(rgb, colors, path):
+    if colors is None:
+        raise InputError(f"scribble file {path!r} is in colour: give the colours file (--colors) to map it to classes")
+    return scribbles_from_rgb(rgb, colors)
 
 
 def scribbles_from_rgb(rgb, colors, *, tolerance: float = COLOR_TOLERANCE) -> np.ndarray:
@@ -140,8 +150,8 @@ def scribbled_pixels(scribbles, *, block_pixels: int = 4_000_000):
     for r in range(0, scribbles.shape[0], step):
         block = scribbles[r: r + step]
         ys, xs = np.nonzero(block)
-        rows.append(ys + r)
-        cols.append(xs)
+        rows.append((ys + r).astype(np.int32))
+        cols.append(xs.astype(np.int32))
         vals.append(block[ys, xs])
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 
@@ -170,8 +180,8 @@ def downscale(scribbles, out_shape, n_classes: int = 255) -> np.ndarray:
     ys, xs, vs = scribbled_pixels(scribbles)
     if not len(vs):
         return out
-    cell = (ys * h // H).astype(np.int64) * w + xs * w // W
-    key = cell * 256 + vs
+    key = ((ys.astype(np.int64) * h // H) * w + xs.astype(np.int64) * w // W) * 256 + vs
+    del ys, xs
     uniq, counts = np.unique(key, return_counts=True)
     cells, vals = uniq // 256, (uniq % 256).astype(np.uint8)
     order = np.lexsort((counts, cells))  # by cell, then count: the last of each cell has the most

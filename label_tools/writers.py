@@ -213,8 +213,9 @@ def versions() -> dict:
     except Exception:
         pass
     try:
-        import rasterio
+        from .io import rasterio_module
 
+        rasterio = rasterio_module()
         out["rasterio"] = rasterio.__version__
         out["gdal"] = rasterio.__gdal_version__
     except Exception:
@@ -272,9 +273,11 @@ def write_geotiff(path: str, labels, georef, classes, *, block: int = 512):
         0-based class ids, 255 = no-data.
     georef : label_tools.io.Georef
     """
-    import rasterio
     from rasterio.windows import Window
 
+    from .io import rasterio_module
+
+    rasterio = rasterio_module()
     prof = dict(georef.profile)
     for k in ("blockxsize", "blockysize", "interleave", "photometric", "compress", "predictor", "tiled"):
         prof.pop(k, None)

@@ -97,3 +97,19 @@ def test_save_load_resume_position(tmp_path):
 def test_no_windows_is_an_error():
     with pytest.raises(InputError, match="no window worth labelling"):
         Session((10, 10), 2, [])
+
+
+def test_window_worth_skips_uniform_and_nodata():
+    from label_tools.annotate import window_worth
+
+    flat = np.full((10, 12, 3), 7, np.uint8)
+    assert not window_worth(flat, None)
+    busy = flat.copy()
+    busy[3, 4] = 9
+    assert window_worth(busy, None)
+    valid = np.zeros((10, 12), bool)
+    assert not window_worth(busy, valid)  # all no-data
+    valid[0, 0] = valid[0, 1] = True
+    assert not window_worth(busy, valid)  # the data that is there is uniform
+    valid[3, 4] = True
+    assert window_worth(busy, valid)
