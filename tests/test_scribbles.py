@@ -60,3 +60,22 @@ def test_downscale_keeps_thin_strokes():
     s[10:30, 10:30] = 1
     d = downscale(s, (20, 30), 2)
     assert d.shape == (20, 30) and (d == 2).sum() >= 25 and (d == 1).sum() >= 16
+
+
+def test_palette_png_maps_through_colours(tmp_path):
+    idx = np.zeros((8, 10), np.uint8)
+    idx[2] = 1
+    idx[5] = 2
+    im = Image.fromarray(idx, mode="P")
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 0, 255] + [0] * (256 * 3 - 9))
+    p = str(tmp_path / "pal.png")
+    im.save(p)
+    s = read_scribbles(p, (8, 10), colors=np.array([[0, 0, 255], [255, 0, 0]], np.uint8))
+    assert (s[2] == 2).all() and (s[5] == 1).all() and s.sum() == 30  # colours, not palette indices
+
+
+def test_size_checked_before_decoding(tmp_path):
+    p = str(tmp_path / "big.png")
+    Image.fromarray(np.zeros((300, 400), np.uint8)).save(p)
+    with pytest.raises(InputError, match="400 x 300 px but the image is 40 x 30"):
+        read_scribbles(p, (30, 40))
