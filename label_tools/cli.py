@@ -111,8 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--window", type=_window, default=500, metavar="W",
                    help="annotation window side in image pixels (default 500; >= 16)")
     p.add_argument("-s", "--scale", type=_scale, default=None, metavar="S", help=(
-        "scale in (0, 1] at which the model and CRF run (default auto: 1 up to 0.5 megapixel, smaller "
-        "beyond so the model grid stays near 0.5 MP); labels always come out at full resolution"))
+        "scale in (0, 1] at which the model and CRF run (default auto: 1 up to 0.4 megapixel, smaller "
+        "beyond so the model grid stays near 0.4 MP); labels always come out at full resolution"))
     p.add_argument("--sigmas", type=_float_list, default=None, metavar="LIST",
                    help="feature scales in pixels (default 1,2,4,8,16)")
     p.add_argument("--crf-weight", type=_unit, default=None, metavar="X", help=(

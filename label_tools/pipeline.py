@@ -63,8 +63,8 @@ class Settings:
     sigmas: tuple = feat_mod.DEFAULT_SIGMAS
     crf_weight: float = 0.6
     crf: crf_mod.CRFParams = crf_mod.CRFParams()
-    auto_pixels: float = 0.5e6
-    crf_pixels: float = 0.15e6
+    auto_pixels: float = 0.4e6
+    crf_pixels: float = 0.1e6
     max_samples_per_class: int = unary.MAX_SAMPLES_PER_CLASS
     tile_mb: float = 96.0
     cache_mb: float = 128.0

@@ -57,11 +57,3 @@ def test_many_bands_beyond_opencv_channel_limit():
         one = multiscale_features(img[..., b], sigmas=sig)  # (smoothed x4, then 3 structure x4)
         np.testing.assert_allclose(f[..., b * 4: b * 4 + 4], one[..., :4], atol=1e-6)
         np.testing.assert_allclose(f[..., 36 + b * 12: 36 + b * 12 + 12], one[..., 4:], atol=1e-6)
-
-
-def test_colour_uses_luminance_structure():
-    img = np.random.default_rng(3).random((16, 24, 3)).astype(np.float32)
-    f = multiscale_features(img, sigmas=(1, 2))
-    assert f.shape == (16, 24, n_features(3, (1, 2))) == (16, 24, 12)
-    grey = multiscale_features(img.mean(axis=2), sigmas=(1, 2))
-    np.testing.assert_allclose(f[..., 6:], grey[..., 2:], atol=1e-5)
