@@ -258,12 +258,16 @@ def run(args) -> int:
     return 0
 
 
-def _write_overlay(path, src, scribbles, labels, classes):
+def _write_overlay(path, src, scribbles, labels, classes, grid_display=None):
     from . import writers
     from .io import stem
 
     small = writers.overlay_shape(src.shape)
-    writers.write_overlay(path, src.read_display(out_shape=small), scribbles, labels, classes, title=stem(src.path))
+    if grid_display is not None and grid_display.shape[0] <= small[0]:
+        base = grid_display  # the model grid is coarser than the figure: no new read of a large image
+    else:
+        base = src.read_display(out_shape=small)
+    writers.write_overlay(path, base, scribbles, labels, classes, title=stem(src.path))
 
 
 def write_outputs(paths, src, scribbles, result, classes, *, settings, annotation_seconds, processing_seconds, args):
@@ -278,7 +282,7 @@ def write_outputs(paths, src, scribbles, result, classes, *, settings, annotatio
         (writers.write_label_png, (paths["label"], result.labels), {}),
         (writers.write_mat, (paths["mat"],), dict(scribbles=scribbles, labels=result.labels, classes=classes,
                                                    probs=preds)),
-        (_write_overlay, (paths["overlay"], src, scribbles, result.labels, classes), {}),
+        (_write_overlay, (paths["overlay"], src, scribbles, result.labels, classes, result.display), {}),
     ]
     if "geotiff" in paths:
         jobs.append((writers.write_geotiff, (paths["geotiff"], result.labels, src.georef, classes), {}))

@@ -175,6 +175,21 @@ class ImageSource:
         """bool (h, w): True where the pixel holds data; None when the image has no no-data."""
         return self._read_valid(self._norm_window(window), out_shape)
 
+    def read_both(self, window=None, *, out_shape=None):
+        """Feature bands (as :meth:`read`) and display RGB (as :meth:`read_display`) from one read.
+
+        Returns
+        -------
+        features : ndarray of float32, shape (h, w, feature bands)
+        rgb : ndarray of uint8, shape (h, w, 3)
+        """
+        x = ImageSource.read(self, window, out_shape=out_shape)
+        rgb = x[..., list(self._display)]
+        rgb = np.repeat(rgb, 3, axis=-1) if rgb.shape[-1] == 1 else rgb
+        rgb = np.ascontiguousarray(np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8))
+        n = getattr(self, "feature_count", self.count)
+        return (x[..., :n] if n < x.shape[-1] else x), rgb
+
     def read_display(self, window=None, *, out_shape=None, resampling="average") -> np.ndarray:
         """uint8 RGB (h, w, 3) for display and the CRF's colour kernel (grey images are repeated)."""
         x = ImageSource.read(self, window, out_shape=out_shape, resampling=resampling)[..., list(self._display)]

@@ -2,14 +2,15 @@
 
 Steps, each on tiles so memory follows the tile size, not the image size:
 
-1. the image is viewed at the processing scale ``s`` (``Settings.scale``; auto keeps the model
-   grid at about ``Settings.auto_pixels`` pixels);
-2. features of the tiles holding scribbles -> training samples (bounded per class) -> classifier;
-3. per tile: features -> class probabilities (the unary) -> dense CRF on the tile grown by an
-   overlap -> blend ``(1 - w) log p_forest + w log q_crf`` with ``w = Settings.crf_weight``;
-4. if ``s < 1``: per full-resolution tile, the probabilities are upsampled and sharpened by a
-   guided filter steered by the full-resolution image, so label edges follow the image rather
-   than the coarse grid; then argmax.
+1. the image is viewed on the model grid, scale ``s`` (``Settings.scale``; auto keeps the grid at
+   about ``Settings.auto_pixels`` pixels);
+2. features of the tiles holding scribbles (with a halo) -> training samples (bounded per class)
+   -> classifier; those features are kept for step 3 within ``Settings.cache_mb``;
+3. per tile: features -> class probabilities (the unary);
+4. dense CRF on the grid shrunk to about ``Settings.crf_pixels``, on tiles grown by an overlap,
+   then the blend ``(1 - w) log p_forest + w log q_crf`` with ``w = Settings.crf_weight``;
+5. if ``s < 1``: per full-resolution tile, a fast guided filter fitted on the grid and applied to
+   the full-resolution brightness puts label edges on image edges; then argmax.
 """
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ NODATA = 255
 CRF_TILE = 1536  # grid pixels per CRF tile side (about 0.25 GB of CRF state at 5 classes)
 CRF_OVERLAP = 96
 CRF_MIN_FACTOR = 0.25
+GRID_CACHE_MB = 96  # read the whole model grid at once when it takes at most this
 
 
 @dataclass(frozen=True)
 class Settings:
-    """How :func:`segment` works. Every field is a CLI option of the same name.
+    """How :func:`segment` works (``scale``, ``sigmas``, ``crf_weight`` and ``crf.n_iter`` are CLI options).
 
     Attributes
     ----------
@@ -104,6 +106,8 @@ class Result:
     classifier : fitted estimator
     timings : dict of str -> float
         Seconds per step.
+    display : ndarray of uint8, shape (h, w, 3), or None
+        The image on the model grid, when it was read whole (reused for the figure).
     """
 
     labels: np.ndarray
@@ -113,6 +117,7 @@ class Result:
     samples: np.ndarray
     classifier: object
     timings: dict = field(default_factory=dict)
+    display: np.ndarray | None = None
 
 
 def _tile_side(n_feat, margin, mb):
@@ -121,32 +126,66 @@ def _tile_side(n_feat, margin, mb):
 
 
 class _Grid:
-    """The processing grid: reads features and colours of its windows from the full-res source."""
+    """The model grid: features, colours and no-data mask of its windows, read from the source.
 
-    def __init__(self, src: ImageSource, shape, sigmas):
-        self.src, self.shape = src, shape
+    When the grid is coarser than the image and small enough (``GRID_CACHE_MB``), the whole grid is
+    read once and every window is cut from that: a large raster is then decoded once, not once per
+    tile and again for the CRF.
+    """
+
+    def __init__(self, src: ImageSource, shape, sigmas, *, cache: bool = True):
+        self.src, self.shape = src, tuple(shape)
         self.rc = (shape[0] / src.height, shape[1] / src.width)
         self.sigmas = tuple(max(0.3, s * min(self.rc)) for s in sigmas) if min(self.rc) < 1 else tuple(sigmas)
         self.halo = feat_mod.halo(self.sigmas) if self.sigmas else 0
+        self._cache = None
+        if cache and min(self.rc) < 1 and shape[0] * shape[1] * (src.count + 1) * 4 <= GRID_CACHE_MB * 2**20:
+            feat, rgb = src.read_both(out_shape=self.shape)
+            self._cache = (feat, rgb, src.read_valid(out_shape=self.shape) if src.has_nodata else None)
 
     def _full(self, window):
         return to_full(window, self.rc, (self.src.height, self.src.width))
+
+    def shrunk(self, shape) -> "_Grid":
+        """A coarser grid over the same image (for the CRF), cut from this one's read when cached."""
+        import cv2
+
+        g = _Grid(self.src, shape, (), cache=False)
+        if self._cache is not None:
+            _, rgb, valid = self._cache
+            size = (shape[1], shape[0])
+            g._cache = (None, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
+                        None if valid is None else
+                        cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0)
+        return g
+
+    @property
+    def cached_display(self):
+        """uint8 RGB of the whole grid if it was read whole, else None."""
+        return None if self._cache is None else self._cache[1]
 
     def features(self, window):
         """float32 (h, w, F) features of ``window`` (grid coordinates), computed with a halo."""
         region = grow(window, self.halo, self.shape)
         shape = (region[1] - region[0], region[3] - region[2])
-        img = self.src.read(self._full(region), out_shape=shape)
+        if self._cache is not None and self._cache[0] is not None:
+            img = self._cache[0][region[0]:region[1], region[2]:region[3]]
+        else:
+            img = self.src.read(self._full(region), out_shape=shape)
         f = feat_mod.multiscale_features(img, sigmas=self.sigmas)
         r0, c0 = window[0] - region[0], window[2] - region[2]
         return f[r0: r0 + window[1] - window[0], c0: c0 + window[3] - window[2]]
 
     def display(self, window):
+        if self._cache is not None:
+            return np.ascontiguousarray(self._cache[1][window[0]:window[1], window[2]:window[3]])
         return self.src.read_display(self._full(window), out_shape=(window[1] - window[0], window[3] - window[2]))
 
     def valid(self, window):
         if not self.src.has_nodata:
             return None
+        if self._cache is not None:
+            return self._cache[2][window[0]:window[1], window[2]:window[3]]
         return self.src.read_valid(self._full(window), out_shape=(window[1] - window[0], window[3] - window[2]))
 
 
@@ -176,7 +215,7 @@ def _crf_tiles(grid, unary_probs, params, weight, progress, *, crf_pixels, tile=
     if f < 1:
         ch, cw = scaled_shape((h, w), f)
         small = np.stack([cv2.resize(unary_probs[j], (cw, ch), interpolation=cv2.INTER_AREA) for j in range(k)])
-        sub = _Grid(grid.src, (ch, cw), ())
+        sub = grid.shrunk((ch, cw))
         params = params.scaled(ch / h)
     else:
         small, sub = unary_probs, grid
@@ -286,7 +325,7 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     t0 = time.perf_counter()
     labels = upsample_labels(src, probs, progress=progress)
     timings["upsample"] = time.perf_counter() - t0
-    return Result(labels, probs, crf_probs, scale, buf.counts.copy(), clf, timings)
+    return Result(labels, probs, crf_probs, scale, buf.counts.copy(), clf, timings, grid.cached_display)
 
 
 def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 2, eps: float = 1e-3,
@@ -332,10 +371,12 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 
         pr1 = min(int(math.ceil((R1 + 0.5) * sr - 0.5)) + margin + 1, h)
         pc0 = max(int(math.floor((C0 + 0.5) * sc - 0.5)) - margin, 0)
         pc1 = min(int(math.ceil((C1 + 0.5) * sc - 0.5)) + margin + 1, w)
-        gwin = (pr0, pr1, pc0, pc1)
-        low = src.read_display(to_full(gwin, (sr, sc), (H, W)), out_shape=(pr1 - pr0, pc1 - pc0))
+        # one full-resolution read covers the tile and the grid window around it
+        f0, f1, g0, g1 = to_full((pr0, pr1, pc0, pc1), (sr, sc), (H, W))
+        full = src.read_display((f0, f1, g0, g1))
+        low = cv2.resize(full, (pc1 - pc0, pr1 - pr0), interpolation=cv2.INTER_AREA)
         a, b = guided_coefficients(_grey(low), probs[:, pr0:pr1, pc0:pc1], radius=radius, eps=eps)
-        guide = _grey(src.read_display(t.inner))
+        guide = _grey(np.ascontiguousarray(full[R0 - f0: R1 - f0, C0 - g0: C1 - g0]))
         m = np.array([[sc, 0, (C0 + 0.5) * sc - 0.5 - pc0], [0, sr, (R0 + 0.5) * sr - 0.5 - pr0]], np.float32)
         size = (C1 - C0, R1 - R0)
         best = np.full((R1 - R0, C1 - C0), -np.inf, np.float32)
