@@ -138,29 +138,3 @@ def predict_proba(classifier, features, n_classes: int) -> np.ndarray:
     out = np.zeros((n_classes, h * w), np.float32)
     out[np.asarray(classifier.classes_, int)] = p.T
     return out.reshape(n_classes, h, w)
-
-
-def save_model(path: str, classifier, *, meta: dict):
-    """Save a fitted classifier with the settings needed to apply it again (sigmas, bands, classes)."""
-    import pickle
-
-    from .files import atomic_path
-
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        pickle.dump({"format": "label_tools-model-1", "classifier": classifier, "meta": dict(meta)}, f)
-
-
-def load_model(path: str):
-    """-> (classifier, meta) saved by :func:`save_model`. Only load files you made: pickle runs code."""
-    import pickle
-
-    try:
-        with open(path, "rb") as f:
-            obj = pickle.load(f)
-    except FileNotFoundError:
-        raise InputError(f"model file {path!r} does not exist") from None
-    except Exception as e:
-        raise InputError(f"model file {path!r} cannot be read ({e})") from None
-    if not isinstance(obj, dict) or obj.get("format") != "label_tools-model-1":
-        raise InputError(f"model file {path!r} is not a label_tools model")
-    return obj["classifier"], obj["meta"]
