@@ -186,3 +186,28 @@ def test_no_display_says_which_option(job, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "pass --scribbles FILE" in err
     assert files(d) == before
+
+
+def test_real_photo_not_in_shared_data(tmp_path):
+    """scikit-image's 'coffee' photo (a real JPEG it ships), rough box scribbles: all four files read back."""
+    from skimage import data
+
+    img = data.coffee()  # 400 x 600 RGB
+    Image.fromarray(img).save(tmp_path / "coffee.jpg", quality=92)
+    scr = np.zeros(img.shape[:2], np.uint8)
+    scr[150:250, 200:240] = 1  # the coffee in the cup
+    scr[20:60, 20:560] = 2  # the table above
+    scr[360:390, 20:560] = 2
+    Image.fromarray(scr).save(tmp_path / "coffee_scribbles.png")
+    (tmp_path / "classes.txt").write_text("coffee\ntable\n")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "coffee.jpg"), "--scribbles", str(tmp_path / "coffee_scribbles.png"),
+                 "--labels", str(tmp_path / "classes.txt"), "-o", str(out)]) == 0
+    lab = np.array(Image.open(out / "coffee_mres_label.png"))
+    assert lab.shape == (400, 600) and set(np.unique(lab)) == {0, 1}
+    assert (lab[scr == 1] == 0).mean() > 0.95 and (lab[scr == 2] == 1).mean() > 0.95
+    m = loadmat(out / "coffee_mres.mat")
+    np.testing.assert_array_equal(m["class"], lab)
+    np.testing.assert_array_equal(m["sparse"], scr)
+    assert np.array(Image.open(out / "coffee_mres.png")).shape[1] > 600
+    assert "coffee: " in (out / "coffee_report.txt").read_text()
