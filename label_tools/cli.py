@@ -191,7 +191,8 @@ def run(args) -> int:
     from .features import DEFAULT_SIGMAS
     from .files import check_not_existing, check_writable_dir
     from .io import open_image, stem
-    from .pipeline import Settings, segment
+    from .model import Model
+    from .pipeline import Settings
     from .scribbles import read_scribbles
     from .writers import output_paths
 
@@ -234,8 +235,10 @@ def run(args) -> int:
     progress = Progress(enabled=not args.quiet)
     t0 = time.perf_counter()
     try:
-        result = segment(src, scr, n_classes=len(classes), settings=settings, class_names=classes.names,
-                         progress=progress)
+        model = Model.fit(src, scr, classes=classes, settings=settings, progress=progress)
+        fit_timings = dict(model.info.get("timings", {}))
+        result = model.predict(src, progress=progress)
+        result.timings = {**fit_timings, **result.timings}
     except LabelToolsError as e:
         if args.scribbles is None:  # drawn in the annotator: say where the work is
             from .session import scribble_paths

@@ -231,9 +231,204 @@ def _crf_tiles(grid, unary_probs, params, weight, progress, *, crf_pixels, tile=
     return _blend(unary_probs, up, weight), q
 
 
+@dataclass
+class Trained:
+    """What :func:`train` returns: the fitted classifier and the samples it was fitted on.
+
+    Attributes
+    ----------
+    classifier : fitted estimator
+    X : ndarray of float32, shape (N, F)
+        Training features (at most ``Settings.max_samples_per_class`` per class).
+    y : ndarray of int64, shape (N,)
+        0-based class ids of ``X``.
+    counts : ndarray of int64, shape (K,)
+        Scribbled pixels per class on the model grid (before sub-sampling).
+    scale : float
+        Model-grid scale of the training image.
+    timings : dict of str -> float
+    """
+
+    classifier: object
+    X: np.ndarray
+    y: np.ndarray
+    counts: np.ndarray
+    scale: float
+    timings: dict = field(default_factory=dict)
+    cache: dict | None = field(default=None, repr=False)  # (grid shape, tile side) and features of scribbled tiles
+
+
+def _check_scribbles(src, scribbles, n_classes, class_names):
+    H, W = src.shape
+    scribbles = np.asarray(scribbles)
+    if scribbles.shape != (H, W):
+        raise InputError(f"scribbles: expected shape {(H, W)} (the image's), got {scribbles.shape}")
+    counts = value_counts(scribbles)
+    if counts[n_classes + 1:].any():
+        raise InputError(f"scribbles hold value {int(np.nonzero(counts)[0].max())} but there are only {n_classes} classes")
+    return scribbles, counts
+
+
+def _layout(src, settings):
+    """Model grid, its tiles and tile side for ``src`` under ``settings``."""
+    H, W = src.shape
+    scale = settings.scale if settings.scale is not None else auto_scale((H, W), settings.auto_pixels)
+    shape = scaled_shape((H, W), scale)
+    grid = _Grid(src, shape, settings.sigmas)
+    n_feat = feat_mod.n_features(getattr(src, "feature_count", src.count), grid.sigmas)
+    side = _tile_side(n_feat, grid.halo, settings.tile_mb)
+    return scale, shape, grid, side, tiles(shape, side)
+
+
+def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Settings(), progress=None,
+                    keep_cache: bool = False):
+    """Features of the scribbled pixels, gathered tile by tile on the model grid.
+
+    Parameters
+    ----------
+    src : ImageSource
+    scribbles : ndarray of uint8, shape (H, W)
+        0 = unlabelled, k = class k-1.
+    n_classes : int
+    settings : Settings
+    keep_cache : bool
+        Keep the features of scribbled tiles (within ``Settings.cache_mb``) for :func:`predict`.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (N, F)
+    y : ndarray of int64, shape (N,)
+    counts : ndarray of int64, shape (K,)
+    scale : float
+    cache : dict or None
+    """
+    progress = progress or (lambda stage, done, total: None)
+    scale, shape, grid, side, grid_tiles = _layout(src, settings)
+    small = downscale(scribbles, shape, n_classes)
+    buf = unary.SampleBuffer(n_classes, max_per_class=settings.max_samples_per_class, seed=settings.seed)
+    cache, cached_bytes = {}, 0
+    for i, t in enumerate(grid_tiles):
+        r0, r1, c0, c1 = t.inner
+        s = small[r0:r1, c0:c1]
+        if not s.any():
+            progress("features", i + 1, len(grid_tiles))
+            continue
+        f = grid.features(t.inner)
+        if keep_cache and cached_bytes + f.nbytes <= settings.cache_mb * 2**20:
+            cache[i] = f
+            cached_bytes += f.nbytes
+        v = grid.valid(t.inner)
+        m = s > 0 if v is None else (s > 0) & v
+        if m.any():
+            buf.add(f[m], s[m].astype(np.int64) - 1)
+        progress("features", i + 1, len(grid_tiles))
+    X, y = buf.arrays()
+    key = (id(src), shape, side)
+    return X, y, buf.counts.copy(), scale, ({"key": key, "tiles": cache, "grid": grid} if keep_cache else None)
+
+
+def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None, class_names=None,
+          progress=None, extra=None, keep_cache: bool = True) -> Trained:
+    """Fit the pixel classifier on the scribbled pixels of one image.
+
+    Parameters
+    ----------
+    image : ImageSource or ndarray, shape (H, W) or (H, W, C)
+    scribbles : ndarray of uint8, shape (H, W)
+        0 = unlabelled, k = class k-1. Pixels outside the image's valid area are ignored.
+    n_classes : int
+    settings : Settings
+    classifier : estimator, optional
+        Unfitted scikit-learn style classifier; default :func:`label_tools.unary.default_classifier`.
+    class_names : sequence of str, optional
+        For error messages.
+    progress : callable(stage, done, total), optional
+    extra : tuple (X ndarray float32 (M, F), y ndarray int64 (M,)), optional
+        Samples from earlier images (a saved model's), fitted together with this image's.
+    keep_cache : bool
+        Keep features of scribbled tiles for a following :func:`predict` on the same image.
+
+    Returns
+    -------
+    Trained
+    """
+    settings = settings.validate()
+    src = image if isinstance(image, ImageSource) else ArraySource(image)
+    scribbles, counts = _check_scribbles(src, scribbles, n_classes, class_names)
+    has_extra = extra is not None and len(extra[1])
+    if np.count_nonzero(counts[1:]) < 2 and not has_extra:  # checked again on valid pixels when fitting
+        unary.fit(None, np.nonzero(counts[1:])[0], class_names=class_names)
+    t0 = time.perf_counter()
+    X, y, n, scale, cache = collect_samples(src, scribbles, n_classes=n_classes, settings=settings,
+                                            progress=progress, keep_cache=keep_cache)
+    if has_extra:
+        X = np.concatenate([extra[0], X]) if len(X) else np.asarray(extra[0], np.float32)
+        y = np.concatenate([extra[1], y]) if len(y) else np.asarray(extra[1], np.int64)
+    timings = {"features": time.perf_counter() - t0}
+    t0 = time.perf_counter()
+    clf = unary.fit(X, y, classifier=classifier, class_names=class_names)
+    timings["fit"] = time.perf_counter() - t0
+    return Trained(clf, X, y, n, scale, timings, cache)
+
+
+def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(), progress=None,
+            cache=None) -> Result:
+    """Dense labels of an image from a fitted classifier.
+
+    Parameters
+    ----------
+    image : ImageSource or ndarray, shape (H, W) or (H, W, C)
+    classifier : fitted estimator
+        Fitted on features made with the same ``settings.sigmas`` and band count.
+    n_classes : int
+    settings : Settings
+    progress : callable(stage, done, total), optional
+    cache : dict, optional
+        ``Trained.cache`` of a :func:`train` call on this same image.
+
+    Returns
+    -------
+    Result
+    """
+    settings = settings.validate()
+    src = image if isinstance(image, ImageSource) else ArraySource(image)
+    progress = progress or (lambda stage, done, total: None)
+    timings = {}
+    scale, shape, grid, side, grid_tiles = _layout(src, settings)
+    feats = {}
+    if cache is not None and cache.get("key") == (id(src), shape, side):
+        feats = cache["tiles"]
+        grid = cache["grid"]
+
+    probs = np.empty((n_classes, shape[0], shape[1]), np.float32)
+    t0 = time.perf_counter()
+    for i, t in enumerate(grid_tiles):
+        f = feats.pop(i) if i in feats else grid.features(t.inner)
+        r0, r1, c0, c1 = t.inner
+        probs[:, r0:r1, c0:c1] = unary.predict_proba(classifier, f, n_classes)
+        del f
+        progress("classify", i + 1, len(grid_tiles))
+    timings["predict"] = time.perf_counter() - t0
+
+    # dense CRF on large overlapping tiles, blended with the forest
+    t0 = time.perf_counter()
+    params = settings.crf.scaled(min(grid.rc))
+    crf_probs = None
+    if settings.crf_weight > 0 and params.n_iter > 0:
+        probs, crf_probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress, crf_pixels=settings.crf_pixels)
+    timings["crf"] = time.perf_counter() - t0
+
+    # full-resolution labels
+    t0 = time.perf_counter()
+    labels = upsample_labels(src, probs, progress=progress)
+    timings["upsample"] = time.perf_counter() - t0
+    return Result(labels, probs, crf_probs, scale, np.zeros(n_classes, np.int64), classifier, timings,
+                  grid.cached_display)
+
+
 def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None,
             class_names=None, progress=None) -> Result:
-    """Turn sparse scribbles into a dense label image.
+    """Turn sparse scribbles into a dense label image: :func:`train` then :func:`predict`.
 
     Parameters
     ----------
@@ -255,77 +450,13 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     -------
     Result
     """
-    settings = settings.validate()
     src = image if isinstance(image, ImageSource) else ArraySource(image)
-    H, W = src.shape
-    scribbles = np.asarray(scribbles)
-    if scribbles.shape != (H, W):
-        raise InputError(f"scribbles: expected shape {(H, W)} (the image's), got {scribbles.shape}")
-    counts = value_counts(scribbles)
-    if counts[n_classes + 1:].any():
-        raise InputError(f"scribbles hold value {int(np.nonzero(counts)[0].max())} but there are only {n_classes} classes")
-    if np.count_nonzero(counts[1:]) < 2:  # checked again on valid pixels when fitting
-        unary.fit(None, np.nonzero(counts[1:])[0], class_names=class_names)
-    progress = progress or (lambda stage, done, total: None)
-    timings = {}
-    scale = settings.scale if settings.scale is not None else auto_scale((H, W), settings.auto_pixels)
-    shape = scaled_shape((H, W), scale)
-    grid = _Grid(src, shape, settings.sigmas)
-    n_feat = feat_mod.n_features(getattr(src, "feature_count", src.count), grid.sigmas)
-    side = _tile_side(n_feat, grid.halo, settings.tile_mb)
-    grid_tiles = tiles(shape, side)
-
-    # 1. training samples from the tiles that hold scribbles
-    t0 = time.perf_counter()
-    small = downscale(scribbles, shape, n_classes)
-    buf = unary.SampleBuffer(n_classes, max_per_class=settings.max_samples_per_class, seed=settings.seed)
-    cache, cached_bytes = {}, 0  # features of tiles computed here, kept for step 2 within a budget
-    for i, t in enumerate(grid_tiles):
-        r0, r1, c0, c1 = t.inner
-        s = small[r0:r1, c0:c1]
-        if not s.any():
-            progress("features", i + 1, len(grid_tiles))
-            continue
-        f = grid.features(t.inner)
-        if cached_bytes + f.nbytes <= settings.cache_mb * 2**20:
-            cache[i] = f
-            cached_bytes += f.nbytes
-        v = grid.valid(t.inner)
-        m = s > 0 if v is None else (s > 0) & v
-        if m.any():
-            buf.add(f[m], s[m].astype(np.int64) - 1)
-        progress("features", i + 1, len(grid_tiles))
-    X, y = buf.arrays()
-    timings["features"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    clf = unary.fit(X, y, classifier=classifier, class_names=class_names)
-    timings["fit"] = time.perf_counter() - t0
-    del X, y
-
-    # 2. unary per feature tile
-    probs = np.empty((n_classes, shape[0], shape[1]), np.float32)
-    t0 = time.perf_counter()
-    for i, t in enumerate(grid_tiles):
-        f = cache.pop(i) if i in cache else grid.features(t.inner)
-        r0, r1, c0, c1 = t.inner
-        probs[:, r0:r1, c0:c1] = unary.predict_proba(clf, f, n_classes)
-        del f
-        progress("classify", i + 1, len(grid_tiles))
-    timings["predict"] = time.perf_counter() - t0
-
-    # 3. dense CRF on large overlapping tiles, blended with the forest
-    t0 = time.perf_counter()
-    params = settings.crf.scaled(min(grid.rc))
-    crf_probs = None
-    if settings.crf_weight > 0 and params.n_iter > 0:
-        probs, crf_probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress, crf_pixels=settings.crf_pixels)
-    timings["crf"] = time.perf_counter() - t0
-
-    # 4. full-resolution labels
-    t0 = time.perf_counter()
-    labels = upsample_labels(src, probs, progress=progress)
-    timings["upsample"] = time.perf_counter() - t0
-    return Result(labels, probs, crf_probs, scale, buf.counts.copy(), clf, timings, grid.cached_display)
+    tr = train(src, scribbles, n_classes=n_classes, settings=settings, classifier=classifier,
+               class_names=class_names, progress=progress)
+    r = predict(src, tr.classifier, n_classes=n_classes, settings=settings, progress=progress, cache=tr.cache)
+    r.samples = tr.counts
+    r.timings = {**tr.timings, **r.timings}
+    return r
 
 
 def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 2, eps: float = 1e-3,

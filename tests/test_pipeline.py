@@ -112,3 +112,26 @@ def test_crf_iterations_zero_is_forest_only():
     a = segment(img, scr, n_classes=3, settings=Settings(crf_weight=0, sigmas=(1, 2)))
     b = segment(img, scr, n_classes=3, settings=Settings(crf=CRFParams(n_iter=0), sigmas=(1, 2)))
     np.testing.assert_array_equal(a.labels, b.labels)
+
+
+def test_model_fit_predict_matches_segment_and_carries_over():
+    from label_tools.classes import load_classes
+    from label_tools.model import Model
+
+    img, mask = make_scene(70, 110)
+    scr = scene_scribbles(mask)
+    settings = Settings(sigmas=(1, 2), crf_weight=0)
+    classes = load_classes(None, None, n_classes=3)
+    m = Model.fit(img, scr, classes=classes, settings=settings)
+    a = m.predict(img)
+    b = segment(img, scr, n_classes=3, settings=settings)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    # the model labels another image of the same kind without scribbles
+    img2, mask2 = make_scene(90, 60, seed=3)
+    r = m.predict(img2)
+    assert r.labels.shape == (90, 60) and (r.labels == mask2).mean() > 0.9
+    # refit on top: the samples grow
+    m2 = Model.fit(img2, scene_scribbles(mask2, seed=1), classes=classes, base=m)
+    assert len(m2.y) > len(m.y) and m2.info["images"] == ["<array>", "<array>"]
+    with pytest.raises(InputError, match="feature band"):
+        m.predict(img[..., 0])
