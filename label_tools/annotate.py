@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from . import session as sess
-from .errors import InputError
+from .errors import InputError, OptionError
 from .tiling import annotation_windows
 
 log = logging.getLogger("label_tools")
@@ -49,6 +49,46 @@ def has_display() -> bool:
     if sys.platform.startswith("linux"):
         return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
     return True
+
+
+def opencv_has_windows() -> bool:
+    """Whether this OpenCV build can open windows (``opencv-python-headless`` cannot)."""
+    try:
+        import cv2
+
+        info = cv2.getBuildInformation()
+    except Exception:
+        return False
+    for line in info.splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() not in ("NONE", "NO", "")
+    return hasattr(cv2, "namedWindow")
+
+
+def choose_backend(backend=None) -> str:
+    """The annotator toolkit to use: ``backend`` if it can open a window, else the other one.
+
+    ``None`` means OpenCV where it has windows, else matplotlib. Raises InputError (one line saying
+    what to pass or install) when the asked-for toolkit, or both, cannot open a window.
+    """
+    from .annotate_mpl import matplotlib_window_problem
+
+    if backend not in (None, "opencv", "matplotlib"):
+        raise OptionError(f"--backend: expected opencv or matplotlib, got {backend!r}")
+    cv_ok = opencv_has_windows()
+    if backend == "opencv" and not cv_ok:
+        raise InputError("--backend opencv: this OpenCV has no window support (opencv-python-headless?); pass "
+                         "--backend matplotlib, or install opencv-python in place of opencv-python-headless")
+    if backend == "opencv" or (backend is None and cv_ok):
+        return "opencv"
+    problem = matplotlib_window_problem()
+    if problem is None:
+        return "matplotlib"
+    if backend == "matplotlib":
+        raise InputError(f"--backend matplotlib: matplotlib cannot open a window ({problem})")
+    raise InputError(f"no toolkit can open the annotation window: OpenCV has no window support and matplotlib "
+                     f"cannot open one ({problem}); install opencv-python (not -headless) or tkinter "
+                     "(apt install python3-tk), or pass --scribbles FILE to label without a window")
 
 
 def _tk_root():
@@ -252,9 +292,14 @@ class Annotator:
         paint_labels(out, scr, self.classes.colors)
         if self.show_help:
             self._draw_help(out)
-        cv2.imshow(WIN_ANNOTATE, out[..., ::-1])
-        cv2.setWindowTitle(WIN_ANNOTATE, f"{WIN_ANNOTATE} - {self.s.status(self.classes.names)}"
-                           + (" | preview" if self.show_preview else ""))
+        self._show(WIN_ANNOTATE, out, f"{WIN_ANNOTATE} - {self.s.status(self.classes.names)}"
+                   + (" | preview" if self.show_preview else ""))
+
+    def _show(self, name, rgb, title=None):
+        """Put the RGB frame ``rgb`` (uint8 (h, w, 3)) in window ``name`` (the matplotlib annotator overrides this)."""
+        self.cv2.imshow(name, rgb[..., ::-1])
+        if title is not None:
+            self.cv2.setWindowTitle(name, title)
 
     def _draw_help(self, out):
         cv2 = self.cv2
@@ -276,7 +321,7 @@ class Annotator:
         r0, r1, c0, c1 = self.s.window
         cv2.rectangle(out, (int(c0 * fx), int(r0 * fy)), (max(int(c1 * fx) - 1, 0), max(int(r1 * fy) - 1, 0)),
                       (255, 255, 0), 2)
-        cv2.imshow(WIN_OVERVIEW, out[..., ::-1])
+        self._show(WIN_OVERVIEW, out)
 
     def _update_overview_region(self, bbox):
         h, w = self.ov_shape
@@ -291,25 +336,37 @@ class Annotator:
     # --------------------------------------------------------------- events
     def on_mouse(self, event, x, y, flags, param):
         cv2 = self.cv2
+        if event == cv2.EVENT_LBUTTONDOWN:
+            self.mouse_down(x, y)
+        elif event == cv2.EVENT_MOUSEMOVE and flags & cv2.EVENT_FLAG_LBUTTON:
+            self.mouse_drag(x, y)
+        elif event == cv2.EVENT_LBUTTONUP:
+            self.mouse_up()
+
+    def _to_image(self, x, y):
+        """Window pixel (x, y) -> image pixel (row, col), clipped to the current window."""
         r0, r1, c0, c1 = self.s.window
         d = self._scale()
-        row = min(max(r0 + (y + 0.5) / d - 0.5, r0), r1 - 1)
-        col = min(max(c0 + (x + 0.5) / d - 0.5, c0), c1 - 1)
-        if event == cv2.EVENT_LBUTTONDOWN:
-            self.s.begin_stroke(row, col)
+        return (min(max(r0 + (y + 0.5) / d - 0.5, r0), r1 - 1), min(max(c0 + (x + 0.5) / d - 0.5, c0), c1 - 1))
+
+    def mouse_down(self, x, y):
+        self.s.begin_stroke(*self._to_image(x, y))
+        self.render_annotation()
+
+    def mouse_drag(self, x, y):
+        if self.s._open is not None:
+            self.s.extend_stroke(*self._to_image(x, y))
             self.render_annotation()
-        elif event == cv2.EVENT_MOUSEMOVE and flags & cv2.EVENT_FLAG_LBUTTON and self.s._open is not None:
-            self.s.extend_stroke(row, col)
+
+    def mouse_up(self):
+        if self.s.end_stroke():
+            self._update_overview_region(self.s.strokes[-1].bbox)
+            self.save()
+            self._preview_labels = None
+            if self.show_preview:
+                self._run_preview()
             self.render_annotation()
-        elif event == cv2.EVENT_LBUTTONUP:
-            if self.s.end_stroke():
-                self._update_overview_region(self.s.strokes[-1].bbox)
-                self.save()
-                self._preview_labels = None
-                if self.show_preview:
-                    self._run_preview()
-                self.render_annotation()
-                self.render_overview()
+            self.render_overview()
 
     def save(self):
         sess.save(self.s, self.outdir, self.stem, seconds=self.seconds())
@@ -438,7 +495,7 @@ class Annotator:
         return self.seconds()
 
 
-def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, settings=None):
+def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, settings=None, backend=None):
     """Open the annotator on ``src`` and return when the user is done.
 
     Scribbles are saved to ``<outdir>/<stem>_scribbles.png`` after every stroke (and the position
@@ -453,6 +510,8 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
     resume : bool or None
         True: resume from an existing scribble file; False: start afresh (the old file is kept as
         ``<stem>_scribbles.<time>.bak.png``); None: ask.
+    backend : {"opencv", "matplotlib"} or None
+        Window toolkit; None: OpenCV where it has windows, else matplotlib (see :func:`choose_backend`).
 
     Returns
     -------
@@ -462,6 +521,7 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
     """
     if not has_display():
         raise InputError("no display for the annotation window: pass --scribbles FILE to label without a window")
+    backend = choose_backend(backend)
     from .features import DEFAULT_SIGMAS
     from .files import check_writable_dir
     from .pipeline import Preview
@@ -488,7 +548,11 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
     if state:
         s.restore(state)
     preview = Preview(src, len(classes), sigmas=settings.sigmas if settings is not None else DEFAULT_SIGMAS)
-    ann = Annotator(src, classes, s, outdir=outdir, stem=stem, preview=preview, seconds_before=before)
+    if backend == "matplotlib":
+        from .annotate_mpl import MplAnnotator as cls
+    else:
+        cls = Annotator
+    ann = cls(src, classes, s, outdir=outdir, stem=stem, preview=preview, seconds_before=before)
     log.debug("annotator ready in %.2f s (%d windows)", time.perf_counter() - t0, len(windows))
     seconds = ann.run()
     return s.scribbles, seconds

@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annotator: continue from <stem>_scribbles.png without asking")
     p.add_argument("--no-resume", dest="resume", action="store_false",
                    help="annotator: start afresh (the old scribble file is kept as a backup)")
+    p.add_argument("--backend", choices=("opencv", "matplotlib"), default=None, help=(
+        "annotator window toolkit (default: OpenCV, or matplotlib where OpenCV has no windows, as with "
+        "opencv-python-headless)"))
     p.add_argument("--show", action="store_true", help="open the overlay figure when done")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more messages on stderr")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
@@ -160,14 +163,21 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO),
                         format="label-image: %(message)s", stream=sys.stderr)
+    from .files import terminate_as_interrupt
+
     try:
-        return run(args)
+        with terminate_as_interrupt():
+            return run(args)
     except LabelToolsError as e:
         sys.stderr.write(f"label-image: error: {e}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("label-image: interrupted; scribbles drawn so far are kept in the scribble file\n")
-        return 130
+    except KeyboardInterrupt as e:
+        what = "terminated" if getattr(e, "signum", None) == 15 else "interrupted"
+        kept = "earlier outputs are unchanged"
+        if args.scribbles is None and args.image is not None:
+            kept += "; scribbles drawn so far are kept in the scribble file"
+        sys.stderr.write(f"label-image: {what}; {kept}\n")
+        return 143 if what == "terminated" else 130
 
 
 def _prefetch_imports():
@@ -189,7 +199,7 @@ def run(args) -> int:
     from .classes import load_classes
     from .crf import CRFParams
     from .features import DEFAULT_SIGMAS
-    from .files import check_not_existing, check_writable_dir
+    from .files import check_not_existing, check_writable_dir, output_set
     from .io import open_image, stem
     from .model import Model
     from .pipeline import Settings
@@ -229,7 +239,8 @@ def run(args) -> int:
 
         classes = load_classes(args.labels, args.colors, n_classes=None if (args.labels or args.colors) else 2)
         scr, annotation_seconds = annotate(src, classes, window=args.window, outdir=outdir,
-                                           stem=stem(args.image), resume=args.resume, settings=settings)
+                                           stem=stem(args.image), resume=args.resume, settings=settings,
+                                           backend=args.backend)
         check_not_existing(paths.values(), overwrite=args.overwrite)
 
     progress = Progress(enabled=not args.quiet)
@@ -248,8 +259,9 @@ def run(args) -> int:
         raise
     seconds = time.perf_counter() - t0
     os.makedirs(outdir, exist_ok=True)
-    write_outputs(paths, src, scr, result, classes, settings=settings, annotation_seconds=annotation_seconds,
-                  processing_seconds=seconds, args=args)
+    with output_set(paths, overwrite=args.overwrite, stem=stem(args.image)) as oset:  # all files or none
+        write_outputs(oset.staged, src, scr, result, classes, settings=settings,
+                      annotation_seconds=annotation_seconds, processing_seconds=seconds, args=args)
     log.info("wrote %s", ", ".join(os.path.basename(p) for p in paths.values()))
     if args.verbose:
         log.info("timings: %s; total %.1f s", ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()),
@@ -274,7 +286,7 @@ def _write_overlay(path, src, scribbles, labels, classes, grid_display=None):
 
 
 def write_outputs(paths, src, scribbles, result, classes, *, settings, annotation_seconds, processing_seconds, args):
-    """Write every output of a run (all atomically)."""
+    """Write every output of a run to ``paths`` (staging paths of an output set: committed together)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from . import writers

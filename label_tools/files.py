@@ -62,3 +62,310 @@ def check_not_existing(paths, *, overwrite: bool):
     for p in paths:
         if os.path.exists(p):
             raise OutputError(f"output {p!r} already exists; pass --overwrite to replace it or -o to write elsewhere")
+
+
+# ---------------------------------------------------------------------------- output sets
+STAGING_PREFIX = ".label_tools-staging-"
+LOCK_SUFFIX = ".label_tools.lock"
+_COMMIT_MARK = ".complete"
+LOCK_WAIT_SECONDS = 60.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def lock_path(outdir: str, stem: str) -> str:
+    """The lock file a run holds while it writes the outputs of image ``stem`` in ``outdir``."""
+    return os.path.join(outdir, f".{stem}{LOCK_SUFFIX}")
+
+
+@contextlib.contextmanager
+def output_lock(outdir: str, stem: str, *, wait: float = LOCK_WAIT_SECONDS):
+    """Hold ``.<stem>.label_tools.lock`` in ``outdir`` (created exclusively, holding our pid).
+
+    A lock left by a process that no longer runs (killed, power loss) is taken over. A lock held by a
+    live process is waited for up to ``wait`` seconds, then OutputError names it.
+    """
+    import socket
+    import time
+
+    path = lock_path(outdir, stem)
+    me = f"{os.getpid()} {socket.gethostname()}\n"
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _lock_owner(path)
+            if owner is None or (owner[1] == socket.gethostname() and not _pid_alive(owner[0])):
+                with contextlib.suppress(OSError):  # stale: its process is gone
+                    os.remove(path)
+                continue
+            if time.monotonic() >= deadline:
+                raise OutputError(
+                    f"output directory {outdir!r} is locked by {path!r} (process {owner[0]} on {owner[1]} is "
+                    f"writing the same outputs); wait for it to end, or delete the lock if that process is gone"
+                ) from None
+            time.sleep(0.2)
+            continue
+        except OSError as e:
+            raise OutputError(f"cannot create the lock file {path!r} in {outdir!r} ({e.strerror})") from None
+        try:
+            os.write(fd, me.encode())
+        finally:
+            os.close(fd)
+        break
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            if _lock_owner(path) == (os.getpid(), socket.gethostname()):
+                os.remove(path)
+
+
+def _lock_owner(path):
+    """(pid, host) written in a lock file, or None if it is unreadable or malformed."""
+    try:
+        with open(path) as f:
+            pid, host = f.read().split()[:2]
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+def recover_output_dir(outdir: str) -> list:
+    """Finish or remove what an interrupted run left in ``outdir``; returns the paths acted on.
+
+    A staging directory marked complete was interrupted while renaming a finished set into place:
+    the rest is renamed (the set becomes entirely new). An unmarked one held an unfinished set: it is
+    removed (the set stays entirely old). Staging directories of live processes are left alone.
+    """
+    import shutil
+
+    done = []
+    try:
+        names = os.listdir(outdir)
+    except OSError:
+        return done
+    for name in names:
+        if not name.startswith(STAGING_PREFIX):
+            continue
+        d = os.path.join(outdir, name)
+        try:
+            pid = int(name.rsplit("-", 1)[1])
+        except (IndexError, ValueError):
+            pid = -1
+        if pid == os.getpid() or (pid > 0 and _pid_alive(pid)):
+            continue
+        if os.path.exists(os.path.join(d, _COMMIT_MARK)):
+            for f in sorted(os.listdir(d)):
+                if f != _COMMIT_MARK:
+                    os.replace(os.path.join(d, f), os.path.join(outdir, f))
+        shutil.rmtree(d, ignore_errors=True)
+        done.append(d)
+    return done
+
+
+class OutputSet:
+    """All output files of one image, replaced together or not at all.
+
+    Use through :func:`output_set`. ``staged`` maps each kind to a path inside a private staging
+    directory in the output directory; writers write there (sidecars such as ``.aux.xml`` beside
+    them). :meth:`commit` renames every staged file onto its final name once all are complete.
+    """
+
+    def __init__(self, paths: dict, staging: str):
+        self.paths = dict(paths)
+        self.staging = staging
+        self.staged = {k: os.path.join(staging, os.path.basename(p)) for k, p in self.paths.items()}
+
+    def commit(self):
+        """Rename the complete staged set into place (a commit mark first, so a kill midway is finished later)."""
+        outdir = os.path.dirname(os.path.abspath(next(iter(self.paths.values()))))
+        files = sorted(os.listdir(self.staging))
+        for f in files:
+            _fsync_file(os.path.join(self.staging, f))
+        with open(os.path.join(self.staging, _COMMIT_MARK), "w") as fh:
+            fh.write("\n".join(files) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        _fsync_dir(self.staging)
+        mode = 0o666 & ~_umask()
+        for f in files:
+            src = os.path.join(self.staging, f)
+            os.chmod(src, mode)
+            os.replace(src, os.path.join(outdir, f))
+        _fsync_dir(outdir)
+
+
+def _fsync_file(path):
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(path):
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def output_set(paths: dict, *, overwrite: bool, stem: str):
+    """Write the outputs of one image all-or-nothing.
+
+    Holds the output directory's lock for ``stem``, finishes or removes leftovers of interrupted runs,
+    checks (again, under the lock) that nothing is overwritten without ``overwrite``, and yields an
+    :class:`OutputSet` whose ``staged`` paths the writers fill. On leaving the block normally the set
+    is committed; on any exception (SIGINT/SIGTERM included) the staging directory is removed and the
+    previous outputs stay exactly as they were. An ``OSError`` while writing (full disk, I/O error)
+    becomes one :class:`OutputError` naming the directory.
+
+    Parameters
+    ----------
+    paths : dict of str -> str
+        Final path of every output by kind, all in one directory (which must exist).
+    """
+    import shutil
+
+    outdir = os.path.dirname(os.path.abspath(next(iter(paths.values()))))
+    with output_lock(outdir, stem):
+        recover_output_dir(outdir)
+        check_not_existing(paths.values(), overwrite=overwrite)
+        staging = os.path.join(outdir, f"{STAGING_PREFIX}{stem}-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            os.mkdir(staging)
+        except OSError as e:
+            raise _write_error(outdir, e) from None
+        ok = False
+        try:
+            oset = OutputSet(paths, staging)
+            try:
+                yield oset
+                with signals_deferred():  # the renames are not interrupted halfway
+                    oset.commit()
+            except OSError as e:
+                if isinstance(e, OutputError):
+                    raise
+                raise _write_error(outdir, e) from None
+            except Exception as e:
+                if _is_gdal_io_error(e):
+                    raise _write_error(outdir, e) from None
+                raise
+            ok = True
+        finally:
+            if not ok:
+                _remove_tree(staging)
+            else:
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+def _is_gdal_io_error(e) -> bool:
+    return type(e).__module__.startswith("rasterio") and ("IO" in type(e).__name__ or "Write" in str(e))
+
+
+def _remove_tree(d):
+    import shutil
+    import time
+
+    for _ in range(20):  # a writer thread may still be adding a file while we delete
+        shutil.rmtree(d, ignore_errors=True)
+        if not os.path.exists(d):
+            return
+        time.sleep(0.05)
+
+
+def _write_error(outdir, e) -> OutputError:
+    import errno
+
+    reason = getattr(e, "strerror", None) or _first_line(e)
+    hint = "choose another directory with -o/--output"
+    if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or _nearly_full(outdir):
+        reason = reason if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) else f"{reason}; the disk is full"
+        hint = "free some space or choose another directory with -o/--output"
+    return OutputError(f"cannot write the outputs in {outdir!r} ({reason}); nothing was changed there: {hint}")
+
+
+def _nearly_full(outdir) -> bool:
+    try:
+        st = os.statvfs(outdir)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20
+
+
+def _first_line(e) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+# ---------------------------------------------------------------------------- signals
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+_critical = {"depth": 0, "pending": None}
+
+
+def _on_signal(signum, frame):
+    if _critical["depth"]:
+        _critical["pending"] = signum  # raised when the critical section ends
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt():
+    """Turn SIGTERM and SIGHUP (a closed terminal) into KeyboardInterrupt, as SIGINT is, while the block runs.
+
+    Cleanup code (``finally`` blocks, context managers) then runs on every polite way of stopping a run.
+    Outside the main thread this does nothing.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    sigs = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    old = {}
+    for s in sigs:
+        with contextlib.suppress(ValueError, OSError):
+            old[s] = signal.signal(s, _on_signal)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold SIGINT/SIGTERM/SIGHUP (as installed by :func:`terminate_as_interrupt`) until the block ends."""
+    _critical["depth"] += 1
+    try:
+        yield
+    finally:
+        _critical["depth"] -= 1
+        if not _critical["depth"] and _critical["pending"] is not None:
+            signum, _critical["pending"] = _critical["pending"], None
+            raise Interrupted(signum)

@@ -1,0 +1,221 @@
+"""The annotator in matplotlib windows: the fallback where OpenCV cannot open a window.
+
+``opencv-python-headless`` (pulled in by many packages) has no window functions. This backend shows
+the same two frames (overview, annotation window) in two matplotlib figures with no toolbar and
+matplotlib's own key bindings switched off, and feeds mouse and key events to the same
+:class:`label_tools.annotate.Annotator` logic: same keys, same session, same autosave and resume.
+Chosen with ``--backend matplotlib`` or automatically (:func:`label_tools.annotate.choose_backend`).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+from .annotate import WIN_ANNOTATE, WIN_OVERVIEW, Annotator
+from .errors import InputError
+
+log = logging.getLogger("label_tools")
+
+_KEYS = {"escape": 27, "enter": 13, "return": 13, "backspace": 8}
+
+
+def _gui_backends() -> list:
+    """Interactive matplotlib backends whose toolkit is importable here, best first."""
+    out = []
+    env = os.environ.get("MPLBACKEND", "")
+    if env.lower() in ("tkagg", "qtagg", "qt5agg", "gtk3agg", "gtk4agg", "wxagg", "macosx"):
+        out.append(env)
+    if sys.platform == "darwin":
+        out.append("macosx")
+    for mod, name in (("PyQt6", "QtAgg"), ("PySide6", "QtAgg"), ("PyQt5", "QtAgg"), ("PySide2", "QtAgg"),
+                      ("tkinter", "TkAgg")):
+        if importlib.util.find_spec(mod) is not None and name not in out:
+            out.append(name)
+    return out
+
+
+def matplotlib_window_problem() -> str | None:
+    """None if matplotlib can open a window here, else what is missing (for a one-line error)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "matplotlib is not installed: pip install matplotlib"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY is not set)"
+    if not _gui_backends():
+        return "no GUI toolkit for it: apt install python3-tk, or pip install PyQt5"
+    return None
+
+
+def _pyplot():
+    """pyplot on the first interactive backend that loads, with matplotlib's key bindings and toolbar off."""
+    import matplotlib
+
+    errors = []
+    for name in _gui_backends():
+        try:
+            matplotlib.use(name, force=True)
+            import matplotlib.pyplot as plt
+
+            plt.figure().clear()  # fails here if the toolkit cannot reach the display
+            plt.close("all")
+            break
+        except Exception as e:  # try the next toolkit
+            errors.append(f"{name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+    else:
+        raise InputError("matplotlib cannot open a window (" + "; ".join(errors or ["no GUI toolkit"]) + "); "
+                         "pass --scribbles FILE to label without a window")
+    for k in list(matplotlib.rcParams):
+        if k.startswith("keymap."):
+            matplotlib.rcParams[k] = []
+    matplotlib.rcParams["toolbar"] = "None"
+    return plt
+
+
+class _Figure:
+    """One matplotlib figure showing an RGB frame pixel for pixel (axes fill the figure, no margins)."""
+
+    def __init__(self, plt, name, shape, position):
+        self.plt = plt
+        self.dpi = 100
+        h, w = shape
+        self.fig = plt.figure(name, figsize=(w / self.dpi, h / self.dpi), dpi=self.dpi)
+        self.ax = self.fig.add_axes((0, 0, 1, 1))
+        self.ax.set_axis_off()
+        self.im = None
+        self.shape = None
+        self.title = name
+        self.set_title(name)
+        try:  # place the window (TkAgg/Qt); cosmetic
+            win = self.fig.canvas.manager.window
+            if hasattr(win, "wm_geometry"):
+                win.wm_geometry(f"+{position[0]}+{position[1]}")
+            elif hasattr(win, "move"):
+                win.move(*position)
+        except Exception:
+            pass
+
+    def set_title(self, title):
+        if title != self.title or self.im is None:
+            self.title = title
+            try:
+                self.fig.canvas.manager.set_window_title(title)
+            except Exception:
+                pass
+
+    def show(self, rgb):
+        h, w = rgb.shape[:2]
+        if self.im is None or self.shape != (h, w):
+            self.fig.set_size_inches(w / self.dpi, h / self.dpi, forward=True)
+            self.ax.clear()
+            self.ax.set_axis_off()
+            self.im = self.ax.imshow(rgb, interpolation="nearest", aspect="auto")
+            self.ax.set_xlim(-0.5, w - 0.5)
+            self.ax.set_ylim(h - 0.5, -0.5)
+            self.shape = (h, w)
+        else:
+            self.im.set_data(rgb)
+        self.fig.canvas.draw_idle()
+
+
+class MplAnnotator(Annotator):
+    """:class:`label_tools.annotate.Annotator` drawn in matplotlib figures (TkAgg or QtAgg)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.plt = _pyplot()
+        self._figs = {}
+        self._down = False
+        self._closed = False
+
+    # drawing: Annotator composes the frames, we only put them on screen
+    def _show(self, name, rgb, title=None):
+        fig = self._figs.get(name)
+        if fig is None:
+            pos = (0, 0) if name == WIN_OVERVIEW else (self.ov_shape[1] + 20, 0)
+            fig = self._figs[name] = _Figure(self.plt, name, rgb.shape[:2], pos)
+            if name == WIN_ANNOTATE:
+                c = fig.fig.canvas
+                c.mpl_connect("button_press_event", self._press)
+                c.mpl_connect("motion_notify_event", self._motion)
+                c.mpl_connect("button_release_event", self._release)
+                c.mpl_connect("key_press_event", self._key)
+                c.mpl_connect("close_event", self._close)
+            else:
+                fig.fig.canvas.mpl_connect("key_press_event", self._key)
+            fig.show(rgb)
+            self.plt.show(block=False)
+        else:
+            fig.show(rgb)
+        if title is not None:
+            fig.set_title(title)
+
+    # events
+    @staticmethod
+    def _xy(event):
+        if event.xdata is None or event.ydata is None:
+            return None
+        return float(event.xdata), float(event.ydata)
+
+    def _press(self, event):
+        xy = self._xy(event)
+        if event.button == 1 and xy is not None:
+            self._down = True
+            self.mouse_down(*xy)
+
+    def _motion(self, event):
+        xy = self._xy(event)
+        if self._down and xy is not None:
+            self.mouse_drag(*xy)
+
+    def _release(self, event):
+        if event.button == 1 and self._down:
+            self._down = False
+            self.mouse_up()
+
+    def _key(self, event):
+        k = (event.key or "").lower()
+        code = _KEYS.get(k, ord(k) if len(k) == 1 else None)
+        if code is not None:
+            self.on_key(code)
+
+    def _close(self, event):
+        self._closed = True
+
+    # loop
+    def run(self):
+        self.t_open = time.perf_counter()
+        self.skip_unworthy(+1)
+        if self.s.done:
+            raise InputError(f"every window of image {self.src.path!r} is uniform or no-data: nothing to label")
+        self.render_overview()
+        self.render_annotation()
+        try:
+            canvas = self._figs[WIN_ANNOTATE].fig.canvas
+            while not self.s.done:
+                if self._ov_ready is not None:
+                    self.ov_img, self._ov_ready = self._ov_ready, None
+                    self.render_overview()
+                for f in self._figs.values():
+                    f.fig.canvas.flush_events()
+                canvas.start_event_loop(0.03)
+                if self._closed:
+                    log.info("annotation window closed: computing with the scribbles so far")
+                    self.s.finish()
+        finally:
+            self.s.done = True
+            self.save()
+            self.plt.close("all")
+        return self.seconds()
+
+
+def show_png(path: str):
+    """Show a PNG in a matplotlib window until it is closed (``--show`` where OpenCV has no windows)."""
+    plt = _pyplot()
+    img = plt.imread(path)
+    fig = _Figure(plt, "label_tools result", img.shape[:2], (0, 0))
+    fig.show((np.clip(img[..., :3], 0, 1) * 255).astype(np.uint8))
+    plt.show(block=True)
