@@ -111,8 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", "--window", type=_window, default=500, metavar="W",
                    help="annotation window side in image pixels (default 500; >= 16)")
     p.add_argument("-s", "--scale", type=_scale, default=None, metavar="S", help=(
-        "scale in (0, 1] at which the model and CRF run (default auto: 1 up to 0.4 megapixel, smaller "
-        "beyond so the model grid stays near 0.4 MP); labels always come out at full resolution"))
+        "downscale factor in (0, 1] of the grid the dense CRF runs on, as in dl_tools (e.g. 0.2: fast); "
+        "the forest and the labels keep their detail (default auto: the model grid shrunk to about 0.1 MP)"))
+    p.add_argument("--grid-scale", type=_scale, default=None, metavar="G", help=(
+        "scale in (0, 1] of the grid the features and forest run on (default auto, from the image and "
+        "the scribbles); labels always come out at full resolution"))
     p.add_argument("--sigmas", type=_float_list, default=None, metavar="LIST",
                    help="feature scales in pixels (default 1,2,4,8,16)")
     p.add_argument("--crf-weight", type=_unit, default=None, metavar="X", help=(
@@ -222,7 +225,7 @@ def run(args) -> int:
     paths = output_paths(outdir, stem(args.image), geotiff=georef is not None)
     check_not_existing(paths.values(), overwrite=args.overwrite)
     crf = CRFParams() if args.crf_iter is None else CRFParams(n_iter=args.crf_iter)
-    settings = Settings(scale=args.scale, sigmas=args.sigmas or DEFAULT_SIGMAS,
+    settings = Settings(scale=args.grid_scale, crf_scale=args.scale, sigmas=args.sigmas or DEFAULT_SIGMAS,
                         crf_weight=Settings.crf_weight if args.crf_weight is None else args.crf_weight, crf=crf).validate()
 
     annotation_seconds = 0.0
@@ -308,7 +311,9 @@ def write_outputs(paths, src, scribbles, result, classes, *, settings, annotatio
         "scribbles": os.path.abspath(args.scribbles) if args.scribbles else "drawn in the annotator",
         "labels": os.path.abspath(args.labels) if args.labels else "(none: class1..classK)",
         "colors": os.path.abspath(args.colors) if args.colors else "(default palette)",
-        "window (-w)": args.window, "scale (-s)": f"{result.scale:.4g}" + (" (auto)" if args.scale is None else ""),
+        "window (-w)": args.window, "grid scale": f"{result.scale:.4g}" + (" (auto)" if args.grid_scale is None else ""),
+        "crf scale (-s)": "off" if result.crf_scale is None else
+        f"{result.crf_scale:.4g}" + (" (auto)" if args.scale is None else ""),
         "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": settings.crf_weight,
         "crf": settings.crf, "bands": args.bands or "default", "feature bands": args.feature_bands or "all",
         "classifier": repr(result.classifier), "scribbled pixels per class (model grid)": result.samples.tolist(),

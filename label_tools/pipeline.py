@@ -7,7 +7,8 @@ Steps, each on tiles so memory follows the tile size, not the image size:
 2. features of the tiles holding scribbles (with a halo) -> training samples (bounded per class)
    -> classifier; those features are kept for step 3 within ``Settings.cache_mb``;
 3. per tile: features -> class probabilities (the unary);
-4. dense CRF on the grid shrunk to about ``Settings.crf_pixels``, on tiles grown by an overlap,
+4. dense CRF at ``Settings.crf_scale`` of the full image (auto: the model grid shrunk to about
+   ``Settings.crf_pixels``), on tiles grown by an overlap,
    then the blend ``(1 - w) log p_forest + w log q_crf`` with ``w = Settings.crf_weight``;
 5. if ``s < 1``: per full-resolution tile, a fast guided filter fitted on the grid and applied to
    the full-resolution brightness puts label edges on image edges; then argmax.
@@ -42,7 +43,12 @@ class Settings:
     Attributes
     ----------
     scale : float or None
-        Processing (model and CRF) scale in (0, 1]; None = auto.
+        Model-grid scale in (0, 1] (the grid the features and the forest run on); None = auto.
+        CLI ``--grid-scale``.
+    crf_scale : float or None
+        Scale in (0, 1] of the grid the dense CRF runs on, relative to the full-resolution image
+        (at most the model grid's; CLI ``-s/--scale``, as in dl_tools); None = auto (the model grid
+        shrunk to about ``crf_pixels``, by at most 4).
     sigmas : tuple of float
         Feature scales in full-resolution pixels at ``scale`` 1 (they shrink with the grid).
     crf_weight : float
@@ -62,6 +68,7 @@ class Settings:
     """
 
     scale: float | None = None
+    crf_scale: float | None = None
     sigmas: tuple = feat_mod.DEFAULT_SIGMAS
     crf_weight: float = 0.6
     crf: crf_mod.CRFParams = crf_mod.CRFParams()
@@ -74,7 +81,9 @@ class Settings:
 
     def validate(self):
         if self.scale is not None and not (0 < self.scale <= 1):
-            raise OptionError(f"-s/--scale: expected a number in (0, 1], got {self.scale}")
+            raise OptionError(f"--grid-scale: expected a number in (0, 1], got {self.scale}")
+        if self.crf_scale is not None and not (0 < self.crf_scale <= 1):
+            raise OptionError(f"-s/--scale: expected a number in (0, 1], got {self.crf_scale}")
         if not 0 <= self.crf_weight <= 1:
             raise OptionError(f"--crf-weight: expected a number in [0, 1], got {self.crf_weight}")
         try:
@@ -100,7 +109,7 @@ class Result:
         The CRF's marginals on its own grid (the model grid shrunk to about ``Settings.crf_pixels``);
         None when the CRF is off.
     scale : float
-        The processing scale used.
+        The model-grid scale used.
     samples : ndarray of int64, shape (K,)
         Scribbled pixels per class on the processing grid (before sub-sampling).
     classifier : fitted estimator
@@ -108,6 +117,11 @@ class Result:
         Seconds per step.
     display : ndarray of uint8, shape (h, w, 3), or None
         The image on the model grid, when it was read whole (reused for the figure).
+    crf_scale : float or None
+        Scale of the CRF grid relative to the full image; None when the CRF is off.
+    chosen : dict
+        Settings chosen for this image from held-out strokes (e.g. ``{"crf_weight": 0.3}``), with
+        the evidence under ``"holdout"``; empty when nothing was chosen.
     """
 
     labels: np.ndarray
@@ -118,6 +132,8 @@ class Result:
     classifier: object
     timings: dict = field(default_factory=dict)
     display: np.ndarray | None = None
+    crf_scale: float | None = None
+    chosen: dict = field(default_factory=dict)
 
 
 def _tile_side(n_feat, margin, mb):
@@ -201,17 +217,29 @@ def _blend(p, q, w):
     return out.astype(np.float32)
 
 
-def _crf_tiles(grid, unary_probs, params, weight, progress, *, crf_pixels, tile=CRF_TILE):
+def crf_factor(grid_shape, grid_scale, *, crf_scale=None, crf_pixels=Settings.crf_pixels):
+    """Shrink factor in (0, 1] from the model grid to the CRF grid.
+
+    ``crf_scale`` (relative to the full image) wins when given, capped at the model grid; else the
+    model grid is shrunk (by at most ``1 / CRF_MIN_FACTOR``) to about ``crf_pixels`` pixels.
+    """
+    h, w = grid_shape
+    if crf_scale is not None:
+        return float(min(1.0, crf_scale / grid_scale))
+    return float(min(1.0, max(CRF_MIN_FACTOR, math.sqrt(crf_pixels / float(h * w)))))
+
+
+def _crf_tiles(grid, unary_probs, params, weight, progress, *, factor, tile=CRF_TILE):
     """Blend of forest and CRF probabilities on the forest grid.
 
-    The CRF runs on tiles grown by twice its reach, on the forest grid shrunk (by at most 4) to
-    about ``crf_pixels`` pixels: it only smooths, and its cost grows faster than linearly with
-    the grid. Its marginals are interpolated back to the forest grid before the blend.
+    The CRF runs on tiles grown by twice its reach, on the forest grid shrunk by ``factor``
+    (:func:`crf_factor`): it only smooths, and its cost grows faster than linearly with the grid.
+    Its marginals are interpolated back to the forest grid before the blend.
     """
     import cv2
 
     k, h, w = unary_probs.shape
-    f = min(1.0, max(CRF_MIN_FACTOR, math.sqrt(crf_pixels / float(h * w))))
+    f = factor
     if f < 1:
         ch, cw = scaled_shape((h, w), f)
         small = np.stack([cv2.resize(unary_probs[j], (cw, ch), interpolation=cv2.INTER_AREA) for j in range(k)])
@@ -413,9 +441,11 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     # dense CRF on large overlapping tiles, blended with the forest
     t0 = time.perf_counter()
     params = settings.crf.scaled(min(grid.rc))
-    crf_probs = None
+    crf_probs, crf_grid_scale = None, None
     if settings.crf_weight > 0 and params.n_iter > 0:
-        probs, crf_probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress, crf_pixels=settings.crf_pixels)
+        factor = crf_factor(shape, scale, crf_scale=settings.crf_scale, crf_pixels=settings.crf_pixels)
+        probs, crf_probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress, factor=factor)
+        crf_grid_scale = scale * crf_probs.shape[1] / shape[0]
     timings["crf"] = time.perf_counter() - t0
 
     # full-resolution labels
@@ -423,7 +453,7 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     labels = upsample_labels(src, probs, progress=progress)
     timings["upsample"] = time.perf_counter() - t0
     return Result(labels, probs, crf_probs, scale, np.zeros(n_classes, np.int64), classifier, timings,
-                  grid.cached_display)
+                  grid.cached_display, crf_scale=crf_grid_scale)
 
 
 def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None,

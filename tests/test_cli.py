@@ -68,7 +68,7 @@ def test_all_outputs_read_back(job, tmp_path, capsys):
     assert sum(f for f, _ in fr.values()) == pytest.approx(1, abs=1e-5)
     assert [px for _, px in fr.values()] == [int((lab == k).sum()) for k in range(3)]
     assert "annotation time: 0.0 s" in rep and "processing time:" in rep and "scikit-learn:" in rep
-    assert "scale (-s): 0.5" in rep
+    assert "crf scale (-s): 0.5" in rep and "grid scale: 1 (auto)" in rep
 
     ov = np.array(Image.open(out / "scene_mres.png"))
     assert ov.ndim == 3 and ov.shape[1] > ov.shape[0]

@@ -97,8 +97,10 @@ def test_errors():
         segment(img, scr[:-1], n_classes=3)
     with pytest.raises(InputError, match="value 3 but there are only 2"):
         segment(img, scr, n_classes=2)
-    with pytest.raises(OptionError, match="-s/--scale"):
+    with pytest.raises(OptionError, match="--grid-scale"):
         segment(img, scr, n_classes=3, settings=Settings(scale=1.5))
+    with pytest.raises(OptionError, match="-s/--scale"):
+        segment(img, scr, n_classes=3, settings=Settings(crf_scale=0))
     with pytest.raises(OptionError, match="--crf-weight"):
         segment(img, scr, n_classes=3, settings=Settings(crf_weight=2))
     only = np.where(scr == 1, 1, 0).astype(np.uint8)
@@ -135,3 +137,13 @@ def test_model_fit_predict_matches_segment_and_carries_over():
     assert len(m2.y) > len(m.y) and m2.info["images"] == ["<array>", "<array>"]
     with pytest.raises(InputError, match="feature band"):
         m.predict(img[..., 0])
+
+
+def test_crf_scale_sets_crf_grid_not_model_grid():
+    """-s is the CRF's downscale factor: the forest keeps the full grid, the CRF runs at 0.25."""
+    img, mask = make_scene(90, 150)
+    scr = scene_scribbles(mask)
+    r = segment(img, scr, n_classes=3, settings=Settings(crf_scale=0.25, sigmas=(1, 2, 4)))
+    assert r.scale == 1.0 and r.probs.shape == (3, 90, 150)
+    assert r.crf_probs.shape == (3, 22, 38) and r.crf_scale == pytest.approx(22 / 90)
+    assert (r.labels == mask).mean() > 0.95
