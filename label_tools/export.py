@@ -1,0 +1,471 @@
+"""label-export: result folders -> a tiled training set for segmentation networks.
+
+Each result of ``label-image`` (``<stem>_mres_label.png``, or ``<stem>_mres_geo.tif``, with its
+``<stem>_report.txt`` naming the source image and ``<stem>_mres.mat`` holding the classes) is cut
+into ``tile x tile`` image/label pairs with identical names::
+
+    DATASET/train/images/<name>.png    DATASET/train/labels/<name>.png
+    DATASET/val/images/<name>.tif      DATASET/val/labels/<name>.tif    (georeferenced sources)
+    DATASET/dataset.json
+
+Label tiles hold 0-based class ids with 255 = no-data or padding (PNG and GeoTIFF alike; nodata
+255 in the GeoTIFF profile). Image tiles keep the source's bands and dtype; edge tiles are padded
+with 0. Tiles whose labels are all no-data are skipped. The split is by source image, never by
+tile, so no image leaks from train into val.
+
+The whole dataset is built in a temporary folder beside DATASET and renamed into place at the end:
+a failure leaves nothing behind, and an existing DATASET is only replaced with ``overwrite``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import __version__
+from .errors import InputError, LabelToolsError, OptionError, OutputError
+
+log = logging.getLogger("label_tools")
+
+NODATA = 255
+LABEL_SUFFIX = "_mres_label.png"
+GEO_SUFFIX = "_mres_geo.tif"
+REPORT_SUFFIX = "_report.txt"
+MAT_SUFFIX = "_mres.mat"
+MIN_TILE = 16
+
+
+@dataclass
+class Item:
+    """One labelled image found in a result folder.
+
+    Attributes
+    ----------
+    source : str
+        Absolute path of the source image (as the run recorded it).
+    label_path : str
+        ``<stem>_mres_label.png`` (0-based ids, 255 = no-data) or ``<stem>_mres_geo.tif`` (id + 1, 0 = no-data).
+    stem : str
+    names : tuple of str
+        Class names in id order.
+    colors : list of str
+        ``#rrggbb`` per class, in id order.
+    """
+
+    source: str
+    label_path: str
+    stem: str
+    names: tuple
+    colors: list
+
+
+# ---------------------------------------------------------------------------- finding results
+def source_from_report(path: str) -> str:
+    """Absolute path of the source image recorded in a ``<stem>_report.txt`` (its ``image:`` line)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("image: "):
+                    return line[len("image: "):].rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"report {path!r} cannot be read ({e})") from None
+    raise InputError(f"report {path!r} has no 'image:' line naming the source image; run label-image again "
+                     "to write a complete report")
+
+
+def classes_from_mat(path: str) -> tuple:
+    """(names, #rrggbb colours) from a result's ``<stem>_mres.mat``."""
+    from scipy.io import loadmat
+
+    try:
+        m = loadmat(path, variable_names=["labels", "colors"])
+        names = tuple(str(np.ravel(x)[0]) if np.size(x) else "" for x in np.ravel(m["labels"]))
+        colors = ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in np.asarray(m["colors"]).reshape(-1, 3)]
+    except FileNotFoundError:
+        raise InputError(f"result file {path!r} is missing: it holds the class names; run label-image again") from None
+    except Exception as e:  # scipy raises several types for a damaged file
+        raise InputError(f"result file {path!r} cannot be read for class names ({e})") from None
+    if not names or len(names) != len(colors):
+        raise InputError(f"result file {path!r} holds {len(names)} class names and {len(colors)} colours; "
+                         "expected one colour per class")
+    return names, colors
+
+
+def find_results(folder: str) -> list:
+    """Every result in ``folder``: a list of :class:`Item`, by stem.
+
+    A stem with both a label PNG and a label GeoTIFF is read from the PNG.
+    """
+    if not os.path.exists(folder):
+        raise InputError(f"results folder {folder!r} does not exist")
+    if not os.path.isdir(folder):
+        raise InputError(f"results folder {folder!r} is not a folder; give the -o folder of a label-image run")
+    stems = {}
+    for name in sorted(os.listdir(folder)):
+        for suffix in (LABEL_SUFFIX, GEO_SUFFIX):
+            if name.endswith(suffix) and not name.startswith("."):
+                st = name[: -len(suffix)]
+                stems.setdefault(st, os.path.join(folder, name))
+    items = []
+    for st, label_path in sorted(stems.items()):
+        report = os.path.join(folder, st + REPORT_SUFFIX)
+        if not os.path.exists(report):
+            raise InputError(f"result {label_path!r} has no report {os.path.basename(report)!r} beside it: "
+                             "the report names the source image; run label-image again")
+        source = source_from_report(report)
+        if not os.path.isfile(source):
+            raise InputError(f"source image {source!r} recorded in {report!r} does not exist; "
+                             "put it back there or run label-image again")
+        names, colors = classes_from_mat(os.path.join(folder, st + MAT_SUFFIX))
+        items.append(Item(os.path.abspath(source), label_path, st, names, colors))
+    return items
+
+
+# ---------------------------------------------------------------------------- splitting and tiling
+def split_sources(sources, *, val_fraction: float, seed: int) -> dict:
+    """Assign each source image to ``train`` or ``val``.
+
+    With N >= 2 sources and ``val_fraction > 0``, ``max(1, round(val_fraction * N))`` of them (at
+    most N - 1, rounding half up) go to val, drawn by a shuffle of the sorted paths seeded with
+    ``seed``; with one source or ``val_fraction == 0`` all go to train.
+
+    Returns
+    -------
+    dict source -> "train" or "val"
+    """
+    srcs = sorted(set(sources))
+    n = len(srcs)
+    n_val = 0
+    if n >= 2 and val_fraction > 0:
+        n_val = min(max(1, int(math.floor(val_fraction * n + 0.5))), n - 1)
+    order = np.random.default_rng(seed).permutation(n)
+    val = {srcs[i] for i in order[:n_val]}
+    return {s: ("val" if s in val else "train") for s in srcs}
+
+
+def tile_starts(n: int, tile: int, overlap: int) -> list:
+    """Start offsets of tiles of side ``tile`` stepping ``tile - overlap`` until ``n`` is covered."""
+    starts = [0]
+    while starts[-1] + tile < n:
+        starts.append(starts[-1] + tile - overlap)
+    return starts
+
+
+# ---------------------------------------------------------------------------- reading sources and labels
+class _Source:
+    """Pixels of a source image in its own bands and dtype, by window; georeferencing if any."""
+
+    def __init__(self, path: str):
+        from .io import RASTER_EXT, open_raster, read_photo
+
+        self.path = path
+        self.ds = None
+        self.georef = None
+        if path.lower().endswith(RASTER_EXT):
+            self.ds = open_raster(path, "source image")
+            self.shape = (self.ds.height, self.ds.width)
+            self.count = self.ds.count
+            self.dtype = np.dtype(self.ds.dtypes[0])
+            if self.ds.crs is not None or not self.ds.transform.is_identity:
+                self.georef = self.ds.profile
+        else:
+            a = read_photo(path)
+            self.array = a if a.ndim == 3 else a[..., None]
+            self.shape = a.shape[:2]
+            self.count = self.array.shape[2]
+            self.dtype = self.array.dtype
+
+    @property
+    def fmt(self) -> str:
+        """``tif`` for georeferenced sources and what PNG cannot hold, else ``png``."""
+        if self.georef is not None:
+            return "tif"
+        if self.dtype in (np.uint8, np.uint16) and self.count in (1, 3, 4):
+            return "png"
+        return "tif"
+
+    def read(self, r, c, h, w) -> np.ndarray:
+        """(h, w, count) pixels at rows r..r+h, cols c..c+w, in the source dtype."""
+        if self.ds is None:
+            return self.array[r: r + h, c: c + w]
+        from rasterio.windows import Window
+
+        return np.moveaxis(self.ds.read(window=Window(c, r, w, h)), 0, -1)
+
+    def close(self):
+        if self.ds is not None:
+            self.ds.close()
+
+
+def read_labels(path: str) -> np.ndarray:
+    """A result's labels as uint8 (H, W): 0-based ids, 255 = no-data (from the PNG or the GeoTIFF)."""
+    if path.endswith(GEO_SUFFIX):
+        from .io import open_raster
+
+        with open_raster(path, "label GeoTIFF") as ds:
+            a = ds.read(1)
+        out = a.astype(np.int16) - 1
+        out[a == 0] = NODATA
+        return out.astype(np.uint8)
+    import cv2
+
+    a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if a is None or a.ndim != 2 or a.dtype != np.uint8:
+        raise InputError(f"label image {path!r} cannot be read as a single-band 8-bit PNG")
+    return a
+
+
+# ---------------------------------------------------------------------------- writing tiles
+def _write_png(path, a):
+    import cv2
+
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    elif a.ndim == 3:
+        a = a[..., [2, 1, 0, 3][: a.shape[2]]]  # RGB(A) -> BGR(A)
+    if not cv2.imwrite(path, np.ascontiguousarray(a)):
+        raise OutputError(f"could not write {path!r}")
+
+
+def _write_tif(path, a, *, profile, transform, nodata):
+    from .io import rasterio_module
+
+    rasterio = rasterio_module()
+    prof = {"driver": "GTiff", "height": a.shape[0], "width": a.shape[1], "count": a.shape[2],
+            "dtype": a.dtype.name, "compress": "deflate", "nodata": nodata}
+    if profile is not None:
+        prof.update(crs=profile.get("crs"), transform=transform)
+    if a.shape[0] % 16 == 0 and a.shape[1] % 16 == 0:
+        prof.update(tiled=True, blockxsize=min(256, a.shape[1]), blockysize=min(256, a.shape[0]))
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **prof) as dst:
+            dst.write(np.moveaxis(a, -1, 0))
+
+
+def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, val_fraction: float = 0.2,
+                   seed: int = 0, overwrite: bool = False) -> dict:
+    """Cut the results in ``results`` folders into a training set in ``output``.
+
+    Parameters
+    ----------
+    results : sequence of str
+        Result folders (the ``-o`` folders of label-image runs).
+    output : str
+        DATASET folder; must not exist or be empty unless ``overwrite``.
+    tile : int
+        Tile side in pixels, >= 16.
+    overlap : int
+        Pixels shared by neighbouring tiles, 0 <= overlap < tile.
+    val_fraction : float
+        In [0, 1): share of source images that go to ``val``.
+    seed : int
+        Seed of the shuffle that draws the val images.
+    overwrite : bool
+        Replace an existing non-empty ``output``.
+
+    Returns
+    -------
+    dict
+        What ``dataset.json`` holds.
+
+    Raises
+    ------
+    OptionError, InputError, OutputError
+        Bad options, missing or inconsistent results, ``output`` in the way. Nothing is written then.
+    """
+    if int(tile) != tile or tile < MIN_TILE:
+        raise OptionError(f"--tile: expected a whole number of pixels >= {MIN_TILE}, got {tile}")
+    if int(overlap) != overlap or not 0 <= overlap < tile:
+        raise OptionError(f"--overlap: expected a whole number in [0, tile) = [0, {tile}), got {overlap}")
+    if not 0 <= val_fraction < 1:
+        raise OptionError(f"--val-fraction: expected a number in [0, 1), got {val_fraction}")
+    if not results:
+        raise InputError("no results folders given: pass the -o folders of label-image runs")
+    items, seen = [], {}
+    for folder in results:
+        for it in find_results(folder):
+            if it.source in seen:
+                raise InputError(f"source image {it.source!r} is labelled twice, in {seen[it.source]!r} and "
+                                 f"{it.label_path!r}; give only one of them")
+            seen[it.source] = it.label_path
+            items.append(it)
+    if not items:
+        raise InputError(f"no results (<stem>{LABEL_SUFFIX} or <stem>{GEO_SUFFIX}) found in "
+                         f"{', '.join(repr(r) for r in results)}; give the -o folders of label-image runs")
+    first = items[0]
+    for it in items[1:]:
+        if it.names != first.names:
+            raise InputError(f"{it.label_path!r} has classes {', '.join(it.names)} but {first.label_path!r} has "
+                             f"{', '.join(first.names)}; export results labelled with the same classes together")
+    out = os.path.abspath(output)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputError(f"-o/--output {output!r} is a file; give a folder for the dataset")
+    if os.path.isdir(out) and os.listdir(out) and not overwrite:
+        raise OutputError(f"-o/--output {output!r} exists and is not empty; pass --overwrite to replace it "
+                          "or give a new folder")
+    parent = os.path.dirname(out)
+    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"-o/--output {output!r}: its parent folder does not exist or is not writable")
+
+    split = split_sources([it.source for it in items], val_fraction=val_fraction, seed=seed)
+    items.sort(key=lambda it: it.source)
+    names_used = {}
+    k = len(first.names)
+    counts = {"train": np.zeros(k, np.int64), "val": np.zeros(k, np.int64)}
+    records = []
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".part", dir=parent)
+    try:
+        for s in ("train", "val"):
+            for kind in ("images", "labels"):
+                os.makedirs(os.path.join(tmp, s, kind))
+        for it in items:
+            base = it.stem
+            n = names_used.get(base, 0)
+            names_used[base] = n + 1
+            if n:
+                base = f"{base}_{n + 1}"
+            records += _export_one(it, tmp, base, split[it.source], tile=tile, overlap=overlap, counts=counts)
+        info = {
+            "classes": list(first.names), "colors": list(first.colors), "tile": int(tile), "overlap": int(overlap),
+            "nodata": NODATA, "val_fraction": float(val_fraction), "seed": int(seed),
+            "sources": {s: sorted(src for src, v in split.items() if v == s) for s in ("train", "val")},
+            "pixel_counts": {s: {nm: int(c) for nm, c in zip(first.names, counts[s])} for s in ("train", "val")},
+            "tiles": records, "label_tools": __version__,
+        }
+        with open(os.path.join(tmp, "dataset.json"), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=1)
+        os.chmod(tmp, 0o777 & ~_umask())
+        if os.path.isdir(out):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".old", dir=parent)
+            os.rename(out, os.path.join(old, "d"))
+            os.rename(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return info
+
+
+def chip_transform(transform, row: int, col: int):
+    """The affine transform of a chip whose pixel (0, 0) is the source's pixel (row, col)."""
+    from affine import Affine
+
+    t = transform
+    return Affine(t.a, t.b, t.c + t.a * col + t.b * row, t.d, t.e, t.f + t.d * col + t.e * row)
+
+
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, counts) -> list:
+    """Tiles of one result into ``root/split``; returns their records (paths relative to root)."""
+    src = _Source(it.source)
+    try:
+        labels = read_labels(it.label_path)
+        if labels.shape != tuple(src.shape):
+            raise InputError(f"labels {it.label_path!r} are {labels.shape[1]} x {labels.shape[0]} px but the source "
+                             f"{it.source!r} is {src.shape[1]} x {src.shape[0]}; the source changed since the run")
+        k = len(it.names)
+        h, w = src.shape
+        fmt = src.fmt
+        out = []
+        for r in tile_starts(h, tile, overlap):
+            for c in tile_starts(w, tile, overlap):
+                th, tw = min(tile, h - r), min(tile, w - c)
+                lab = np.full((tile, tile), NODATA, np.uint8)
+                lab[:th, :tw] = labels[r: r + th, c: c + tw]
+                if (lab == NODATA).all():
+                    continue
+                img = np.zeros((tile, tile, src.count), src.dtype)
+                img[:th, :tw] = src.read(r, c, th, tw)
+                name = f"{base}_r{r:05d}_c{c:05d}.{fmt}"
+                ip = os.path.join(split, "images", name)
+                lp = os.path.join(split, "labels", name)
+                if fmt == "png":
+                    _write_png(os.path.join(root, ip), img)
+                    _write_png(os.path.join(root, lp), lab)
+                else:
+                    tr = chip_transform(src.georef["transform"], r, c) if src.georef else None
+                    nod = src.georef.get("nodata") if src.georef else None
+                    _write_tif(os.path.join(root, ip), img, profile=src.georef, transform=tr, nodata=nod)
+                    _write_tif(os.path.join(root, lp), lab[..., None], profile=src.georef, transform=tr, nodata=NODATA)
+                counts[split] += np.bincount(lab.ravel(), minlength=256)[:k]
+                out.append({"split": split, "image": ip.replace(os.sep, "/"), "label": lp.replace(os.sep, "/"),
+                            "source": it.source, "window": [int(r), int(c), int(th), int(tw)]})
+        log.info("%s: %d tiles -> %s", it.source, len(out), split)
+        return out
+    finally:
+        src.close()
+
+
+# ---------------------------------------------------------------------------- command line
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind, text):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="label-export", description=(
+        "Cut label-image results into image/label tile pairs for training a segmentation network: "
+        "DATASET/{train,val}/{images,labels}/<name>.png (GeoTIFF chips for georeferenced sources) and "
+        "DATASET/dataset.json. Label tiles: 0-based class ids, 255 = no-data or padding. The split is by "
+        "source image, never by tile."),
+        epilog="example:\n  label-export out/day1 out/day2 -o dataset --tile 256 --val-fraction 0.2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+", metavar="RESULTS", help="result folders (the -o folders of label-image)")
+    p.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder to write")
+    p.add_argument("--tile", type=lambda t: _number(int, t), default=512, help="tile side in pixels (default 512, >= 16)")
+    p.add_argument("--overlap", type=lambda t: _number(int, t), default=0,
+                   help="pixels shared by neighbouring tiles (default 0; < tile)")
+    p.add_argument("--val-fraction", type=lambda t: _number(float, t), default=0.2,
+                   help="share of source images for validation, in [0, 1) (default 0.2)")
+    p.add_argument("--seed", type=lambda t: _number(int, t), default=0, help="seed of the split (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty DATASET")
+    p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    p.add_argument("--version", action="version", version=f"label_tools {__version__}")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="label-export: %(message)s",
+                        stream=sys.stderr)
+    try:
+        info = export_dataset(args.results, args.output, tile=args.tile, overlap=args.overlap,
+                              val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite)
+    except LabelToolsError as e:
+        sys.stderr.write(f"label-export: error: {e}\n")
+        return 2
+    n = {s: sum(t["split"] == s for t in info["tiles"]) for s in ("train", "val")}
+    log.info("wrote %s: %d train tiles from %d images, %d val tiles from %d images", args.output, n["train"],
+             len(info["sources"]["train"]), n["val"], len(info["sources"]["val"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
