@@ -116,13 +116,15 @@ class Model:
         known = {k: v for k, v in self.chosen.items() if k in pipeline.Settings.__dataclass_fields__}
         return replace(self.settings, **known) if known else self.settings
 
-    def predict(self, image, *, progress=None) -> pipeline.Result:
+    def predict(self, image, *, progress=None, on_probs=None) -> pipeline.Result:
         """Dense labels for ``image``.
 
         Parameters
         ----------
         image : ImageSource or ndarray, shape (H, W) or (H, W, C)
         progress : callable(stage, done, total), optional
+        on_probs : callable(window, probs, labels), optional
+            Full-resolution probabilities tile by tile (:func:`label_tools.pipeline.upsample_labels`).
 
         Returns
         -------
@@ -132,7 +134,7 @@ class Model:
         self.check_source(src)
         cache, self._cache = self._cache, None  # features cached from fitting serve one prediction only
         r = pipeline.predict(src, self.classifier, n_classes=self.n_classes, settings=self.effective_settings(),
-                             progress=progress, cache=cache)
+                             progress=progress, cache=cache, on_probs=on_probs)
         if self.counts is not None and cache is not None:
             r.samples = self.counts
         return r

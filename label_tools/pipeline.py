@@ -400,7 +400,7 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
 
 
 def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(), progress=None,
-            cache=None) -> Result:
+            cache=None, on_probs=None) -> Result:
     """Dense labels of an image from a fitted classifier.
 
     Parameters
@@ -413,6 +413,9 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     progress : callable(stage, done, total), optional
     cache : dict, optional
         ``Trained.cache`` of a :func:`train` call on this same image.
+    on_probs : callable(window, probs, labels), optional
+        Receives the full-resolution class probabilities tile by tile (see :func:`upsample_labels`),
+        so they can be streamed to a file without holding K x H x W floats.
 
     Returns
     -------
@@ -450,7 +453,7 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
 
     # full-resolution labels
     t0 = time.perf_counter()
-    labels = upsample_labels(src, probs, progress=progress)
+    labels = upsample_labels(src, probs, progress=progress, on_tile=on_probs)
     timings["upsample"] = time.perf_counter() - t0
     return Result(labels, probs, crf_probs, scale, np.zeros(n_classes, np.int64), classifier, timings,
                   grid.cached_display, crf_scale=crf_grid_scale)
@@ -490,7 +493,7 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
 
 
 def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 2, eps: float = 1e-3,
-                    progress=None) -> np.ndarray:
+                    progress=None, on_tile=None) -> np.ndarray:
     """Full-resolution labels from grid probabilities, edges following the full-resolution image.
 
     A fast guided filter (He & Sun 2015): the linear coefficients that map the guide (the image's
@@ -507,6 +510,13 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 
         Guided-filter box radius in grid pixels.
     eps : float
         Guided-filter regularisation (guide values in [0, 1]).
+    on_tile : callable(window, probs, labels), optional
+        Called once per full-resolution tile, tiles covering the image without overlap, with
+        ``window`` = (row0, row1, col0, col1), ``probs`` float32 (K, row1 - row0, col1 - col0) =
+        the filtered class probabilities (negative filter outputs clipped to 0, each pixel
+        normalised to sum 1) and ``labels`` uint8 (row1 - row0, col1 - col0), the tile of the
+        returned labels: ``labels == probs.argmax(axis=0)`` (first class on ties) wherever the
+        source has data, 255 elsewhere. The arrays are only valid during the call.
 
     Returns
     -------
@@ -519,6 +529,10 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 
         labels[...] = probs.argmax(axis=0)
         if src.has_nodata:
             labels[~src.read_valid()] = NODATA
+        if on_tile is not None:
+            for t in tiles((H, W), tile):
+                r0, r1, c0, c1 = t.inner
+                on_tile(t.inner, probs[:, r0:r1, c0:c1], labels[r0:r1, c0:c1])
         return labels
     import cv2
 
@@ -540,22 +554,48 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 
         guide = _grey(np.ascontiguousarray(full[R0 - f0: R1 - f0, C0 - g0: C1 - g0]))
         m = np.array([[sc, 0, (C0 + 0.5) * sc - 0.5 - pc0], [0, sr, (R0 + 0.5) * sr - 0.5 - pr0]], np.float32)
         size = (C1 - C0, R1 - R0)
-        best = np.full((R1 - R0, C1 - C0), -np.inf, np.float32)
-        lab = np.zeros((R1 - R0, C1 - C0), np.uint8)
+        q = np.empty((k, R1 - R0, C1 - C0), np.float32)
         for j in range(k):
             warp = [cv2.warpAffine(np.ascontiguousarray(c[j]), m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                    borderMode=cv2.BORDER_REPLICATE) for c in (a, b)]
-            q = warp[0] * guide + warp[1]
-            better = q > best
-            best[better] = q[better]
-            lab[better] = j
-        labels[R0:R1, C0:C1] = lab
+            np.multiply(warp[0], guide, out=q[j])
+            q[j] += warp[1]
+        q = normalise_filtered(q)
+        lab = q.argmax(axis=0).astype(np.uint8)
         if src.has_nodata:
             v = src.read_valid(t.inner)
-            labels[R0:R1, C0:C1][~v] = NODATA
+            lab[~v] = NODATA
+        labels[R0:R1, C0:C1] = lab
+        if on_tile is not None:
+            on_tile(t.inner, q, lab)
         if progress:
             progress("upsample", i + 1, len(full_tiles))
     return labels
+
+
+def normalise_filtered(q):
+    """Guided-filter outputs -> a distribution per pixel, keeping the argmax.
+
+    Parameters
+    ----------
+    q : ndarray of float32, shape (K, h, w)
+        Filtered probabilities (may stray below 0 or above 1); modified in place.
+
+    Returns
+    -------
+    ndarray of float32, shape (K, h, w): ``q`` clipped at 0 and divided by its sum over classes;
+    a pixel whose outputs are all <= 0 becomes one-hot at its largest output.
+    """
+    top = q.argmax(axis=0)
+    np.maximum(q, 0, out=q)
+    s = q.sum(axis=0)
+    dead = s <= 0
+    if dead.any():
+        rr, cc = np.nonzero(dead)
+        q[top[rr, cc], rr, cc] = 1.0
+        s[dead] = 1.0
+    q /= s
+    return q
 
 
 def _grey(rgb):

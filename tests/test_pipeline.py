@@ -147,3 +147,45 @@ def test_crf_scale_sets_crf_grid_not_model_grid():
     assert r.scale == 1.0 and r.probs.shape == (3, 90, 150)
     assert r.crf_probs.shape == (3, 22, 38) and r.crf_scale == pytest.approx(22 / 90)
     assert (r.labels == mask).mean() > 0.95
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.45])
+def test_probability_tiles_cover_image_sum_to_one_and_argmax_is_label(scale):
+    """The full-resolution probability stream (on_probs) tiles the image; its argmax is the label image."""
+    from label_tools.pipeline import predict, train, upsample_labels
+
+    img, mask = make_scene(130, 210)
+    valid = np.ones(mask.shape, bool)
+    valid[:7, :] = False
+    src = ArraySource(img, valid=valid)
+    s = Settings(scale=scale, sigmas=(1, 2))
+    tr = train(src, scene_scribbles(mask), n_classes=3, settings=s)
+    r = predict(src, tr.classifier, n_classes=3, settings=s)
+    seen = np.zeros(mask.shape, int)
+    full = np.zeros((3,) + mask.shape, np.float32)
+    lab_tiles = np.zeros(mask.shape, np.uint8)
+
+    def keep(window, probs, labels):
+        r0, r1, c0, c1 = window
+        assert probs.shape == (3, r1 - r0, c1 - c0) and probs.dtype == np.float32 and labels.dtype == np.uint8
+        seen[r0:r1, c0:c1] += 1
+        full[:, r0:r1, c0:c1] = probs
+        lab_tiles[r0:r1, c0:c1] = labels
+
+    labels = upsample_labels(src, r.probs, tile=64, on_tile=keep)  # several tiles
+    np.testing.assert_array_equal(lab_tiles, labels)
+    assert (labels == r.labels).mean() > 0.99  # tile borders of the guided filter move a few pixels at most
+    assert (seen == 1).all()
+    assert full.min() >= 0
+    np.testing.assert_allclose(full.sum(0), 1, atol=1e-5)
+    np.testing.assert_array_equal(full.argmax(0)[valid], labels[valid])
+    assert (labels[~valid] == NODATA).all()
+
+
+def test_normalise_filtered_keeps_argmax_and_handles_all_negative():
+    from label_tools.pipeline import normalise_filtered
+
+    q = np.array([[[0.7, -0.2]], [[0.5, -0.1]], [[-0.2, -0.3]]], np.float32)  # (3, 1, 2)
+    p = normalise_filtered(q.copy())
+    np.testing.assert_allclose(p[:, 0, 0], [0.7 / 1.2, 0.5 / 1.2, 0], rtol=1e-6)
+    np.testing.assert_array_equal(p[:, 0, 1], [0, 1, 0])  # all outputs <= 0: one-hot at the largest
