@@ -5,7 +5,10 @@ annotator read pixels through, so memory follows the window asked for, not the i
 """
 from __future__ import annotations
 
+import contextlib
+import struct
 import os
+import threading
 import warnings
 from dataclasses import dataclass, field
 
@@ -242,6 +245,12 @@ class ArraySource(ImageSource):
         super().__init__(path, a.shape[0], a.shape[1], a.shape[2], georef=georef, dtype=str(a.dtype))
         self.array = a
         self.valid = None if valid is None else np.asarray(valid, bool)
+        if a.dtype.kind == "f":  # NaN and +-inf are no-data, as a nodata value would be
+            finite = np.isfinite(a).all(axis=-1)
+            if not finite.all():
+                self.valid = finite if self.valid is None else self.valid & finite
+        if self.valid is not None and not self.valid.any():
+            raise InputError(f"image {path!r} holds only no-data pixels (masked, NaN or infinite): nothing to label")
         self._display = _display_bands(display_bands, self.count, path)
         step = max(1, int(np.sqrt(self.height * self.width / _STATS_PIXELS)))
         self._set_stretch(a[::step, ::step].astype(np.float32),
@@ -254,6 +263,8 @@ class ArraySource(ImageSource):
     def _read_raw(self, window, out_shape, resampling="average"):
         r0, r1, c0, c1 = window
         x = self.array[r0:r1, c0:c1]
+        if x.dtype.kind == "f" and self.valid is not None:
+            x = np.where(np.isfinite(x), x, 0)
         if out_shape is not None and tuple(out_shape) != x.shape[:2]:
             # shrink band by band in the source dtype: no float copy of a large window
             x = np.stack([_resample(np.ascontiguousarray(x[..., i])[..., None], out_shape,
@@ -305,15 +316,20 @@ class RasterSource(ImageSource):
         super().__init__(path, ds.height, ds.width, len(self._bands), georef=georef, dtype=dtype, band_names=names)
         self._display = tuple(self._bands.index(b) for b in db)
         self._nodata = ds.nodata
-        self._masked = ds.nodata is not None or any(
+        self._gdal_mask = ds.nodata is not None or any(
             f & rasterio.enums.MaskFlags.per_dataset or not (f & rasterio.enums.MaskFlags.all_valid)
             for f in ds.mask_flag_enums[0])
+        # float bands: NaN and +-inf are no-data too (found in the pixels as they are read)
+        self._float = any(np.dtype(ds.dtypes[b - 1]).kind == "f" for b in self._bands)
+        self._masked = self._gdal_mask or self._float
+        self._tls = threading.local()
         self._decimated = None
         sample, valid = self._stats_sample()
         if valid is not None and not valid.any():
             sample, valid = self._decimated_read()  # the sample may have missed the data: look at all of it
             if valid is not None and not valid.any():
-                raise InputError(f"image {path!r} holds only no-data pixels: nothing to label")
+                raise InputError(f"image {path!r} holds only no-data pixels (nodata value, mask, NaN or infinite): "
+                                 "nothing to label")
         self._set_stretch(sample, valid, robust_uint8=True)
 
     def _decimated_read(self):
@@ -385,9 +401,13 @@ class RasterSource(ImageSource):
         if out_shape is not None:
             kw = dict(out_shape=(len(self._bands), int(out_shape[0]), int(out_shape[1])),
                       resampling=getattr(Resampling, resampling))
-        x = self.ds.read(self._bands, window=self._window(window), out_dtype="float32", **kw)
+        win = self._window(window)
+        with self._read_errors(win):
+            x = self.ds.read(self._bands, window=win, out_dtype="float32", **kw)
         x = np.moveaxis(x, 0, -1)
         bad = ~np.isfinite(x)
+        if self._float:  # remembered for the read_valid that follows in this thread
+            self._tls.nonfinite = ((win, None if out_shape is None else tuple(out_shape)), bad.any(axis=-1))
         if bad.any():
             x[bad] = 0
         return x
@@ -397,11 +417,36 @@ class RasterSource(ImageSource):
             return None
         from rasterio.enums import Resampling
 
-        kw = {}
-        if out_shape is not None:
-            kw = dict(out_shape=(int(out_shape[0]), int(out_shape[1])), resampling=Resampling.nearest)
-        m = self.ds.dataset_mask(window=self._window(window), **kw)
-        return m > 0
+        win = self._window(window)
+        m = None
+        if self._gdal_mask:
+            kw = {}
+            if out_shape is not None:
+                kw = dict(out_shape=(int(out_shape[0]), int(out_shape[1])), resampling=Resampling.nearest)
+            with self._read_errors(win):
+                m = self.ds.dataset_mask(window=win, **kw) > 0
+        if self._float:
+            key = (win, None if out_shape is None else tuple(out_shape))
+            last = getattr(self._tls, "nonfinite", None)
+            if last is None or last[0] != key:
+                self._read_raw(window, out_shape, "nearest")
+                last = self._tls.nonfinite
+            m = ~last[1] if m is None else m & ~last[1]
+        return m
+
+    @contextlib.contextmanager
+    def _read_errors(self, win):
+        """GDAL read failures (truncated or damaged data) -> InputError naming the file and window."""
+        try:
+            yield
+        except Exception as e:
+            if not type(e).__module__.startswith("rasterio"):
+                raise
+            raise InputError(
+                f"image {self.path!r} cannot be read at rows {win.row_off}..{win.row_off + win.height}, columns "
+                f"{win.col_off}..{win.col_off + win.width} ({_first_line(e.__cause__ or e)}): the file is damaged "
+                "or truncated; "
+                "re-export or re-copy it") from None
 
     def read(self, window=None, *, out_shape=None, resampling="average"):
         x = super().read(window, out_shape=out_shape, resampling=resampling)
@@ -451,15 +496,38 @@ def _resample(x, out_shape, nearest=False):
 def read_photo(path: str) -> np.ndarray:
     """Read a JPEG/PNG/BMP/WebP or plain TIFF into memory, EXIF orientation applied.
 
+    The file's structure is checked first (:mod:`label_tools.imagecheck`: truncation, broken
+    markers, PNG CRCs, a declared size that cannot fit in memory), and anything the decoder
+    complains about is an error: a damaged photo is refused, never labelled half grey.
+
     Returns
     -------
     ndarray, shape (H, W) or (H, W, 3)
         uint8 or uint16 (16-bit files keep their depth); alpha is dropped.
+
+    Raises
+    ------
+    InputError
+        Damaged, truncated or unreadable file, or one too large to decode.
     """
     import cv2
 
+    from .imagecheck import CV_MAX_PIXELS, check_declared_size, check_photo
+
+    try:
+        shape = check_photo(path) or _pillow_header(path)
+    except OSError as e:
+        raise InputError(f"image {path!r} cannot be read ({e.strerror or e})") from None
+    if shape is not None:
+        check_declared_size(path, shape)
+        if shape[0] * shape[1] > CV_MAX_PIXELS:
+            return _read_photo_pillow(path)
     # ANYDEPTH|ANYCOLOR: keeps 16 bits and grey, drops alpha, applies EXIF orientation
-    a = cv2.imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    with _decoder_messages() as said:
+        a = cv2.imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    complaint = _decoder_complaint(said)
+    if complaint:
+        raise InputError(f"image {path!r} is damaged: the decoder says {complaint!r}; re-export or re-copy the file")
     if a is None:
         return _read_photo_pillow(path)
     if a.ndim == 3:
@@ -469,19 +537,97 @@ def read_photo(path: str) -> np.ndarray:
     return a
 
 
+#: What libjpeg / libpng print when the data is damaged (they go on decoding, or OpenCV returns nothing)
+_DECODER_COMPLAINTS = ("Corrupt JPEG data", "Premature end of JPEG", "JPEG datastream", "Bogus", "Invalid JPEG",
+                       "Huffman", "Unsupported marker", "libpng error", "CRC error", "incorrect header check",
+                       "invalid distance", "invalid block type", "Not a JPEG", "TIFFRead", "Read error")
+
+
+def _decoder_complaint(said: list) -> str | None:
+    text = "".join(said)
+    bad = None
+    keep = []
+    for line in text.splitlines():
+        if bad is None and any(c.lower() in line.lower() for c in _DECODER_COMPLAINTS):
+            bad = line.strip()
+        elif line.strip():
+            keep.append(line)
+    if keep:  # anything else printed meanwhile is passed on
+        import sys
+
+        sys.stderr.write("\n".join(keep) + "\n")
+    return bad
+
+
+@contextlib.contextmanager
+def _decoder_messages():
+    """Collect what C libraries print on file descriptor 2 during the block (into the yielded list)."""
+    import sys
+    import tempfile
+
+    said = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        tmp = tempfile.TemporaryFile()
+    except OSError:  # cannot redirect: decode without listening
+        yield said
+        return
+    try:
+        os.dup2(tmp.fileno(), 2)
+        yield said
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        tmp.seek(0)
+        said.append(tmp.read().decode("utf-8", "replace"))
+        tmp.close()
+
+
+def _pillow_header(path):
+    """(H, W, channels, bytes per sample) from the header via Pillow (nothing decoded), or None."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning: the size is checked by us
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as im:
+                    w, h = im.size
+                    c = len(im.getbands())
+                    b = 2 if im.mode.startswith("I;16") else (4 if im.mode in ("I", "F") else 1)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
+    except (UnidentifiedImageError, SyntaxError, ValueError, OSError):
+        return None  # not a format Pillow knows: OpenCV may; errors are reported when decoding
+    return (h, w, c, b)
+
+
 def _read_photo_pillow(path):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode not in ("L", "RGB", "I;16", "I", "F"):
-                im = im.convert("L" if im.mode in ("LA", "1") else "RGB")
-            return np.array(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # decompression-bomb size: checked beforehand; EXIF oddities
+            old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as im:
+                    im = ImageOps.exif_transpose(im)
+                    if im.mode not in ("L", "RGB", "I;16", "I", "F"):
+                        im = im.convert("L" if im.mode in ("LA", "1") else "RGB")
+                    return np.array(im)
+            finally:
+                Image.MAX_IMAGE_PIXELS = old
     except FileNotFoundError:
         raise InputError(f"image {path!r} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+    except MemoryError:
+        raise InputError(f"image {path!r} is too large to decode in the memory available: convert it to a tiled "
+                         "GeoTIFF, which is read window by window") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as e:
         raise InputError(f"image {path!r} cannot be read as an image ({_first_line(e)})") from None
+
+
 
 
 def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
