@@ -400,7 +400,7 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
 
 
 def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(), progress=None,
-            cache=None, on_probs=None) -> Result:
+            cache=None, on_probs=None, upsample: bool = True) -> Result:
     """Dense labels of an image from a fitted classifier.
 
     Parameters
@@ -416,6 +416,10 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     on_probs : callable(window, probs, labels), optional
         Receives the full-resolution class probabilities tile by tile (see :func:`upsample_labels`),
         so they can be streamed to a file without holding K x H x W floats.
+    upsample : bool
+        False: stop at the grid probabilities (``Result.labels`` is None); the full-resolution labels
+        are then made window by window with :func:`upsample_window` (as :mod:`label_tools.blocks` does
+        on a cluster), giving exactly what :func:`upsample_labels` gives.
 
     Returns
     -------
@@ -452,9 +456,11 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     timings["crf"] = time.perf_counter() - t0
 
     # full-resolution labels
-    t0 = time.perf_counter()
-    labels = upsample_labels(src, probs, progress=progress, on_tile=on_probs)
-    timings["upsample"] = time.perf_counter() - t0
+    labels = None
+    if upsample:
+        t0 = time.perf_counter()
+        labels = upsample_labels(src, probs, progress=progress, on_tile=on_probs)
+        timings["upsample"] = time.perf_counter() - t0
     return Result(labels, probs, crf_probs, scale, np.zeros(n_classes, np.int64), classifier, timings,
                   grid.cached_display, crf_scale=crf_grid_scale)
 
@@ -492,14 +498,31 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     return r
 
 
-def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 2, eps: float = 1e-3,
+LABEL_TILE = 1024  # full-resolution window side of the upsampling; a multiple of usual raster block sides
+
+
+def label_windows(shape, tile: int = LABEL_TILE) -> list:
+    """The full-resolution windows :func:`upsample_labels` works on, in order.
+
+    Block-aligned: they start at multiples of ``tile`` (a multiple of 256 and 512, the usual GeoTIFF
+    block sides), so a window decodes whole blocks; the last row/column is shorter.
+
+    Returns
+    -------
+    list of tuple (row0, row1, col0, col1)
+    """
+    H, W = int(shape[0]), int(shape[1])
+    return [(r, min(r + tile, H), c, min(c + tile, W)) for r in range(0, H, tile) for c in range(0, W, tile)]
+
+
+def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: int = 2, eps: float = 1e-3,
                     progress=None, on_tile=None) -> np.ndarray:
     """Full-resolution labels from grid probabilities, edges following the full-resolution image.
 
     A fast guided filter (He & Sun 2015): the linear coefficients that map the guide (the image's
     brightness) to each class's probability are fitted on the grid, interpolated to full
     resolution and applied to the full-resolution guide, so a label edge lands on the image edge
-    inside a coarse grid cell. Works tile by tile.
+    inside a coarse grid cell. Works window by window (:func:`label_windows`, :func:`upsample_window`).
 
     Parameters
     ----------
@@ -530,47 +553,82 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = 1024, radius: int = 
         if src.has_nodata:
             labels[~src.read_valid()] = NODATA
         if on_tile is not None:
-            for t in tiles((H, W), tile):
-                r0, r1, c0, c1 = t.inner
-                on_tile(t.inner, probs[:, r0:r1, c0:c1], labels[r0:r1, c0:c1])
+            for win in label_windows((H, W), tile):
+                r0, r1, c0, c1 = win
+                on_tile(win, probs[:, r0:r1, c0:c1], labels[r0:r1, c0:c1])
         return labels
+    windows = label_windows((H, W), tile)
+    for i, win in enumerate(windows):
+        R0, R1, C0, C1 = win
+        lab, q = upsample_window(src, probs, win, radius=radius, eps=eps, with_probs=True)
+        labels[R0:R1, C0:C1] = lab
+        if on_tile is not None:
+            on_tile(win, q, lab)
+        if progress:
+            progress("upsample", i + 1, len(windows))
+    return labels
+
+
+def upsample_window(src: ImageSource, probs, window, *, radius: int = 2, eps: float = 1e-3, with_probs: bool = False):
+    """Labels of one full-resolution window, as :func:`upsample_labels` makes them.
+
+    Reads the window plus the guided filter's margin from ``src`` and depends on nothing else, so
+    the windows of :func:`label_windows` can be computed anywhere (a cluster's workers), in any order.
+
+    Parameters
+    ----------
+    src : ImageSource
+    probs : ndarray of float32, shape (K, h, w)
+        Grid probabilities of the whole image.
+    window : tuple (row0, row1, col0, col1)
+        Full-resolution window, one of :func:`label_windows`.
+    with_probs : bool
+        Also return the filtered probabilities.
+
+    Returns
+    -------
+    labels : ndarray of uint8, shape (row1 - row0, col1 - col0)
+        Argmax class, 255 = no-data.
+    probs : ndarray of float32, shape (K, row1 - row0, col1 - col0)
+        Only with ``with_probs`` (see ``on_tile`` of :func:`upsample_labels`).
+    """
+    H, W = src.shape
+    k, h, w = probs.shape
+    R0, R1, C0, C1 = window
+    if (h, w) == (H, W):
+        q = probs[:, R0:R1, C0:C1]
+        lab = q.argmax(axis=0).astype(np.uint8)
+        if src.has_nodata:
+            lab[~src.read_valid(window)] = NODATA
+        return (lab, q) if with_probs else lab
     import cv2
 
     sr, sc = h / H, w / W
     margin = radius + 2
-    full_tiles = tiles((H, W), tile)
-    for i, t in enumerate(full_tiles):
-        R0, R1, C0, C1 = t.inner
-        # grid coordinate of full-res pixel centre x: (x + 0.5) * s - 0.5
-        pr0 = max(int(math.floor((R0 + 0.5) * sr - 0.5)) - margin, 0)
-        pr1 = min(int(math.ceil((R1 + 0.5) * sr - 0.5)) + margin + 1, h)
-        pc0 = max(int(math.floor((C0 + 0.5) * sc - 0.5)) - margin, 0)
-        pc1 = min(int(math.ceil((C1 + 0.5) * sc - 0.5)) + margin + 1, w)
-        # one full-resolution read covers the tile and the grid window around it
-        f0, f1, g0, g1 = to_full((pr0, pr1, pc0, pc1), (sr, sc), (H, W))
-        full = src.read_display((f0, f1, g0, g1))
-        low = cv2.resize(full, (pc1 - pc0, pr1 - pr0), interpolation=cv2.INTER_AREA)
-        a, b = guided_coefficients(_grey(low), probs[:, pr0:pr1, pc0:pc1], radius=radius, eps=eps)
-        guide = _grey(np.ascontiguousarray(full[R0 - f0: R1 - f0, C0 - g0: C1 - g0]))
-        m = np.array([[sc, 0, (C0 + 0.5) * sc - 0.5 - pc0], [0, sr, (R0 + 0.5) * sr - 0.5 - pr0]], np.float32)
-        size = (C1 - C0, R1 - R0)
-        q = np.empty((k, R1 - R0, C1 - C0), np.float32)
-        for j in range(k):
-            warp = [cv2.warpAffine(np.ascontiguousarray(c[j]), m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                   borderMode=cv2.BORDER_REPLICATE) for c in (a, b)]
-            np.multiply(warp[0], guide, out=q[j])
-            q[j] += warp[1]
-        q = normalise_filtered(q)
-        lab = q.argmax(axis=0).astype(np.uint8)
-        if src.has_nodata:
-            v = src.read_valid(t.inner)
-            lab[~v] = NODATA
-        labels[R0:R1, C0:C1] = lab
-        if on_tile is not None:
-            on_tile(t.inner, q, lab)
-        if progress:
-            progress("upsample", i + 1, len(full_tiles))
-    return labels
+    # grid coordinate of full-res pixel centre x: (x + 0.5) * s - 0.5
+    pr0 = max(int(math.floor((R0 + 0.5) * sr - 0.5)) - margin, 0)
+    pr1 = min(int(math.ceil((R1 + 0.5) * sr - 0.5)) + margin + 1, h)
+    pc0 = max(int(math.floor((C0 + 0.5) * sc - 0.5)) - margin, 0)
+    pc1 = min(int(math.ceil((C1 + 0.5) * sc - 0.5)) + margin + 1, w)
+    # one full-resolution read covers the window and the grid window around it
+    f0, f1, g0, g1 = to_full((pr0, pr1, pc0, pc1), (sr, sc), (H, W))
+    full = src.read_display((f0, f1, g0, g1))
+    low = cv2.resize(full, (pc1 - pc0, pr1 - pr0), interpolation=cv2.INTER_AREA)
+    a, b = guided_coefficients(_grey(low), probs[:, pr0:pr1, pc0:pc1], radius=radius, eps=eps)
+    guide = _grey(np.ascontiguousarray(full[R0 - f0: R1 - f0, C0 - g0: C1 - g0]))
+    m = np.array([[sc, 0, (C0 + 0.5) * sc - 0.5 - pc0], [0, sr, (R0 + 0.5) * sr - 0.5 - pr0]], np.float32)
+    size = (C1 - C0, R1 - R0)
+    q = np.empty((k, R1 - R0, C1 - C0), np.float32)
+    for j in range(k):
+        warp = [cv2.warpAffine(np.ascontiguousarray(c[j]), m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                               borderMode=cv2.BORDER_REPLICATE) for c in (a, b)]
+        np.multiply(warp[0], guide, out=q[j])
+        q[j] += warp[1]
+    q = normalise_filtered(q)
+    lab = q.argmax(axis=0).astype(np.uint8)
+    if src.has_nodata:
+        lab[~src.read_valid(window)] = NODATA
+    return (lab, q) if with_probs else lab
 
 
 def normalise_filtered(q):

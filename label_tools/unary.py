@@ -128,7 +128,7 @@ def predict_proba(classifier, features, n_classes: int) -> np.ndarray:
     """
     h, w, f = features.shape
     try:
-        p = classifier.predict_proba(features.reshape(-1, f))
+        p = _proba(classifier, features.reshape(-1, f))
     except ValueError as e:
         if "features" in str(e):
             raise InputError(
@@ -138,3 +138,36 @@ def predict_proba(classifier, features, n_classes: int) -> np.ndarray:
     out = np.zeros((n_classes, h * w), np.float32)
     out[np.asarray(classifier.classes_, int)] = p.T
     return out.reshape(n_classes, h, w)
+
+
+def _proba(classifier, X, *, chunk: int = 32768):
+    """``classifier.predict_proba(X)``, bit-for-bit the same on every run and machine.
+
+    A forest with ``n_jobs != 1`` adds its trees' votes in whatever order its threads finish, so
+    the last bits of the probabilities (and rarely an argmax) change from run to run. Here each
+    block of pixels is predicted by a serial view of the forest (trees added in their order) and
+    the blocks run side by side on threads (tree traversal releases the GIL), as fast and
+    reproducible: a cluster run gives exactly the in-process run's output.
+    """
+    n_jobs = getattr(classifier, "n_jobs", None)
+    if n_jobs in (None, 1) or not hasattr(classifier, "estimators_") or len(X) <= chunk:
+        if n_jobs not in (None, 1) and hasattr(classifier, "estimators_"):
+            classifier = _serial(classifier)
+        return classifier.predict_proba(X)
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    serial = _serial(classifier)
+    threads = (os.cpu_count() or 1) if n_jobs < 0 else int(n_jobs)
+    starts = range(0, len(X), chunk)
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(starts)))) as pool:
+        parts = list(pool.map(lambda s: serial.predict_proba(X[s: s + chunk]), starts))
+    return np.concatenate(parts)
+
+
+def _serial(classifier):
+    import copy
+
+    c = copy.copy(classifier)  # shallow: shares the fitted trees
+    c.n_jobs = 1
+    return c
