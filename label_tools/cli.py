@@ -288,6 +288,15 @@ def _write_overlay(path, src, scribbles, labels, classes, grid_display=None):
     writers.write_overlay(path, base, scribbles, labels, classes, title=stem(src.path))
 
 
+def _crf_weight_text(settings, result):
+    if settings.crf_weight is not None:
+        return settings.crf_weight
+    if "crf_weight" in result.chosen:
+        scores = result.chosen.get("holdout", {}).get("scores", {})
+        return f"{result.chosen['crf_weight']:g} (chosen from held-out strokes; balanced accuracy per weight: {scores})"
+    return "0.6 (default: too few strokes to hold any out)"
+
+
 def write_outputs(paths, src, scribbles, result, classes, *, settings, annotation_seconds, processing_seconds, args):
     """Write every output of a run to ``paths`` (staging paths of an output set: committed together)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -314,7 +323,7 @@ def write_outputs(paths, src, scribbles, result, classes, *, settings, annotatio
         "window (-w)": args.window, "grid scale": f"{result.scale:.4g}" + (" (auto)" if args.grid_scale is None else ""),
         "crf scale (-s)": "off" if result.crf_scale is None else
         f"{result.crf_scale:.4g}" + (" (auto)" if args.scale is None else ""),
-        "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": settings.crf_weight,
+        "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": _crf_weight_text(settings, result),
         "crf": settings.crf, "bands": args.bands or "default", "feature bands": args.feature_bands or "all",
         "classifier": repr(result.classifier), "scribbled pixels per class (model grid)": result.samples.tolist(),
         "step timings (s)": {k: round(v, 3) for k, v in result.timings.items()},

@@ -100,7 +100,7 @@ class Model:
         info["images"] = list(info["images"]) + [getattr(src, "path", "<array>")]
         info["timings"] = tr.timings
         return cls(tr.classifier, classes, settings, n_bands, tr.X, tr.y,
-                   chosen=dict(base.chosen) if base is not None else {}, info=info, _cache=tr.cache,
+                   chosen=dict(tr.chosen or (base.chosen if base is not None else {})), info=info, _cache=tr.cache,
                    counts=tr.counts)
 
     def check_source(self, src: ImageSource):
@@ -137,6 +137,7 @@ class Model:
                              progress=progress, cache=cache, on_probs=on_probs)
         if self.counts is not None and cache is not None:
             r.samples = self.counts
+        r.chosen = dict(self.chosen)
         return r
 
 

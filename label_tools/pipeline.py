@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from . import crf as crf_mod
 from . import features as feat_mod
-from . import unary
+from . import holdout, unary
 from .errors import InputError, OptionError
 from .io import ArraySource, ImageSource
 from .scribbles import downscale, value_counts
@@ -34,6 +34,8 @@ CRF_TILE = 1536  # grid pixels per CRF tile side (about 0.25 GB of CRF state at 
 CRF_OVERLAP = 96
 CRF_MIN_FACTOR = 0.25
 GRID_CACHE_MB = 96  # read the whole model grid at once when it takes at most this
+DEFAULT_CRF_WEIGHT = 0.6  # when none was chosen from held-out strokes
+HOLDOUT_PIXELS = 0.6e6  # model-grid pixels around held-out strokes predicted per fold, at most
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,10 @@ class Settings:
         shrunk to about ``crf_pixels``, by at most 4).
     sigmas : tuple of float
         Feature scales in full-resolution pixels at ``scale`` 1 (they shrink with the grid).
-    crf_weight : float
-        Weight in [0, 1] of the CRF in the final blend; 0 = forest only, 1 = CRF only.
+    crf_weight : float or None
+        Weight in [0, 1] of the CRF in the final blend; 0 = forest only, 1 = CRF only. None = chosen
+        per image from held-out strokes (:mod:`label_tools.holdout`) when ``holdout`` is on, else
+        ``DEFAULT_CRF_WEIGHT``.
     crf : CRFParams
         CRF kernels in full-resolution pixels.
     auto_pixels : float
@@ -65,12 +69,15 @@ class Settings:
     cache_mb : float
         Memory for features kept from training to prediction (else computed again), MB.
     seed : int
+    holdout : bool
+        Hold out strokes while training to choose the CRF weight (when ``crf_weight`` is None) and
+        to measure each stroke's agreement (``Trained.strokes``).
     """
 
     scale: float | None = None
     crf_scale: float | None = None
     sigmas: tuple = feat_mod.DEFAULT_SIGMAS
-    crf_weight: float = 0.6
+    crf_weight: float | None = None
     crf: crf_mod.CRFParams = crf_mod.CRFParams()
     auto_pixels: float = 0.4e6
     crf_pixels: float = 0.1e6
@@ -78,13 +85,14 @@ class Settings:
     tile_mb: float = 96.0
     cache_mb: float = 128.0
     seed: int = 0
+    holdout: bool = True
 
     def validate(self):
         if self.scale is not None and not (0 < self.scale <= 1):
             raise OptionError(f"--grid-scale: expected a number in (0, 1], got {self.scale}")
         if self.crf_scale is not None and not (0 < self.crf_scale <= 1):
             raise OptionError(f"-s/--scale: expected a number in (0, 1], got {self.crf_scale}")
-        if not 0 <= self.crf_weight <= 1:
+        if self.crf_weight is not None and not 0 <= self.crf_weight <= 1:
             raise OptionError(f"--crf-weight: expected a number in [0, 1], got {self.crf_weight}")
         try:
             feat_mod.check_sigmas(self.sigmas)
@@ -275,6 +283,11 @@ class Trained:
     scale : float
         Model-grid scale of the training image.
     timings : dict of str -> float
+    chosen : dict
+        Settings chosen from held-out strokes, e.g. ``{"crf_weight": 0.4, "holdout": {...}}`` (the
+        evidence: scores per candidate weight, strokes, folds); empty when nothing was chosen.
+    strokes : holdout.Strokes or None
+        The strokes and the held-out agreement of each; None when ``Settings.holdout`` is off.
     """
 
     classifier: object
@@ -284,6 +297,8 @@ class Trained:
     scale: float
     timings: dict = field(default_factory=dict)
     cache: dict | None = field(default=None, repr=False)  # (grid shape, tile side) and features of scribbled tiles
+    chosen: dict = field(default_factory=dict)
+    strokes: "holdout.Strokes | None" = field(default=None, repr=False)
 
 
 def _check_scribbles(src, scribbles, n_classes, class_names):
@@ -329,10 +344,14 @@ def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Sett
     counts : ndarray of int64, shape (K,)
     scale : float
     cache : dict or None
+    groups : ndarray of int64, shape (N,)
+        Stroke id (1-based, see ``strokes``) of each sample.
+    strokes : holdout.Strokes
     """
     progress = progress or (lambda stage, done, total: None)
     scale, shape, grid, side, grid_tiles = _layout(src, settings)
     small = downscale(scribbles, shape, n_classes)
+    strokes = holdout.find_strokes(small, n_classes, src.shape, seed=settings.seed)
     buf = unary.SampleBuffer(n_classes, max_per_class=settings.max_samples_per_class, seed=settings.seed)
     cache, cached_bytes = {}, 0
     for i, t in enumerate(grid_tiles):
@@ -348,11 +367,12 @@ def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Sett
         v = grid.valid(t.inner)
         m = s > 0 if v is None else (s > 0) & v
         if m.any():
-            buf.add(f[m], s[m].astype(np.int64) - 1)
+            buf.add(f[m], s[m].astype(np.int64) - 1, strokes.ids[r0:r1, c0:c1][m])
         progress("features", i + 1, len(grid_tiles))
     X, y = buf.arrays()
     key = (id(src), shape, side)
-    return X, y, buf.counts.copy(), scale, ({"key": key, "tiles": cache, "grid": grid} if keep_cache else None)
+    cache = {"key": key, "tiles": cache, "grid": grid, "layout": (scale, shape, grid_tiles)} if keep_cache else None
+    return X, y, buf.counts.copy(), scale, cache, buf.groups(), strokes
 
 
 def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None, class_names=None,
@@ -387,16 +407,125 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
     if np.count_nonzero(counts[1:]) < 2 and not has_extra:  # checked again on valid pixels when fitting
         unary.fit(None, np.nonzero(counts[1:])[0], class_names=class_names)
     t0 = time.perf_counter()
-    X, y, n, scale, cache = collect_samples(src, scribbles, n_classes=n_classes, settings=settings,
-                                            progress=progress, keep_cache=keep_cache)
+    X, y, n, scale, cache, groups, strokes = collect_samples(
+        src, scribbles, n_classes=n_classes, settings=settings, progress=progress, keep_cache=True)
     if has_extra:
         X = np.concatenate([extra[0], X]) if len(X) else np.asarray(extra[0], np.float32)
         y = np.concatenate([extra[1], y]) if len(y) else np.asarray(extra[1], np.int64)
+        groups = np.concatenate([np.zeros(len(extra[1]), np.int64), groups])
     timings = {"features": time.perf_counter() - t0}
     t0 = time.perf_counter()
     clf = unary.fit(X, y, classifier=classifier, class_names=class_names)
     timings["fit"] = time.perf_counter() - t0
-    return Trained(clf, X, y, n, scale, timings, cache)
+    chosen = {}
+    if settings.holdout:
+        t0 = time.perf_counter()
+        chosen = _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress)
+        timings["holdout"] = time.perf_counter() - t0
+    return Trained(clf, X, y, n, scale, timings, cache if keep_cache else None, chosen,
+                   strokes if settings.holdout else None)
+
+
+def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress):
+    """Choose the CRF weight from held-out strokes and fill ``strokes.agreement`` / ``.predicted``.
+
+    For each fold, a small forest fitted without the fold's strokes predicts the tiles holding
+    them (at most ``HOLDOUT_PIXELS`` grid pixels, seeded choice), the CRF refines that prediction
+    per tile, and every candidate weight's blend is scored on the held-out pixels.
+
+    Returns
+    -------
+    dict: ``{"crf_weight": w, "holdout": {...}}`` (weight only when ``settings.crf_weight`` is None),
+    or ``{}`` when no fold can be held out (a class with a single stroke, one class left).
+    """
+    import cv2
+
+    folds = holdout.usable_folds(strokes, groups)
+    if not folds:
+        return {}
+    scale, shape, grid_tiles = cache["layout"]
+    grid, feats = cache["grid"], cache["tiles"]
+    params = settings.crf.scaled(min(grid.rc))
+    crf_on = params.n_iter > 0 and settings.crf_weight != 0
+    if settings.crf_weight is not None:
+        weights = (settings.crf_weight,)
+    else:
+        weights = holdout.WEIGHTS if crf_on else (0.0,)
+    fold_px = np.concatenate([[-1], strokes.fold])[strokes.ids]  # fold of each grid pixel's stroke
+    fold_px[~np.isin(fold_px, folds)] = -1
+    rng = np.random.default_rng([settings.seed, len(strokes), int(strokes.pixels.sum())])
+    cand = [i for i in rng.permutation(len(grid_tiles))
+            if (fold_px[grid_tiles[i].inner[0]:grid_tiles[i].inner[1],
+                        grid_tiles[i].inner[2]:grid_tiles[i].inner[3]] >= 0).any()]
+    chosen_tiles, budget = [], HOLDOUT_PIXELS
+    for i in cand:
+        r0, r1, c0, c1 = grid_tiles[i].inner
+        if chosen_tiles and (r1 - r0) * (c1 - c0) > budget:
+            break
+        chosen_tiles.append(i)
+        budget -= (r1 - r0) * (c1 - c0)
+    fold_of = np.concatenate([[-1], strokes.fold])[groups]
+    clfs = {}
+    for f in folds:
+        keep = fold_of != f
+        if classifier is None:
+            c = unary.default_classifier(n_estimators=holdout.FOLD_TREES, class_weight=unary.class_weights(y[keep]))
+        else:
+            from sklearn.base import clone
+
+            c = clone(classifier)
+        clfs[f] = c.fit(X[keep], y[keep])
+    factor = crf_factor(shape, scale, crf_scale=settings.crf_scale, crf_pixels=settings.crf_pixels)
+    sid, preds = [], {w: [] for w in weights}
+    for n_done, i in enumerate(chosen_tiles):
+        win = grid_tiles[i].inner
+        r0, r1, c0, c1 = win
+        fp = fold_px[r0:r1, c0:c1]
+        ft = feats.get(i)
+        if ft is None:
+            ft = grid.features(win)
+        for f in folds:
+            m = fp == f
+            if not m.any():
+                continue
+            p = unary.predict_proba(clfs[f], ft, n_classes)
+            q = None
+            if crf_on and any(w > 0 for w in weights):
+                th, tw = r1 - r0, c1 - c0
+                ch, cw = scaled_shape((th, tw), factor)
+                small = np.stack([cv2.resize(p[j], (cw, ch), interpolation=cv2.INTER_AREA) for j in range(n_classes)])
+                img = cv2.resize(grid.display(win), (cw, ch), interpolation=cv2.INTER_AREA)
+                v = grid.valid(win)
+                if v is not None:
+                    v = cv2.resize(v.astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
+                qs = crf_mod.refine(small, img, params=params.scaled(ch / th), valid=v)
+                q = np.stack([cv2.resize(qs[j], (tw, th), interpolation=cv2.INTER_LINEAR) for j in range(n_classes)])
+            sid.append(strokes.ids[r0:r1, c0:c1][m])
+            for w in weights:
+                b = p if w == 0 or q is None else _blend(p, q, w)
+                preds[w].append(b[:, m].argmax(axis=0))
+        progress and progress("holdout", n_done + 1, len(chosen_tiles))
+    if not sid:
+        return {}
+    sid = np.concatenate(sid)
+    truth = strokes.cls[sid - 1]
+    scores = {w: holdout.score(np.concatenate(preds[w]), truth, n_classes) for w in weights}
+    w = holdout.choose_weight(scores, DEFAULT_CRF_WEIGHT if settings.crf_weight is None else settings.crf_weight)
+    pred = np.concatenate(preds[w])
+    n = len(strokes)
+    hits = np.bincount(sid - 1, weights=(pred == truth), minlength=n)
+    seen = np.bincount(sid - 1, minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        strokes.agreement = np.where(seen > 0, hits / np.maximum(seen, 1), np.nan).astype(np.float32)
+    votes = np.zeros((n, n_classes), np.int64)
+    np.add.at(votes, (sid - 1, pred), 1)
+    strokes.predicted = np.where(seen > 0, votes.argmax(axis=1), -1)
+    info = {"scores": {f"{k:g}": round(float(v), 4) for k, v in scores.items()}, "folds": len(folds),
+            "strokes": int((seen > 0).sum()), "pixels": int(len(sid))}
+    out = {"holdout": info}
+    if settings.crf_weight is None:
+        out["crf_weight"] = float(w)
+    return out
 
 
 def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(), progress=None,
@@ -426,6 +555,8 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     Result
     """
     settings = settings.validate()
+    if settings.crf_weight is None:
+        settings = replace(settings, crf_weight=DEFAULT_CRF_WEIGHT)
     src = image if isinstance(image, ImageSource) else ArraySource(image)
     progress = progress or (lambda stage, done, total: None)
     timings = {}
@@ -492,9 +623,12 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     src = image if isinstance(image, ImageSource) else ArraySource(image)
     tr = train(src, scribbles, n_classes=n_classes, settings=settings, classifier=classifier,
                class_names=class_names, progress=progress)
+    if "crf_weight" in tr.chosen:
+        settings = replace(settings, crf_weight=tr.chosen["crf_weight"])
     r = predict(src, tr.classifier, n_classes=n_classes, settings=settings, progress=progress, cache=tr.cache)
     r.samples = tr.counts
     r.timings = {**tr.timings, **r.timings}
+    r.chosen = tr.chosen
     return r
 
 

@@ -51,9 +51,10 @@ class SampleBuffer:
         self.rng = np.random.default_rng(seed)
         self._x = [None] * n_classes
         self._key = [None] * n_classes
+        self._g = [None] * n_classes
         self.counts = np.zeros(n_classes, np.int64)  # pixels seen per class, kept or not
 
-    def add(self, features, labels):
+    def add(self, features, labels, groups=None):
         """Add samples.
 
         Parameters
@@ -61,19 +62,29 @@ class SampleBuffer:
         features : ndarray of float32, shape (N, F)
         labels : ndarray of int, shape (N,)
             0-based class ids.
+        groups : ndarray of int, shape (N,), optional
+            A group id per sample (the stroke it comes from), kept alongside; see :meth:`groups`.
         """
         for k in np.unique(labels):
             k = int(k)
-            x = features[labels == k]
+            sel = labels == k
+            x = features[sel]
+            g = np.zeros(len(x), np.int64) if groups is None else np.asarray(groups)[sel].astype(np.int64)
             key = self.rng.random(len(x))
             self.counts[k] += len(x)
             if self._x[k] is not None:
                 x = np.concatenate([self._x[k], x])
                 key = np.concatenate([self._key[k], key])
+                g = np.concatenate([self._g[k], g])
             if len(x) > self.max_per_class:
                 keep = np.argpartition(key, self.max_per_class)[: self.max_per_class]
-                x, key = x[keep], key[keep]
-            self._x[k], self._key[k] = x, key
+                x, key, g = x[keep], key[keep], g[keep]
+            self._x[k], self._key[k], self._g[k] = x, key, g
+
+    def groups(self):
+        """-> int64 (N,): the group id of each sample of :meth:`arrays`, in the same order (0 if none given)."""
+        gs = [g for g in self._g if g is not None]
+        return np.concatenate(gs) if gs else np.zeros(0, np.int64)
 
     def arrays(self):
         """-> (X float32 (N, F), y int64 (N,)) of everything kept."""

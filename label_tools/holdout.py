@@ -1,0 +1,162 @@
+"""Strokes held out to judge settings per image: the scribbles test the model they trained.
+
+A *stroke* is a connected component (8-connected) of one class in the scribbles, on the model grid.
+Strokes of each class are dealt into ``n_folds`` folds (seeded from the scribbles themselves, so a
+run is reproducible and two images get different splits). For every fold a small forest is fitted
+on the samples of the other folds and predicts the region around the held-out strokes; the CRF
+blend weight that predicts held-out strokes best is chosen for the image, and each stroke gets the
+fraction of its pixels that this prediction, made without it, agrees with (a stroke drawn with the
+wrong class scores low).
+
+Compute only, no I/O. :func:`label_tools.pipeline.train` drives it.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+N_FOLDS = 3
+FOLD_TREES = 12
+WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8)
+TOLERANCE = 0.003  # scores this close to the best count as ties (the weight nearest the default wins)
+
+
+@dataclass
+class Strokes:
+    """Strokes of the scribbles on the model grid and how held-out predictions agree with them.
+
+    Attributes
+    ----------
+    ids : ndarray of int32, shape (h, w)
+        Stroke id per model-grid pixel, 0 = no stroke; stroke ``i`` has id ``i + 1``.
+    cls : ndarray of int64, shape (n,)
+        0-based class of each stroke.
+    pixels : ndarray of int64, shape (n,)
+        Model-grid pixels of each stroke.
+    fold : ndarray of int64, shape (n,)
+        Fold each stroke is held out in; -1 = never held out (the only stroke of its class).
+    bbox : ndarray of int64, shape (n, 4)
+        (row0, row1, col0, col1) of each stroke in full-resolution pixels (half-open).
+    agreement : ndarray of float32, shape (n,)
+        Fraction of the stroke's pixels that the prediction made without the stroke (its fold's
+        forest, blended with its CRF at the chosen weight) gives the stroke's class; NaN when the
+        stroke was not held out or lies outside the evaluated region.
+    predicted : ndarray of int64, shape (n,)
+        The class that held-out prediction gives most of the stroke's pixels; -1 where
+        ``agreement`` is NaN.
+    """
+
+    ids: np.ndarray
+    cls: np.ndarray
+    pixels: np.ndarray
+    fold: np.ndarray
+    bbox: np.ndarray
+    agreement: np.ndarray
+    predicted: np.ndarray
+
+    def __len__(self):
+        return len(self.cls)
+
+
+def find_strokes(small, n_classes: int, full_shape, *, seed: int = 0, n_folds: int = N_FOLDS) -> Strokes:
+    """Strokes of grid scribbles and their folds.
+
+    Parameters
+    ----------
+    small : ndarray of uint8, shape (h, w)
+        Scribbles on the model grid, 0 = unlabelled, k = class k-1.
+    n_classes : int
+    full_shape : tuple (H, W)
+        The full-resolution image shape (for ``bbox``).
+    seed : int
+        Mixed with a checksum of ``small``: the same scribbles always give the same folds.
+    n_folds : int
+
+    Returns
+    -------
+    Strokes
+    """
+    import cv2
+
+    h, w = small.shape
+    ids = np.zeros((h, w), np.int32)
+    cls, pixels, boxes = [], [], []
+    n = 0
+    for k in range(n_classes):
+        m = (small == k + 1).astype(np.uint8)
+        if not m.any():
+            continue
+        count, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_32S)
+        sel = lab > 0
+        ids[sel] = lab[sel] + n
+        for j in range(1, count):
+            x, y, bw, bh, area = (int(v) for v in stats[j])
+            cls.append(k)
+            pixels.append(area)
+            boxes.append((y, y + bh, x, x + bw))
+        n += count - 1
+    cls = np.asarray(cls, np.int64)
+    sr, sc = h / float(full_shape[0]), w / float(full_shape[1])
+    bbox = np.asarray(boxes, np.float64).reshape(-1, 4)
+    bbox = np.stack([np.floor(bbox[:, 0] / sr), np.ceil(bbox[:, 1] / sr), np.floor(bbox[:, 2] / sc),
+                     np.ceil(bbox[:, 3] / sc)], axis=1).astype(np.int64)
+    bbox[:, 1] = np.minimum(bbox[:, 1], full_shape[0])
+    bbox[:, 3] = np.minimum(bbox[:, 3], full_shape[1])
+    rng = np.random.default_rng([seed, zlib.crc32(np.ascontiguousarray(small).tobytes())])
+    fold = np.full(len(cls), -1, np.int64)
+    for k in np.unique(cls):
+        idx = np.nonzero(cls == k)[0]
+        if len(idx) < 2:
+            continue
+        idx = idx[rng.permutation(len(idx))]
+        start = int(rng.integers(n_folds))
+        fold[idx] = (np.arange(len(idx)) + start) % n_folds
+    nan = np.full(len(cls), np.nan, np.float32)
+    return Strokes(ids, cls, np.asarray(pixels, np.int64), fold, bbox, nan, np.full(len(cls), -1, np.int64))
+
+
+def usable_folds(strokes: Strokes, sample_strokes, n_folds: int = N_FOLDS):
+    """Folds whose training part (samples of strokes in other folds) still holds two classes or more.
+
+    Parameters
+    ----------
+    strokes : Strokes
+    sample_strokes : ndarray of int, shape (N,)
+        Stroke id (1-based) of each training sample.
+
+    Returns
+    -------
+    list of int
+    """
+    fold_of = np.concatenate([[-1], strokes.fold])[sample_strokes]
+    cls_of = np.concatenate([[-1], strokes.cls])[sample_strokes]
+    out = []
+    for f in range(n_folds):
+        if not (strokes.fold == f).any():
+            continue
+        if len(np.unique(cls_of[fold_of != f])) >= 2:
+            out.append(f)
+    return out
+
+
+def score(pred, truth, n_classes: int) -> float:
+    """Class-balanced accuracy: the mean over classes present in ``truth`` of the fraction predicted right.
+
+    Parameters
+    ----------
+    pred, truth : ndarray of int, shape (N,)
+    """
+    recalls = [np.mean(pred[truth == k] == k) for k in range(n_classes) if (truth == k).any()]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def choose_weight(scores: dict, default: float, tolerance: float = TOLERANCE) -> float:
+    """The weight with the best score; among near-ties (within ``tolerance``) the one nearest ``default``."""
+    valid = {w: s for w, s in scores.items() if np.isfinite(s)}
+    if not valid:
+        return default
+    best = max(valid.values())
+    near = [w for w, s in valid.items() if s >= best - tolerance]
+    return min(near, key=lambda w: (abs(w - default), w))
