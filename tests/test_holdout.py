@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from conftest import make_scene
+from label_tools import holdout
+from label_tools.pipeline import Settings, segment, train
+
+
+def dot_scribbles(mask, step=12, wrong=None):
+    """3x3 dots on a regular lattice, each its own stroke, class from ``mask``; ``wrong`` = (row, col, class)."""
+    s = np.zeros(mask.shape, np.uint8)
+    for r in range(6, mask.shape[0] - 6, step):
+        for c in range(6, mask.shape[1] - 6, step):
+            s[r - 1:r + 2, c - 1:c + 2] = mask[r, c] + 1
+    if wrong is not None:
+        r, c, k = wrong
+        s[r - 1:r + 2, c - 1:c + 2] = k + 1
+    return s
+
+
+def test_find_strokes_components_folds_and_boxes():
+    small = np.zeros((20, 30), np.uint8)
+    small[2:4, 2:9] = 1      # class 0, stroke A
+    small[10, 10:20] = 1     # class 0, stroke B
+    small[15:18, 25] = 2     # class 1, only stroke
+    st = holdout.find_strokes(small, 2, (40, 60), seed=3)
+    assert len(st) == 3 and st.cls.tolist() == [0, 0, 1] and st.pixels.tolist() == [14, 10, 3]
+    assert st.bbox.tolist() == [[4, 8, 4, 18], [20, 22, 20, 40], [30, 36, 50, 52]]
+    assert sorted(st.fold[:2].tolist()) in ([0, 1], [1, 2], [0, 2]) and st.fold[2] == -1
+    assert (st.ids[small > 0] > 0).all() and (st.ids[small == 0] == 0).all()
+    again = holdout.find_strokes(small, 2, (40, 60), seed=3)
+    np.testing.assert_array_equal(again.fold, st.fold)  # same scribbles, same folds
+
+
+def test_choose_weight_prefers_default_among_ties():
+    assert holdout.choose_weight({0.0: 0.90, 0.4: 0.95, 0.6: 0.951}, 0.6) == 0.6
+    assert holdout.choose_weight({0.0: 0.99, 0.6: 0.90}, 0.6) == 0.0
+    assert holdout.choose_weight({0.0: float("nan")}, 0.6) == 0.6
+    assert holdout.score(np.array([0, 0, 1, 0]), np.array([0, 0, 1, 1]), 2) == pytest.approx(0.75)
+
+
+def test_wrong_class_stroke_has_low_heldout_agreement():
+    img, mask = make_scene(96, 140)
+    r, c = 18, 126  # well inside region 1 (right half)
+    assert mask[r, c] == 1
+    scr = dot_scribbles(mask, wrong=(r, c, 0))
+    tr = train(img, scr, n_classes=3, settings=Settings(sigmas=(1, 2, 4)))
+    st = tr.strokes
+    bad = st.ids[r, c] - 1
+    assert st.cls[bad] == 0 and st.agreement[bad] == 0.0 and st.predicted[bad] == 1
+    good = np.delete(np.arange(len(st)), bad)
+    assert np.nanmean(st.agreement[good]) > 0.9
+    assert tr.chosen["crf_weight"] in holdout.WEIGHTS
+    assert set(tr.chosen["holdout"]["scores"]) == {f"{w:g}" for w in holdout.WEIGHTS}
+
+
+def test_segment_applies_chosen_weight_and_fixed_weight_is_kept():
+    img, mask = make_scene(96, 140)
+    scr = dot_scribbles(mask)
+    r = segment(img, scr, n_classes=3, settings=Settings(sigmas=(1, 2, 4)))
+    assert r.chosen["crf_weight"] in holdout.WEIGHTS and (r.labels == mask).mean() > 0.95
+    fixed = segment(img, scr, n_classes=3, settings=Settings(sigmas=(1, 2, 4), crf_weight=0.3))
+    assert "crf_weight" not in fixed.chosen and list(fixed.chosen["holdout"]["scores"]) == ["0.3"]
+    off = segment(img, scr, n_classes=3, settings=Settings(sigmas=(1, 2, 4), holdout=False))
+    assert off.chosen == {}
