@@ -175,12 +175,16 @@ def main(argv=None) -> int:
         sys.stderr.write(f"label-image: error: {e}\n")
         return 2
     except KeyboardInterrupt as e:
-        what = "terminated" if getattr(e, "signum", None) == 15 else "interrupted"
-        kept = "earlier outputs are unchanged"
+        import signal
+
+        signum = getattr(e, "signum", signal.SIGINT)
+        msg = f"label-image: stopped by {signal.Signals(signum).name}; " + (
+            "the new outputs were complete and are in place" if getattr(e, "committed", False)
+            else "no output was left half-written")
         if args.scribbles is None and args.image is not None:
-            kept += "; scribbles drawn so far are kept in the scribble file"
-        sys.stderr.write(f"label-image: {what}; {kept}\n")
-        return 143 if what == "terminated" else 130
+            msg += "; scribbles drawn so far are kept in the scribble file"
+        sys.stderr.write(msg + "\n")
+        return 128 + int(signum)
 
 
 def _prefetch_imports():

@@ -56,7 +56,14 @@ def check_writable_dir(directory: str):
 
 
 def check_not_existing(paths, *, overwrite: bool):
-    """Raise OutputError naming the first existing path unless ``overwrite``."""
+    """Raise OutputError naming the first existing path unless ``overwrite``.
+
+    Leftovers of an interrupted run in the paths' directory are dealt with first
+    (:func:`recover_output_dir`), so what is checked is a whole set.
+    """
+    paths = list(paths)
+    for d in sorted({os.path.dirname(os.path.abspath(p)) for p in paths}):
+        recover_output_dir(d)
     if overwrite:
         return
     for p in paths:
@@ -87,15 +94,21 @@ def lock_path(outdir: str, stem: str) -> str:
 
 
 @contextlib.contextmanager
-def output_lock(outdir: str, stem: str, *, wait: float = LOCK_WAIT_SECONDS):
+def output_lock(outdir: str, stem: str, *, wait: float | None = None):
     """Hold ``.<stem>.label_tools.lock`` in ``outdir`` (created exclusively, holding our pid).
 
     A lock left by a process that no longer runs (killed, power loss) is taken over. A lock held by a
-    live process is waited for up to ``wait`` seconds, then OutputError names it.
+    live process is waited for up to ``wait`` seconds (default: ``$LABEL_TOOLS_LOCK_WAIT`` or 60), then
+    OutputError names it.
     """
     import socket
     import time
 
+    if wait is None:
+        try:
+            wait = float(os.environ.get("LABEL_TOOLS_LOCK_WAIT", LOCK_WAIT_SECONDS))
+        except ValueError:
+            wait = LOCK_WAIT_SECONDS
     path = lock_path(outdir, stem)
     me = f"{os.getpid()} {socket.gethostname()}\n"
     deadline = time.monotonic() + wait
@@ -165,9 +178,11 @@ def recover_output_dir(outdir: str) -> list:
         if pid == os.getpid() or (pid > 0 and _pid_alive(pid)):
             continue
         if os.path.exists(os.path.join(d, _COMMIT_MARK)):
-            for f in sorted(os.listdir(d)):
-                if f != _COMMIT_MARK:
-                    os.replace(os.path.join(d, f), os.path.join(outdir, f))
+            with contextlib.suppress(OSError):
+                for f in sorted(os.listdir(d)):
+                    if f != _COMMIT_MARK:
+                        with contextlib.suppress(FileNotFoundError):  # another run finished it meanwhile
+                            os.replace(os.path.join(d, f), os.path.join(outdir, f))
         shutil.rmtree(d, ignore_errors=True)
         done.append(d)
     return done
@@ -256,8 +271,12 @@ def output_set(paths: dict, *, overwrite: bool, stem: str):
             oset = OutputSet(paths, staging)
             try:
                 yield oset
-                with signals_deferred():  # the renames are not interrupted halfway
-                    oset.commit()
+                try:
+                    with signals_deferred():  # the renames are not interrupted halfway
+                        oset.commit()
+                except Interrupted as e:  # arrived during the commit: the new set is whole
+                    ok = e.committed = True
+                    raise
             except OSError as e:
                 if isinstance(e, OutputError):
                     raise
@@ -320,6 +339,7 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int):
         super().__init__(signum)
         self.signum = signum
+        self.committed = False  # True when it came while a complete output set was being put in place
 
 
 _critical = {"depth": 0, "pending": None}
