@@ -40,6 +40,12 @@ class Model:
         Settings chosen per image while fitting (e.g. a CRF weight chosen from held-out strokes).
     info : dict
         Free-form provenance (training images, versions).
+    stretch : dict or None
+        ``{"dtype": str, "lo": float32 (n_bands,), "hi": float32 (n_bands,)}``: how the first training
+        image's feature bands were scaled to [0, 1]; applied to images of the same dtype (see
+        :meth:`apply_stretch`).
+    band_names : tuple of str
+        Names of the feature bands of the training image (for messages).
     """
 
     classifier: object
@@ -50,8 +56,23 @@ class Model:
     y: np.ndarray
     chosen: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    stretch: dict | None = None
+    band_names: tuple = ()
     _cache: dict | None = field(default=None, repr=False, compare=False)
     counts: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def save(self, path: str):
+        """Write the model to ``path`` (a skops archive that loads without running code)."""
+        from .modelfile import save_model
+
+        save_model(self, path)
+
+    @staticmethod
+    def load(path: str) -> "Model":
+        """Read a model written by :meth:`save`; types outside a trusted list are refused unloaded."""
+        from .modelfile import load_model
+
+        return load_model(path)
 
     @property
     def n_classes(self) -> int:
@@ -88,20 +109,50 @@ class Model:
         extra = None
         if base is not None:
             base.check_source(src)
-            if len(base.classes) != len(classes):
-                raise InputError(f"the model has {len(base.classes)} classes ({', '.join(base.classes.names)}) "
-                                 f"but {len(classes)} were given ({', '.join(classes.names)})")
+            base.check_classes(classes)
+            base.apply_stretch(src)
             settings = base.settings
-            extra = (base.X, base.y)
+
+            def extra(X, y):  # the new scribbles win where they disagree with the model's samples
+                return drop_conflicts(base.X, base.y, X, y)
         tr = pipeline.train(src, scribbles, n_classes=len(classes), settings=settings, classifier=classifier,
                             class_names=classes.names, progress=progress, extra=extra)
         info = dict(base.info) if base is not None else {}
         info.setdefault("images", [])
         info["images"] = list(info["images"]) + [getattr(src, "path", "<array>")]
         info["timings"] = tr.timings
+        stretch = base.stretch if base is not None else _stretch_of(src)
+        band_names = base.band_names if base is not None else tuple(getattr(src, "band_names", ()) or ())
         return cls(tr.classifier, classes, settings, n_bands, tr.X, tr.y,
                    chosen=dict(tr.chosen or (base.chosen if base is not None else {})), info=info, _cache=tr.cache,
-                   counts=tr.counts)
+                   counts=tr.counts, stretch=stretch, band_names=band_names)
+
+    def check_classes(self, classes: Classes):
+        """Raise InputError unless ``classes`` has the model's class names, in its order."""
+        if tuple(classes.names) != tuple(self.classes.names):
+            raise InputError(f"the model's classes are {', '.join(self.classes.names)} ({len(self.classes)}) but "
+                             f"the labels given are {', '.join(classes.names)} ({len(classes)}); give the model's "
+                             "labels file, in the same order, or leave out --labels")
+
+    def apply_stretch(self, src: ImageSource) -> bool:
+        """Scale ``src``'s feature bands as the training image's were, when both have the same dtype.
+
+        Rasters (and non-8-bit arrays) are stretched per image from robust percentiles when opened.
+        A model applied to another image should see the same values for the same material: percentiles
+        move with the scene's content (a frame that is mostly water stretches differently from one that
+        is mostly sand), so the training image's stretch is applied instead. uint8 photos are scaled
+        by 1/255 either way. Images of another dtype keep their own stretch (nothing else maps their
+        values). Returns True when the model's stretch was applied.
+        """
+        if self.stretch is None or str(getattr(src, "dtype", "")) != self.stretch["dtype"]:
+            return False
+        n = self.n_bands
+        lo, hi = np.asarray(src._lo, np.float32).copy(), np.asarray(src._hi, np.float32).copy()
+        if len(lo) < n or len(self.stretch["lo"]) != n:
+            return False
+        lo[:n], hi[:n] = self.stretch["lo"], self.stretch["hi"]
+        src._lo, src._hi = lo, hi  # the source's own scaling attributes (io.ImageSource.read)
+        return True
 
     def check_source(self, src: ImageSource):
         """Raise InputError unless ``src`` has the band count the model was fitted on."""
@@ -132,6 +183,8 @@ class Model:
         """
         src = image if isinstance(image, ImageSource) else ArraySource(image)
         self.check_source(src)
+        if self._cache is None:  # a new image (not the one just fitted on): scale it as the training image
+            self.apply_stretch(src)
         cache, self._cache = self._cache, None  # features cached from fitting serve one prediction only
         r = pipeline.predict(src, self.classifier, n_classes=self.n_classes, settings=self.effective_settings(),
                              progress=progress, cache=cache, on_probs=on_probs)
@@ -143,3 +196,48 @@ class Model:
 
 def _feature_bands(src) -> int:
     return int(getattr(src, "feature_count", src.count))
+
+
+def _stretch_of(src) -> dict | None:
+    lo, hi = getattr(src, "_lo", None), getattr(src, "_hi", None)
+    if lo is None or hi is None:
+        return None
+    n = _feature_bands(src)
+    return {"dtype": str(src.dtype), "lo": np.asarray(lo[:n], np.float32), "hi": np.asarray(hi[:n], np.float32)}
+
+
+def drop_conflicts(X_old, y_old, X_new, y_new):
+    """The earlier samples minus those the new ones contradict.
+
+    An earlier sample is dropped when its nearest new sample (features standardised by the new
+    samples' spread) has another class and lies no farther than new samples of one class typically
+    lie from each other (the 90th percentile of their nearest-neighbour distances): there the user
+    has just said something else, so the new scribbles decide.
+
+    Parameters
+    ----------
+    X_old : ndarray of float32, shape (M, F)
+    y_old : ndarray of int64, shape (M,)
+    X_new : ndarray of float32, shape (N, F)
+    y_new : ndarray of int64, shape (N,)
+
+    Returns
+    -------
+    X : ndarray of float32, shape (M', F)
+    y : ndarray of int64, shape (M',)
+    """
+    X_old, y_old = np.asarray(X_old, np.float32), np.asarray(y_old, np.int64)
+    if len(X_new) < 2 or len(X_old) == 0:
+        return X_old, y_old
+    from scipy.spatial import cKDTree
+
+    sd = X_new.std(axis=0)
+    sd[sd <= 0] = 1
+    a, b = X_new / sd, X_old / sd
+    tree = cKDTree(a)
+    d_new, i_new = tree.query(a, k=2)
+    same = y_new[i_new[:, 1]] == y_new
+    radius = np.percentile(d_new[same, 1], 90) if same.any() else 0.0
+    d, i = tree.query(b, k=1)
+    drop = (d <= radius) & (y_new[i] != y_old)
+    return X_old[~drop], y_old[~drop]

@@ -391,8 +391,9 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
     class_names : sequence of str, optional
         For error messages.
     progress : callable(stage, done, total), optional
-    extra : tuple (X ndarray float32 (M, F), y ndarray int64 (M,)), optional
-        Samples from earlier images (a saved model's), fitted together with this image's.
+    extra : tuple (X ndarray float32 (M, F), y ndarray int64 (M,)), or callable, optional
+        Samples from earlier images (a saved model's), fitted together with this image's; a callable
+        ``extra(X, y) -> (X_old, y_old)`` is given this image's samples first (to drop conflicting ones).
     keep_cache : bool
         Keep features of scribbled tiles for a following :func:`predict` on the same image.
 
@@ -403,12 +404,15 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
     settings = settings.validate()
     src = image if isinstance(image, ImageSource) else ArraySource(image)
     scribbles, counts = _check_scribbles(src, scribbles, n_classes, class_names)
-    has_extra = extra is not None and len(extra[1])
+    has_extra = extra is not None and (callable(extra) or len(extra[1]))
     if np.count_nonzero(counts[1:]) < 2 and not has_extra:  # checked again on valid pixels when fitting
         unary.fit(None, np.nonzero(counts[1:])[0], class_names=class_names)
     t0 = time.perf_counter()
     X, y, n, scale, cache, groups, strokes = collect_samples(
         src, scribbles, n_classes=n_classes, settings=settings, progress=progress, keep_cache=True)
+    if callable(extra):  # samples of earlier images, chosen knowing this image's (see Model.fit)
+        extra = extra(X, y)
+        has_extra = len(extra[1]) > 0
     if has_extra:
         X = np.concatenate([extra[0], X]) if len(X) else np.asarray(extra[0], np.float32)
         y = np.concatenate([extra[1], y]) if len(y) else np.asarray(extra[1], np.int64)
