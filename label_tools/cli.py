@@ -100,7 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
         "multiscale pixel features gives class probabilities, a dense CRF refines them. Without "
         "--scribbles an annotation window opens to draw them."),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("image", nargs="?", help="image to label: JPEG, PNG, TIFF or GeoTIFF (asked for if omitted)")
+    p.add_argument("inputs", nargs="*", metavar="INPUT", help=(
+        "image to label: JPEG, PNG, TIFF or GeoTIFF (asked for if omitted); with --headless, any number of "
+        "images and folders (a folder's images in name order)"))
+    p.add_argument("--model", metavar="FILE", help=(
+        "a model saved with --save-model: applied as it is (with --headless, no scribbles), or refitted on "
+        "its samples plus new scribbles (the new scribbles win where they disagree)"))
+    p.add_argument("--save-model", metavar="FILE", help=(
+        "write the fitted (or refitted) model to exactly FILE (a skops archive; loads without running code)"))
+    p.add_argument("--headless", action="store_true", help=(
+        "no window: label every INPUT with --model (and/or --scribbles for one image); outputs go flat into "
+        "-o DIR as <stem>_...; images whose outputs exist are skipped unless --overwrite"))
     p.add_argument("--scribbles", metavar="FILE", help=(
         "scribble image the size of IMAGE: grey values 0 = unlabelled, k = k-th class; or RGB painted in "
         "the class colours (needs --colors). Without it, the annotator opens."))
@@ -164,6 +174,7 @@ class Progress:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.image = args.inputs[0] if len(args.inputs) == 1 else None
     logging.basicConfig(level=logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO),
                         format="label-image: %(message)s", stream=sys.stderr)
     from .files import terminate_as_interrupt
@@ -201,140 +212,142 @@ def _prefetch_imports():
     threading.Thread(target=work, daemon=True).start()
 
 
-def run(args) -> int:
-    _prefetch_imports()
-    from .classes import load_classes
+def _check_options(args):
+    """Option combinations that cannot work, refused before anything is read."""
+    several = len(args.inputs) > 1 or any(os.path.isdir(p) for p in args.inputs)
+    if args.headless and args.model is None and args.scribbles is None:
+        raise OptionError("--headless needs --model FILE (apply a saved model) or --scribbles FILE")
+    if several and not args.headless:
+        raise OptionError("several images or a folder need --headless (with --model FILE), or give one image "
+                          "to draw scribbles in the annotator")
+    if args.headless and not args.inputs:
+        raise OptionError("--headless needs at least one INPUT image or folder")
+    if several and args.scribbles is not None:
+        raise OptionError("--scribbles belongs to one image; with several images or a folder use --model FILE only")
+    if args.save_model is not None and args.model is not None and args.scribbles is None and args.headless:
+        raise OptionError("--save-model with --model needs --scribbles (applying a model does not change it)")
+    if args.save_model is not None and several:
+        raise OptionError("--save-model needs a single image with scribbles (a batch only applies the model)")
+    if args.model is not None and args.sigmas is not None:
+        raise OptionError("--sigmas is fixed by the model in --model; leave it out")
+    return several
+
+
+def _settings(args):
     from .crf import CRFParams
     from .features import DEFAULT_SIGMAS
-    from .files import check_not_existing, check_writable_dir, output_set
-    from .io import open_image, stem
-    from .model import Model
     from .pipeline import Settings
-    from .scribbles import read_scribbles
-    from .writers import output_paths
+
+    crf = CRFParams() if args.crf_iter is None else CRFParams(n_iter=args.crf_iter)
+    return Settings(scale=args.grid_scale, crf_scale=args.scale, sigmas=args.sigmas or DEFAULT_SIGMAS,
+                    crf_weight=Settings.crf_weight if args.crf_weight is None else args.crf_weight, crf=crf).validate()
+
+
+def _overrides(args) -> dict:
+    """Options given explicitly: they replace a model's own settings."""
+    o = {"crf_weight": args.crf_weight, "crf_scale": args.scale, "scale": args.grid_scale, "crf_iter": args.crf_iter}
+    return {k: v for k, v in o.items() if v is not None}
+
+
+def _job(args, image, outdir, **kw):
+    from .job import Job
+
+    return Job(image=image, outdir=outdir, model=args.model, scribbles=args.scribbles, labels=args.labels,
+               colors=args.colors, settings=_settings(args), overrides=_overrides(args),
+               bands=tuple(args.bands) if args.bands else None,
+               feature_bands=tuple(args.feature_bands) if args.feature_bands else None,
+               overwrite=args.overwrite, save_model=args.save_model, **kw)
+
+
+def run(args) -> int:
+    several = _check_options(args)
+    _prefetch_imports()
+    from .files import check_writable_dir
+
+    if args.model is not None:  # a bad model file stops everything before any image is read
+        from .job import load_model_cached
+
+        load_model_cached(args.model)
+    if args.headless:
+        return _run_headless(args, several)
+
+    from .job import run_job
 
     t_start = time.perf_counter()
     if args.image is None:
         from .annotate import ask_file
 
         args.image = ask_file("image to label", option="IMAGE")
-    if args.scribbles is None:
+    if args.scribbles is None and args.model is None:
         from .annotate import ask_missing_class_files
 
         ask_missing_class_files(args)
     outdir = args.output or os.path.dirname(os.path.abspath(args.image))
     check_writable_dir(outdir)
-    src = open_image(args.image, bands=args.bands, feature_bands=args.feature_bands)
-    georef = src.georef
-    paths = output_paths(outdir, stem(args.image), geotiff=georef is not None)
-    check_not_existing(paths.values(), overwrite=args.overwrite)
-    crf = CRFParams() if args.crf_iter is None else CRFParams(n_iter=args.crf_iter)
-    settings = Settings(scale=args.grid_scale, crf_scale=args.scale, sigmas=args.sigmas or DEFAULT_SIGMAS,
-                        crf_weight=Settings.crf_weight if args.crf_weight is None else args.crf_weight, crf=crf).validate()
-
-    annotation_seconds = 0.0
-    if args.scribbles is not None:
-        if args.labels is None and args.colors is None:
-            scr = read_scribbles(args.scribbles, src.shape)
-            classes = load_classes(None, None, n_classes=max(int(scr.max()), 1))
-        else:
-            classes = load_classes(args.labels, args.colors, n_classes=None)
-            scr = read_scribbles(args.scribbles, src.shape, colors=classes.colors if args.colors else None,
-                                 n_classes=len(classes))
-    else:
-        from .annotate import annotate
-
-        classes = load_classes(args.labels, args.colors, n_classes=None if (args.labels or args.colors) else 2)
-        scr, annotation_seconds = annotate(src, classes, window=args.window, outdir=outdir,
-                                           stem=stem(args.image), resume=args.resume, settings=settings,
-                                           backend=args.backend)
-        check_not_existing(paths.values(), overwrite=args.overwrite)
-
-    progress = Progress(enabled=not args.quiet)
-    t0 = time.perf_counter()
-    try:
-        model = Model.fit(src, scr, classes=classes, settings=settings, progress=progress)
-        fit_timings = dict(model.info.get("timings", {}))
-        result = model.predict(src, progress=progress)
-        result.timings = {**fit_timings, **result.timings}
-    except LabelToolsError as e:
-        if args.scribbles is None:  # drawn in the annotator: say where the work is
-            from .session import scribble_paths
-
-            png = scribble_paths(outdir, stem(args.image))[0]
-            raise type(e)(f"{e}; your scribbles are saved in {png!r}: run again to resume") from None
-        raise
-    seconds = time.perf_counter() - t0
-    os.makedirs(outdir, exist_ok=True)
-    with output_set(paths, overwrite=args.overwrite, stem=stem(args.image)) as oset:  # all files or none
-        write_outputs(oset.staged, src, scr, result, classes, settings=settings,
-                      annotation_seconds=annotation_seconds, processing_seconds=seconds, args=args)
-    log.info("wrote %s", ", ".join(os.path.basename(p) for p in paths.values()))
+    annotate = None if args.scribbles is not None else {"window": args.window, "resume": args.resume,
+                                                         "backend": args.backend}
+    job = _job(args, args.image, outdir, annotate=annotate, report={"window (-w)": args.window})
+    outcome = run_job(job, progress=Progress(enabled=not args.quiet))
+    if outcome.status != "done":
+        raise _error_of(outcome)
+    log.info("wrote %s", ", ".join(os.path.basename(p) for p in outcome.outputs.values()))
+    if args.save_model:
+        log.info("model saved to %s", args.save_model)
     if args.verbose:
-        log.info("timings: %s; total %.1f s", ", ".join(f"{k} {v:.2f} s" for k, v in result.timings.items()),
+        log.info("timings: %s; total %.1f s", ", ".join(f"{k} {v:.2f} s" for k, v in outcome.timings.items()),
                  time.perf_counter() - t_start)
     if args.show:
         from .annotate import show_image
 
-        show_image(paths["overlay"])
+        show_image(outcome.outputs["overlay"])
     return 0
 
 
-def _write_overlay(path, src, scribbles, labels, classes, grid_display=None):
-    from . import writers
-    from .io import stem
+def _error_of(outcome):
+    from . import errors
 
-    small = writers.overlay_shape(src.shape)
-    if grid_display is not None and grid_display.shape[0] <= small[0]:
-        base = grid_display  # the model grid is coarser than the figure: no new read of a large image
+    cls = getattr(errors, outcome.error, None)
+    cls = cls if isinstance(cls, type) and issubclass(cls, LabelToolsError) else LabelToolsError
+    return cls(outcome.message)
+
+
+def _run_headless(args, several: bool) -> int:
+    """Label every input (images, folders' images) with the model; one line per image, one summary line."""
+    from .files import check_writable_dir
+    from .job import check_stems, collect_inputs, run_batch, summary
+
+    t0 = time.perf_counter()
+    images = collect_inputs(args.inputs)
+    jobs = [_job(args, im, args.output or os.path.dirname(os.path.abspath(im)), skip_existing=True)
+            for im in images]
+    check_stems(jobs)  # before anything runs
+    for d in sorted({j.outdir for j in jobs}):
+        check_writable_dir(d)
+        os.makedirs(d, exist_ok=True)
+    if not several:  # one image: a bad input is exit 2, as a plain run
+        from .job import run_job
+
+        o = run_job(jobs[0], progress=Progress(enabled=not args.quiet))
+        if o.status == "failed":
+            raise _error_of(o)
+        _report_outcome(o)
+        log.info("%s", summary([o], time.perf_counter() - t0))
+        return 0
+    outcomes = run_batch(jobs, on_outcome=_report_outcome)
+    line = summary(outcomes, time.perf_counter() - t0)
+    failed = any(o.status == "failed" for o in outcomes)
+    (log.warning if failed else log.info)("%s", line)
+    return 1 if failed else 0
+
+
+def _report_outcome(o):
+    name = os.path.basename(o.image)
+    if o.status == "done":
+        log.info("done %s (%.2f s)", name, o.seconds)
+    elif o.status == "skipped":
+        log.info("skipped %s: %s", name, o.message)
     else:
-        base = src.read_display(out_shape=small)
-    writers.write_overlay(path, base, scribbles, labels, classes, title=stem(src.path))
-
-
-def _crf_weight_text(settings, result):
-    if settings.crf_weight is not None:
-        return settings.crf_weight
-    if "crf_weight" in result.chosen:
-        scores = result.chosen.get("holdout", {}).get("scores", {})
-        return f"{result.chosen['crf_weight']:g} (chosen from held-out strokes; balanced accuracy per weight: {scores})"
-    return "0.6 (default: too few strokes to hold any out)"
-
-
-def write_outputs(paths, src, scribbles, result, classes, *, settings, annotation_seconds, processing_seconds, args):
-    """Write every output of a run to ``paths`` (staging paths of an output set: committed together)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from . import writers
-
-    # the encoders (PNG, zlib, GDAL) release the GIL: write the files side by side
-    preds = result.crf_probs if result.crf_probs is not None else result.probs
-    jobs = [
-        (writers.write_label_png, (paths["label"], result.labels), {}),
-        (writers.write_mat, (paths["mat"],), dict(scribbles=scribbles, labels=result.labels, classes=classes,
-                                                   probs=preds)),
-        (_write_overlay, (paths["overlay"], src, scribbles, result.labels, classes, result.display), {}),
-    ]
-    if "geotiff" in paths:
-        jobs.append((writers.write_geotiff, (paths["geotiff"], result.labels, src.georef, classes), {}))
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        for fut in [pool.submit(f, *a, **kw) for f, a, kw in jobs]:
-            fut.result()
-    used = {
-        "scribbles": os.path.abspath(args.scribbles) if args.scribbles else "drawn in the annotator",
-        "labels": os.path.abspath(args.labels) if args.labels else "(none: class1..classK)",
-        "colors": os.path.abspath(args.colors) if args.colors else "(default palette)",
-        "window (-w)": args.window, "grid scale": f"{result.scale:.4g}" + (" (auto)" if args.grid_scale is None else ""),
-        "crf scale (-s)": "off" if result.crf_scale is None else
-        f"{result.crf_scale:.4g}" + (" (auto)" if args.scale is None else ""),
-        "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": _crf_weight_text(settings, result),
-        "crf": settings.crf, "bands": args.bands or "default", "feature bands": args.feature_bands or "all",
-        "classifier": repr(result.classifier), "scribbled pixels per class (model grid)": result.samples.tolist(),
-        "step timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
-    }
-    writers.write_report(paths["report"], image_path=src.path, shape=src.shape, classes=classes, labels=result.labels,
-                         annotation_seconds=annotation_seconds, processing_seconds=processing_seconds,
-                         settings=used, georef=src.georef, n_bands=src.count)
+        log.warning("failed %s: %s", o.image, o.message)
 
 
 if __name__ == "__main__":

@@ -167,7 +167,8 @@ class Model:
         known = {k: v for k, v in self.chosen.items() if k in pipeline.Settings.__dataclass_fields__}
         return replace(self.settings, **known) if known else self.settings
 
-    def predict(self, image, *, progress=None, on_probs=None) -> pipeline.Result:
+    def predict(self, image, *, progress=None, on_probs=None,
+                settings: pipeline.Settings | None = None) -> pipeline.Result:
         """Dense labels for ``image``.
 
         Parameters
@@ -176,6 +177,8 @@ class Model:
         progress : callable(stage, done, total), optional
         on_probs : callable(window, probs, labels), optional
             Full-resolution probabilities tile by tile (:func:`label_tools.pipeline.upsample_labels`).
+        settings : pipeline.Settings, optional
+            Replaces :meth:`effective_settings` for this prediction (its sigmas must be the model's).
 
         Returns
         -------
@@ -186,7 +189,8 @@ class Model:
         if self._cache is None:  # a new image (not the one just fitted on): scale it as the training image
             self.apply_stretch(src)
         cache, self._cache = self._cache, None  # features cached from fitting serve one prediction only
-        r = pipeline.predict(src, self.classifier, n_classes=self.n_classes, settings=self.effective_settings(),
+        settings = self.effective_settings() if settings is None else settings
+        r = pipeline.predict(src, self.classifier, n_classes=self.n_classes, settings=settings,
                              progress=progress, cache=cache, on_probs=on_probs)
         if self.counts is not None and cache is not None:
             r.samples = self.counts

@@ -311,3 +311,51 @@ def _write_category_aux(path, names):
            + "    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n")
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(xml)
+
+
+def _write_figure(path, src, scribbles, labels, classes, grid_display=None):
+    from .io import stem
+
+    small = overlay_shape(src.shape)
+    if grid_display is not None and grid_display.shape[0] <= small[0]:
+        base = grid_display  # the model grid is coarser than the figure: no new read of a large image
+    else:
+        base = src.read_display(out_shape=small)
+    write_overlay(path, base, scribbles, labels, classes, title=stem(src.path))
+
+
+def write_outputs(paths: dict, src, scribbles, result, classes, *, report_settings: dict, annotation_seconds: float,
+                  processing_seconds: float):
+    """Write every output of one image to ``paths`` (the staging paths of a ``files.output_set``).
+
+    Parameters
+    ----------
+    paths : dict of str -> str
+        By kind, as :func:`output_paths` gives them.
+    src : ImageSource
+    scribbles : ndarray of uint8, shape (H, W), or None
+        None (a model applied without scribbles) is written as all-unlabelled.
+    result : pipeline.Result
+    classes : Classes
+    report_settings : dict
+        The ``settings`` section of the report.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if scribbles is None:
+        scribbles = np.zeros(src.shape, np.uint8)
+    # the encoders (PNG, zlib, GDAL) release the GIL: write the files side by side
+    preds = result.crf_probs if result.crf_probs is not None else result.probs
+    jobs = [
+        (write_label_png, (paths["label"], result.labels), {}),
+        (write_mat, (paths["mat"],), dict(scribbles=scribbles, labels=result.labels, classes=classes, probs=preds)),
+        (_write_figure, (paths["overlay"], src, scribbles, result.labels, classes, result.display), {}),
+    ]
+    if "geotiff" in paths:
+        jobs.append((write_geotiff, (paths["geotiff"], result.labels, src.georef, classes), {}))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for fut in [pool.submit(f, *a, **kw) for f, a, kw in jobs]:
+            fut.result()
+    write_report(paths["report"], image_path=src.path, shape=src.shape, classes=classes, labels=result.labels,
+                 annotation_seconds=annotation_seconds, processing_seconds=processing_seconds,
+                 settings=report_settings, georef=src.georef, n_bands=src.count)

@@ -1,0 +1,400 @@
+"""One image, start to end: read -> scribbles (file or annotator) and/or a saved model -> fit/predict -> write.
+
+:func:`run_job` is what the command line's single run, its ``--headless`` batch and a Dask task all
+call. A :class:`Job` carries only paths and settings (small, picklable, the same on any machine that
+sees the files); an :class:`Outcome` is plain data too. Nothing here parses options or prints:
+the caller reports.
+
+Batches: :func:`collect_inputs` turns images and folders into a sorted list of images,
+:func:`check_stems` refuses two inputs that would write the same outputs, and :func:`run_batch`
+runs jobs one after another, a failing image becoming a ``failed`` outcome while the rest go on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field, replace
+
+from .errors import InputError, LabelToolsError, OptionError
+
+log = logging.getLogger("label_tools")
+
+#: Files a run writes (or the annotator keeps) that a folder input must not take for images.
+OUTPUT_SUFFIXES = ("_mres.png", "_mres_label.png", "_mres_geo.tif", "_scribbles.png", ".bak.png")
+
+DONE, SKIPPED, FAILED = "done", "skipped", "failed"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one image needs: paths and settings only.
+
+    Attributes
+    ----------
+    image : str
+    outdir : str
+        Outputs go to ``outdir/<stem>_...``.
+    model : str or None
+        Model file to apply (without ``scribbles``) or to refit (with them).
+    scribbles : str or None
+        Scribble image; with neither this nor ``model`` the annotator opens (``annotate`` options).
+    labels, colors : str or None
+        Class names / colours files. With a model they must match the model's classes.
+    settings : pipeline.Settings or None
+        Settings of a fit from scratch (None = defaults). Ignored with a model, whose settings
+        travel with it, except the fields named in ``overrides``.
+    overrides : dict
+        Settings given explicitly that replace the model's (``crf_weight``, ``crf_scale``, ``scale``,
+        ``crf_iter``).
+    bands, feature_bands : tuple of int or None
+        1-based display / feature bands.
+    overwrite : bool
+        Replace existing outputs.
+    skip_existing : bool
+        An image whose outputs all exist is skipped (a batch resumes by running again).
+    save_model : str or None
+        Write the model fitted (or refitted) here.
+    annotate : dict or None
+        Annotator options (``window``, ``resume``, ``backend``) when the scribbles are drawn.
+    report : dict
+        Extra lines for the report's settings section (e.g. the annotator window).
+    """
+
+    image: str
+    outdir: str
+    model: str | None = None
+    scribbles: str | None = None
+    labels: str | None = None
+    colors: str | None = None
+    settings: object = None
+    overrides: dict = field(default_factory=dict)
+    bands: tuple | None = None
+    feature_bands: tuple | None = None
+    overwrite: bool = False
+    skip_existing: bool = False
+    save_model: str | None = None
+    annotate: dict | None = None
+    report: dict = field(default_factory=dict)
+
+
+@dataclass
+class Outcome:
+    """What became of one job.
+
+    Attributes
+    ----------
+    image : str
+    status : {"done", "skipped", "failed"}
+    outputs : dict of str -> str
+        Final path of every output by kind (empty when failed).
+    seconds : float
+        Wall time of the job.
+    message : str
+        Why it was skipped or failed (one line).
+    timings : dict of str -> float
+        Seconds per step.
+    error : str
+        Exception class name when failed (``InputError``, ``OutputError``, ...).
+    """
+
+    image: str
+    status: str
+    outputs: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    message: str = ""
+    timings: dict = field(default_factory=dict)
+    error: str = ""
+
+
+# -------------------------------------------------------------------------------------------- inputs
+def is_image_file(name: str) -> bool:
+    """True for a file name label-image reads, other than label_tools' own outputs."""
+    from .io import PHOTO_EXT, RASTER_EXT
+
+    low = name.lower()
+    if low.startswith("."):
+        return False
+    if not low.endswith(PHOTO_EXT + RASTER_EXT) or low.endswith(".aux.xml"):
+        return False
+    return not any(low.endswith(s) for s in OUTPUT_SUFFIXES)
+
+
+def collect_inputs(inputs) -> list:
+    """Images named, and the images inside folders named, in order (each folder's sorted by name).
+
+    Raises
+    ------
+    InputError
+        An input that does not exist, or a folder holding no image.
+    """
+    out = []
+    for p in inputs:
+        if os.path.isdir(p):
+            names = sorted(n for n in os.listdir(p) if is_image_file(n) and os.path.isfile(os.path.join(p, n)))
+            if not names:
+                raise InputError(f"folder {p!r} holds no image (JPEG, PNG, TIFF, ...); give images or another folder")
+            out += [os.path.join(p, n) for n in names]
+        elif os.path.exists(p):
+            out.append(p)
+        else:
+            raise InputError(f"image {p!r} does not exist")
+    return out
+
+
+def check_stems(jobs):
+    """Refuse two jobs that would write the same outputs (same stem in the same output folder)."""
+    from .io import stem
+
+    seen = {}
+    for j in jobs:
+        key = (os.path.abspath(j.outdir), stem(j.image))
+        if key in seen:
+            raise InputError(f"inputs {seen[key]!r} and {j.image!r} have the same name {key[1]!r}: their outputs "
+                             f"would collide in {j.outdir!r}; rename one or run them with different -o")
+        seen[key] = j.image
+
+
+# -------------------------------------------------------------------------------------------- models
+_models: dict = {}  # (abspath, mtime_ns, size) -> Model: each process (or Dask worker) loads a file once
+
+
+def load_model_cached(path: str):
+    """:func:`label_tools.modelfile.load_model`, kept per process while the file is unchanged."""
+    from .modelfile import load_model
+
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _models:
+        return _models[key]
+    m = load_model(path)
+    if key is not None:
+        _models.clear()  # one model at a time is what a batch uses
+        _models[key] = m
+    return m
+
+
+def _model_settings(model, overrides):
+    """The model's settings (with its per-image choices) with explicitly given options applied."""
+    s = model.effective_settings()
+    kw = {k: v for k, v in overrides.items() if k in ("crf_weight", "crf_scale", "scale")}
+    if "crf_iter" in overrides:
+        kw["crf"] = replace(s.crf, n_iter=overrides["crf_iter"])
+    return replace(s, **kw).validate() if kw else s
+
+
+# -------------------------------------------------------------------------------------------- one job
+def expected_outputs(job: Job, georef: bool) -> dict:
+    from .io import stem
+    from .writers import output_paths
+
+    return output_paths(job.outdir, stem(job.image), geotiff=georef)
+
+
+def _all_exist(job: Job):
+    """Outputs if every one of them exists (the GeoTIFF only for georeferenced input), else None."""
+    from .io import RASTER_EXT, open_image
+
+    paths = expected_outputs(job, False)
+    if not all(os.path.exists(p) for p in paths.values()):
+        return None
+    if job.image.lower().endswith(RASTER_EXT):
+        src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
+        try:
+            if src.georef is not None:
+                paths = expected_outputs(job, True)
+                if not os.path.exists(paths["geotiff"]):
+                    return None
+        finally:
+            close = getattr(src, "close", None)
+            if close:
+                close()
+    return paths
+
+
+def run_job(job: Job, *, progress=None, model=None) -> Outcome:
+    """Label one image and write its outputs (all or none).
+
+    Parameters
+    ----------
+    job : Job
+    progress : callable(stage, done, total), optional
+    model : label_tools.model.Model, optional
+        Already loaded ``job.model`` (else it is loaded, once per process).
+
+    Returns
+    -------
+    Outcome
+        ``failed`` with a one-line message for any :class:`~label_tools.errors.LabelToolsError`
+        (bad input, model that does not fit, outputs that exist); programming errors propagate.
+    """
+    t0 = time.perf_counter()
+    try:
+        if job.skip_existing and not job.overwrite:
+            existing = _all_exist(job)
+            if existing is not None:
+                return Outcome(job.image, SKIPPED, existing, time.perf_counter() - t0,
+                               message="outputs exist (pass --overwrite to replace them)")
+        outputs, timings = _run(job, progress=progress, model=model)
+    except LabelToolsError as e:
+        return Outcome(job.image, FAILED, {}, time.perf_counter() - t0, message=str(e), error=type(e).__name__)
+    return Outcome(job.image, DONE, outputs, time.perf_counter() - t0, timings=timings)
+
+
+def _run(job: Job, *, progress, model):
+    from .classes import load_classes
+    from .files import check_not_existing, check_writable_dir, output_set
+    from .io import open_image, stem
+    from .model import Model
+    from .pipeline import Settings
+    from .scribbles import read_scribbles
+    from .writers import write_outputs
+
+    check_writable_dir(job.outdir)
+    if job.model is not None and model is None:
+        model = load_model_cached(job.model)
+    src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
+    paths = expected_outputs(job, src.georef is not None)
+    check_not_existing(paths.values(), overwrite=job.overwrite)
+    if model is not None:
+        try:
+            model.check_source(src)
+        except InputError as e:
+            raise InputError(f"--model {job.model or '<model>'}: {e}") from None
+
+    annotation_seconds = 0.0
+    scr = None
+    if model is not None:
+        classes = model.classes
+        if job.labels is not None:
+            model.check_classes(load_classes(job.labels, job.colors, n_classes=None))
+        settings = _model_settings(model, job.overrides)
+    else:
+        settings = job.settings if job.settings is not None else Settings()
+        if job.scribbles is None and job.annotate is None:
+            raise OptionError("no scribbles and no model: give --scribbles FILE or --model FILE "
+                              "(or leave out --headless to draw scribbles in the annotator)")
+    if job.scribbles is not None:
+        if model is not None:
+            scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
+                                 n_classes=len(classes))
+        elif job.labels is None and job.colors is None:
+            scr = read_scribbles(job.scribbles, src.shape)
+            classes = load_classes(None, None, n_classes=max(int(scr.max()), 1))
+        else:
+            classes = load_classes(job.labels, job.colors, n_classes=None)
+            scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
+                                 n_classes=len(classes))
+    elif job.annotate is not None:  # drawn now (on top of the model's samples, if one is given)
+        from .annotate import annotate
+
+        if model is None:
+            classes = load_classes(job.labels, job.colors, n_classes=None if (job.labels or job.colors) else 2)
+        scr, annotation_seconds = annotate(src, classes, outdir=job.outdir, stem=stem(job.image), settings=settings,
+                                           **job.annotate)
+        check_not_existing(paths.values(), overwrite=job.overwrite)
+
+    t0 = time.perf_counter()
+    try:
+        if scr is not None:  # fit (from scratch, or on top of the model's samples)
+            fitted = Model.fit(src, scr, classes=classes, settings=settings, base=model, progress=progress)
+            fit_timings = dict(fitted.info.get("timings", {}))
+        else:  # apply: no training at all
+            fitted, fit_timings = model, {}
+        settings = _model_settings(fitted, job.overrides) if model is not None else fitted.effective_settings()
+        result = fitted.predict(src, progress=progress, settings=settings if model is not None else None)
+        result.timings = {**fit_timings, **result.timings}
+    except LabelToolsError as e:
+        if job.scribbles is None and job.annotate is not None:  # drawn in the annotator: say where the work is
+            from .session import scribble_paths
+
+            png = scribble_paths(job.outdir, stem(job.image))[0]
+            raise type(e)(f"{e}; your scribbles are saved in {png!r}: run again to resume") from None
+        raise
+    seconds = time.perf_counter() - t0
+    used = _report_settings(job, result, settings, classes)
+    os.makedirs(job.outdir, exist_ok=True)
+    with output_set(paths, overwrite=job.overwrite, stem=stem(job.image)) as oset:  # all files or none
+        write_outputs(oset.staged, src, scr, result, classes, report_settings=used,
+                      annotation_seconds=annotation_seconds, processing_seconds=seconds)
+    if job.save_model is not None:
+        fitted.save(job.save_model)
+    close = getattr(src, "close", None)
+    if close:
+        close()
+    return paths, result.timings
+
+
+def _report_settings(job, result, settings, classes) -> dict:
+    used = {}
+    if job.model is not None:
+        used["model"] = os.path.abspath(job.model) + (" (refitted with the scribbles)" if job.scribbles else "")
+    used.update({
+        "scribbles": os.path.abspath(job.scribbles) if job.scribbles else
+        ("drawn in the annotator" if job.annotate is not None else "none (model applied)"),
+        "labels": os.path.abspath(job.labels) if job.labels else
+        ("(the model's)" if job.model else "(none: class1..classK)"),
+        "colors": os.path.abspath(job.colors) if job.colors else ("(the model's)" if job.model else "(default palette)"),
+    })
+    used.update(job.report)
+    used.update({
+        "grid scale": f"{result.scale:.4g}" + (" (auto)" if settings.scale is None else ""),
+        "crf scale (-s)": "off" if getattr(result, "crf_scale", None) is None else
+        f"{result.crf_scale:.4g}" + (" (auto)" if settings.crf_scale is None else ""),
+        "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": _crf_weight_text(settings, result),
+        "crf": settings.crf, "bands": list(job.bands) if job.bands else "default",
+        "feature bands": list(job.feature_bands) if job.feature_bands else "all",
+        "classifier": repr(result.classifier), "scribbled pixels per class (model grid)": result.samples.tolist(),
+        "step timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
+    })
+    return used
+
+
+def _crf_weight_text(settings, result):
+    if settings.crf_weight is not None:
+        return settings.crf_weight
+    if "crf_weight" in result.chosen:
+        scores = result.chosen.get("holdout", {}).get("scores", {})
+        return f"{result.chosen['crf_weight']:g} (chosen from held-out strokes; balanced accuracy per weight: {scores})"
+    return "0.6 (default: too few strokes to hold any out)"
+
+
+# -------------------------------------------------------------------------------------------- batches
+def run_batch(jobs, *, on_outcome=None, progress=None) -> list:
+    """Run jobs one after another in this process; a failing image does not stop the others.
+
+    Parameters
+    ----------
+    jobs : sequence of Job
+    on_outcome : callable(Outcome), optional
+        Called as each job ends (to report it).
+    progress : callable(stage, done, total), optional
+
+    Returns
+    -------
+    list of Outcome, in job order
+    """
+    out = []
+    for j in jobs:
+        try:
+            o = run_job(j, progress=progress)
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # an unexpected failure on one image must not lose the batch
+            log.debug("%s failed", j.image, exc_info=True)
+            o = Outcome(j.image, FAILED, message=f"{type(e).__name__}: {e}".splitlines()[0], error=type(e).__name__)
+        out.append(o)
+        if on_outcome is not None:
+            on_outcome(o)
+    return out
+
+
+def summary(outcomes, seconds: float) -> str:
+    """One line: images done / skipped / failed and the total time."""
+    n = {s: sum(o.status == s for o in outcomes) for s in (DONE, SKIPPED, FAILED)}
+    per = f", {seconds / n[DONE]:.2f} s per labelled image" if n[DONE] else ""
+    return (f"{len(outcomes)} image{'s' if len(outcomes) != 1 else ''}: {n[DONE]} done, {n[SKIPPED]} skipped, "
+            f"{n[FAILED]} failed in {seconds:.1f} s{per}")

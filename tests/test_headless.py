@@ -1,0 +1,207 @@
+"""--model / --save-model / --headless run through label_tools.cli.main, every file reopened."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy.io import loadmat
+
+from conftest import make_scene, scene_scribbles
+from label_tools.cli import main
+from label_tools.modelfile import load_model
+
+NAMES = ["water", "sand", "grass"]
+OUTS = ("_mres.mat", "_mres.png", "_mres_label.png", "_report.txt")
+
+
+def run(*args):
+    return main([str(a) for a in args])
+
+
+def outputs(stem):
+    return sorted(stem + s for s in OUTS)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A model saved from one scene's scribbles, and a folder of three other scenes with their masks."""
+    d = tmp_path_factory.mktemp("coll")
+    img, mask = make_scene(80, 130, seed=0)
+    Image.fromarray(img).save(d / "first.png")
+    Image.fromarray(scene_scribbles(mask)).save(d / "first_scribbles.png")
+    (d / "classes.txt").write_text("\n".join(NAMES) + "\n")
+    (d / "colors.txt").write_text("blue\n#e0c080\ntab:green\n")
+    folder = d / "frames"
+    folder.mkdir()
+    masks = {}
+    for i, seed in enumerate((4, 5, 6)):
+        im, m = make_scene(72 + 8 * i, 120, seed=seed)
+        Image.fromarray(im).save(folder / f"f{i}.png")
+        masks[f"f{i}"] = m
+    model = d / "scene.skops"
+    assert run(d / "first.png", "--scribbles", d / "first_scribbles.png", "--labels", d / "classes.txt",
+               "--colors", d / "colors.txt", "-o", d / "first_out", "--save-model", model, "-q") == 0
+    return d, model, folder, masks
+
+
+def test_save_model_writes_exactly_that_path(trained):
+    d, model, *_ = trained
+    assert model.is_file()
+    m = load_model(str(model))
+    assert m.classes.names == tuple(NAMES) and m.n_bands == 3
+    np.testing.assert_array_equal(m.classes.colors, [[0, 0, 255], [224, 192, 128], [44, 160, 44]])
+    assert m.info["images"] == [str(d / "first.png")]
+
+
+def test_headless_folder_flat_outputs_and_rerun_changes_nothing(trained, tmp_path, caplog):
+    d, model, folder, masks = trained
+    extra, emask = make_scene(64, 100, seed=9)
+    Image.fromarray(extra).save(tmp_path / "single.png")
+    out = tmp_path / "out"
+    caplog.set_level("INFO", logger="label_tools")
+    assert run("--model", model, "--headless", folder, tmp_path / "single.png", "-o", out) == 0
+    assert "4 images: 4 done, 0 skipped, 0 failed" in caplog.text
+    assert sorted(p.name for p in out.iterdir()) == sorted(sum((outputs(s) for s in ("f0", "f1", "f2", "single")), []))
+    for s, m in {**masks, "single": emask}.items():
+        lab = np.array(Image.open(out / f"{s}_mres_label.png"))
+        assert lab.shape == m.shape and (lab == m).mean() > 0.9, s
+        mat = loadmat(out / f"{s}_mres.mat")
+        np.testing.assert_array_equal(mat["class"], lab)
+        assert not mat["sparse"].any()  # no scribbles on an applied image
+        report = (out / f"{s}_report.txt").read_text()
+        assert f"model: {model}" in report and "scribbles: none (model applied)" in report
+        assert "'fit'" not in report  # applying the model does not train
+
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    caplog.clear()
+    assert run("--model", model, "--headless", folder, tmp_path / "single.png", "-o", out) == 0
+    lines = caplog.text.strip().splitlines()
+    assert len(lines) == 5 and all("skipped" in line for line in lines)
+    assert "4 images: 0 done, 4 skipped, 0 failed" in lines[-1]
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir()}
+    assert after == before
+
+    assert run("--model", model, "--headless", folder, "-o", out, "--overwrite", "-q") == 0
+    assert (out / "f0_mres_label.png").stat().st_mtime_ns > before["f0_mres_label.png"][0]
+    assert (out / "f0_mres_label.png").read_bytes() == before["f0_mres_label.png"][1]  # same labels again
+
+
+def test_same_labels_as_single_runs(trained, tmp_path):
+    d, model, folder, _ = trained
+    assert run("--model", model, "--headless", folder, "-o", tmp_path / "batch", "-q") == 0
+    assert run("--model", model, "--headless", folder / "f1.png", "-o", tmp_path / "one", "-q") == 0
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "batch" / "f1_mres_label.png")),
+                                  np.array(Image.open(tmp_path / "one" / "f1_mres_label.png")))
+
+
+def test_duplicate_stems_refused_before_anything_runs(trained, tmp_path, capsys):
+    _, model, folder, _ = trained
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.fromarray(make_scene(40, 60)[0]).save(other / "f1.png")
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert run("--model", model, "--headless", folder, other / "f1.png", "-o", out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert str(folder / "f1.png") in err and str(other / "f1.png") in err and "same name 'f1'" in err
+    assert not out.exists()
+
+
+def test_failing_image_does_not_stop_the_batch(trained, tmp_path, caplog):
+    _, model, folder, _ = trained
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for n in ("f0.png", "f2.png"):
+        (mixed / n).write_bytes((folder / n).read_bytes())
+    (mixed / "f1.png").write_bytes(b"not a png")
+    Image.fromarray(make_scene(40, 60)[0][..., 0]).save(mixed / "grey.png")  # 1 band, the model has 3
+    out = tmp_path / "out"
+    caplog.set_level("INFO", logger="label_tools")
+    assert run("--model", model, "--headless", mixed, "-o", out) == 1
+    err = caplog.text
+    failed = [line for line in err.splitlines() if "failed" in line and "images:" not in line]
+    assert len(failed) == 2
+    assert "f1.png" in failed[0]
+    assert "grey.png" in failed[1] and "1 feature band" in failed[1] and "fitted on 3" in failed[1]
+    assert "4 images: 2 done, 0 skipped, 2 failed" in err
+    assert sorted(p.name for p in out.iterdir()) == sorted(outputs("f0") + outputs("f2"))
+
+
+def test_single_bad_input_exit_2(trained, tmp_path, capsys):
+    _, model, *_ = trained
+    Image.fromarray(make_scene(40, 60)[0][..., 0]).save(tmp_path / "grey.png")
+    capsys.readouterr()
+    assert run("--model", model, "--headless", tmp_path / "grey.png", "-o", tmp_path / "o") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--model {model}" in err and "has 1 feature band but the model was fitted on 3" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_class_list_mismatch_names_both(trained, tmp_path, capsys):
+    _, model, folder, _ = trained
+    (tmp_path / "labels.txt").write_text("land\nsea\n")
+    capsys.readouterr()
+    assert run("--model", model, "--headless", folder / "f0.png", "--labels", tmp_path / "labels.txt",
+               "-o", tmp_path / "o") == 2
+    err = capsys.readouterr().err.strip()
+    assert "water, sand, grass (3)" in err and "land, sea (2)" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--headless", "x.png"], "--headless needs --model FILE"),
+    (["--headless", "--model", "m.skops"], "--headless needs at least one INPUT"),
+    (["a.png", "b.png", "--model", "m.skops"], "need --headless"),
+    (["--headless", "--model", "m.skops", "--sigmas", "1,2", "x.png"], "--sigmas is fixed by the model"),
+])
+def test_option_errors(args, match, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1
+
+
+class _RunsCommand:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_pickle_as_model_never_runs(trained, tmp_path, capsys):
+    _, _, folder, _ = trained
+    marker = tmp_path / "command_ran"
+    evil = tmp_path / "evil.skops"
+    evil.write_bytes(pickle.dumps(_RunsCommand(marker)))
+    capsys.readouterr()
+    assert run("--model", evil, "--headless", folder, "-o", tmp_path / "o") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a label_tools model file" in err
+    assert not marker.exists() and not (tmp_path / "o").exists()
+    # the same bytes given to pickle do run the command: the test would notice a loader that unpickles
+    pickle.loads(evil.read_bytes())
+    assert marker.exists()
+
+
+def test_refit_with_scribbles_saves_grown_model(trained, tmp_path):
+    d, model, folder, masks = trained
+    img = np.array(Image.open(folder / "f2.png"))
+    scr = scene_scribbles(masks["f2"], seed=2)
+    Image.fromarray(scr).save(tmp_path / "f2_scribbles.png")
+    grown = tmp_path / "grown.skops"
+    assert run("--model", model, "--headless", folder / "f2.png", "--scribbles", tmp_path / "f2_scribbles.png",
+               "-o", tmp_path / "o", "--save-model", grown, "-q") == 0
+    base, g = load_model(str(model)), load_model(str(grown))
+    assert len(g.y) > len(base.y) and g.info["images"] == base.info["images"] + [str(folder / "f2.png")]
+    assert "(refitted with the scribbles)" in (tmp_path / "o" / "f2_report.txt").read_text()
+    lab = np.array(Image.open(tmp_path / "o" / "f2_mres_label.png"))
+    assert lab.shape == img.shape[:2] and (lab == masks["f2"]).mean() > 0.9
+
+
+def test_explicit_crf_weight_overrides_the_model(trained, tmp_path):
+    _, model, folder, _ = trained
+    assert run("--model", model, "--headless", folder / "f0.png", "-o", tmp_path, "--crf-weight", "0", "-q") == 0
+    report = (tmp_path / "f0_report.txt").read_text()
+    assert "crf weight: 0.0" in report and "crf scale (-s): off" in report
