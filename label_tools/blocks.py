@@ -1,0 +1,199 @@
+"""A large raster as many window tasks: the model-grid stage once, then full-resolution windows anywhere.
+
+The in-process prediction (:func:`label_tools.pipeline.predict`) has two parts of very different
+weight on a large raster:
+
+1. the **grid stage**: the raster averaged onto the model grid (about 0.4 MP by default), its
+   features (each tile with the halo the widest feature needs), the forest, and the dense CRF (on
+   tiles grown by the overlap the CRF needs), giving class probabilities ``(K, h, w)`` on the grid;
+2. the **full-resolution stage**: for every block-aligned window of
+   :func:`~label_tools.pipeline.label_windows`, the window (plus the guided filter's margin) is read
+   at full resolution and the grid probabilities are turned into labels whose edges follow the image
+   (:func:`~label_tools.pipeline.upsample_window`).
+
+Here the grid stage is one task and the windows are many (a few windows per task), so a 400 MP scene
+uses every worker. Each window depends only on the raster file and the grid probabilities, and the
+forest adds its votes in a fixed order, so the labels are **identical**, pixel for pixel, to the
+in-process run, whichever worker computes a window, in whatever order, however often (a task lost with
+its worker is simply run again). Nothing random is involved after fitting.
+
+What travels: the classifier and the grid probabilities (a few MB) to the workers, a file path and a
+window per task, and each window's labels (zlib-compressed uint8) back to the client, which assembles
+them and writes the outputs (the single writer).
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Rasters of at least this many pixels are cut into window tasks on a cluster (smaller images are one task).
+WINDOWED_PIXELS = float(os.environ.get("LABEL_TOOLS_WINDOWED_MP", "32")) * 1e6
+#: Full-resolution pixels per window task (whole label windows are grouped up to this).
+TASK_PIXELS = float(os.environ.get("LABEL_TOOLS_TASK_MP", "4")) * 1e6
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """How a worker opens the image: a path and the band choices (small and picklable).
+
+    Attributes
+    ----------
+    path : str
+        Absolute path, on a filesystem every worker sees.
+    bands, feature_bands : tuple of int or None
+        1-based display / feature bands, as given to :func:`label_tools.io.open_image`.
+    lo, hi : tuple of float
+        The client's per-band stretch (after a model applied its own), imposed on the workers' reads.
+    """
+
+    path: str
+    bands: tuple | None = None
+    feature_bands: tuple | None = None
+    lo: tuple = ()
+    hi: tuple = ()
+
+    @classmethod
+    def of(cls, src) -> "SourceSpec":
+        """The spec of an open :class:`~label_tools.io.RasterSource`."""
+        n = getattr(src, "feature_count", src.count)
+        feat = tuple(src._bands[:n]) if hasattr(src, "_bands") else None
+        disp = tuple(src._bands[i] for i in src._display) if hasattr(src, "_bands") else None
+        return cls(os.path.abspath(src.path), disp, feat, tuple(np.asarray(src._lo, np.float32).tolist()),
+                   tuple(np.asarray(src._hi, np.float32).tolist()))
+
+
+_sources: dict = {}
+_sources_lock = threading.Lock()
+
+
+def open_source(spec: SourceSpec):
+    """The image of ``spec``, opened once per worker thread while the file is unchanged.
+
+    Opening a large raster reads a sample for its stretch (the same sample every time, so every
+    worker scales pixels identically); rasterio datasets are not shared between threads.
+    """
+    from .io import open_image
+
+    st = os.stat(spec.path)
+    key = (spec.path, spec.bands, spec.feature_bands, st.st_mtime_ns, st.st_size, threading.get_ident())
+    with _sources_lock:
+        src = _sources.get(key)
+    if src is None:
+        src = open_image(spec.path, bands=spec.bands and list(spec.bands),
+                         feature_bands=spec.feature_bands and list(spec.feature_bands))
+        with _sources_lock:
+            for k in [k for k in _sources if k[-1] == key[-1]]:  # one image per thread at a time
+                old = _sources.pop(k)
+                getattr(old, "close", lambda: None)()
+            _sources[key] = src
+    if spec.lo:
+        src._lo, src._hi = np.asarray(spec.lo, np.float32), np.asarray(spec.hi, np.float32)
+    return src
+
+
+def is_large(src) -> bool:
+    """True for a raster read window by window that is worth cutting into window tasks."""
+    return hasattr(src, "ds") and src.height * src.width >= WINDOWED_PIXELS
+
+
+def task_groups(shape, *, task_pixels: float = TASK_PIXELS, tile: int | None = None) -> list:
+    """The label windows of an image, grouped into square blocks of about ``task_pixels`` each.
+
+    Returns
+    -------
+    list of list of tuple (row0, row1, col0, col1)
+        Every window of :func:`~label_tools.pipeline.label_windows` exactly once.
+    """
+    from .pipeline import LABEL_TILE, label_windows
+
+    tile = tile or LABEL_TILE
+    n = max(1, int(math.sqrt(task_pixels) // tile))  # windows per side of a task
+    groups: dict = {}
+    for w in label_windows(shape, tile):
+        groups.setdefault((w[0] // (tile * n), w[2] // (tile * n)), []).append(w)
+    return [groups[k] for k in sorted(groups)]
+
+
+def grid_task(spec: SourceSpec, classifier, n_classes: int, settings):
+    """The grid stage of one image (run on a worker).
+
+    Returns
+    -------
+    pipeline.Result
+        ``labels`` None, ``classifier`` None (the client has it).
+    """
+    from .pipeline import predict
+
+    src = open_source(spec)
+    r = predict(src, classifier, n_classes=n_classes, settings=settings, upsample=False)
+    r.classifier = None
+    return r
+
+
+def windows_task(spec: SourceSpec, probs, windows):
+    """Labels of some full-resolution windows (run on a worker).
+
+    Returns
+    -------
+    list of (window, bytes)
+        Each window's uint8 labels, row-major, zlib-compressed.
+    """
+    from .pipeline import upsample_window
+
+    src = open_source(spec)
+    return [(w, zlib.compress(np.ascontiguousarray(upsample_window(src, probs, w)).tobytes(), 1)) for w in windows]
+
+
+def predict_on_cluster(client, model, src, *, settings=None, progress=None):
+    """:meth:`label_tools.model.Model.predict` with the work spread over a Dask cluster.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    model : label_tools.model.Model
+    src : label_tools.io.RasterSource
+        Opened on the client too (for its size and georeferencing); workers open the same file.
+    settings : pipeline.Settings, optional
+        Default: the model's effective settings.
+    progress : callable(stage, done, total), optional
+        Called as windows come back (stage ``"windows"``).
+
+    Returns
+    -------
+    pipeline.Result
+        Identical to ``model.predict(src)`` in this process (timings aside).
+    """
+    from .cluster import as_completed
+
+    model.check_source(src)
+    if hasattr(model, "apply_stretch"):
+        model.apply_stretch(src)  # as Model.predict does; the workers get the result through the spec
+    settings = settings if settings is not None else model.effective_settings()
+    spec = SourceSpec.of(src)
+    t0 = time.perf_counter()
+    [clf] = client.scatter([model.classifier], broadcast=True, hash=False)
+    r = client.submit(grid_task, spec, clf, model.n_classes, settings, pure=False).result()
+    r.classifier = model.classifier
+    r.timings["grid"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    [probs] = client.scatter([r.probs], broadcast=True, hash=False)
+    groups = task_groups(src.shape)
+    futures = [client.submit(windows_task, spec, probs, g, pure=False) for g in groups]
+    labels = np.empty(src.shape, np.uint8)
+    total, done = sum(len(g) for g in groups), 0
+    for fut in as_completed(futures):
+        for (r0, r1, c0, c1), blob in fut.result():
+            labels[r0:r1, c0:c1] = np.frombuffer(zlib.decompress(blob), np.uint8).reshape(r1 - r0, c1 - c0)
+            done += 1
+        fut.release()
+        if progress:
+            progress("windows", done, total)
+    r.labels = labels
+    r.timings["upsample"] = time.perf_counter() - t0
+    return r

@@ -1,0 +1,261 @@
+"""Run a batch of labelling jobs on a Dask cluster (``--scheduler ADDRESS`` or ``--workers N``).
+
+Each image is a task that runs :func:`label_tools.job.run_job` on a worker: the worker reads the image
+and the model file and writes that image's outputs itself (as one output set: all files or none), so
+an image's outputs land as soon as it is done and only a :class:`~label_tools.job.Job` (paths and
+settings) and an :class:`~label_tools.job.Outcome` travel. A large raster is cut into window tasks
+instead (:mod:`label_tools.blocks`) and its outputs are written by this process. Paths are made
+absolute first: inputs, the model and ``-o DIR`` must be on a filesystem every worker sees.
+
+Faults: a worker lost mid-run (killed, machine gone) only loses the tasks it was running; Dask runs
+them again on another worker (a task is idempotent: it recomputes the same result and replaces
+outputs atomically). A run stopped midway keeps its finished images, and the same command resumes
+(images whose outputs exist are skipped). A cluster label_tools did not start is never shut down.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import replace
+
+from .errors import OptionError
+
+log = logging.getLogger("label_tools")
+
+#: Seconds to wait for a scheduler before giving up with a one-line error.
+CONNECT_TIMEOUT = float(os.environ.get("LABEL_TOOLS_CONNECT_TIMEOUT", "5"))
+
+_PATH_FIELDS = ("image", "outdir", "model", "scribbles", "labels", "colors", "save_model")
+
+
+def _dask():
+    try:
+        import distributed
+    except ImportError as e:  # an install without the dependency
+        raise OptionError(f"--scheduler/--workers need dask.distributed ({e}); install it with "
+                          "`pip install dask distributed`") from None
+    return distributed
+
+
+@contextmanager
+def connect(*, scheduler: str | None = None, workers: int | None = None):
+    """A ``distributed.Client``: to the scheduler at ``scheduler``, or to a new local cluster of ``workers`` processes.
+
+    A local cluster is shut down on exit; a cluster reached through ``scheduler`` is only disconnected from.
+
+    Raises
+    ------
+    OptionError
+        The scheduler cannot be reached within :data:`CONNECT_TIMEOUT` seconds, or ``workers`` < 1.
+    """
+    distributed = _dask()
+    for name in ("distributed", "tornado", "bokeh"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+        except (OSError, TimeoutError, ValueError) as e:
+            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise OptionError(f"--scheduler: no Dask scheduler reachable at {scheduler!r} within "
+                              f"{CONNECT_TIMEOUT:g} s ({why[:160]}); start one with `dask scheduler` "
+                              "or check the address") from None
+        try:
+            yield client
+        finally:
+            client.close()  # disconnect only: the cluster is someone else's
+        return
+    if workers is None or workers < 1:
+        raise OptionError(f"--workers: expected a number of worker processes >= 1, got {workers}")
+    import importlib.util
+
+    dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
+    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=dashboard, silence_logs=logging.ERROR)
+    try:
+        client = distributed.Client(cluster, set_as_default=False)
+        try:
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def dashboard_link(client) -> str | None:
+    """The scheduler's dashboard URL, or None when it runs none (it needs bokeh)."""
+    try:
+        info = client.scheduler_info()
+        port = info.get("services", {}).get("dashboard")
+        if not port:
+            return None
+        host = client.scheduler.address.split("://", 1)[-1].rsplit(":", 1)[0]
+        return f"http://{host}:{port}/status"
+    except Exception:
+        return None
+
+
+def absolute(job):
+    """``job`` with every path made absolute (workers may run in another directory)."""
+    return replace(job, **{f: os.path.abspath(getattr(job, f)) for f in _PATH_FIELDS
+                           if getattr(job, f, None) is not None})
+
+
+def where() -> dict:
+    """Where this code runs: host, process id and Dask worker address (None outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        addr = get_worker().address
+    except (ImportError, ValueError):
+        addr = None
+    return {"host": socket.gethostname(), "pid": os.getpid(), "worker": addr}
+
+
+def as_completed(futures, timeout: float | None = None):
+    """Yield ``futures`` as they finish (distributed's own as_completed wants a default client)."""
+    import queue as _queue
+
+    done: _queue.Queue = _queue.Queue()
+    for f in futures:
+        f.add_done_callback(done.put)
+    for _ in range(len(futures)):
+        yield done.get(timeout=timeout)
+
+
+def image_task(job):
+    """One image on a worker: :func:`label_tools.job.run_job` and where it ran.
+
+    Returns
+    -------
+    (Outcome, dict)
+    """
+    from .job import FAILED, Outcome, run_job
+
+    try:
+        o = run_job(job)
+    except (KeyboardInterrupt, MemoryError):
+        raise
+    except Exception as e:  # one image's surprise must not fail the batch
+        o = Outcome(job.image, FAILED, message=f"{type(e).__name__}: {e}".splitlines()[0], error=type(e).__name__)
+    return o, where()
+
+
+def _is_large(path: str) -> bool:
+    from .blocks import WINDOWED_PIXELS
+    from .io import RASTER_EXT, open_raster
+
+    if not path.lower().endswith(RASTER_EXT) or not os.path.isfile(path):
+        return False
+    try:
+        with open_raster(path) as ds:
+            return ds.height * ds.width >= WINDOWED_PIXELS
+    except Exception:  # the job reports a bad file
+        return False
+
+
+def run_jobs(jobs, client, *, on_outcome=None, quiet: bool = False) -> list:
+    """Run jobs on the cluster behind ``client``; a failing image does not stop the others.
+
+    Parameters
+    ----------
+    jobs : sequence of label_tools.job.Job
+    client : distributed.Client
+    on_outcome : callable(Outcome), optional
+        Called in this process as each image ends (in the order they end).
+    quiet : bool
+        No progress bar.
+
+    Returns
+    -------
+    list of Outcome, in job order
+    """
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .job import FAILED, Outcome
+
+    jobs = [absolute(j) for j in jobs]
+    n_workers = len(client.scheduler_info().get("workers", {}))
+    link = dashboard_link(client)
+    log.info("cluster: %s, %d worker%s%s", client.scheduler.address, n_workers, "s" if n_workers != 1 else "",
+             f", dashboard {link}" if link else "")
+    if n_workers == 0:
+        log.warning("the scheduler has no workers yet: tasks wait until a `dask worker` joins")
+    large = [i for i, j in enumerate(jobs) if _is_large(j.image)]
+    small = [i for i in range(len(jobs)) if i not in set(large)]
+    run_id = uuid.uuid4().hex[:8]
+    outcomes = [None] * len(jobs)
+    lock = threading.Lock()
+    bar = tqdm(total=len(jobs), unit="image", desc="images", disable=quiet, dynamic_ncols=True, leave=True)
+
+    def finish(i, o, info=None):
+        with lock:
+            outcomes[i] = o
+            if info is not None:
+                log.debug("%s ran on worker %s (host %s, pid %s)", os.path.basename(o.image), info["worker"],
+                          info["host"], info["pid"])
+            if on_outcome is not None:
+                on_outcome(o)
+            bar.update(1)
+
+    with logging_redirect_tqdm(loggers=[log]):
+        futures = {}
+        for i in small:
+            stem = os.path.splitext(os.path.basename(jobs[i].image))[0]
+            futures[client.submit(image_task, jobs[i], key=f"label-{stem}-{run_id}-{i}", pure=False)] = i
+        errors: queue.Queue = queue.Queue()
+        thread = None
+        if large:
+            thread = threading.Thread(target=_run_large, args=(client, jobs, large, finish, errors, quiet), daemon=True)
+            thread.start()
+        for fut in as_completed(list(futures)):
+            i = futures[fut]
+            try:
+                o, info = fut.result()
+            except Exception as e:  # KilledWorker: the image took down every worker that tried it
+                o, info = Outcome(jobs[i].image, FAILED, message=f"{type(e).__name__}: {e}".splitlines()[0],
+                                  error=type(e).__name__), None
+            fut.release()
+            finish(i, o, info)
+        if thread is not None:
+            thread.join()
+            if not errors.empty():
+                raise errors.get()
+    bar.close()
+    return outcomes
+
+
+def _run_large(client, jobs, indices, finish, errors, quiet):
+    """Large rasters, one after another, each spread over the cluster as window tasks."""
+    from tqdm import tqdm
+
+    from .blocks import predict_on_cluster
+    from .job import run_job
+
+    try:
+        for i in indices:
+            bar = tqdm(unit="window", desc=os.path.basename(jobs[i].image), disable=quiet, position=1, leave=False)
+
+            def progress(stage, done, total, bar=bar):
+                if stage == "windows":
+                    bar.total = total
+                    bar.n = done
+                    bar.refresh()
+
+            def predict(model, src, *, settings=None, progress=progress):
+                return predict_on_cluster(client, model, src, settings=settings, progress=progress)
+
+            t0 = time.perf_counter()
+            o = run_job(jobs[i], predict=predict)
+            bar.close()
+            log.debug("%s: grid stage and %s on the cluster in %.1f s", os.path.basename(jobs[i].image),
+                      "windows", time.perf_counter() - t0)
+            finish(i, o)
+    except BaseException as e:  # noqa: BLE001 - handed to the main thread
+        errors.put(e)
