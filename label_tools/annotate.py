@@ -38,6 +38,7 @@ HELP = [
     "B           back to the previous window",
     "S           skip this window",
     "P           preview labels from the scribbles so far",
+    "L           pre-labels from the model on/off (collections)",
     "H           this help",
     "Q           finish now and compute",
 ]
@@ -495,7 +496,8 @@ class Annotator:
         return self.seconds()
 
 
-def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, settings=None, backend=None):
+def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, settings=None, backend=None,
+             prelabels=None, title_note: str = ""):
     """Open the annotator on ``src`` and return when the user is done.
 
     Scribbles are saved to ``<outdir>/<stem>_scribbles.png`` after every stroke (and the position
@@ -512,6 +514,10 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
         ``<stem>_scribbles.<time>.bak.png``); None: ask.
     backend : {"opencv", "matplotlib"} or None
         Window toolkit; None: OpenCV where it has windows, else matplotlib (see :func:`choose_backend`).
+    prelabels : ndarray of uint8, shape (H, W), optional
+        A model's labels (0-based, 255 = none) shown under the strokes (collections; key L toggles).
+    title_note : str
+        Added to the annotation window's title (e.g. ``image 2/5``).
 
     Returns
     -------
@@ -552,7 +558,13 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
         from .annotate_mpl import MplAnnotator as cls
     else:
         cls = Annotator
+    if prelabels is not None or title_note:
+        from .annotate_prelabels import with_prelabels
+
+        cls = with_prelabels(cls)
     ann = cls(src, classes, s, outdir=outdir, stem=stem, preview=preview, seconds_before=before)
+    if prelabels is not None or title_note:
+        ann.prelabels, ann.title_note = prelabels, title_note
     log.debug("annotator ready in %.2f s (%d windows)", time.perf_counter() - t0, len(windows))
     seconds = ann.run()
     return s.scribbles, seconds

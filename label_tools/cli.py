@@ -101,13 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--scribbles an annotation window opens to draw them."),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="INPUT", help=(
-        "image to label: JPEG, PNG, TIFF or GeoTIFF (asked for if omitted); with --headless, any number of "
-        "images and folders (a folder's images in name order)"))
+        "image to label: JPEG, PNG, TIFF or GeoTIFF (asked for if omitted); several images or folders (a "
+        "folder's images in name order): a collection walked in the annotator, the model carried from image "
+        "to image, or with --headless a batch"))
     p.add_argument("--model", metavar="FILE", help=(
         "a model saved with --save-model: applied as it is (with --headless, no scribbles), or refitted on "
         "its samples plus new scribbles (the new scribbles win where they disagree)"))
     p.add_argument("--save-model", metavar="FILE", help=(
-        "write the fitted (or refitted) model to exactly FILE (a skops archive; loads without running code)"))
+        "write the fitted (or refitted) model to exactly FILE (a skops archive; loads without running code); "
+        "a collection saves it after each image (default <output>/<folder name>_model.skops)"))
     p.add_argument("--headless", action="store_true", help=(
         "no window: label every INPUT with --model (and/or --scribbles for one image); outputs go flat into "
         "-o DIR as <stem>_...; images whose outputs exist are skipped unless --overwrite"))
@@ -217,16 +219,13 @@ def _check_options(args):
     several = len(args.inputs) > 1 or any(os.path.isdir(p) for p in args.inputs)
     if args.headless and args.model is None and args.scribbles is None:
         raise OptionError("--headless needs --model FILE (apply a saved model) or --scribbles FILE")
-    if several and not args.headless:
-        raise OptionError("several images or a folder need --headless (with --model FILE), or give one image "
-                          "to draw scribbles in the annotator")
     if args.headless and not args.inputs:
         raise OptionError("--headless needs at least one INPUT image or folder")
     if several and args.scribbles is not None:
         raise OptionError("--scribbles belongs to one image; with several images or a folder use --model FILE only")
     if args.save_model is not None and args.model is not None and args.scribbles is None and args.headless:
         raise OptionError("--save-model with --model needs --scribbles (applying a model does not change it)")
-    if args.save_model is not None and several:
+    if args.save_model is not None and several and args.headless:
         raise OptionError("--save-model needs a single image with scribbles (a batch only applies the model)")
     if args.model is not None and args.sigmas is not None:
         raise OptionError("--sigmas is fixed by the model in --model; leave it out")
@@ -270,6 +269,8 @@ def run(args) -> int:
         load_model_cached(args.model)
     if args.headless:
         return _run_headless(args, several)
+    if several:
+        return run_collection(args)
 
     from .job import run_job
 
@@ -348,6 +349,56 @@ def _report_outcome(o):
         log.info("skipped %s: %s", name, o.message)
     else:
         log.warning("failed %s: %s", o.image, o.message)
+
+
+def run_collection(args) -> int:
+    """Several images or a folder in the annotator: walked one after another, the model carried over."""
+    from dataclasses import replace
+
+    from . import collection
+    from .annotate import ask_missing_class_files
+    from .classes import load_classes
+    from .files import check_writable_dir
+    from .io import open_image, stem
+    from .job import run_job
+    from .writers import output_paths
+
+    images = collection.list_images(args.inputs)
+    name = collection.collection_name(args.inputs)
+    outdir = args.output or os.path.dirname(images[0])
+    check_writable_dir(outdir)
+    os.makedirs(outdir, exist_ok=True)
+    start = collection.load_model(args.model) if args.model else None
+    if start is not None:
+        classes = start.classes
+        if args.labels is not None:
+            start.check_classes(load_classes(args.labels, args.colors, n_classes=None))
+    else:
+        ask_missing_class_files(args)
+        classes = load_classes(args.labels, args.colors, n_classes=None if (args.labels or args.colors) else 2)
+    progress = Progress(enabled=not args.quiet)
+
+    def step(src, index, *, base, prelabels, resume, title_note, model_path):
+        annotate = {"window": args.window, "resume": resume, "backend": args.backend, "prelabels": prelabels,
+                    "title_note": title_note}
+        job = replace(_job(args, src.path, outdir, annotate=annotate, report={"window (-w)": args.window}),
+                      model=None, scribbles=None, save_model=model_path)
+        if base is not None:
+            job = replace(job, labels=None, colors=None)  # the classes travel with the model
+        outcome = run_job(job, progress=progress, model=base)
+        if outcome.status != "done":
+            raise _error_of(outcome)
+        log.info("%s: wrote %s; model saved to %s", title_note,
+                 ", ".join(os.path.basename(p) for p in outcome.outputs.values()), model_path)
+        return collection.load_model(model_path)
+
+    state = collection.walk(images, outdir=outdir, name=name, step=step,
+                            open_image=lambda p: open_image(p, bands=args.bands, feature_bands=args.feature_bands),
+                            classes=classes, settings=_settings(args), model_path=args.save_model,
+                            start_model=args.model, resume=args.resume, overwrite=args.overwrite, progress=progress,
+                            outputs_of=lambda p: list(output_paths(outdir, stem(p)).values()))
+    log.info("collection %s: %d of %d images labelled; model in %s", name, len(state.done), len(images), state.model)
+    return 0
 
 
 if __name__ == "__main__":
