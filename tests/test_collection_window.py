@@ -64,10 +64,19 @@ def two_images(tmp_path):
     return d
 
 
-def test_collection_prelabels_kill_resume(display, two_images, tmp_path):  # noqa: F811
+@pytest.fixture
+def driver(display, tmp_path):  # noqa: F811
+    drv = CollectionDriver(display, tmp_path, stem="a_left")
+    yield drv
+    if drv.proc is not None and drv.proc.poll() is None:  # a failed check leaves no window behind
+        drv.proc.kill()
+        drv.proc.wait(10)
+
+
+def test_collection_prelabels_kill_resume(driver, two_images, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    drv = CollectionDriver(display, tmp_path, stem="a_left")
+    drv = driver
     drv.outdir = out
     cmd = [sys.executable, "-m", "label_tools.cli", str(two_images), "--labels", os.path.join(SAMPLE, "classes.txt"),
            "--colors", os.path.join(SAMPLE, "colors.txt"), "-o", str(out), "-w", "620", "-s", "0.5", "-v"]
