@@ -3,7 +3,7 @@
 Strokes for both classes on the first image; the second opens with the model's pre-labels, checked
 on the window's own pixels (screenshots with pre-labels on and, after L, off); a kill and a restart of
 the same command come back to the second image; Esc finishes it. Both results and the model are
-checked on disk (the model file once the model format lands).
+checked on disk.
 """
 import json
 import os
@@ -98,8 +98,8 @@ def test_collection_prelabels_kill_resume(driver, two_images, tmp_path):
     drv.find("image 2/2")
     title = drv.xdo("getwindowname", drv.win)
     assert "pre-labels on" in title, title
-    drv.wait_for(lambda: (out / "a_left_mres_label.png").exists(),
-                 "image 1 outputs")
+    drv.wait_for(lambda: (out / "a_left_mres_label.png").exists() and (out / "shore_model.skops").exists(),
+                 "image 1 outputs and the model")
     state = json.loads((out / "shore_collection.json").read_text())
     assert state["index"] == 1 and state["done"] == [str(two_images / "a_left.png")]
     on = drv.screenshot(tmp_path / "on.png")
@@ -147,3 +147,9 @@ def test_collection_prelabels_kill_resume(driver, two_images, tmp_path):
     assert not np.array(Image.open(out / "b_right_scribbles.png")).any()
     state = json.loads((out / "shore_collection.json").read_text())
     assert state["index"] == 2 and state["done"] == [str(two_images / "a_left.png"), str(two_images / "b_right.png")]
+    from label_tools.model import Model
+
+    model = Model.load(str(out / "shore_model.skops"))
+    assert tuple(model.classes.names) == ("water", "land") and model.n_bands == 3
+    assert [os.path.basename(p) for p in model.info["images"]] == ["a_left.png", "b_right.png"]
+    assert (model.y == 0).sum() > 100 and (model.y == 1).sum() > 100  # image 1's samples, carried through image 2
