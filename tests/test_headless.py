@@ -153,7 +153,7 @@ def test_class_list_mismatch_names_both(trained, tmp_path, capsys):
 @pytest.mark.parametrize("args,match", [
     (["--headless", "x.png"], "--headless needs --model FILE"),
     (["--headless", "--model", "m.skops"], "--headless needs at least one INPUT"),
-    (["a.png", "b.png", "--model", "m.skops"], "need --headless"),
+    (["a.png", "b.png", "--scribbles", "s.png"], "--scribbles belongs to one image"),  # a.png b.png alone: a collection
     (["--headless", "--model", "m.skops", "--sigmas", "1,2", "x.png"], "--sigmas is fixed by the model"),
 ])
 def test_option_errors(args, match, capsys):
