@@ -35,7 +35,8 @@ CRF_OVERLAP = 96
 CRF_MIN_FACTOR = 0.25
 GRID_CACHE_MB = 96  # read the whole model grid at once when it takes at most this
 DEFAULT_CRF_WEIGHT = 0.6  # when none was chosen from held-out strokes
-HOLDOUT_PIXELS = 0.6e6  # model-grid pixels around held-out strokes predicted per fold, at most
+HOLDOUT_PIXELS = 0.3e6
+SPARSE_STEP = 2  # forest asked on a lattice of this spacing, exactly only near edges (unary.predict_proba_sparse)  # model-grid pixels around held-out strokes predicted per fold, at most
 
 
 @dataclass(frozen=True)
@@ -312,6 +313,19 @@ def _check_scribbles(src, scribbles, n_classes, class_names):
     return scribbles, counts
 
 
+def _tile_features(grid, inner):
+    """Features of a tile's ``inner`` window grown by ``SPARSE_STEP`` (context for the sparse
+    prediction, so tiles predict exactly as the whole grid would) -> (features, outer window)."""
+    outer = grow(inner, SPARSE_STEP, grid.shape)
+    return grid.features(outer), outer
+
+
+def _inner(a, inner, outer, axis=0):
+    """Cut ``inner`` out of an array covering ``outer`` (rows/columns start at ``axis``)."""
+    sl = (slice(inner[0] - outer[0], inner[1] - outer[0]), slice(inner[2] - outer[2], inner[3] - outer[2]))
+    return a[(slice(None),) * axis + sl]
+
+
 def _layout(src, settings):
     """Model grid, its tiles and tile side for ``src`` under ``settings``."""
     H, W = src.shape
@@ -360,10 +374,11 @@ def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Sett
         if not s.any():
             progress("features", i + 1, len(grid_tiles))
             continue
-        f = grid.features(t.inner)
-        if keep_cache and cached_bytes + f.nbytes <= settings.cache_mb * 2**20:
-            cache[i] = f
-            cached_bytes += f.nbytes
+        fo, outer = _tile_features(grid, t.inner)
+        if keep_cache and cached_bytes + fo.nbytes <= settings.cache_mb * 2**20:
+            cache[i] = fo
+            cached_bytes += fo.nbytes
+        f = _inner(fo, t.inner, outer)
         v = grid.valid(t.inner)
         m = s > 0 if v is None else (s > 0) & v
         if m.any():
@@ -470,29 +485,34 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
         budget -= (r1 - r0) * (c1 - c0)
     fold_of = np.concatenate([[-1], strokes.fold])[groups]
     clfs = {}
+    sub = np.zeros(len(y), bool)  # at most holdout.FOLD_SAMPLES per class: the fold forests only compare settings
+    for k in np.unique(y):
+        idx = np.nonzero(y == k)[0]
+        sub[idx if len(idx) <= holdout.FOLD_SAMPLES else rng.choice(idx, holdout.FOLD_SAMPLES, replace=False)] = True
     for f in folds:
-        keep = fold_of != f
+        keep = (fold_of != f) & sub
         if classifier is None:
-            c = unary.default_classifier(n_estimators=holdout.FOLD_TREES, class_weight=unary.class_weights(y[keep]))
+            c = unary.default_classifier(n_estimators=holdout.FOLD_TREES, max_depth=12,
+                                         class_weight=unary.class_weights(y[keep]))
         else:
             from sklearn.base import clone
 
             c = clone(classifier)
         clfs[f] = c.fit(X[keep], y[keep])
     factor = crf_factor(shape, scale, crf_scale=settings.crf_scale, crf_pixels=settings.crf_pixels)
+    fold_params = replace(params, n_iter=min(params.n_iter, holdout.FOLD_CRF_ITER))
     sid, preds = [], {w: [] for w in weights}
     for n_done, i in enumerate(chosen_tiles):
         win = grid_tiles[i].inner
         r0, r1, c0, c1 = win
         fp = fold_px[r0:r1, c0:c1]
-        ft = feats.get(i)
-        if ft is None:
-            ft = grid.features(win)
+        fo, outer = (feats[i], grow(win, SPARSE_STEP, grid.shape)) if i in feats else _tile_features(grid, win)
         for f in folds:
             m = fp == f
             if not m.any():
                 continue
-            p = unary.predict_proba(clfs[f], ft, n_classes)
+            p = _inner(unary.predict_proba_sparse(clfs[f], fo, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2])),
+                       win, outer, axis=1)
             q = None
             if crf_on and any(w > 0 for w in weights):
                 th, tw = r1 - r0, c1 - c0
@@ -502,7 +522,7 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
                 v = grid.valid(win)
                 if v is not None:
                     v = cv2.resize(v.astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
-                qs = crf_mod.refine(small, img, params=params.scaled(ch / th), valid=v)
+                qs = crf_mod.refine(small, img, params=fold_params.scaled(ch / th), valid=v)
                 q = np.stack([cv2.resize(qs[j], (tw, th), interpolation=cv2.INTER_LINEAR) for j in range(n_classes)])
             sid.append(strokes.ids[r0:r1, c0:c1][m])
             for w in weights:
@@ -573,9 +593,10 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     probs = np.empty((n_classes, shape[0], shape[1]), np.float32)
     t0 = time.perf_counter()
     for i, t in enumerate(grid_tiles):
-        f = feats.pop(i) if i in feats else grid.features(t.inner)
+        f, outer = (feats.pop(i), grow(t.inner, SPARSE_STEP, shape)) if i in feats else _tile_features(grid, t.inner)
         r0, r1, c0, c1 = t.inner
-        probs[:, r0:r1, c0:c1] = unary.predict_proba(classifier, f, n_classes)
+        p = unary.predict_proba_sparse(classifier, f, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2]))
+        probs[:, r0:r1, c0:c1] = _inner(p, t.inner, outer, axis=1)
         del f
         progress("classify", i + 1, len(grid_tiles))
     timings["predict"] = time.perf_counter() - t0

