@@ -2,8 +2,9 @@
 
 Steps, each on tiles so memory follows the tile size, not the image size:
 
-1. the image is viewed on the model grid, scale ``s`` (``Settings.scale``; auto keeps the grid at
-   about ``Settings.auto_pixels`` pixels);
+1. the image is viewed on the model grid, scale ``s`` (``Settings.scale``; auto: at least
+   ``Settings.auto_pixels`` pixels, finer when the scribbles show classes close together
+   (:func:`structure_scale`), at most ``Settings.max_grid_pixels``);
 2. features of the tiles holding scribbles (with a halo) -> training samples (bounded per class)
    -> classifier; those features are kept for step 3 within ``Settings.cache_mb``;
 3. per tile: features -> class probabilities (the unary);
@@ -61,7 +62,12 @@ class Settings:
     crf : CRFParams
         CRF kernels in full-resolution pixels.
     auto_pixels : float
-        Pixel budget of the model grid when ``scale`` is None.
+        The model grid has at least this many pixels (or the image's) when ``scale`` is None.
+    structure_scale : float or None
+        Grid scale the scribbled structures need (:func:`structure_scale`; chosen by :func:`train`
+        when ``scale`` is None and travels with a model in ``chosen``).
+    max_grid_pixels : float
+        The auto model grid has at most this many pixels (time and memory).
     crf_pixels : float
         Pixel budget of the CRF grid (the model grid shrunk by at most 4).
     max_samples_per_class : int
@@ -81,6 +87,8 @@ class Settings:
     crf_weight: float | None = None
     crf: crf_mod.CRFParams = crf_mod.CRFParams()
     auto_pixels: float = 0.4e6
+    structure_scale: float | None = None
+    max_grid_pixels: float = 6e6
     crf_pixels: float = 0.1e6
     max_samples_per_class: int = unary.MAX_SAMPLES_PER_CLASS
     tile_mb: float = 96.0
@@ -129,8 +137,8 @@ class Result:
     crf_scale : float or None
         Scale of the CRF grid relative to the full image; None when the CRF is off.
     chosen : dict
-        Settings chosen for this image from held-out strokes (e.g. ``{"crf_weight": 0.3}``), with
-        the evidence under ``"holdout"``; empty when nothing was chosen.
+        Settings chosen for this image from its scribbles (e.g. ``{"structure_scale": 0.5,
+        "crf_weight": 0.3}``), with the held-out evidence under ``"holdout"``.
     """
 
     labels: np.ndarray
@@ -285,8 +293,9 @@ class Trained:
         Model-grid scale of the training image.
     timings : dict of str -> float
     chosen : dict
-        Settings chosen from held-out strokes, e.g. ``{"crf_weight": 0.4, "holdout": {...}}`` (the
-        evidence: scores per candidate weight, strokes, folds); empty when nothing was chosen.
+        Settings chosen from the scribbles, e.g. ``{"structure_scale": 0.5, "crf_weight": 0.4,
+        "holdout": {...}}`` (the evidence: scores per candidate weight, strokes, folds); keys that
+        are ``Settings`` fields are applied when predicting.
     strokes : holdout.Strokes or None
         The strokes and the held-out agreement of each; None when ``Settings.holdout`` is off.
     """
@@ -313,6 +322,63 @@ def _check_scribbles(src, scribbles, n_classes, class_names):
     return scribbles, counts
 
 
+GAP_GRID_PX = 8.0  # grid pixels wanted between the closest strokes of different classes
+
+
+def structure_scale(scribbles, n_classes: int, *, gap_px: float = GAP_GRID_PX, probe_pixels: float = 4e6) -> float:
+    """Grid scale that keeps the closest strokes of different classes ``gap_px`` grid pixels apart.
+
+    Per stroke (8-connected component of one class), the distance to the nearest stroke pixel of
+    another class; the lower quartile of these over all strokes is the size of the finest
+    structures scribbled (a nucleus between background strokes, a membrane between cells). Where
+    classes are scribbled close together the grid must be fine; where they lie far apart a coarse
+    grid keeps the same detail.
+
+    Parameters
+    ----------
+    scribbles : ndarray of uint8, shape (H, W)
+    n_classes : int
+    gap_px : float
+    probe_pixels : float
+        The scribbles are measured on a grid of at most this many pixels (thin strokes kept).
+
+    Returns
+    -------
+    float in (0, 1]; 1.0 when fewer than two classes are scribbled.
+    """
+    import cv2
+
+    H, W = scribbles.shape
+    f = min(1.0, math.sqrt(probe_pixels / float(H * W)))
+    small = downscale(scribbles, scaled_shape((H, W), f), n_classes) if f < 1 else np.asarray(scribbles)
+    present = [k for k in range(1, n_classes + 1) if (small == k).any()]
+    if len(present) < 2:
+        return 1.0
+    mins = []
+    for k in present:
+        other = (small > 0) & (small != k)
+        dist = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 3)
+        mine = (small == k).astype(np.uint8)
+        n, lab = cv2.connectedComponents(mine, connectivity=8)
+        m = np.full(n, np.inf, np.float32)
+        np.minimum.at(m, lab[mine > 0], dist[mine > 0])
+        mins.append(m[1:])
+    gap = float(np.percentile(np.concatenate(mins), 25)) / f
+    return float(min(1.0, gap_px / max(gap, 1.0)))
+
+
+def grid_scale(shape, settings) -> float:
+    """The auto model-grid scale of an image of ``shape`` (H, W) under ``settings``.
+
+    At least the scale that gives ``auto_pixels`` pixels, finer up to ``structure_scale``, never
+    above ``max_grid_pixels``, never above 1.
+    """
+    s = auto_scale(shape, settings.auto_pixels)
+    if settings.structure_scale is not None:
+        s = max(s, min(1.0, settings.structure_scale))
+    return float(min(s, auto_scale(shape, max(settings.max_grid_pixels, settings.auto_pixels))))
+
+
 def _tile_features(grid, inner):
     """Features of a tile's ``inner`` window grown by ``SPARSE_STEP`` (context for the sparse
     prediction, so tiles predict exactly as the whole grid would) -> (features, outer window)."""
@@ -329,7 +395,7 @@ def _inner(a, inner, outer, axis=0):
 def _layout(src, settings):
     """Model grid, its tiles and tile side for ``src`` under ``settings``."""
     H, W = src.shape
-    scale = settings.scale if settings.scale is not None else auto_scale((H, W), settings.auto_pixels)
+    scale = settings.scale if settings.scale is not None else grid_scale((H, W), settings)
     shape = scaled_shape((H, W), scale)
     grid = _Grid(src, shape, settings.sigmas)
     n_feat = feat_mod.n_features(getattr(src, "feature_count", src.count), grid.sigmas)
@@ -422,6 +488,10 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
     has_extra = extra is not None and (callable(extra) or len(extra[1]))
     if np.count_nonzero(counts[1:]) < 2 and not has_extra:  # checked again on valid pixels when fitting
         unary.fit(None, np.nonzero(counts[1:])[0], class_names=class_names)
+    chosen = {}
+    if settings.scale is None and settings.structure_scale is None:
+        chosen["structure_scale"] = round(structure_scale(scribbles, n_classes), 4)
+        settings = replace(settings, structure_scale=chosen["structure_scale"])
     t0 = time.perf_counter()
     X, y, n, scale, cache, groups, strokes = collect_samples(
         src, scribbles, n_classes=n_classes, settings=settings, progress=progress, keep_cache=True)
@@ -436,10 +506,9 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
     t0 = time.perf_counter()
     clf = unary.fit(X, y, classifier=classifier, class_names=class_names)
     timings["fit"] = time.perf_counter() - t0
-    chosen = {}
     if settings.holdout:
         t0 = time.perf_counter()
-        chosen = _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress)
+        chosen.update(_holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress))
         timings["holdout"] = time.perf_counter() - t0
     return Trained(clf, X, y, n, scale, timings, cache if keep_cache else None, chosen,
                    strokes if settings.holdout else None)
@@ -648,8 +717,8 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     src = image if isinstance(image, ImageSource) else ArraySource(image)
     tr = train(src, scribbles, n_classes=n_classes, settings=settings, classifier=classifier,
                class_names=class_names, progress=progress)
-    if "crf_weight" in tr.chosen:
-        settings = replace(settings, crf_weight=tr.chosen["crf_weight"])
+    known = {k: v for k, v in tr.chosen.items() if k in Settings.__dataclass_fields__}
+    settings = replace(settings, **known)
     r = predict(src, tr.classifier, n_classes=n_classes, settings=settings, progress=progress, cache=tr.cache)
     r.samples = tr.counts
     r.timings = {**tr.timings, **r.timings}

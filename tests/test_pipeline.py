@@ -189,3 +189,19 @@ def test_normalise_filtered_keeps_argmax_and_handles_all_negative():
     p = normalise_filtered(q.copy())
     np.testing.assert_allclose(p[:, 0, 0], [0.7 / 1.2, 0.5 / 1.2, 0], rtol=1e-6)
     np.testing.assert_array_equal(p[:, 0, 1], [0, 1, 0])  # all outputs <= 0: one-hot at the largest
+
+
+def test_structure_scale_from_stroke_gaps_and_grid_scale_bounds():
+    from label_tools.pipeline import grid_scale, structure_scale
+
+    s = np.zeros((100, 200), np.uint8)
+    for r in (20, 50, 80):
+        s[r - 1:r + 2, 19:22] = 1
+        s[r - 1:r + 2, 51:54] = 2  # 30 px from the class-1 dot's edge to this dot
+    assert structure_scale(s, 2) == pytest.approx(8 / 30, rel=0.02)
+    assert structure_scale(np.where(s == 2, 0, s).astype(np.uint8), 2) == 1.0  # one class only
+    big = (4000, 3000)
+    assert grid_scale(big, Settings()) == pytest.approx((0.4e6 / 12e6) ** 0.5)
+    assert grid_scale(big, Settings(structure_scale=8 / 30)) == pytest.approx(8 / 30)
+    assert grid_scale(big, Settings(structure_scale=1.0)) == pytest.approx(0.5 ** 0.5)  # 6 MP cap
+    assert grid_scale((300, 400), Settings(structure_scale=0.1)) == 1.0
