@@ -357,7 +357,7 @@ def structure_scale(scribbles, n_classes: int, *, gap_px: float = GAP_GRID_PX, p
     mins = []
     for k in present:
         other = (small > 0) & (small != k)
-        dist = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 3)
+        dist = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)
         mine = (small == k).astype(np.uint8)
         n, lab = cv2.connectedComponents(mine, connectivity=8)
         m = np.full(n, np.inf, np.float32)
