@@ -293,8 +293,11 @@ def _run(job: Job, *, progress, model):
 
         if model is None:
             classes = load_classes(job.labels, job.colors, n_classes=None if (job.labels or job.colors) else 2)
+        opts = dict(job.annotate)
+        if model is not None and "prelabels" not in opts:  # the model's labels, for the person to correct
+            opts["prelabels"] = model.predict(src, progress=progress, settings=settings).labels
         scr, annotation_seconds = annotate(src, classes, outdir=job.outdir, stem=stem(job.image), settings=settings,
-                                           **job.annotate)
+                                           **opts)
         check_not_existing(paths.values(), overwrite=job.overwrite)
 
     t0 = time.perf_counter()

@@ -157,3 +157,27 @@ def test_refit_rebuilds_the_model_from_saved_scribbles(folder, tmp_path):
     np.testing.assert_array_equal(m.X, direct.X)
     src = open_image(str(d / "three.png"))
     np.testing.assert_array_equal(m.predict(src).labels, direct.predict(src).labels)
+
+
+def test_one_image_with_a_model_opens_with_its_prelabels(folder, tmp_path, monkeypatch):
+    """label-image IMAGE --model FILE (annotator): the window gets the model's labels as pre-labels."""
+    import label_tools.annotate as annotate_mod
+    from label_tools.job import Job, run_job
+
+    d, masks = folder
+    classes = load_classes(None, None, n_classes=3)
+    src1 = open_image(str(d / "one.png"))
+    model = Model.fit(src1, scene_scribbles(masks["one"]), classes=classes, settings=SETTINGS)
+    seen = {}
+
+    def fake_annotate(src, classes, **kw):
+        seen.update(kw)
+        return np.zeros(src.shape, np.uint8), 1.0  # no strokes: the model's labels are accepted
+
+    monkeypatch.setattr(annotate_mod, "annotate", fake_annotate)
+    out = tmp_path / "o"
+    o = run_job(Job(image=str(d / "two.png"), outdir=str(out), annotate={"window": 500, "resume": False}), model=model)
+    assert o.status == "done", o.message
+    want = model.predict(open_image(str(d / "two.png"))).labels
+    np.testing.assert_array_equal(seen["prelabels"], want)
+    np.testing.assert_array_equal(np.array(Image.open(out / "two_mres_label.png")), want)
