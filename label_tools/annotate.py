@@ -158,6 +158,21 @@ def ask_resume(path: str) -> bool:
         return True  # never drop work silently
 
 
+def ask_start_afresh(problem: str) -> bool:
+    """Ask whether to set a damaged autosave aside and start afresh (Yes = start afresh; no answer = no)."""
+    try:
+        from tkinter import messagebox
+
+        root = _tk_root()
+        ans = messagebox.askyesno("label_tools", f"{problem}\n\nKeep it as a .bak file and start afresh?")
+        root.destroy()
+        return bool(ans)
+    except Exception:
+        if sys.stdin and sys.stdin.isatty():
+            return input(f"{problem}\nkeep it as .bak and start afresh? [y/N] ").strip().lower() in ("y", "yes")
+        return False  # never drop work silently
+
+
 def show_image(path: str):
     """Show a PNG in a window until a key is pressed or the window is closed."""
     import cv2
@@ -536,7 +551,15 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
     os.makedirs(outdir, exist_ok=True)
     t0 = time.perf_counter()
     windows = annotation_windows(src.shape, window)  # uniform / no-data ones are skipped as they come
-    previous = sess.load(outdir, stem, src.shape, len(classes))
+    try:
+        previous = sess.load(outdir, stem, src.shape, len(classes))
+    except sess.DamagedAutosave as e:
+        previous = None
+        if resume is False or (resume is None and ask_start_afresh(str(e))):
+            kept = sess.set_aside(e)
+            log.warning("%s; kept as %s; starting afresh", e, ", ".join(kept))
+        else:
+            raise InputError(f"{e}; pass --no-resume to keep it as a .bak file and start afresh") from None
     scr, state, before = None, {}, 0.0
     if previous is not None:
         png = sess.scribble_paths(outdir, stem)[0]

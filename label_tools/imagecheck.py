@@ -24,11 +24,11 @@ _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def _damaged(path, what):
-    return InputError(f"image {path!r} is damaged: {what}; re-export or re-copy the file")
+def _damaged(path, problem, what="image"):
+    return InputError(f"{what} {path!r} is damaged: {problem}; re-export or re-copy the file")
 
 
-def check_png(path: str, data: bytes | None = None) -> tuple:
+def check_png(path: str, data: bytes | None = None, *, what: str = "image") -> tuple:
     """Walk the chunks of a PNG, checking each length and CRC, up to IEND.
 
     Returns
@@ -44,26 +44,26 @@ def check_png(path: str, data: bytes | None = None) -> tuple:
         with open(path, "rb") as f:
             data = f.read()
     if not data.startswith(_PNG_SIG):
-        raise _damaged(path, "the PNG signature is missing")
+        raise _damaged(path, "the PNG signature is missing", what)
     pos, n = 8, len(data)
     hdr, seen_idat = None, False
     while True:
         if pos + 8 > n:
-            raise _damaged(path, f"truncated after {n} bytes (no IEND chunk)")
+            raise _damaged(path, f"truncated after {n} bytes (no IEND chunk)", what)
         length, ctype = struct.unpack(">I4s", data[pos: pos + 8])
         cname = ctype.decode("latin-1")
         end = pos + 12 + length
         if length > 0x7FFFFFFF or end > n:
-            raise _damaged(path, f"truncated inside chunk {cname} at byte {pos} ({n} bytes, chunk needs {end})")
+            raise _damaged(path, f"truncated inside chunk {cname} at byte {pos} ({n} bytes, chunk needs {end})", what)
         crc = struct.unpack(">I", data[end - 4: end])[0]
         if zlib.crc32(data[pos + 4: end - 4]) & 0xFFFFFFFF != crc:
-            raise _damaged(path, f"CRC error in chunk {cname} at byte {pos}")
+            raise _damaged(path, f"CRC error in chunk {cname} at byte {pos}", what)
         if hdr is None:
             if ctype != b"IHDR" or length != 13:
-                raise _damaged(path, "the first chunk is not a valid IHDR header")
+                raise _damaged(path, "the first chunk is not a valid IHDR header", what)
             w, h, depth, colour = struct.unpack(">IIBB", data[pos + 8: pos + 18])
             if w == 0 or h == 0 or depth not in (1, 2, 4, 8, 16) or colour not in (0, 2, 3, 4, 6):
-                raise _damaged(path, f"the header declares {w} x {h} px, bit depth {depth}, colour type {colour}")
+                raise _damaged(path, f"the header declares {w} x {h} px, bit depth {depth}, colour type {colour}", what)
             hdr = (h, w, {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}[colour], 2 if depth == 16 else 1)
         elif ctype == b"IDAT":
             seen_idat = True
@@ -71,11 +71,11 @@ def check_png(path: str, data: bytes | None = None) -> tuple:
             break
         pos = end
     if not seen_idat:
-        raise _damaged(path, "it holds no image data (no IDAT chunk)")
+        raise _damaged(path, "it holds no image data (no IDAT chunk)", what)
     return hdr
 
 
-def check_jpeg(path: str, data: bytes | None = None) -> tuple:
+def check_jpeg(path: str, data: bytes | None = None, *, what: str = "image") -> tuple:
     """Walk the markers of a JPEG (baseline or progressive) up to EOI.
 
     Segment lengths must fit the file, entropy-coded data may only contain stuffed bytes and
@@ -90,7 +90,7 @@ def check_jpeg(path: str, data: bytes | None = None) -> tuple:
             data = f.read()
     n = len(data)
     if data[:2] != b"\xff\xd8":
-        raise _damaged(path, "the JPEG start-of-image marker is missing")
+        raise _damaged(path, "the JPEG start-of-image marker is missing", what)
     arr = np.frombuffer(data, np.uint8)
     ff = np.flatnonzero(arr[:-1] == 0xFF)
     pos, frame, scans = 2, None, 0
@@ -98,9 +98,9 @@ def check_jpeg(path: str, data: bytes | None = None) -> tuple:
         while pos < n and data[pos] == 0xFF and pos + 1 < n and data[pos + 1] == 0xFF:
             pos += 1  # fill bytes
         if pos + 2 > n:
-            raise _damaged(path, f"truncated after {n} bytes (no end-of-image marker)")
+            raise _damaged(path, f"truncated after {n} bytes (no end-of-image marker)", what)
         if data[pos] != 0xFF:
-            raise _damaged(path, f"no marker where one must be, at byte {pos}")
+            raise _damaged(path, f"no marker where one must be, at byte {pos}", what)
         m = data[pos + 1]
         if m == 0xD9:  # EOI
             break
@@ -108,28 +108,28 @@ def check_jpeg(path: str, data: bytes | None = None) -> tuple:
             pos += 2
             continue
         if m < 0xC0 or m in (0xD8, 0xFF):
-            raise _damaged(path, f"invalid marker 0xFF{m:02X} at byte {pos}")
+            raise _damaged(path, f"invalid marker 0xFF{m:02X} at byte {pos}", what)
         if pos + 4 > n:
-            raise _damaged(path, f"truncated after {n} bytes (inside a marker)")
+            raise _damaged(path, f"truncated after {n} bytes (inside a marker)", what)
         length = (data[pos + 2] << 8) | data[pos + 3]
         if length < 2 or pos + 2 + length > n:
-            raise _damaged(path, f"truncated inside segment 0xFF{m:02X} at byte {pos} ({n} bytes)")
+            raise _damaged(path, f"truncated inside segment 0xFF{m:02X} at byte {pos} ({n} bytes)", what)
         if m in _SOF:
             if length < 8:
-                raise _damaged(path, "the frame header is too short")
+                raise _damaged(path, "the frame header is too short", what)
             h, w = struct.unpack(">HH", data[pos + 5: pos + 9])
             frame = (h, w, data[pos + 9], 1)
             if w == 0 or frame[2] == 0:
-                raise _damaged(path, f"the frame header declares {w} x {h} px with {frame[2]} components")
+                raise _damaged(path, f"the frame header declares {w} x {h} px with {frame[2]} components", what)
         pos += 2 + length
         if m == 0xDA:  # start of scan: skip the entropy-coded data to the next real marker
             if frame is None:
-                raise _damaged(path, "a scan comes before the frame header")
+                raise _damaged(path, "a scan comes before the frame header", what)
             scans += 1
             i = np.searchsorted(ff, pos)
             while True:
                 if i >= len(ff):
-                    raise _damaged(path, f"truncated after {n} bytes (image data ends without an end-of-image marker)")
+                    raise _damaged(path, f"truncated after {n} bytes (image data ends without an end-of-image marker)", what)
                 nxt = data[ff[i] + 1]
                 if nxt == 0x00 or 0xD0 <= nxt <= 0xD7 or nxt == 0xFF:
                     i += 1
@@ -137,13 +137,13 @@ def check_jpeg(path: str, data: bytes | None = None) -> tuple:
                 pos = int(ff[i])
                 break
     if frame is None or not scans:
-        raise _damaged(path, "it holds no frame header or no image data")
+        raise _damaged(path, "it holds no frame header or no image data", what)
     if frame[0] == 0:
-        raise _damaged(path, "the frame header declares a height of 0 (DNL marker JPEGs are not supported)")
+        raise _damaged(path, "the frame header declares a height of 0 (DNL marker JPEGs are not supported)", what)
     return frame
 
 
-def check_photo(path: str) -> tuple | None:
+def check_photo(path: str, *, what: str = "image") -> tuple | None:
     """Structure and declared size of a JPEG or PNG (by content, not name); None for other formats.
 
     Returns
@@ -153,9 +153,9 @@ def check_photo(path: str) -> tuple | None:
     with open(path, "rb") as f:
         head = f.read(8)
     if head.startswith(_PNG_SIG):
-        return check_png(path)
+        return check_png(path, what=what)
     if head.startswith(b"\xff\xd8"):
-        return check_jpeg(path)
+        return check_jpeg(path, what=what)
     return None
 
 

@@ -35,10 +35,32 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     """
     import os
 
-    from .io import open_raster
+    from .imagecheck import check_photo
 
     if not os.path.exists(path):
         raise InputError(f"scribble file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"scribble file {path!r} is a directory; expected an image file")
+    try:
+        check_photo(path, what="scribble file")  # truncated / damaged PNG or JPEG: refused before decoding
+    except OSError as e:
+        raise InputError(f"scribble file {path!r} cannot be read ({e.strerror or e})") from None
+    try:
+        return _read(path, shape, colors, n_classes)
+    except InputError:
+        raise
+    except Exception as e:
+        if not type(e).__module__.startswith("rasterio"):
+            raise
+        cause = e.__cause__ or e
+        msg = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        raise InputError(f"scribble file {path!r} cannot be read ({msg}): the file is damaged or truncated; "
+                         "save it again") from None
+
+
+def _read(path, shape, colors, n_classes):
+    from .io import open_raster
+
     with open_raster(path, "scribble file") as ds:
         if (ds.height, ds.width) != tuple(shape):
             raise InputError(

@@ -204,22 +204,76 @@ def save(session: Session, outdir: str, stem: str, *, seconds: float = 0.0):
         json.dump(dict(session.state(), annotation_seconds=round(seconds, 3)), f)
 
 
+class DamagedAutosave(InputError):
+    """The annotator's autosave cannot be resumed (damaged, truncated, or made for another image/classes).
+
+    Attributes
+    ----------
+    paths : list of str
+        The autosave files concerned (scribble PNG and/or position JSON).
+    """
+
+    def __init__(self, message, paths):
+        super().__init__(message)
+        self.paths = list(paths)
+
+
 def load(outdir: str, stem: str, shape, n_classes):
-    """-> (scribbles, state dict) saved by :func:`save`, or None if there is nothing to resume."""
+    """-> (scribbles, state dict) saved by :func:`save`, or None if there is nothing to resume.
+
+    Raises
+    ------
+    DamagedAutosave
+        The scribble PNG or the position JSON is damaged or does not fit this image and these classes
+        (nothing is changed on disk; see :func:`set_aside`).
+    """
     from .scribbles import read_scribbles
 
     png, js = scribble_paths(outdir, stem)
     if not os.path.exists(png):
         return None
-    scr = read_scribbles(png, shape, n_classes=n_classes)
+    try:
+        scr = read_scribbles(png, shape, n_classes=n_classes)
+    except InputError as e:
+        raise DamagedAutosave(f"autosave cannot be resumed: {e}", [png] + ([js] if os.path.exists(js) else [])) from None
     state = {}
     if os.path.exists(js):
         try:
-            with open(js) as f:
+            with open(js, encoding="utf-8") as f:
                 state = json.load(f)
-        except (OSError, ValueError):
-            state = {}
+            _check_state(state)
+        except (OSError, ValueError, TypeError) as e:
+            raise DamagedAutosave(f"autosave position file {js!r} is damaged ({e})", [js]) from None
     return scr, state
+
+
+def _check_state(state):
+    if not isinstance(state, dict):
+        raise ValueError(f"expected a JSON object, got {type(state).__name__}")
+    for k in ("window_index", "class_index", "brush", "n_windows"):
+        if k in state and (not isinstance(state[k], int) or isinstance(state[k], bool)):
+            raise ValueError(f"{k!r} should be a whole number, got {state[k]!r}")
+    if "annotation_seconds" in state and not isinstance(state["annotation_seconds"], (int, float)):
+        raise ValueError(f"'annotation_seconds' should be a number, got {state['annotation_seconds']!r}")
+    if "shape" in state and not (isinstance(state["shape"], list) and len(state["shape"]) == 2
+                                 and all(isinstance(v, int) for v in state["shape"])):
+        raise ValueError(f"'shape' should be [height, width], got {state['shape']!r}")
+
+
+def set_aside(damaged: DamagedAutosave) -> list:
+    """Rename the files of a damaged autosave to ``<name>.<time>.bak<ext>`` so a fresh session can start.
+
+    Returns the backup paths.
+    """
+    import time
+
+    out = []
+    for p in damaged.paths:
+        base, ext = os.path.splitext(p)
+        bak = base + time.strftime(".%Y%m%d-%H%M%S") + ".bak" + ext
+        os.replace(p, bak)
+        out.append(bak)
+    return out
 
 
 def save_state_only(session: Session, outdir: str, stem: str, *, seconds: float = 0.0):
