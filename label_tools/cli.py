@@ -197,6 +197,11 @@ def main(argv=None) -> int:
         if args.scribbles is None and args.image is not None:
             msg += "; scribbles drawn so far are kept in the scribble file"
         sys.stderr.write(msg + "\n")
+        if argv is None:  # the program itself: every cleanup has run; do not wait for busy worker threads
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(128 + int(signum))
         return 128 + int(signum)
 
 

@@ -112,35 +112,53 @@ def output_lock(outdir: str, stem: str, *, wait: float | None = None):
     path = lock_path(outdir, stem)
     me = f"{os.getpid()} {socket.gethostname()}\n"
     deadline = time.monotonic() + wait
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = _lock_owner(path)
-            if owner is None or (owner[1] == socket.gethostname() and not _pid_alive(owner[0])):
-                with contextlib.suppress(OSError):  # stale: its process is gone
-                    os.remove(path)
-                continue
-            if time.monotonic() >= deadline:
-                raise OutputError(
-                    f"output directory {outdir!r} is locked by {path!r} (process {owner[0]} on {owner[1]} is "
-                    f"writing the same outputs); wait for it to end, or delete the lock if that process is gone"
-                ) from None
-            time.sleep(0.2)
-            continue
-        except OSError as e:
-            raise OutputError(f"cannot create the lock file {path!r} in {outdir!r} ({e.strerror})") from None
-        try:
-            os.write(fd, me.encode())
-        finally:
-            os.close(fd)
-        break
+    acquired = False
     try:
+        while True:
+            try:
+                acquired = _create_exclusive(path, me)
+            except FileExistsError:
+                owner = _lock_owner(path)
+                if owner is None or (owner[1] == socket.gethostname() and not _pid_alive(owner[0])):
+                    with contextlib.suppress(OSError):  # stale: its process is gone
+                        os.remove(path)
+                    continue
+                if time.monotonic() >= deadline:
+                    raise OutputError(
+                        f"output directory {outdir!r} is locked by {path!r} (process {owner[0]} on {owner[1]} is "
+                        f"writing the same outputs); wait for it to end, or delete the lock if that process is gone"
+                    ) from None
+                time.sleep(0.2)
+                continue
+            except OSError as e:
+                raise OutputError(f"cannot create the lock file {path!r} in {outdir!r} ({e.strerror})") from None
+            break
         yield path
     finally:
-        with contextlib.suppress(OSError):
-            if _lock_owner(path) == (os.getpid(), socket.gethostname()):
+        with signals_deferred(), contextlib.suppress(OSError):
+            if acquired and _lock_owner(path) == (os.getpid(), socket.gethostname()):
                 os.remove(path)
+
+
+def _create_exclusive(path, text):
+    """Create ``path`` holding ``text``, atomically: it never exists empty (FileExistsError if it exists)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    try:
+        os.link(tmp, path)  # atomic and exclusive
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (FAT, some network mounts): exclusive create instead
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+    return True
 
 
 def _lock_owner(path):
@@ -262,12 +280,12 @@ def output_set(paths: dict, *, overwrite: bool, stem: str):
         check_not_existing(paths.values(), overwrite=overwrite)
         staging = os.path.join(outdir, f"{STAGING_PREFIX}{stem}-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        try:
-            os.mkdir(staging)
-        except OSError as e:
-            raise _write_error(outdir, e) from None
         ok = False
         try:
+            try:
+                os.mkdir(staging)
+            except OSError as e:
+                raise _write_error(outdir, e) from None
             oset = OutputSet(paths, staging)
             try:
                 yield oset
@@ -287,10 +305,8 @@ def output_set(paths: dict, *, overwrite: bool, stem: str):
                 raise
             ok = True
         finally:
-            if not ok:
+            with signals_deferred():  # a second Ctrl-C does not cut the cleanup short
                 _remove_tree(staging)
-            else:
-                shutil.rmtree(staging, ignore_errors=True)
 
 
 def _is_gdal_io_error(e) -> bool:
@@ -345,11 +361,40 @@ class Interrupted(KeyboardInterrupt):
 _critical = {"depth": 0, "pending": None}
 
 
+def _in_import(frame) -> bool:
+    """Whether the interrupted code is inside the import machinery (an exception there can deadlock
+    the module locks between threads, so the interrupt waits until the import is done)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_signal(signum, frame):
     if _critical["depth"]:
         _critical["pending"] = signum  # raised when the critical section ends
         return
+    if _in_import(frame):
+        import signal
+
+        _critical["pending"] = signum
+        signal.setitimer(signal.ITIMER_REAL, 0.05)  # look again in 50 ms (see _on_alarm)
+        return
     raise Interrupted(signum)
+
+
+def _on_alarm(signum, frame):
+    import signal
+
+    pending = _critical["pending"]
+    if pending is None or _critical["depth"]:
+        return
+    if _in_import(frame):
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        return
+    _critical["pending"] = None
+    raise Interrupted(pending)
 
 
 @contextlib.contextmanager
@@ -370,9 +415,15 @@ def terminate_as_interrupt():
     for s in sigs:
         with contextlib.suppress(ValueError, OSError):
             old[s] = signal.signal(s, _on_signal)
+    if hasattr(signal, "SIGALRM"):
+        with contextlib.suppress(ValueError, OSError):
+            old[signal.SIGALRM] = signal.signal(signal.SIGALRM, _on_alarm)
     try:
         yield
     finally:
+        if hasattr(signal, "setitimer"):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        _critical["pending"] = None
         for s, h in old.items():
             with contextlib.suppress(ValueError, OSError):
                 signal.signal(s, h)

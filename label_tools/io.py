@@ -525,7 +525,7 @@ def read_photo(path: str) -> np.ndarray:
     # ANYDEPTH|ANYCOLOR: keeps 16 bits and grey, drops alpha, applies EXIF orientation
     with _decoder_messages() as said:
         a = cv2.imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
-    complaint = _decoder_complaint(said)
+    complaint = _decoder_complaint(said, echo=a is not None)  # nothing decoded: Pillow's error says why
     if complaint:
         raise InputError(f"image {path!r} is damaged: the decoder says {complaint!r}; re-export or re-copy the file")
     if a is None:
@@ -540,10 +540,11 @@ def read_photo(path: str) -> np.ndarray:
 #: What libjpeg / libpng print when the data is damaged (they go on decoding, or OpenCV returns nothing)
 _DECODER_COMPLAINTS = ("Corrupt JPEG data", "Premature end of JPEG", "JPEG datastream", "Bogus", "Invalid JPEG",
                        "Huffman", "Unsupported marker", "libpng error", "CRC error", "incorrect header check",
-                       "invalid distance", "invalid block type", "Not a JPEG", "TIFFRead", "Read error")
+                       "invalid distance", "invalid block type", "Not a JPEG", "TIFFRead", "Read error",
+                       "Unexpected end", "can't read data", "[ERROR")
 
 
-def _decoder_complaint(said: list) -> str | None:
+def _decoder_complaint(said: list, *, echo: bool = True) -> str | None:
     text = "".join(said)
     bad = None
     keep = []
@@ -552,7 +553,7 @@ def _decoder_complaint(said: list) -> str | None:
             bad = line.strip()
         elif line.strip():
             keep.append(line)
-    if keep:  # anything else printed meanwhile is passed on
+    if keep and echo:  # anything else printed meanwhile is passed on
         import sys
 
         sys.stderr.write("\n".join(keep) + "\n")
