@@ -194,7 +194,7 @@ def main(argv=None) -> int:
         msg = f"label-image: stopped by {signal.Signals(signum).name}; " + (
             "the new outputs were complete and are in place" if getattr(e, "committed", False)
             else "no output was left half-written")
-        if args.scribbles is None and args.image is not None:
+        if args.scribbles is None and args.image is not None and not args.headless:  # the annotator was open
             msg += "; scribbles drawn so far are kept in the scribble file"
         sys.stderr.write(msg + "\n")
         if argv is None:  # the program itself: every cleanup has run; do not wait for busy worker threads

@@ -316,6 +316,8 @@ def _run(job: Job, *, progress, model):
 
             png = scribble_paths(job.outdir, stem(job.image))[0]
             raise type(e)(f"{e}; your scribbles are saved in {png!r}: run again to resume") from None
+        if job.scribbles is not None and str(e).startswith("scribbles"):  # name the file the user gave
+            raise type(e)(f"scribble file {os.path.abspath(job.scribbles)!r}: {e}") from None
         raise
     seconds = time.perf_counter() - t0
     used = _report_settings(job, result, settings, classes)
