@@ -151,7 +151,7 @@ def _(j):
 @case("image-is-directory")
 def _(j):
     (j.d / "adir.png").mkdir()
-    return j.argv(image=j.d / "adir.png"), 2, ["--headless"]  # a folder of images is a batch
+    return j.argv(image=j.d / "adir.png"), 2, ["folder"]  # a folder of images is a batch
 
 
 @case("image-empty-file")
