@@ -154,11 +154,27 @@ def score(pred, truth, n_classes: int) -> float:
     return float(np.mean(recalls)) if recalls else float("nan")
 
 
-def choose_weight(scores: dict, default: float, tolerance: float = TOLERANCE) -> float:
-    """The weight with the best score; among near-ties (within ``tolerance``) the one nearest ``default``."""
+def choose_weight(scores: dict, default: float, tolerance: float = TOLERANCE, per_stroke: dict | None = None,
+                  z: float = 2.0) -> float:
+    """The weight with the best score, if it beats ``default`` by more than chance.
+
+    Among near-ties (within ``tolerance``) the weight nearest ``default`` wins. With ``per_stroke``
+    (weight -> accuracy of each held-out stroke), a weight other than the default must also beat
+    the default's score by ``z`` standard errors of the per-stroke differences: with few strokes
+    (a small image, a handful of pixels scribbled) the default stays.
+    """
     valid = {w: s for w, s in scores.items() if np.isfinite(s)}
     if not valid:
         return default
+    if per_stroke is not None and default in valid and len(valid) > 1:
+        base = per_stroke[default]
+        keep = {default: valid[default]}
+        for w, s in valid.items():
+            d = per_stroke[w] - base
+            se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else np.inf
+            if s - valid[default] > max(tolerance, z * se):
+                keep[w] = s
+        valid = keep
     best = max(valid.values())
     near = [w for w, s in valid.items() if s >= best - tolerance]
     return min(near, key=lambda w: (abs(w - default), w))

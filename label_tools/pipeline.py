@@ -602,12 +602,16 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
         return {}
     sid = np.concatenate(sid)
     truth = strokes.cls[sid - 1]
-    scores = {w: holdout.score(np.concatenate(preds[w]), truth, n_classes) for w in weights}
-    w = holdout.choose_weight(scores, DEFAULT_CRF_WEIGHT if settings.crf_weight is None else settings.crf_weight)
-    pred = np.concatenate(preds[w])
+    preds = {w: np.concatenate(v) for w, v in preds.items()}
+    scores = {w: holdout.score(preds[w], truth, n_classes) for w in weights}
     n = len(strokes)
-    hits = np.bincount(sid - 1, weights=(pred == truth), minlength=n)
     seen = np.bincount(sid - 1, minlength=n)
+    per_stroke = {w: (np.bincount(sid - 1, weights=(p == truth), minlength=n) / np.maximum(seen, 1))[seen > 0]
+                  for w, p in preds.items()}
+    w = holdout.choose_weight(scores, DEFAULT_CRF_WEIGHT if settings.crf_weight is None else settings.crf_weight,
+                              per_stroke=per_stroke)
+    pred = preds[w]
+    hits = np.bincount(sid - 1, weights=(pred == truth), minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
         strokes.agreement = np.where(seen > 0, hits / np.maximum(seen, 1), np.nan).astype(np.float32)
     votes = np.zeros((n, n_classes), np.int64)

@@ -63,3 +63,11 @@ def test_segment_applies_chosen_weight_and_fixed_weight_is_kept():
     assert "crf_weight" not in fixed.chosen and list(fixed.chosen["holdout"]["scores"]) == ["0.3"]
     off = segment(img, scr, n_classes=3, settings=Settings(sigmas=(1, 2, 4), holdout=False))
     assert set(off.chosen) == {"structure_scale"}
+
+
+def test_choose_weight_keeps_default_unless_clearly_better_per_stroke():
+    default = np.array([0.9, 0.8, 1.0, 0.7])
+    noisy = np.array([1.0, 0.6, 1.0, 0.9])  # better on average, but not beyond chance
+    clear = default + 0.1
+    assert holdout.choose_weight({0.6: 0.85, 0.0: 0.875}, 0.6, per_stroke={0.6: default, 0.0: noisy}) == 0.6
+    assert holdout.choose_weight({0.6: 0.85, 0.0: 0.95}, 0.6, per_stroke={0.6: default, 0.0: clear}) == 0.0
