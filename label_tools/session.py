@@ -243,7 +243,7 @@ def load(outdir: str, stem: str, shape, n_classes):
                 state = json.load(f)
             _check_state(state)
         except (OSError, ValueError, TypeError) as e:
-            raise DamagedAutosave(f"autosave position file {js!r} is damaged ({e})", [js]) from None
+            raise DamagedAutosave(f"autosave position file {js!r} is damaged ({e})", [png, js]) from None
     return scr, state
 
 
