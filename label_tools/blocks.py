@@ -17,8 +17,8 @@ forest adds its votes in a fixed order, so the labels are **identical**, pixel f
 in-process run, whichever worker computes a window, in whatever order, however often (a task lost with
 its worker is simply run again). Nothing random is involved after fitting.
 
-What travels: the classifier and the grid probabilities (a few MB) to the workers, a file path and a
-window per task, and each window's labels (zlib-compressed uint8) back to the client, which assembles
+What travels: the classifier inside the grid task, the grid result (probabilities, a few MB) from
+worker to worker as the windows' one dependency, a file path and a few windows per task, and each window's labels (zlib-compressed uint8) back to the client, which assembles
 them and writes the outputs (the single writer).
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ import math
 import os
 import threading
 import time
+import uuid
 import zlib
 from dataclasses import dataclass
 
@@ -132,12 +133,12 @@ def grid_task(spec: SourceSpec, classifier, n_classes: int, settings):
 
     src = open_source(spec)
     r = predict(src, classifier, n_classes=n_classes, settings=settings, upsample=False)
-    r.classifier = None
+    r.classifier = None  # the client has it
     return r
 
 
-def windows_task(spec: SourceSpec, probs, windows):
-    """Labels of some full-resolution windows (run on a worker).
+def windows_task(spec: SourceSpec, grid, windows):
+    """Labels of some full-resolution windows (run on a worker), from the grid stage's result ``grid``.
 
     Returns
     -------
@@ -147,7 +148,8 @@ def windows_task(spec: SourceSpec, probs, windows):
     from .pipeline import upsample_window
 
     src = open_source(spec)
-    return [(w, zlib.compress(np.ascontiguousarray(upsample_window(src, probs, w)).tobytes(), 1)) for w in windows]
+    return [(w, zlib.compress(np.ascontiguousarray(upsample_window(src, grid.probs, w)).tobytes(), 1))
+            for w in windows]
 
 
 def predict_on_cluster(client, model, src, *, settings=None, progress=None):
@@ -172,19 +174,24 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None):
     from .cluster import as_completed
 
     model.check_source(src)
-    if hasattr(model, "apply_stretch"):
-        model.apply_stretch(src)  # as Model.predict does; the workers get the result through the spec
+    fitted_here = model._cache is not None  # as Model.predict: a new image is scaled as the training image
+    model._cache = None  # (the workers get the scaling through the spec)
+    if not fitted_here and hasattr(model, "apply_stretch"):
+        model.apply_stretch(src)
     settings = settings if settings is not None else model.effective_settings()
     spec = SourceSpec.of(src)
     t0 = time.perf_counter()
-    [clf] = client.scatter([model.classifier], broadcast=True, hash=False)
-    r = client.submit(grid_task, spec, clf, model.n_classes, settings, pure=False).result()
+    run_id = uuid.uuid4().hex[:8]
+    # the classifier travels inside the grid task and the grid result is a task result the windows depend
+    # on: if a worker dies holding it, Dask recomputes it (data scattered from here could not be)
+    grid = client.submit(grid_task, spec, model.classifier, model.n_classes, settings, key=f"label_grid-{run_id}")
+    groups = task_groups(src.shape)
+    futures = [client.submit(windows_task, spec, grid, g, key=f"label_windows-{run_id}-{i}")
+               for i, g in enumerate(groups)]
+    r = grid.result()
     r.classifier = model.classifier
     r.timings["grid"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    [probs] = client.scatter([r.probs], broadcast=True, hash=False)
-    groups = task_groups(src.shape)
-    futures = [client.submit(windows_task, spec, probs, g, pure=False) for g in groups]
     labels = np.empty(src.shape, np.uint8)
     total, done = sum(len(g) for g in groups), 0
     for fut in as_completed(futures):
@@ -196,4 +203,7 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None):
             progress("windows", done, total)
     r.labels = labels
     r.timings["upsample"] = time.perf_counter() - t0
+    if fitted_here and model.counts is not None:
+        r.samples = model.counts
+    r.chosen = dict(getattr(model, "chosen", {}))
     return r

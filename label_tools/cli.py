@@ -94,6 +94,16 @@ def _nonneg_int(text):
     return v
 
 
+def _workers(text):
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes >= 1, got {text!r}")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="label-image", description=(
         "Turn sparse scribbles on an image into a dense per-pixel label image: a random forest on "
@@ -145,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         "annotator window toolkit (default: OpenCV, or matplotlib where OpenCV has no windows, as with "
         "opencv-python-headless)"))
     p.add_argument("--show", action="store_true", help="open the overlay figure when done")
+    p.add_argument("--scheduler", metavar="ADDRESS", help=(
+        "with --model and --headless: run on the Dask cluster whose scheduler is at ADDRESS (e.g. "
+        "tcp://10.0.0.5:8786); inputs, model and -o DIR must be on a filesystem the workers see. The cluster "
+        "is left running"))
+    p.add_argument("--workers", type=_workers, default=None, metavar="N", help=(
+        "with --model and --headless: start a local Dask cluster of N worker processes for this run"))
     p.add_argument("-v", "--verbose", action="count", default=0, help="more messages on stderr")
     p.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     p.add_argument("--version", action="version", version=f"label_tools {__version__}")
@@ -234,6 +250,13 @@ def _check_options(args):
         raise OptionError("--save-model needs a single image with scribbles (a batch only applies the model)")
     if args.model is not None and args.sigmas is not None:
         raise OptionError("--sigmas is fixed by the model in --model; leave it out")
+    cluster = "--scheduler" if args.scheduler is not None else "--workers" if args.workers is not None else None
+    if args.scheduler is not None and args.workers is not None:
+        raise OptionError("--scheduler and --workers exclude each other: --scheduler uses a running cluster, "
+                          "--workers starts one")
+    if cluster and (args.model is None or not args.headless or args.scribbles is not None):
+        raise OptionError(f"{cluster} runs saved models on a cluster: it needs --model FILE and --headless "
+                          "(and no --scribbles)")
     return several
 
 
@@ -265,6 +288,10 @@ def _job(args, image, outdir, **kw):
 
 def run(args) -> int:
     several = _check_options(args)
+    if args.scheduler is not None:  # a wrong address fails now, not after the model is read
+        from .cluster import check_reachable
+
+        check_reachable(args.scheduler)
     _prefetch_imports()
     from .files import check_writable_dir
 
@@ -330,6 +357,8 @@ def _run_headless(args, several: bool) -> int:
     for d in sorted({j.outdir for j in jobs}):
         check_writable_dir(d)
         os.makedirs(d, exist_ok=True)
+    if args.scheduler is not None or args.workers is not None:
+        return _run_cluster(args, jobs, several, t0)
     if not several:  # one image: a bad input is exit 2, as a plain run
         from .job import run_job
 
@@ -342,6 +371,21 @@ def _run_headless(args, several: bool) -> int:
     outcomes = run_batch(jobs, on_outcome=_report_outcome)
     line = summary(outcomes, time.perf_counter() - t0)
     failed = any(o.status == "failed" for o in outcomes)
+    (log.warning if failed else log.info)("%s", line)
+    return 1 if failed else 0
+
+
+def _run_cluster(args, jobs, several: bool, t0: float) -> int:
+    """The batch on a Dask cluster: one task per image (window tasks for a large raster)."""
+    from .cluster import connect, run_jobs
+    from .job import summary
+
+    with connect(scheduler=args.scheduler, workers=args.workers) as client:
+        outcomes = run_jobs(jobs, client, on_outcome=_report_outcome, quiet=args.quiet)
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed and not several:
+        raise _error_of(failed[0])
+    line = summary(outcomes, time.perf_counter() - t0)
     (log.warning if failed else log.info)("%s", line)
     return 1 if failed else 0
 

@@ -29,9 +29,33 @@ from .errors import OptionError
 log = logging.getLogger("label_tools")
 
 #: Seconds to wait for a scheduler before giving up with a one-line error.
-CONNECT_TIMEOUT = float(os.environ.get("LABEL_TOOLS_CONNECT_TIMEOUT", "5"))
+CONNECT_TIMEOUT = float(os.environ.get("LABEL_TOOLS_CONNECT_TIMEOUT", "3"))
 
 _PATH_FIELDS = ("image", "outdir", "model", "scribbles", "labels", "colors", "save_model")
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT):
+    """Raise OptionError unless something listens at the scheduler ``address`` (a TCP connect, no Dask import).
+
+    Catches a wrong host or port in well under a second, before any model or image is read; the Dask
+    handshake itself is checked by :func:`connect`. Addresses of other protocols (``ucx://``, ``inproc://``)
+    are left to :func:`connect`.
+    """
+    proto, _, rest = address.rpartition("://")
+    if proto not in ("", "tcp", "tls"):
+        return
+    host, _, port = rest.rpartition(":")
+    if not host:
+        host, port = rest, "8786"
+    host = host.strip("[]")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except ValueError:
+        raise OptionError(f"--scheduler: expected an address such as tcp://10.0.0.5:8786, got {address!r}") from None
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise OptionError(f"--scheduler: no Dask scheduler reachable at {address!r} ({why}); start one with "
+                          "`dask scheduler` or check the address") from None
 
 
 def _dask():
@@ -58,13 +82,11 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
     for name in ("distributed", "tornado", "bokeh"):
         logging.getLogger(name).setLevel(logging.ERROR)
     if scheduler is not None:
+        _identify(scheduler)
         try:
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as e:
-            why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise OptionError(f"--scheduler: no Dask scheduler reachable at {scheduler!r} within "
-                              f"{CONNECT_TIMEOUT:g} s ({why[:160]}); start one with `dask scheduler` "
-                              "or check the address") from None
+        except Exception as e:
+            raise _unreachable(scheduler, e) from None
         try:
             yield client
         finally:
@@ -85,6 +107,34 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
             client.close()
     finally:
         cluster.close()
+
+
+def _unreachable(address, e):
+    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, MemoryError):  # a length read from a reply in another protocol
+        why = "the server there does not speak Dask's protocol"
+    return OptionError(f"--scheduler: no Dask scheduler answers at {address!r} within {CONNECT_TIMEOUT:g} s "
+                       f"({why[:160]}); start one with `dask scheduler` or check the address")
+
+
+def _identify(address: str):
+    """Ask the server at ``address`` who it is (one short connection); OptionError unless a Dask scheduler."""
+    import asyncio
+
+    from distributed.core import rpc
+
+    async def ask():
+        async with rpc(address, timeout=CONNECT_TIMEOUT) as r:
+            return await asyncio.wait_for(r.identity(), CONNECT_TIMEOUT)
+
+    try:
+        info = asyncio.run(ask())
+    except Exception as e:  # refused, timed out, or not speaking Dask's protocol
+        raise _unreachable(address, e) from None
+    if not isinstance(info, dict) or info.get("type") != "Scheduler":
+        kind = info.get("type") if isinstance(info, dict) else type(info).__name__
+        raise OptionError(f"--scheduler: {address!r} is a Dask {kind}, not a scheduler; give the scheduler's "
+                          "address (the one `dask worker` connects to)")
 
 
 def dashboard_link(client) -> str | None:
@@ -204,11 +254,10 @@ def run_jobs(jobs, client, *, on_outcome=None, quiet: bool = False) -> list:
                 on_outcome(o)
             bar.update(1)
 
-    with logging_redirect_tqdm(loggers=[log]):
+    with logging_redirect_tqdm(loggers=[logging.root]):
         futures = {}
         for i in small:
-            stem = os.path.splitext(os.path.basename(jobs[i].image))[0]
-            futures[client.submit(image_task, jobs[i], key=f"label-{stem}-{run_id}-{i}", pure=False)] = i
+            futures[client.submit(image_task, jobs[i], key=f"label_image-{run_id}-{i}", pure=False)] = i
         errors: queue.Queue = queue.Queue()
         thread = None
         if large:
@@ -236,7 +285,7 @@ def _run_large(client, jobs, indices, finish, errors, quiet):
     from tqdm import tqdm
 
     from .blocks import predict_on_cluster
-    from .job import run_job
+    from .job import FAILED, Outcome, run_job
 
     try:
         for i in indices:
@@ -252,7 +301,13 @@ def _run_large(client, jobs, indices, finish, errors, quiet):
                 return predict_on_cluster(client, model, src, settings=settings, progress=progress)
 
             t0 = time.perf_counter()
-            o = run_job(jobs[i], predict=predict)
+            try:
+                o = run_job(jobs[i], predict=predict)
+            except (KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as e:  # a window lost for good (KilledWorker) fails this image only
+                o = Outcome(jobs[i].image, FAILED, message=f"{type(e).__name__}: {e}".splitlines()[0],
+                            error=type(e).__name__)
             bar.close()
             log.debug("%s: grid stage and %s on the cluster in %.1f s", os.path.basename(jobs[i].image),
                       "windows", time.perf_counter() - t0)

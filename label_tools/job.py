@@ -215,7 +215,7 @@ def _all_exist(job: Job):
     return paths
 
 
-def run_job(job: Job, *, progress=None, model=None) -> Outcome:
+def run_job(job: Job, *, progress=None, model=None, predict=None) -> Outcome:
     """Label one image and write its outputs (all or none).
 
     Parameters
@@ -224,6 +224,9 @@ def run_job(job: Job, *, progress=None, model=None) -> Outcome:
     progress : callable(stage, done, total), optional
     model : label_tools.model.Model, optional
         Already loaded ``job.model`` (else it is loaded, once per process).
+    predict : callable(model, src, *, settings, progress) -> pipeline.Result, optional
+        Replaces ``model.predict`` (e.g. :func:`label_tools.blocks.predict_on_cluster`: same result,
+        computed by a cluster's workers).
 
     Returns
     -------
@@ -238,13 +241,13 @@ def run_job(job: Job, *, progress=None, model=None) -> Outcome:
             if existing is not None:
                 return Outcome(job.image, SKIPPED, existing, time.perf_counter() - t0,
                                message="outputs exist (pass --overwrite to replace them)")
-        outputs, timings = _run(job, progress=progress, model=model)
+        outputs, timings = _run(job, progress=progress, model=model, predict=predict)
     except LabelToolsError as e:
         return Outcome(job.image, FAILED, {}, time.perf_counter() - t0, message=str(e), error=type(e).__name__)
     return Outcome(job.image, DONE, outputs, time.perf_counter() - t0, timings=timings)
 
 
-def _run(job: Job, *, progress, model):
+def _run(job: Job, *, progress, model, predict=None):
     from .classes import load_classes
     from .files import check_not_existing, check_writable_dir, output_set
     from .io import open_image, stem
@@ -308,7 +311,10 @@ def _run(job: Job, *, progress, model):
         else:  # apply: no training at all
             fitted, fit_timings = model, {}
         settings = _model_settings(fitted, job.overrides) if model is not None else fitted.effective_settings()
-        result = fitted.predict(src, progress=progress, settings=settings if model is not None else None)
+        if predict is not None:
+            result = predict(fitted, src, settings=settings if model is not None else None, progress=progress)
+        else:
+            result = fitted.predict(src, progress=progress, settings=settings if model is not None else None)
         result.timings = {**fit_timings, **result.timings}
     except LabelToolsError as e:
         if job.scribbles is None and job.annotate is not None:  # drawn in the annotator: say where the work is

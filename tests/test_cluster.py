@@ -17,6 +17,7 @@ pytest.importorskip("distributed")
 
 @pytest.fixture
 def cluster(tmp_path):
+    """A fresh scheduler and two workers (for a test that kills one)."""
     c = daskcluster.start(str(tmp_path / "dask-logs"), n_workers=2)
     try:
         yield c
@@ -24,7 +25,17 @@ def cluster(tmp_path):
         daskcluster.stop(c)
 
 
-def tiled_geotiff(path, rows=1300, cols=1100):
+@pytest.fixture(scope="module")
+def shared_cluster(tmp_path_factory):
+    """A scheduler and two workers shared by the tests that leave them alive."""
+    c = daskcluster.start(str(tmp_path_factory.mktemp("dask-logs")), n_workers=2)
+    try:
+        yield c
+    finally:
+        daskcluster.stop(c)
+
+
+def tiled_geotiff(path, rows=1100, cols=1040):
     """A georeferenced, tiled (256-px blocks), deflated GeoTIFF mirror-tiled from a real Landsat scene (no-data kept)."""
     with rasterio.open(shared("geotiff_rasterio", "images", "RGB.byte.tif")) as s:
         a = s.read()
@@ -49,7 +60,7 @@ def brightness_scribbles(src):
     return synthetic_scribbles(mask, fraction=0.01)
 
 
-def test_window_tasks_equal_in_process(cluster, tmp_path, monkeypatch):
+def test_window_tasks_equal_in_process(shared_cluster, tmp_path, monkeypatch):
     """A raster cut into window tasks on the workers gives the in-process result bit for bit."""
     from distributed import Client
 
@@ -67,14 +78,174 @@ def test_window_tasks_equal_in_process(cluster, tmp_path, monkeypatch):
     groups = blocks.task_groups(src.shape, task_pixels=blocks.TASK_PIXELS)
     assert len(groups) == 4 and all(len(g) == 1 for g in groups)
     seen = []
-    with Client(cluster.address, timeout=10, set_as_default=False) as client:
+    with Client(shared_cluster.address, timeout=10, set_as_default=False) as client:
         r = blocks.predict_on_cluster(client, model, open_image(path),
                                       progress=lambda stage, done, total: seen.append((stage, done, total)))
-        ran_on = client.run(lambda dask_worker: [str(k) for k in dask_worker.data] + list(
-            {str(ts.key) for ts in dask_worker.state.tasks.values()}))
     assert seen[-1] == ("windows", 4, 4)
     assert np.array_equal(r.labels, ref.labels)
     assert np.array_equal(r.probs, ref.probs) and np.array_equal(r.crf_probs, ref.crf_probs)
     assert np.array_equal(r.display, ref.display)
     assert (r.labels[~src.read_valid()] == 255).all() and len(np.unique(r.labels)) == 4
-    assert len(ran_on) == 2
+
+
+# ------------------------------------------------------------------------------------- the command line
+PHOTOS = 3
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """A model saved from a real coastal photo's scribbles; a folder of real photos and a tiled GeoTIFF,
+    labelled once in-process (the reference every cluster run must equal)."""
+    import cv2
+
+    from label_tools.cli import main
+    from label_tools.synthetic import synthetic_scribbles
+
+    d = tmp_path_factory.mktemp("batch")
+    names = sorted(os.listdir(shared("obx_coastal_aerial", "images")))[:PHOTOS]
+    mask = cv2.imread(shared("obx_coastal_aerial", "masks", names[0][:-4] + ".png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(d / "scribbles.png"), synthetic_scribbles(np.where(mask == 255, -1, mask).astype(int),
+                                                              fraction=0.01))
+    model = d / "coast.skops"
+    first = shared("obx_coastal_aerial", "images", names[0])
+    assert main([first, "--scribbles", str(d / "scribbles.png"), "-o", str(d / "train"), "--save-model", str(model),
+                 "-q"]) == 0
+    folder = d / "frames"
+    folder.mkdir()
+    for n in names:
+        os.symlink(shared("obx_coastal_aerial", "images", n), folder / n)
+    tiled_geotiff(folder / "scene.tif")
+    ref = d / "ref"
+    assert main(["--model", str(model), "--headless", str(folder), "-o", str(ref), "-q"]) == 0
+    assert len(os.listdir(ref)) == 4 * PHOTOS + 5 + 1  # 4 files per photo; 5 + the .aux.xml for the GeoTIFF
+    return model, folder, ref
+
+
+def read(path, mode="r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
+def cluster_run(model, folder, out, *extra, env=None):
+    """label-image on the cluster in a child process (the client), with small window tasks."""
+    import subprocess
+    import sys
+
+    env = dict(os.environ, LABEL_TOOLS_WINDOWED_MP="1", LABEL_TOOLS_TASK_MP="1", **(env or {}))
+    exe = os.path.join(os.path.dirname(sys.executable), "label-image")
+    log = open(str(out) + ".log", "w+")
+    p = subprocess.Popen([exe, "--model", str(model), "--headless", str(folder), "-o", str(out), "-v", "-v",
+                          *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
+    return p, log
+
+
+def assert_same_outputs(ref, out):
+    """Every file of the in-process run, equal: images byte for byte, the MAT file's bytes after its
+    timestamped header, the GeoTIFF's pixels and georeferencing, the report apart from its timings."""
+    from scipy.io import loadmat
+
+    names = sorted(os.listdir(ref))
+    assert sorted(n for n in os.listdir(out) if not n.startswith(".")) == names
+    for n in names:
+        a, b = (read(os.path.join(d, n), "rb") for d in (ref, out))
+        if n.endswith(".mat"):
+            assert a[128:] == b[128:], n  # the 116-byte text header holds the creation time
+            ma, mb = loadmat(os.path.join(ref, n)), loadmat(os.path.join(out, n))
+            assert all(np.array_equal(ma[k], mb[k]) for k in ("class", "preds", "sparse", "colors")), n
+        elif n.endswith("_report.txt"):
+            keep = [lambda t: [ln for ln in t.decode().splitlines() if "time" not in ln and "timings" not in ln]]
+            assert keep[0](a) == keep[0](b), n
+        elif n.endswith(".tif"):
+            with rasterio.open(os.path.join(ref, n)) as x, rasterio.open(os.path.join(out, n)) as y:
+                assert np.array_equal(x.read(), y.read()) and x.profile == y.profile, n
+        else:
+            assert a == b, n
+
+
+def test_worker_killed_midway_run_finishes_identical(cluster, batch, tmp_path):
+    """SIGKILL one of two workers once the first image has landed: Dask runs its tasks again on the
+    other, the run ends with exit 0 and every output equals the in-process run's."""
+    import re
+    import time
+
+    model, folder, ref = batch
+    out = tmp_path / "out"
+    p, log = cluster_run(model, folder, out, "--scheduler", cluster.address)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(n.endswith("_mres_label.png") for n in os.listdir(out))):
+            assert p.poll() is None and time.monotonic() < deadline, read(log.name)
+            time.sleep(0.05)
+        landed = sum(n.endswith("_report.txt") for n in os.listdir(out))
+        assert p.poll() is None and landed < PHOTOS + 1  # really midway
+        cluster.kill_worker(0)
+        assert p.wait(timeout=180) == 0, read(log.name)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        log.close()
+    text = read(log.name)
+    # an image whose worker died after its outputs landed is found complete when run again: skipped
+    done = re.search(r"(\d+) images: (\d+) done, (\d+) skipped, 0 failed", text)
+    assert done and int(done[1]) == PHOTOS + 1 and int(done[2]) + int(done[3]) == PHOTOS + 1, text[-2000:]
+    assert cluster.n_workers() == 1
+    assert_same_outputs(ref, out)
+
+
+def test_tasks_run_on_the_workers(shared_cluster, batch, tmp_path):
+    """Every image task ran in a worker process (its pid), never in the client; the scheduler counted them."""
+    import re
+
+    from distributed import Client
+
+    model, folder, ref = batch
+    out = tmp_path / "out"
+    p, log = cluster_run(model, folder, out, "--scheduler", shared_cluster.address)
+    assert p.wait(timeout=180) == 0, read(log.name)
+    log.close()
+    text = read(log.name)
+    ran = dict(re.findall(r"label-image: (\S+) ran on worker tcp://127\.0\.0\.1:\d+ \(host \S+, pid (\d+)\)", text))
+    assert sorted(ran) == sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))
+    pids = {int(v) for v in ran.values()}
+    assert pids <= shared_cluster.worker_pids and p.pid not in pids
+    with Client(shared_cluster.address, timeout=10, set_as_default=False) as c:
+        counts = c.run_on_scheduler(lambda dask_scheduler: {
+            k: tp.state_counts["forgotten"] for k, tp in dask_scheduler.task_prefixes.items()})
+        assert len(c.scheduler_info()["workers"]) == 2  # the client only disconnected: the cluster runs on
+    assert counts["label_image"] == PHOTOS and counts["label_grid"] == 1 and counts["label_windows"] == 4
+    assert_same_outputs(ref, out)
+
+
+# ------------------------------------------------------------------------------------- bad input
+def test_bad_cluster_options_one_line_exit_2(tmp_path, capsys):
+    """Unreachable scheduler (fast), --workers 0, --scheduler without --model/--headless, both options."""
+    import time
+
+    from label_tools.cli import main
+
+    img = tmp_path / "a.png"
+    img.write_bytes(b"")  # never read: every check below comes first
+    port = daskcluster.free_port()  # nothing listens there
+    cases = [
+        (["--model", "m.skops", "--headless", str(img), "--scheduler", f"tcp://127.0.0.1:{port}"],
+         f"--scheduler: no Dask scheduler reachable at 'tcp://127.0.0.1:{port}' (Connection refused)"),
+        (["--model", "m.skops", "--headless", str(img), "--workers", "0"],
+         "argument --workers: expected a number of worker processes >= 1, got '0'"),
+        ([str(img), "--scheduler", "tcp://127.0.0.1:8786"], "--scheduler runs saved models on a cluster: it needs "
+         "--model FILE and --headless"),
+        (["--model", "m.skops", str(img), "--workers", "2"], "--workers runs saved models on a cluster"),
+        (["--model", "m.skops", "--headless", str(img), "--workers", "2", "--scheduler", "tcp://127.0.0.1:8786"],
+         "--scheduler and --workers exclude each other"),
+    ]
+    for argv, message in cases:
+        t0 = time.monotonic()
+        try:
+            rc = main(argv)
+        except SystemExit as e:  # argparse's own errors
+            rc = e.code
+        assert rc == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert time.monotonic() - t0 < 5
+    assert sorted(os.listdir(tmp_path)) == ["a.png"]
+
