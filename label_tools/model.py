@@ -167,8 +167,8 @@ class Model:
         known = {k: v for k, v in self.chosen.items() if k in pipeline.Settings.__dataclass_fields__}
         return replace(self.settings, **known) if known else self.settings
 
-    def predict(self, image, *, progress=None, on_probs=None,
-                settings: pipeline.Settings | None = None) -> pipeline.Result:
+    def predict(self, image, *, progress=None, on_probs=None, settings: pipeline.Settings | None = None,
+                upsample: bool = True) -> pipeline.Result:
         """Dense labels for ``image``.
 
         Parameters
@@ -179,6 +179,8 @@ class Model:
             Full-resolution probabilities tile by tile (:func:`label_tools.pipeline.upsample_labels`).
         settings : pipeline.Settings, optional
             Replaces :meth:`effective_settings` for this prediction (its sigmas must be the model's).
+        upsample : bool
+            False: stop at the grid probabilities (``labels`` None), see :func:`label_tools.pipeline.predict`.
 
         Returns
         -------
@@ -191,7 +193,7 @@ class Model:
         cache, self._cache = self._cache, None  # features cached from fitting serve one prediction only
         settings = self.effective_settings() if settings is None else settings
         r = pipeline.predict(src, self.classifier, n_classes=self.n_classes, settings=settings,
-                             progress=progress, cache=cache, on_probs=on_probs)
+                             progress=progress, cache=cache, on_probs=on_probs, upsample=upsample)
         if self.counts is not None and cache is not None:
             r.samples = self.counts
         r.chosen = dict(self.chosen)

@@ -139,6 +139,9 @@ class Result:
     chosen : dict
         Settings chosen for this image from its scribbles (e.g. ``{"structure_scale": 0.5,
         "crf_weight": 0.3}``), with the held-out evidence under ``"holdout"``.
+    forest_probs : ndarray of float32, shape (K, h, w), or None
+        The forest's probabilities on the model grid before the CRF blend (``probs`` itself when
+        the CRF is off); used to calibrate the blend (:mod:`label_tools.uncertainty`).
     """
 
     labels: np.ndarray
@@ -151,6 +154,7 @@ class Result:
     display: np.ndarray | None = None
     crf_scale: float | None = None
     chosen: dict = field(default_factory=dict)
+    forest_probs: np.ndarray | None = None
 
 
 def _tile_side(n_feat, margin, mb):
@@ -678,8 +682,10 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     t0 = time.perf_counter()
     params = settings.crf.scaled(min(grid.rc))
     crf_probs, crf_grid_scale = None, None
+    forest_probs = probs
     if settings.crf_weight > 0 and params.n_iter > 0:
         factor = crf_factor(shape, scale, crf_scale=settings.crf_scale, crf_pixels=settings.crf_pixels)
+        forest_probs = probs
         probs, crf_probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress, factor=factor)
         crf_grid_scale = scale * crf_probs.shape[1] / shape[0]
     timings["crf"] = time.perf_counter() - t0
@@ -691,7 +697,7 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
         labels = upsample_labels(src, probs, progress=progress, on_tile=on_probs)
         timings["upsample"] = time.perf_counter() - t0
     return Result(labels, probs, crf_probs, scale, np.zeros(n_classes, np.int64), classifier, timings,
-                  grid.cached_display, crf_scale=crf_grid_scale)
+                  grid.cached_display, crf_scale=crf_grid_scale, forest_probs=forest_probs)
 
 
 def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None,

@@ -1,0 +1,619 @@
+"""Where the model is unsure: held-out stroke predictions, calibration, uncertainty maps and their scores.
+
+A forest fitted on a stroke always agrees with it, and the CRF blend makes the final probabilities
+sharper still, so neither says how often the model is right. Here every stroke (a connected piece
+of one class's scribbles on the model grid) is predicted by forests fitted *without* it (strokes
+split into folds, per class, so every class keeps strokes to learn from). Those held-out
+predictions serve twice:
+
+* calibration (:func:`fit_calibration`): a temperature ``T`` and a floor ``a`` (mixture with the
+  uniform distribution), ``p' = (1 - a) softmax(log p / T) + a / K``, chosen per image by the
+  negative log-likelihood of the held-out stroke pixels plus the cross-entropy against the
+  forest's own (pre-CRF) probabilities over the whole image. Both keep each pixel's argmax, so
+  the label image is unchanged;
+* inspection (:mod:`label_tools.inspect`): a stroke that the held-out forests mostly put in another
+  class was likely drawn with the wrong class.
+
+The uncertainty of a pixel is ``(1 - max_k p'_k) * K / (K - 1)``: 0 when one class has all the
+probability, 1 when all classes are equally likely.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+NODATA = 255
+UNCERTAIN_LEVEL = 0.5  # the report's "uncertain pixel": uncertainty above this (top probability below ~(1 + 1/K)/2)
+
+
+# ----------------------------------------------------------------------------- held-out strokes
+@dataclass
+class Strokes:
+    """Scribbled pixels grouped by stroke, with their features on the model grid.
+
+    Attributes
+    ----------
+    X : ndarray of float32, shape (N, F)
+    y : ndarray of int64, shape (N,)
+        0-based class of each sample.
+    stroke : ndarray of int64, shape (N,)
+        Index into ``classes``/``bboxes``/``sizes`` of each sample's stroke.
+    piece : ndarray of int64, shape (N,)
+        Held-out unit of each sample: its stroke cut by a 4 x 4 grid of blocks over the image, so a
+        class drawn as one long stroke still has parts to hold out.
+    rows, cols : ndarray of int64, shape (N,)
+        Model-grid position of each sample.
+    classes : ndarray of int64, shape (S,)
+        0-based class of each stroke.
+    bboxes : list of tuple (x0, y0, x1, y1)
+        Each stroke's bounding box in full-resolution pixels (columns, rows; inclusive).
+    sizes : ndarray of int64, shape (S,)
+        Full-resolution pixels of each stroke (within its bounding box).
+    grid_shape : tuple (h, w)
+    heldout : ndarray of float32, shape (N, K), or None
+        Forest probabilities of each sample from forests fitted without its stroke (rows of
+        samples never held out are NaN).
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    stroke: np.ndarray
+    piece: np.ndarray
+    rows: np.ndarray
+    cols: np.ndarray
+    classes: np.ndarray
+    bboxes: list
+    sizes: np.ndarray
+    grid_shape: tuple
+    heldout: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+
+def find_strokes(src, scribbles, *, n_classes: int, settings, max_per_stroke: int = 400,
+                 max_per_class: int = 6000, seed: int = 0, min_pixels: int = 4, cache=None) -> Strokes:
+    """Sample the scribbled pixels stroke by stroke and compute their features.
+
+    Parameters
+    ----------
+    src : label_tools.io.ImageSource
+    scribbles : ndarray of uint8, shape (H, W)
+        0 = unlabelled, k = class k-1.
+    n_classes : int
+    settings : label_tools.pipeline.Settings
+        The settings the model was fitted with (same grid and features).
+    max_per_stroke, max_per_class : int
+        Bounds on the samples drawn.
+    min_pixels : int
+        Strokes with fewer grid pixels are ignored.
+    cache : dict, optional
+        ``Trained.cache`` of :func:`label_tools.pipeline.train` on this image (features reused, not consumed).
+
+    Returns
+    -------
+    Strokes
+    """
+    from scipy import ndimage as ndi
+
+    from . import pipeline
+    from .scribbles import downscale
+
+    scale, shape, grid, side, grid_tiles = pipeline._layout(src, settings)
+    feats = {}
+    if cache is not None and cache.get("key") == (id(src), shape, side):
+        feats, grid = cache["tiles"], cache["grid"]
+    small = downscale(scribbles, shape, n_classes)
+    H, W = scribbles.shape
+    sr, sc = H / shape[0], W / shape[1]
+    rng = np.random.default_rng(seed)
+    picks, classes, bboxes, sizes = [], [], [], []
+    eight = np.ones((3, 3), bool)
+    for k in range(n_classes):
+        m = small == k + 1
+        if not m.any():
+            continue
+        lab, n = ndi.label(m, structure=eight)
+        objs = ndi.find_objects(lab)
+        budget = max(min(max_per_stroke, max_per_class // max(n, 1)), 20)
+        for i, sl in enumerate(objs):
+            rr, cc = np.nonzero(lab[sl] == i + 1)
+            if len(rr) < min_pixels:
+                continue
+            rr, cc = rr + sl[0].start, cc + sl[1].start
+            if len(rr) > budget:
+                keep = rng.choice(len(rr), budget, replace=False)
+                rr, cc = rr[keep], cc[keep]
+            # the stroke's box in full-resolution pixels: this class's scribbles inside the grid box
+            R0, R1 = int(sl[0].start * sr), min(int(math.ceil(sl[0].stop * sr)), H)
+            C0, C1 = int(sl[1].start * sc), min(int(math.ceil(sl[1].stop * sc)), W)
+            fr, fc = np.nonzero(scribbles[R0:R1, C0:C1] == k + 1)
+            if len(fr) == 0:
+                continue
+            bboxes.append((C0 + int(fc.min()), R0 + int(fr.min()), C0 + int(fc.max()), R0 + int(fr.max())))
+            sizes.append(len(fr))
+            classes.append(k)
+            picks.append((rr, cc, len(classes) - 1))
+    if not picks:
+        z = np.zeros(0, np.int64)
+        return Strokes(np.zeros((0, 0), np.float32), z, z, z, z, z, z, [], z, shape)
+    rows = np.concatenate([p[0] for p in picks]).astype(np.int64)
+    cols = np.concatenate([p[1] for p in picks]).astype(np.int64)
+    stroke = np.concatenate([np.full(len(p[0]), p[2], np.int64) for p in picks])
+    X = None
+    for i, t in enumerate(grid_tiles):
+        r0, r1, c0, c1 = t.inner
+        inside = (rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)
+        if not inside.any():
+            continue
+        f = feats[i] if i in feats else grid.features(t.inner)
+        if X is None:
+            X = np.empty((len(rows), f.shape[-1]), np.float32)
+        X[inside] = f[rows[inside] - r0, cols[inside] - c0]
+    classes = np.asarray(classes, np.int64)
+    block = (rows * 4 // shape[0]) * 4 + cols * 4 // shape[1]
+    _, piece = np.unique(stroke * 16 + block, return_inverse=True)
+    return Strokes(X, classes[stroke], stroke, piece.astype(np.int64).ravel(), rows, cols, classes, bboxes,
+                   np.asarray(sizes, np.int64), shape)
+
+
+def _folds(strokes: Strokes, n_folds: int, seed: int):
+    """Fold of each piece: per class, pieces dealt round-robin in random order; -1 = never held out.
+
+    A class with a single piece keeps it in training (held out, the class would vanish).
+    """
+    rng = np.random.default_rng(seed)
+    n_pieces = int(strokes.piece.max()) + 1 if len(strokes.piece) else 0
+    piece_class = np.zeros(n_pieces, np.int64)
+    piece_class[strokes.piece] = strokes.y
+    fold = np.full(n_pieces, -1, np.int64)
+    for k in np.unique(piece_class):
+        idx = np.nonzero(piece_class == k)[0]
+        if len(idx) < 2:
+            continue
+        idx = idx[rng.permutation(len(idx))]
+        fold[idx] = np.arange(len(idx)) % min(n_folds, len(idx))
+    return fold
+
+
+def heldout_predictions(strokes: Strokes, n_classes: int, *, n_folds: int = 4, classifier_factory=None,
+                        seed: int = 0) -> Strokes:
+    """Fill ``strokes.heldout``: each sample predicted by a forest fitted without its stroke.
+
+    Parameters
+    ----------
+    strokes : Strokes
+    n_classes : int
+    n_folds : int
+    classifier_factory : callable(y) -> unfitted estimator, optional
+        Default: the project's forest (:func:`label_tools.unary.default_classifier`) with 24 trees
+        and the same class weights.
+
+    Returns
+    -------
+    Strokes, the same object.
+    """
+    from . import unary
+
+    factory = classifier_factory or (lambda y: unary.default_classifier(n_estimators=24,
+                                                                        class_weight=unary.class_weights(y)))
+    P = np.full((len(strokes.y), n_classes), np.nan, np.float32)
+    fold = _folds(strokes, n_folds, seed)
+    sample_fold = fold[strokes.piece] if len(strokes.piece) else np.zeros(0, np.int64)
+    for f in range(int(fold.max()) + 1 if len(fold) else 0):
+        test = sample_fold == f
+        train = ~test
+        if not test.any() or len(np.unique(strokes.y[train])) < 2:
+            continue
+        clf = factory(strokes.y[train])
+        clf.fit(strokes.X[train], strokes.y[train])
+        p = clf.predict_proba(strokes.X[test])
+        out = np.zeros((int(test.sum()), n_classes), np.float32)
+        out[:, np.asarray(clf.classes_, int)] = p
+        P[test] = out
+    strokes.heldout = P
+    strokes.info["folds"] = int(fold.max()) + 1 if len(fold) else 0
+    return strokes
+
+
+def blend_with_crf(p, strokes: Strokes, crf_probs, weight: float):
+    """Held-out forest probabilities blended with the CRF's marginals as the pipeline blends them.
+
+    Parameters
+    ----------
+    p : ndarray of float32, shape (N, K)
+    crf_probs : ndarray of float32, shape (K, hc, wc), or None
+    weight : float
+
+    Returns
+    -------
+    ndarray of float32, shape (N, K)
+    """
+    if crf_probs is None or weight <= 0:
+        return p
+    k, hc, wc = crf_probs.shape
+    h, w = strokes.grid_shape
+    r = np.clip(((strokes.rows + 0.5) * hc / h).astype(np.int64), 0, hc - 1)
+    c = np.clip(((strokes.cols + 0.5) * wc / w).astype(np.int64), 0, wc - 1)
+    q = crf_probs[:, r, c].T
+    logp = (1 - weight) * np.log(np.maximum(p, 1e-6)) + weight * np.log(np.maximum(q, 1e-6))
+    logp -= logp.max(axis=1, keepdims=True)
+    out = np.exp(logp)
+    return (out / out.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- calibration
+@dataclass(frozen=True)
+class Calibration:
+    """``p' = (1 - floor) * softmax(log p / temperature) + floor / K`` (keeps each pixel's argmax).
+
+    Attributes
+    ----------
+    temperature : float
+        > 1 softens over-confident probabilities.
+    floor : float
+        In [0, 1): share of the uniform distribution mixed in (bounds the confidence at 1 - floor (K-1)/K).
+    n_samples : int
+        Held-out pixels it was fitted on (0 = identity).
+    """
+
+    temperature: float = 1.0
+    floor: float = 0.0
+    n_samples: int = 0
+
+    def apply(self, probs, *, axis: int = 0) -> np.ndarray:
+        """Calibrated probabilities.
+
+        Parameters
+        ----------
+        probs : ndarray of float32, shape (K, ...) (``axis`` = the class axis)
+
+        Returns
+        -------
+        ndarray of float32, same shape.
+        """
+        probs = np.asarray(probs, np.float32)
+        k = probs.shape[axis]
+        if self.temperature == 1.0 and self.floor == 0.0:
+            return probs
+        with np.errstate(divide="ignore"):
+            logp = np.log(probs) / np.float32(self.temperature)
+        logp -= logp.max(axis=axis, keepdims=True)
+        out = np.exp(logp)
+        out /= out.sum(axis=axis, keepdims=True)
+        if self.floor:
+            out *= np.float32(1 - self.floor)
+            out += np.float32(self.floor / k)
+        return out
+
+    def __str__(self):
+        return f"temperature {self.temperature:.3g}, floor {self.floor:.3g}"
+
+
+TEMPERATURES = np.geomspace(0.5, 20.0, 37)
+FLOORS = np.concatenate([[0.0], np.geomspace(0.005, 0.4, 16)])
+
+
+def _tempered(logp, t):
+    z = logp / t
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_calibration(p, y, *, weights=None, grid_probs=None, grid_target=None, max_pixels: int = 40000,
+                    seed: int = 0) -> Calibration:
+    """Temperature and floor for the final probabilities, chosen per image.
+
+    The loss is the sum of two mean cross-entropies, each over the same (temperature, floor) grid:
+
+    * held-out strokes: ``-log p'(y)`` of each held-out stroke pixel (what the model gets right on
+      regions it did not learn from; blind to errors away from the strokes, e.g. at region edges);
+    * the whole image: the forest's own probabilities (before the CRF sharpens them) as a soft
+      target for the calibrated final probabilities, ``-sum_k p_forest,k log p'_k`` (sees every
+      pixel's doubt, but the forest itself tends to be under-confident).
+
+    Parameters
+    ----------
+    p : ndarray of float32, shape (N, K)
+        Held-out final-style probabilities of stroke pixels (rows with NaN are ignored).
+    y : ndarray of int, shape (N,)
+        True class of each row.
+    weights : ndarray of float, shape (N,), optional
+        Per-row weights (default: each class weighs the same in total).
+    grid_probs : ndarray of float32, shape (K, h, w), optional
+        The final (blended) probabilities on the model grid.
+    grid_target : ndarray of float32, shape (K, h, w), optional
+        The forest's probabilities on the same grid.
+    max_pixels : int
+        Grid pixels sampled for the second term.
+
+    Returns
+    -------
+    Calibration (the identity when there is nothing to fit on)
+    """
+    p = np.asarray(p, np.float64)
+    y = np.asarray(y, np.int64)
+    ok = ~np.isnan(p).any(axis=1) if len(p) else np.zeros(0, bool)
+    p, y = p[ok], y[ok]
+    use_strokes = len(y) >= 20 and len(np.unique(y)) >= 2
+    use_grid = grid_probs is not None and grid_target is not None and grid_probs is not grid_target
+    if not use_strokes and not use_grid:
+        return Calibration()
+    k = p.shape[1] if use_strokes else grid_probs.shape[0]
+    if use_strokes:
+        if weights is None:
+            ks, n = np.unique(y, return_counts=True)
+            wk = np.zeros(k)
+            wk[ks] = 1.0 / n
+            weights = wk[y]
+        else:
+            weights = np.asarray(weights, np.float64)[ok]
+        weights = weights / weights.sum()
+        logp = np.log(np.maximum(p, 1e-12))
+    if use_grid:
+        f = grid_probs.reshape(k, -1).T
+        t = grid_target.reshape(k, -1).T
+        if len(f) > max_pixels:
+            idx = np.random.default_rng(seed).choice(len(f), max_pixels, replace=False)
+            f, t = f[idx], t[idx]
+        logf = np.log(np.maximum(f.astype(np.float64), 1e-12))
+        t = t.astype(np.float64)
+    best = (np.inf, 1.0, 0.0)
+    for temp in TEMPERATURES:
+        qs = _tempered(logp, temp)[np.arange(len(y)), y] if use_strokes else None
+        qg = _tempered(logf, temp) if use_grid else None
+        for a in FLOORS:
+            loss = 0.0
+            if use_strokes:
+                loss -= (weights * np.log((1 - a) * qs + a / k + 1e-12)).sum()
+            if use_grid:
+                loss -= (t * np.log((1 - a) * qg + a / k + 1e-12)).sum(axis=1).mean()
+            if loss < best[0]:
+                best = (loss, float(temp), float(a))
+    return Calibration(best[1], best[2], int(len(y)) + (len(f) if use_grid else 0))
+
+
+# ----------------------------------------------------------------------------- maps
+def uncertainty(probs) -> np.ndarray:
+    """Uncertainty of each pixel: ``(1 - max_k p_k) * K / (K - 1)`` in [0, 1].
+
+    Parameters
+    ----------
+    probs : ndarray of float32, shape (K, h, w)
+
+    Returns
+    -------
+    ndarray of float32, shape (h, w)
+    """
+    k = probs.shape[0]
+    return np.clip((1.0 - probs.max(axis=0)) * (k / max(k - 1, 1)), 0.0, 1.0).astype(np.float32)
+
+
+def probs_to_uint8(probs, labels) -> np.ndarray:
+    """Probabilities as bytes (``round(p * 255)``) whose argmax is exactly ``labels``.
+
+    Rounding can make two classes' bytes equal; wherever the labelled class's byte does not
+    exceed every other class's, it is set one above the largest other byte, so the argmax is
+    unique and is the label whatever the reader's tie rule. No-data pixels (label 255) are all 0.
+
+    Parameters
+    ----------
+    probs : ndarray of float32, shape (K, h, w)
+    labels : ndarray of uint8, shape (h, w)
+        ``probs.argmax(axis=0)`` where there is data, 255 elsewhere.
+
+    Returns
+    -------
+    ndarray of uint8, shape (K, h, w)
+    """
+    k = probs.shape[0]
+    u = np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
+    valid = labels != NODATA
+    lab = np.where(valid, labels, 0).astype(np.intp)
+    own = np.take_along_axis(u, lab[None], axis=0)[0]
+    others = u.copy()
+    np.put_along_axis(others, lab[None], 0, axis=0)
+    top_other = others.max(axis=0)
+    fix = valid & (own <= top_other)
+    if fix.any():
+        rr, cc = np.nonzero(fix)
+        u[lab[rr, cc], rr, cc] = np.minimum(top_other[rr, cc].astype(np.int32) + 1, 255).astype(np.uint8)
+    if (~valid).any():
+        u[:, ~valid] = 0
+    return u
+
+
+def uncertainty_to_uint8(u, labels) -> np.ndarray:
+    """uint8 uncertainty (0 = certain, 255 = most uncertain); no-data pixels 255.
+
+    Parameters
+    ----------
+    u : ndarray of float32, shape (h, w), in [0, 1]
+    labels : ndarray of uint8, shape (h, w)
+    """
+    out = np.rint(np.clip(u, 0, 1) * 255).astype(np.uint8)
+    out[labels == NODATA] = 255
+    return out
+
+
+# ----------------------------------------------------------------------------- scores
+def auroc(score, positive) -> float:
+    """Area under the ROC curve of ``score`` ranking ``positive`` above the rest (ties count half).
+
+    Parameters
+    ----------
+    score : ndarray of float, shape (N,)
+    positive : ndarray of bool, shape (N,)
+
+    Returns
+    -------
+    float in [0, 1]; NaN when one side is empty.
+    """
+    score = np.asarray(score, np.float64).ravel()
+    positive = np.asarray(positive, bool).ravel()
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    r = rankdata(score)  # average ranks: ties count half
+    return float((r[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def ece(confidence, correct, *, n_bins: int = 15) -> float:
+    """Expected calibration error: sum over equal-width confidence bins of |accuracy - confidence| x share.
+
+    Parameters
+    ----------
+    confidence : ndarray of float, shape (N,)
+        Top-class probability of each pixel, in [0, 1].
+    correct : ndarray of bool, shape (N,)
+        Whether the top class is right.
+    n_bins : int
+
+    Returns
+    -------
+    float
+    """
+    confidence = np.asarray(confidence, np.float64).ravel()
+    correct = np.asarray(correct, np.float64).ravel()
+    if len(confidence) == 0:
+        return float("nan")
+    b = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
+    n = np.bincount(b, minlength=n_bins)
+    acc = np.bincount(b, weights=correct, minlength=n_bins)
+    conf = np.bincount(b, weights=confidence, minlength=n_bins)
+    return float(np.abs(acc - conf).sum() / len(confidence))
+
+
+def calibrate_result(strokes: Strokes, result, *, n_classes: int, crf_weight: float, seed: int = 0) -> Calibration:
+    """Calibration of a prediction (fills ``strokes.heldout`` if needed), see :func:`fit_calibration`.
+
+    Parameters
+    ----------
+    strokes : Strokes
+        From :func:`find_strokes` on the image and scribbles the model was fitted on.
+    result : label_tools.pipeline.Result or None
+        ``crf_probs`` serves the blend of the held-out forests with the CRF as predicted;
+        ``probs`` and ``forest_probs`` the whole-image term.
+    n_classes : int
+    crf_weight : float
+        The CRF weight the prediction used.
+
+    Returns
+    -------
+    Calibration
+    """
+    p = np.zeros((0, n_classes), np.float32)
+    if len(strokes.y):
+        if strokes.heldout is None:
+            heldout_predictions(strokes, n_classes, seed=seed)
+        crf = None if result is None else result.crf_probs
+        p = blend_with_crf(strokes.heldout, strokes, crf, crf_weight if crf is not None else 0.0)
+    grid = target = None
+    if result is not None:
+        grid, target = result.probs, getattr(result, "forest_probs", None)
+    return fit_calibration(p, strokes.y, grid_probs=grid, grid_target=target, seed=seed)
+
+
+# ----------------------------------------------------------------------------- a calibrated prediction
+class UncertainCounts:
+    """Pixels per class, and those with uncertainty above ``level``, gathered tile by tile.
+
+    Attributes
+    ----------
+    level : float
+    total : ndarray of int64, shape (K,)
+        Pixels labelled with each class.
+    uncertain : ndarray of int64, shape (K,)
+        Of those, pixels whose uncertainty exceeds ``level``.
+    full_resolution : bool
+        Counted on the full-resolution labels (else on the model grid).
+    """
+
+    def __init__(self, n_classes: int, level: float = UNCERTAIN_LEVEL):
+        self.level = level
+        self.total = np.zeros(n_classes, np.int64)
+        self.uncertain = np.zeros(n_classes, np.int64)
+        self.full_resolution = True
+
+    def add(self, probs, labels):
+        """Count one tile: ``probs`` float32 (K, h, w) calibrated, ``labels`` uint8 (h, w) (255 skipped)."""
+        k = len(self.total)
+        u = uncertainty(probs) > self.level
+        lab = labels.ravel()
+        ok = lab < k
+        self.total += np.bincount(lab[ok], minlength=k)[:k]
+        self.uncertain += np.bincount(lab[ok & u.ravel()], minlength=k)[:k]
+
+    @property
+    def fraction(self) -> float:
+        """Share of labelled pixels above the level."""
+        return float(self.uncertain.sum() / max(self.total.sum(), 1))
+
+
+@dataclass
+class Calibrated:
+    """What :func:`predict_calibrated` returns.
+
+    Attributes
+    ----------
+    result : label_tools.pipeline.Result
+        As :meth:`label_tools.model.Model.predict` gives it (``probs`` on the model grid uncalibrated).
+    calibration : Calibration
+    strokes : Strokes
+        The scribbles' strokes with their held-out predictions (for :mod:`label_tools.inspect`).
+    counts : UncertainCounts
+    """
+
+    result: object
+    calibration: Calibration
+    strokes: Strokes
+    counts: UncertainCounts
+
+
+def predict_calibrated(model, src, scribbles, *, on_probs=None, progress=None, seed: int = 0) -> Calibrated:
+    """Predict with ``model``, calibrate on held-out strokes, stream calibrated probabilities.
+
+    Parameters
+    ----------
+    model : label_tools.model.Model
+        Fitted on ``src`` and ``scribbles`` (its cached features are reused).
+    src : label_tools.io.ImageSource
+    scribbles : ndarray of uint8, shape (H, W)
+    on_probs : callable(window, probs, labels), optional
+        Receives the *calibrated* full-resolution probabilities tile by tile (float32 (K, h, w);
+        ``labels`` = their argmax, 255 = no-data); the uncertainty counts are then full-resolution,
+        else they are made on the model grid.
+    progress : callable(stage, done, total), optional
+
+    Returns
+    -------
+    Calibrated
+    """
+    from . import pipeline
+
+    settings = model.effective_settings()
+    k = model.n_classes
+    strokes = find_strokes(src, scribbles, n_classes=k, settings=settings, cache=model._cache, seed=seed)
+    r = model.predict(src, progress=progress, upsample=False)
+    weight = r.chosen.get("crf_weight", settings.crf_weight) if isinstance(r.chosen, dict) else settings.crf_weight
+    cal = calibrate_result(strokes, r, n_classes=k, crf_weight=weight, seed=seed)
+    counts = UncertainCounts(k)
+
+    def tile(window, probs, labels):
+        pc = cal.apply(probs)
+        counts.add(pc, labels)
+        on_probs(window, pc, labels)
+
+    t0 = time.perf_counter()
+    r.labels = pipeline.upsample_labels(src, r.probs, progress=progress, on_tile=tile if on_probs else None)
+    r.timings["upsample"] = time.perf_counter() - t0
+    if on_probs is None:
+        counts.full_resolution = False
+        grid = cal.apply(r.probs)
+        counts.add(grid, grid.argmax(axis=0).astype(np.uint8))
+    return Calibrated(r, cal, strokes, counts)
