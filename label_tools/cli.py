@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("opencv", "matplotlib"), default=None, help=(
         "annotator window toolkit (default: OpenCV, or matplotlib where OpenCV has no windows, as with "
         "opencv-python-headless)"))
+    p.add_argument("--save-probs", action="store_true", help=(
+        "also write <stem>_probs.tif (calibrated class probabilities x 255, one band per class, argmax = the "
+        "labels) and <stem>_uncertainty.png (0 = certain, 255 = most uncertain; also .tif for georeferenced input)"))
     p.add_argument("--show", action="store_true", help="open the overlay figure when done")
     p.add_argument("--scheduler", metavar="ADDRESS", help=(
         "with --model and --headless: run on the Dask cluster whose scheduler is at ADDRESS (e.g. "
@@ -283,7 +286,7 @@ def _job(args, image, outdir, **kw):
                colors=args.colors, settings=_settings(args), overrides=_overrides(args),
                bands=tuple(args.bands) if args.bands else None,
                feature_bands=tuple(args.feature_bands) if args.feature_bands else None,
-               overwrite=args.overwrite, save_model=args.save_model, **kw)
+               overwrite=args.overwrite, save_model=args.save_model, save_probs=args.save_probs, **kw)
 
 
 def run(args) -> int:
@@ -323,6 +326,7 @@ def run(args) -> int:
     outcome = run_job(job, progress=Progress(enabled=not args.quiet))
     if outcome.status != "done":
         raise _error_of(outcome)
+    _report_warnings(outcome)
     log.info("wrote %s", ", ".join(os.path.basename(p) for p in outcome.outputs.values()))
     if args.save_model:
         log.info("model saved to %s", args.save_model)
@@ -390,9 +394,16 @@ def _run_cluster(args, jobs, several: bool, t0: float) -> int:
     return 1 if failed else 0
 
 
+def _report_warnings(o):
+    """The inspection's ``warning:`` lines on stderr (silenced by -q; they are in the report too)."""
+    for w in o.warnings:
+        log.info("%s", w)
+
+
 def _report_outcome(o):
     name = os.path.basename(o.image)
     if o.status == "done":
+        _report_warnings(o)
         log.info("done %s (%.2f s)", name, o.seconds)
     elif o.status == "skipped":
         log.info("skipped %s: %s", name, o.message)

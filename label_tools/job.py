@@ -59,6 +59,10 @@ class Job:
         Annotator options (``window``, ``resume``, ``backend``) when the scribbles are drawn.
     report : dict
         Extra lines for the report's settings section (e.g. the annotator window).
+    save_probs : bool
+        Also write the calibrated probabilities (``<stem>_probs.tif``) and the uncertainty map
+        (``<stem>_uncertainty.png``, and ``.tif`` for georeferenced input); the .mat gains
+        ``probs`` and ``uncertainty``.
     """
 
     image: str
@@ -76,6 +80,7 @@ class Job:
     save_model: str | None = None
     annotate: dict | None = None
     report: dict = field(default_factory=dict)
+    save_probs: bool = False
 
 
 @dataclass
@@ -96,6 +101,8 @@ class Outcome:
         Seconds per step.
     error : str
         Exception class name when failed (``InputError``, ``OutputError``, ...).
+    warnings : list of str
+        ``warning:`` lines of the inspection (:mod:`label_tools.inspect`), also in the report.
     """
 
     image: str
@@ -105,6 +112,7 @@ class Outcome:
     message: str = ""
     timings: dict = field(default_factory=dict)
     error: str = ""
+    warnings: list = field(default_factory=list)
 
 
 # -------------------------------------------------------------------------------------------- inputs
@@ -191,7 +199,7 @@ def expected_outputs(job: Job, georef: bool) -> dict:
     from .io import stem
     from .writers import output_paths
 
-    return output_paths(job.outdir, stem(job.image), geotiff=georef)
+    return output_paths(job.outdir, stem(job.image), geotiff=georef, probs=job.save_probs)
 
 
 def _all_exist(job: Job):
@@ -241,10 +249,10 @@ def run_job(job: Job, *, progress=None, model=None, predict=None) -> Outcome:
             if existing is not None:
                 return Outcome(job.image, SKIPPED, existing, time.perf_counter() - t0,
                                message="outputs exist (pass --overwrite to replace them)")
-        outputs, timings = _run(job, progress=progress, model=model, predict=predict)
+        outputs, timings, warnings = _run(job, progress=progress, model=model, predict=predict)
     except LabelToolsError as e:
         return Outcome(job.image, FAILED, {}, time.perf_counter() - t0, message=str(e), error=type(e).__name__)
-    return Outcome(job.image, DONE, outputs, time.perf_counter() - t0, timings=timings)
+    return Outcome(job.image, DONE, outputs, time.perf_counter() - t0, timings=timings, warnings=warnings)
 
 
 def _run(job: Job, *, progress, model, predict=None):
@@ -253,8 +261,10 @@ def _run(job: Job, *, progress, model, predict=None):
     from .io import open_image, stem
     from .model import Model
     from .pipeline import Settings
-    from .scribbles import read_scribbles
-    from .writers import write_outputs
+    from .inspect import inspect_run
+    from .scribbles import read_scribbles, value_counts
+    from .uncertainty import predict_calibrated
+    from .writers import uncertainty_notes, write_outputs
 
     check_writable_dir(job.outdir)
     if job.model is not None and model is None:
@@ -311,10 +321,21 @@ def _run(job: Job, *, progress, model, predict=None):
         else:  # apply: no training at all
             fitted, fit_timings = model, {}
         settings = _model_settings(fitted, job.overrides) if model is not None else fitted.effective_settings()
-        if predict is not None:
+        sink, calibrated = None, None
+        if predict is not None:  # elsewhere (a cluster): labels only
+            if job.save_probs:
+                raise OptionError("--save-probs: not available with --scheduler/--workers yet; run without them")
             result = predict(fitted, src, settings=settings if model is not None else None, progress=progress)
         else:
-            result = fitted.predict(src, progress=progress, settings=settings if model is not None else None)
+            sink = _probability_writer(job, src, classes) if job.save_probs else None
+            try:
+                calibrated = predict_calibrated(fitted, src, scr, settings=settings if model is not None else None,
+                                                on_probs=sink, progress=progress)
+            except BaseException:
+                if sink is not None:
+                    sink.discard()
+                raise
+            result = calibrated.result
         result.timings = {**fit_timings, **result.timings}
     except LabelToolsError as e:
         if job.scribbles is None and job.annotate is not None:  # drawn in the annotator: say where the work is
@@ -327,16 +348,39 @@ def _run(job: Job, *, progress, model, predict=None):
         raise
     seconds = time.perf_counter() - t0
     used = _report_settings(job, result, settings, classes)
+    warnings = inspect_run(result.labels, classes, scribbled=None if scr is None else value_counts(scr)[1:len(classes) + 1],
+                           strokes=getattr(fitted, "strokes", None) if scr is not None else None,
+                           uncertain=calibrated.counts if calibrated is not None else None)
+    notes = (uncertainty_notes(calibrated.counts, classes, calibrated.calibration) if calibrated is not None
+             else []) + warnings
     os.makedirs(job.outdir, exist_ok=True)
-    with output_set(paths, overwrite=job.overwrite, stem=stem(job.image)) as oset:  # all files or none
-        write_outputs(oset.staged, src, scr, result, classes, report_settings=used,
-                      annotation_seconds=annotation_seconds, processing_seconds=seconds)
+    try:
+        with output_set(paths, overwrite=job.overwrite, stem=stem(job.image)) as oset:  # all files or none
+            write_outputs(oset.staged, src, scr, result, classes, report_settings=used,
+                          annotation_seconds=annotation_seconds, processing_seconds=seconds, notes=notes,
+                          probs_writer=sink)
+    finally:
+        if sink is not None:
+            sink.discard()  # its file was moved into the output set, unless writing failed
     if job.save_model is not None:
         fitted.save(job.save_model)
     close = getattr(src, "close", None)
     if close:
         close()
-    return paths, result.timings
+    return paths, result.timings, warnings
+
+
+def _probability_writer(job, src, classes):
+    """A ProbabilityWriter on a hidden temporary file in the output folder (moved into the output set)."""
+    import tempfile
+
+    from .io import stem
+    from .writers import ProbabilityWriter
+
+    os.makedirs(job.outdir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem(job.image)}_probs.", suffix=".part.tif", dir=job.outdir)
+    os.close(fd)
+    return ProbabilityWriter(tmp, src.shape, classes, georef=src.georef)
 
 
 def _report_settings(job, result, settings, classes) -> dict:

@@ -60,6 +60,7 @@ class Model:
     band_names: tuple = ()
     _cache: dict | None = field(default=None, repr=False, compare=False)
     counts: np.ndarray | None = field(default=None, repr=False, compare=False)
+    strokes: object = field(default=None, repr=False, compare=False)  # holdout.Strokes of the last fit (not saved)
 
     def save(self, path: str):
         """Write the model to ``path`` (a skops archive that loads without running code)."""
@@ -125,7 +126,8 @@ class Model:
         band_names = base.band_names if base is not None else tuple(getattr(src, "band_names", ()) or ())
         return cls(tr.classifier, classes, settings, n_bands, tr.X, tr.y,
                    chosen=dict(tr.chosen or (base.chosen if base is not None else {})), info=info, _cache=tr.cache,
-                   counts=tr.counts, stretch=stretch, band_names=band_names)
+                   counts=tr.counts, stretch=stretch, band_names=band_names,
+                   strokes=getattr(tr, "strokes", None))
 
     def check_classes(self, classes: Classes):
         """Raise InputError unless ``classes`` has the model's class names, in its order."""

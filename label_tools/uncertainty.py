@@ -338,7 +338,7 @@ def fit_calibration(p, y, *, weights=None, grid_probs=None, grid_target=None, ma
     ok = ~np.isnan(p).any(axis=1) if len(p) else np.zeros(0, bool)
     p, y = p[ok], y[ok]
     use_strokes = len(y) >= 20 and len(np.unique(y)) >= 2
-    use_grid = grid_probs is not None and grid_target is not None and grid_probs is not grid_target
+    use_grid = grid_probs is not None and grid_target is not None
     if not use_strokes and not use_grid:
         return Calibration()
     k = p.shape[1] if use_strokes else grid_probs.shape[0]
@@ -505,8 +505,12 @@ def calibrate_result(strokes: Strokes, result, *, n_classes: int, crf_weight: fl
 
     Returns
     -------
-    Calibration
+    Calibration (the identity when the CRF had no part in the prediction)
     """
+    if crf_weight <= 0 or result is None or result.crf_probs is None:
+        # no CRF in the blend: the probabilities are the forest's own, whose averaged votes are
+        # not over-confident; held-out strokes (region interiors) alone would sharpen them
+        return Calibration()
     p = np.zeros((0, n_classes), np.float32)
     if len(strokes.y):
         if strokes.heldout is None:
@@ -575,15 +579,20 @@ class Calibrated:
     counts: UncertainCounts
 
 
-def predict_calibrated(model, src, scribbles, *, on_probs=None, progress=None, seed: int = 0) -> Calibrated:
-    """Predict with ``model``, calibrate on held-out strokes, stream calibrated probabilities.
+def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=None, progress=None,
+                       seed: int = 0) -> Calibrated:
+    """Predict with ``model``, calibrate, stream calibrated full-resolution probabilities.
 
     Parameters
     ----------
     model : label_tools.model.Model
-        Fitted on ``src`` and ``scribbles`` (its cached features are reused).
+        Fitted on ``src`` and ``scribbles`` (its cached features are reused), or applied as it is.
     src : label_tools.io.ImageSource
-    scribbles : ndarray of uint8, shape (H, W)
+    scribbles : ndarray of uint8, shape (H, W), optional
+        The scribbles ``model`` was just fitted on; None (a model applied to a new image): the
+        calibration then has only the whole-image term.
+    settings : label_tools.pipeline.Settings, optional
+        Passed to :meth:`label_tools.model.Model.predict`.
     on_probs : callable(window, probs, labels), optional
         Receives the *calibrated* full-resolution probabilities tile by tile (float32 (K, h, w);
         ``labels`` = their argmax, 255 = no-data); the uncertainty counts are then full-resolution,
@@ -596,12 +605,20 @@ def predict_calibrated(model, src, scribbles, *, on_probs=None, progress=None, s
     """
     from . import pipeline
 
-    settings = model.effective_settings()
     k = model.n_classes
-    strokes = find_strokes(src, scribbles, n_classes=k, settings=settings, cache=model._cache, seed=seed)
-    r = model.predict(src, progress=progress, upsample=False)
-    weight = r.chosen.get("crf_weight", settings.crf_weight) if isinstance(r.chosen, dict) else settings.crf_weight
+    used = model.effective_settings() if settings is None else settings
+    if scribbles is not None:
+        strokes = find_strokes(src, scribbles, n_classes=k, settings=used, cache=model._cache, seed=seed)
+    else:
+        z = np.zeros(0, np.int64)
+        strokes = Strokes(np.zeros((0, 0), np.float32), z, z, z, z, z, z, [], z, (0, 0))
+    r = model.predict(src, progress=progress, settings=settings, upsample=False)
+    t0 = time.perf_counter()
+    weight = r.chosen.get("crf_weight", used.crf_weight) if isinstance(r.chosen, dict) else used.crf_weight
+    if weight is None:
+        weight = pipeline.DEFAULT_CRF_WEIGHT
     cal = calibrate_result(strokes, r, n_classes=k, crf_weight=weight, seed=seed)
+    r.timings["calibrate"] = time.perf_counter() - t0
     counts = UncertainCounts(k)
 
     def tile(window, probs, labels):

@@ -336,7 +336,7 @@ def _write_figure(path, src, scribbles, labels, classes, grid_display=None):
 
 
 def write_outputs(paths: dict, src, scribbles, result, classes, *, report_settings: dict, annotation_seconds: float,
-                  processing_seconds: float):
+                  processing_seconds: float, notes: list | None = None, probs_writer=None):
     """Write every output of one image to ``paths`` (the staging paths of a ``files.output_set``).
 
     Parameters
@@ -350,16 +350,29 @@ def write_outputs(paths: dict, src, scribbles, result, classes, *, report_settin
     classes : Classes
     report_settings : dict
         The ``settings`` section of the report.
+    notes : list of str, optional
+        Report lines before the settings (uncertainty summary, ``warning:`` lines).
+    probs_writer : ProbabilityWriter, optional
+        With ``--save-probs``: its GeoTIFF is moved to ``paths["probs"]``, the uncertainty map
+        written to ``paths["uncertainty"]`` (and ``paths["uncertainty_tif"]``), and the .mat gains
+        ``probs`` and ``uncertainty``.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     if scribbles is None:
         scribbles = np.zeros(src.shape, np.uint8)
+    notes = list(notes or [])
+    mat_extra = None
+    if probs_writer is not None:
+        probs_writer.finish(paths["probs"], paths["uncertainty"], paths.get("uncertainty_tif"))
+        mat_extra = probs_writer.mat_arrays()
+        notes.insert(1, mat_grid_note(mat_extra["uncertainty"].shape, src.shape))
     # the encoders (PNG, zlib, GDAL) release the GIL: write the files side by side
     preds = result.crf_probs if result.crf_probs is not None else result.probs
     jobs = [
         (write_label_png, (paths["label"], result.labels), {}),
-        (write_mat, (paths["mat"],), dict(scribbles=scribbles, labels=result.labels, classes=classes, probs=preds)),
+        (write_mat, (paths["mat"],), dict(scribbles=scribbles, labels=result.labels, classes=classes, probs=preds,
+                                          extra=mat_extra)),
         (_write_figure, (paths["overlay"], src, scribbles, result.labels, classes, result.display), {}),
     ]
     if "geotiff" in paths:
@@ -369,7 +382,7 @@ def write_outputs(paths: dict, src, scribbles, result, classes, *, report_settin
             fut.result()
     write_report(paths["report"], image_path=src.path, shape=src.shape, classes=classes, labels=result.labels,
                  annotation_seconds=annotation_seconds, processing_seconds=processing_seconds,
-                 settings=report_settings, georef=src.georef, n_bands=src.count)
+                 settings=report_settings, georef=src.georef, n_bands=src.count, notes=notes)
 
 # ----------------------------------------------------------------------------- probabilities and uncertainty
 MAT_PROBS_MAX_PIXELS = 4e6  # the .mat's probs/uncertainty are full resolution up to this, else shrunk to it
@@ -458,8 +471,12 @@ class ProbabilityWriter:
 
         H, W = self.shape
         shape = (H, W) if H * W <= max_pixels else scaled_shape((H, W), float(np.sqrt(max_pixels / (H * W))))
-        with rasterio_module().open(self.path) as ds:
-            p = ds.read(out_shape=(ds.count,) + shape, resampling=Resampling.average)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NotGeoreferencedWarning for photos
+            with rasterio_module().open(self.path) as ds:
+                p = ds.read(out_shape=(ds.count,) + shape, resampling=Resampling.average)
         u = self.uncertainty if shape == (H, W) else cv2.resize(self.uncertainty, (shape[1], shape[0]),
                                                                   interpolation=cv2.INTER_AREA)
         return {"probs": p.astype(np.float32) / 255, "uncertainty": u.astype(np.float32) / 255}
@@ -501,22 +518,23 @@ def write_uncertainty_geotiff(path: str, uncertainty, georef, *, block: int = 51
             dst.update_tags(SOFTWARE="label_tools")
 
 
-def uncertainty_notes(counts, classes, calibration, *, mat_shape=None, full_shape=None) -> list:
-    """Report lines: the calibration, the .mat grid, and per class the share of uncertain pixels.
+def mat_grid_note(mat_shape, full_shape) -> str:
+    """Report line stating the grid of the .mat's ``probs``/``uncertainty``."""
+    full = tuple(mat_shape) == tuple(full_shape)
+    return (f".mat probs/uncertainty grid: {mat_shape[1]} x {mat_shape[0]} px (width x height)"
+            + (" = full resolution" if full else f", the image averaged down from {full_shape[1]} x {full_shape[0]}"))
+
+
+def uncertainty_notes(counts, classes, calibration) -> list:
+    """Report lines: the calibration and per class the share of uncertain pixels.
 
     Parameters
     ----------
     counts : label_tools.uncertainty.UncertainCounts
     classes : label_tools.classes.Classes
     calibration : label_tools.uncertainty.Calibration
-    mat_shape, full_shape : tuple (h, w), optional
-        Grid of the .mat's ``probs``/``uncertainty`` and the image size (with --save-probs).
     """
-    lines = [f"calibration (held-out strokes): {calibration}"]
-    if mat_shape is not None:
-        full = tuple(mat_shape) == tuple(full_shape)
-        lines.append(f".mat probs/uncertainty grid: {mat_shape[1]} x {mat_shape[0]} px (width x height)"
-                     + (" = full resolution" if full else f", the image averaged down from {full_shape[1]} x {full_shape[0]}"))
+    lines = [f"probability calibration (held-out strokes and the forest's own probabilities): {calibration}"]
     where = "full-resolution pixels" if counts.full_resolution else "model-grid pixels"
     lines.append(f"uncertain pixels (uncertainty > {counts.level:g}, i.e. top probability below "
                  f"{1 - counts.level * (len(classes) - 1) / len(classes):.3f}), share of each class's {where}:")

@@ -1,0 +1,117 @@
+"""Inspection after a run: ``warning:`` lines about labels that look wrong, each saying what to do.
+
+Checks (thresholds are shares of the image or of a class, so they hold at any image size):
+
+* a class of the labels file never scribbled;
+* a class scribbled but almost absent from the result (fewer labelled pixels than
+  ``ABSENT_SHARE`` of the image and than its own scribbled pixels);
+* a stroke that a prediction made *without* it mostly contradicts (held-out agreement below
+  ``CONTRADICTED``; :mod:`label_tools.holdout`): likely drawn with the wrong class;
+* many tiny fragments of a class (speckle: more than ``FRAGMENTS`` pieces smaller than
+  ``FRAGMENT_SHARE`` of the image, making most of the class's pieces);
+* a large share of uncertain pixels (above ``UNCERTAIN_SHARE``; :mod:`label_tools.uncertainty`).
+
+Compute only: returns the lines; the caller writes them to the report and stderr.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+NODATA = 255
+ABSENT_SHARE = 0.001
+CONTRADICTED = 0.3  # held-out agreement below this: the stroke is mostly contradicted
+MIN_STROKE_PIXELS = 12  # model-grid pixels; smaller strokes are too small to judge
+MAX_STROKE_WARNINGS = 5
+FRAGMENTS = 150
+FRAGMENT_SHARE = 2e-5
+UNCERTAIN_SHARE = 0.3
+VIEW_PIXELS = 1e6  # fragments are counted on the labels viewed at most this large
+
+
+def bbox_text(bbox) -> str:
+    """(row0, row1, col0, col1) half-open -> ``x0,y0,x1,y1`` (columns, rows; inclusive)."""
+    r0, r1, c0, c1 = (int(v) for v in bbox)
+    return f"{c0},{r0},{c1 - 1},{r1 - 1}"
+
+
+def _view(labels, max_pixels=VIEW_PIXELS):
+    h, w = labels.shape
+    step = int(np.ceil(np.sqrt(h * w / max_pixels))) if h * w > max_pixels else 1
+    return labels[::step, ::step], step
+
+
+def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None) -> list:
+    """Warnings about a finished run.
+
+    Parameters
+    ----------
+    labels : ndarray of uint8, shape (H, W)
+        0-based class ids, 255 = no-data.
+    classes : label_tools.classes.Classes
+    scribbled : ndarray of int64, shape (K,), optional
+        Scribbled pixels per class (None: no scribbles, e.g. a model applied; those checks are skipped).
+    strokes : label_tools.holdout.Strokes, optional
+        Strokes with their held-out ``agreement`` and ``predicted`` class.
+    uncertain : label_tools.uncertainty.UncertainCounts, optional
+
+    Returns
+    -------
+    list of str, each starting with ``warning:``
+    """
+    names = list(classes.names)
+    k = len(names)
+    out = []
+    counts = np.bincount(labels.ravel(), minlength=256)[:k].astype(np.int64)
+    total = max(int(counts.sum()), 1)
+    if scribbled is not None:
+        scribbled = np.asarray(scribbled, np.int64)
+        never = [names[i] for i in range(k) if scribbled[i] == 0]
+        if never:
+            out.append(f"warning: class{'es' if len(never) > 1 else ''} never scribbled: {', '.join(never)}; "
+                       "it cannot appear in the labels: draw a few strokes of it, or drop it from the labels file")
+        for i in range(k):
+            if scribbled[i] > 0 and counts[i] < ABSENT_SHARE * total and counts[i] < scribbled[i]:
+                out.append(f"warning: class {names[i]} was scribbled ({int(scribbled[i])} px) but is almost absent "
+                           f"from the result ({int(counts[i])} px, {counts[i] / total:.4%}); draw longer strokes "
+                           "of it across its typical look, or check that its strokes are not drawn with another class")
+    if strokes is not None and len(strokes):
+        agree = np.asarray(strokes.agreement, np.float64)
+        big = np.asarray(strokes.pixels) >= MIN_STROKE_PIXELS
+        bad = np.nonzero(big & (agree < CONTRADICTED))[0]  # NaN compares False: strokes not held out
+        bad = bad[np.argsort(agree[bad], kind="stable")]
+        for s in bad[:MAX_STROKE_WARNINGS]:
+            c, p = int(strokes.cls[s]), int(strokes.predicted[s])
+            other = names[p] if 0 <= p < k else "another class"
+            out.append(f"warning: stroke of class {names[c]} at x0,y0,x1,y1 = {bbox_text(strokes.bbox[s])} is mostly "
+                       f"contradicted: a model fitted without it calls {1 - agree[s]:.0%} of it {other}; "
+                       f"if it was drawn with the wrong class, erase it or redraw it as {other}")
+        if len(bad) > MAX_STROKE_WARNINGS:
+            out.append(f"warning: {len(bad) - MAX_STROKE_WARNINGS} more strokes are mostly contradicted "
+                       "(the worst are listed above); check them the same way")
+    out += _fragments(labels, names)
+    if uncertain is not None and uncertain.total.sum() and uncertain.fraction > UNCERTAIN_SHARE:
+        out.append(f"warning: {uncertain.fraction:.0%} of the pixels are uncertain (uncertainty > {uncertain.level:g}); "
+                   "add strokes where the model is unsure (run with --save-probs and look at the bright parts of "
+                   "<stem>_uncertainty.png, or use --order uncertainty / N in the annotator)")
+    return out
+
+
+def _fragments(labels, names) -> list:
+    import cv2
+
+    view, step = _view(labels)
+    n_px = view.size
+    small = max(2, int(FRAGMENT_SHARE * n_px))
+    out = []
+    for i, name in enumerate(names):
+        m = (view == i).astype(np.uint8)
+        if not m.any():
+            continue
+        n, _, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+        areas = stats[1:, cv2.CC_STAT_AREA]
+        tiny = int((areas < small).sum())
+        if tiny > FRAGMENTS and tiny > 0.5 * len(areas):
+            out.append(f"warning: class {name} is broken into many tiny fragments ({tiny} pieces smaller than "
+                       f"{small * step * step} px); add strokes of the classes around them, or raise the CRF "
+                       "weight (--crf-weight) to smooth them away")
+    return out

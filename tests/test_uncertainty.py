@@ -1,0 +1,205 @@
+"""Probabilities and uncertainty: calibration, byte encoding, scores, and the --save-probs outputs."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
+from scipy.io import loadmat
+
+from conftest import make_scene, scene_scribbles, shared
+from label_tools import uncertainty as unc
+from label_tools.cli import main
+
+
+# ----------------------------------------------------------------------------- pure functions
+def test_bytes_argmax_is_label_even_where_rounding_ties():
+    # (K=3, 1, 4): exact tie 0.5/0.5 labelled 1; near tie that rounds equal; clear case; no-data
+    p = np.array([[[0.5, 0.4990, 0.1, 0.3]],
+                  [[0.5, 0.5010, 0.2, 0.3]],
+                  [[0.0, 0.0, 0.7, 0.4]]], np.float32)
+    labels = np.array([[1, 1, 2, 255]], np.uint8)
+    u = unc.probs_to_uint8(p, labels)
+    assert u.dtype == np.uint8
+    np.testing.assert_array_equal(u.argmax(0)[0, :3], [1, 1, 2])
+    assert (u[:, 0, 0] == [128, 129, 0]).all()  # 127.5 rounds to 128 for both; the label's is raised by one
+    assert u[1, 0, 1] > u[0, 0, 1]
+    assert (u[:, 0, 3] == 0).all()
+    assert abs(int(u[:, 0, 2].sum()) - 255) <= 1
+
+
+def test_calibration_keeps_argmax_and_softens_overconfidence():
+    rng = np.random.default_rng(0)
+    n, k = 4000, 3
+    y = rng.integers(0, k, n)
+    # the model is right 70 % of the time but always says 0.98
+    pred = np.where(rng.random(n) < 0.7, y, (y + 1) % k)
+    p = np.full((n, k), 0.01, np.float32)
+    p[np.arange(n), pred] = 0.98
+    cal = unc.fit_calibration(p, y)
+    assert cal.temperature > 1.5 or cal.floor > 0.1
+    q = cal.apply(p, axis=1)
+    np.testing.assert_array_equal(q.argmax(1), pred)
+    np.testing.assert_allclose(q.sum(1), 1, atol=1e-5)
+    assert abs(q.max(1).mean() - 0.7) < 0.05  # confidence now matches the accuracy
+    assert unc.ece(q.max(1), pred == y) < 0.05 < unc.ece(p.max(1), pred == y)
+
+
+def test_identity_calibration_when_nothing_to_fit():
+    cal = unc.fit_calibration(np.zeros((5, 2), np.float32), np.zeros(5, int))
+    assert (cal.temperature, cal.floor) == (1.0, 0.0)
+    p = np.array([[0.2], [0.8]], np.float32)
+    assert cal.apply(p) is not None and np.allclose(cal.apply(p), p)
+
+
+def test_auroc_and_ece_exact_values():
+    assert unc.auroc([0.1, 0.2, 0.8, 0.9], [False, False, True, True]) == 1.0
+    assert unc.auroc([0.9, 0.8, 0.2, 0.1], [False, False, True, True]) == 0.0
+    assert unc.auroc([0.5, 0.5, 0.5, 0.5], [False, True, False, True]) == 0.5  # ties count half
+    assert unc.auroc([0.1, 0.3, 0.2, 0.4], [False, True, False, False]) == pytest.approx(2 / 3)
+    # two bins: conf 0.95 (2 px, 1 right) and 0.55 (2 px, both right): |0.5-0.95|*0.5 + |1-0.55|*0.5
+    assert unc.ece([0.95, 0.95, 0.55, 0.55], [True, False, True, True]) == pytest.approx(0.45)
+
+
+def test_uncertainty_range():
+    p = np.array([[[1.0, 1 / 3, 0.5]], [[0.0, 1 / 3, 0.5]], [[0.0, 1 / 3, 0.0]]], np.float32)
+    np.testing.assert_allclose(unc.uncertainty(p)[0], [0.0, 1.0, 0.75], atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the CLI outputs
+TRANSFORM = Affine(30.0, 0.0, 500000.0, 0.0, -30.0, 4100000.0)
+
+
+def _open(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a photo's probabilities have no CRS
+        return rasterio.open(path)
+
+
+def _write_inputs(tmp_path, geo=False):
+    img, mask = make_scene(110, 170)
+    scr = scene_scribbles(mask)
+    ip = tmp_path / ("scene.tif" if geo else "scene.png")
+    if geo:
+        valid = np.ones(mask.shape, bool)
+        valid[:, :9] = False
+        img[~valid] = 0
+        with rasterio.open(ip, "w", driver="GTiff", width=170, height=110, count=3, dtype="uint8",
+                           crs="EPSG:32618", transform=TRANSFORM, nodata=0) as ds:
+            ds.write(np.moveaxis(img, -1, 0))
+        scr[~valid] = 0
+    else:
+        Image.fromarray(img).save(ip)
+    sp = tmp_path / "scr.png"
+    Image.fromarray(scr).save(sp)
+    lp = tmp_path / "classes.txt"
+    lp.write_text("water\nsand\ngrass\n")
+    return str(ip), str(sp), str(lp), mask
+
+
+@pytest.mark.parametrize("geo", [False, True])
+def test_save_probs_outputs(tmp_path, geo):
+    ip, sp, lp, mask = _write_inputs(tmp_path, geo)
+    out = tmp_path / "out"
+    assert main([ip, "--scribbles", sp, "--labels", lp, "-o", str(out), "--save-probs", "-q"]) == 0
+    labels = np.array(Image.open(out / "scene_mres_label.png"))
+    with _open(out / "scene_probs.tif") as ds:
+        p = ds.read()
+        assert ds.count == 3 and ds.dtypes == ("uint8",) * 3 and ds.descriptions == ("water", "sand", "grass")
+        assert ds.profile["tiled"] and ds.profile["compress"] == "deflate"
+        assert (ds.width, ds.height) == (170, 110)
+        if geo:
+            assert ds.crs.to_epsg() == 32618 and ds.transform == TRANSFORM
+    valid = labels != 255
+    assert (valid.sum() == labels.size) != geo
+    np.testing.assert_array_equal(p.argmax(0)[valid], labels[valid])
+    assert np.abs(p.sum(0)[valid].astype(int) - 255).max() <= 3  # sums to 1 within rounding
+    assert (p[:, ~valid] == 0).all()
+    assert (labels[valid] == mask[valid]).mean() > 0.95
+    u = np.array(Image.open(out / "scene_uncertainty.png"))
+    assert u.shape == labels.shape and u.dtype == np.uint8 and (u[~valid] == 255).all()
+    top = p.max(0).astype(float) / 255
+    assert np.corrcoef(u[valid].astype(float), top[valid])[0, 1] < -0.9  # uncertain = low top probability
+    if geo:
+        with rasterio.open(out / "scene_uncertainty.tif") as ds:
+            assert ds.crs.to_epsg() == 32618 and ds.count == 1
+            np.testing.assert_array_equal(ds.read(1), u)
+    else:
+        assert not (out / "scene_uncertainty.tif").exists()
+    m = loadmat(out / "scene_mres.mat")
+    assert m["probs"].shape == (3, 110, 170) and m["uncertainty"].shape == (110, 170)
+    np.testing.assert_allclose(m["probs"], p / 255, atol=1e-6)
+    np.testing.assert_allclose(m["uncertainty"], u / 255, atol=1e-6)
+    assert "preds" in m and m["class"].shape == (110, 170)
+    report = (out / "scene_report.txt").read_text()
+    assert ".mat probs/uncertainty grid: 170 x 110 px (width x height) = full resolution" in report
+    assert "uncertain pixels (uncertainty > 0.5" in report
+    for name in ("water", "sand", "grass"):
+        assert f"\n  {name}: " in report
+    assert not [f for f in os.listdir(out) if f.startswith(".")]  # no temporary file left
+
+
+def test_without_save_probs_no_probability_files(tmp_path):
+    ip, sp, lp, _ = _write_inputs(tmp_path)
+    out = tmp_path / "out"
+    assert main([ip, "--scribbles", sp, "--labels", lp, "-o", str(out), "-q"]) == 0
+    assert sorted(os.listdir(out)) == ["scene_mres.mat", "scene_mres.png", "scene_mres_label.png", "scene_report.txt"]
+    assert "probs" not in loadmat(out / "scene_mres.mat")
+    assert "uncertain pixels" in (out / "scene_report.txt").read_text()  # on the model grid
+
+
+def test_mat_probs_shrunk_for_large_images(tmp_path):
+    from label_tools.classes import load_classes
+    from label_tools.writers import ProbabilityWriter
+
+    w = ProbabilityWriter(str(tmp_path / "p.tif"), (300, 400), load_classes(None, None, n_classes=2))
+    probs = np.zeros((2, 300, 400), np.float32)
+    probs[0, :, :200] = 1
+    probs[1, :, 200:] = 1
+    labels = probs.argmax(0).astype(np.uint8)
+    w((0, 300, 0, 400), probs, labels)
+    w.close()
+    m = w.mat_arrays(max_pixels=30000)
+    assert m["probs"].shape == (2, 150, 200) and m["uncertainty"].shape == (150, 200)
+    assert m["probs"][0, :, :100].min() == 1.0 and m["probs"][1, :, 100:].min() == 1.0
+
+
+# ----------------------------------------------------------------------------- real data
+def test_uncertainty_ranks_errors_at_least_as_well_as_plain_forest():
+    """On a real H&E tile with a mask: AUROC of the uncertainty map vs errors >= scikit-image's forest's."""
+    from skimage.feature import multiscale_basic_features
+    from sklearn.ensemble import RandomForestClassifier
+
+    from label_tools.classes import load_classes
+    from label_tools.io import open_image
+    from label_tools.model import Model
+    from label_tools.synthetic import synthetic_scribbles
+
+    ip = shared("he_nuclei_miccai", "images", "image02.png")
+    mask = (np.array(Image.open(shared("he_nuclei_miccai", "masks", "image02.png"))) > 0).astype(int)
+    scr = synthetic_scribbles(mask, fraction=0.01, seed=0)
+    img = np.array(Image.open(ip))[..., :3]
+    f = multiscale_basic_features(img, sigma_min=1, sigma_max=16, channel_axis=-1)
+    m = scr > 0
+    rf = RandomForestClassifier(n_estimators=50, max_depth=10, n_jobs=-1, random_state=0).fit(f[m], scr[m] - 1)
+    pf = rf.predict_proba(f.reshape(-1, f.shape[-1])).reshape(mask.shape + (2,))
+    auc_rf = unc.auroc(1 - pf.max(-1), pf.argmax(-1) != mask)
+
+    src = open_image(ip)
+    model = Model.fit(src, scr, classes=load_classes(None, None, n_classes=2))
+    U = np.zeros(mask.shape, np.uint8)
+    P = np.zeros((2,) + mask.shape, np.float32)
+
+    def keep(window, probs, labels):
+        r0, r1, c0, c1 = window
+        P[:, r0:r1, c0:c1] = probs
+        U[r0:r1, c0:c1] = unc.uncertainty_to_uint8(unc.uncertainty(probs), labels)
+
+    c = unc.predict_calibrated(model, src, scr, on_probs=keep)
+    wrong = c.result.labels != mask
+    auc = unc.auroc(U, wrong)
+    assert auc >= auc_rf, (auc, auc_rf)
+    assert unc.ece(P.max(0), ~wrong) <= unc.ece(pf.max(-1), pf.argmax(-1) == mask)
