@@ -326,7 +326,7 @@ def run(args) -> int:
     outcome = run_job(job, progress=Progress(enabled=not args.quiet))
     if outcome.status != "done":
         raise _error_of(outcome)
-    _report_warnings(outcome)
+    _report_warnings(outcome, args.quiet)
     log.info("wrote %s", ", ".join(os.path.basename(p) for p in outcome.outputs.values()))
     if args.save_model:
         log.info("model saved to %s", args.save_model)
@@ -369,10 +369,10 @@ def _run_headless(args, several: bool) -> int:
         o = run_job(jobs[0], progress=Progress(enabled=not args.quiet))
         if o.status == "failed":
             raise _error_of(o)
-        _report_outcome(o)
+        _report_outcome(o, args.quiet)
         log.info("%s", summary([o], time.perf_counter() - t0))
         return 0
-    outcomes = run_batch(jobs, on_outcome=_report_outcome)
+    outcomes = run_batch(jobs, on_outcome=lambda o: _report_outcome(o, args.quiet))
     line = summary(outcomes, time.perf_counter() - t0)
     failed = any(o.status == "failed" for o in outcomes)
     (log.warning if failed else log.info)("%s", line)
@@ -385,7 +385,7 @@ def _run_cluster(args, jobs, several: bool, t0: float) -> int:
     from .job import summary
 
     with connect(scheduler=args.scheduler, workers=args.workers) as client:
-        outcomes = run_jobs(jobs, client, on_outcome=_report_outcome, quiet=args.quiet)
+        outcomes = run_jobs(jobs, client, on_outcome=lambda o: _report_outcome(o, args.quiet), quiet=args.quiet)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed and not several:
         raise _error_of(failed[0])
@@ -394,16 +394,17 @@ def _run_cluster(args, jobs, several: bool, t0: float) -> int:
     return 1 if failed else 0
 
 
-def _report_warnings(o):
+def _report_warnings(o, quiet: bool):
     """The inspection's ``warning:`` lines on stderr (silenced by -q; they are in the report too)."""
-    for w in o.warnings:
-        log.info("%s", w)
+    if not quiet:
+        for w in o.warnings:
+            sys.stderr.write(f"label-image: {os.path.basename(o.image)}: {w}\n")
 
 
-def _report_outcome(o):
+def _report_outcome(o, quiet: bool = False):
     name = os.path.basename(o.image)
     if o.status == "done":
-        _report_warnings(o)
+        _report_warnings(o, quiet)
         log.info("done %s (%.2f s)", name, o.seconds)
     elif o.status == "skipped":
         log.info("skipped %s: %s", name, o.message)
