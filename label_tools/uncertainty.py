@@ -99,6 +99,7 @@ def find_strokes(src, scribbles, *, n_classes: int, settings, max_per_stroke: in
 
     from . import pipeline
     from .scribbles import downscale
+    from .tiling import grow
 
     scale, shape, grid, side, grid_tiles = pipeline._layout(src, settings)
     feats = {}
@@ -147,7 +148,12 @@ def find_strokes(src, scribbles, *, n_classes: int, settings, max_per_stroke: in
         inside = (rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)
         if not inside.any():
             continue
-        f = feats[i] if i in feats else grid.features(t.inner)
+        f = feats.get(i)
+        if f is not None and f.shape[:2] != (r1 - r0, c1 - c0):  # cached with a margin around the tile
+            outer = grow(t.inner, getattr(pipeline, "SPARSE_STEP", 0), shape)
+            f = f[r0 - outer[0]: r1 - outer[0], c0 - outer[2]: c1 - outer[2]]
+        if f is None or f.shape[:2] != (r1 - r0, c1 - c0):
+            f = grid.features(t.inner)
         if X is None:
             X = np.empty((len(rows), f.shape[-1]), np.float32)
         X[inside] = f[rows[inside] - r0, cols[inside] - c0]

@@ -203,3 +203,22 @@ def test_uncertainty_ranks_errors_at_least_as_well_as_plain_forest():
     auc = unc.auroc(U, wrong)
     assert auc >= auc_rf, (auc, auc_rf)
     assert unc.ece(P.max(0), ~wrong) <= unc.ece(pf.max(-1), pf.argmax(-1) == mask)
+
+
+def test_stroke_features_from_training_cache_equal_recomputed():
+    from label_tools.classes import load_classes
+    from label_tools.io import ArraySource
+    from label_tools.model import Model
+
+    img, mask = make_scene(300, 420)
+    src, scr = ArraySource(img), scene_scribbles(mask)
+    m = Model.fit(src, scr, classes=load_classes(None, None, n_classes=3))
+    assert m._cache and m._cache["tiles"]
+    a = unc.find_strokes(src, scr, n_classes=3, settings=m.effective_settings(), cache=m._cache)
+    b = unc.find_strokes(src, scr, n_classes=3, settings=m.effective_settings())
+    assert len(a.y) > 100 and set(a.y.tolist()) == {0, 1, 2}
+    np.testing.assert_array_equal(a.X, b.X)
+    # every stroke's box holds only its class's scribbles at its corners' rows/columns
+    for k, (x0, y0, x1, y1) in zip(a.classes, a.bboxes):
+        box = scr[y0:y1 + 1, x0:x1 + 1]
+        assert (box[0] == k + 1).any() and (box[-1] == k + 1).any() and (box[:, 0] == k + 1).any()
