@@ -141,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigmas", type=_float_list, default=None, metavar="LIST",
                    help="feature scales in pixels (default 1,2,4,8,16)")
     p.add_argument("--crf-weight", type=_unit, default=None, metavar="X", help=(
-        "weight of the CRF against the forest, 0..1 (default 0.6; 0 = forest only, keeps the thinnest structures)"))
+        "weight of the CRF against the forest, 0..1 (default: chosen per image from held-out strokes, 0.6 unless "
+        "another weight is clearly better; 0 = forest only, keeps the thinnest structures)"))
     p.add_argument("--crf-iter", type=_nonneg_int, default=None, metavar="N", help="CRF mean-field iterations (default 10)")
     p.add_argument("--bands", type=_int_list, default=None, metavar="LIST",
                    help="1-based bands to display, 3 or 1 (default: first three, or the only one)")
