@@ -7,6 +7,8 @@ Baselines (each in its own process, like the CLI):
   rf_crf  the same forest's probabilities -> pydensecrf at full resolution (Gaussian sxy 3 compat 3,
           bilateral sxy 80 srgb 13 compat 10, 5 iterations)
   cli     ``label-image IMAGE --scribbles S -o DIR`` with default settings
+  cli_rgb the same with ``--feature-bands 4,3,2`` on 13-band Sentinel-2 GeoTIFFs (true colour only)
+  cli_s02 the same with ``-s 0.2`` (the CRF on the image shrunk 5 times)
 
 Quality: mean IoU (classes present in the mask; 255 ignored) from synthetic scribbles
 (``label_tools.synthetic``, ~1 % of pixels). Speed/memory: whole-process wall time and peak RSS
@@ -14,6 +16,7 @@ Quality: mean IoU (classes present in the mask; 255 ignored) from synthetic scri
 
   python benchmarks/bench.py quality --data ../shared/data --max-images 4
   python benchmarks/bench.py speed --data ../shared/data --sizes 1,4,12
+  python benchmarks/bench.py speed --dataset he_nuclei_miccai --sizes native,100 --methods cli --tile-scribbles
   python benchmarks/bench.py large --side 20000        # GeoTIFF: annotator opening time, peak RSS
   python benchmarks/bench.py preview --window 500      # annotator preview latency
 """
@@ -153,10 +156,14 @@ def run_process(cmd, timeout=3600):
 
 
 def run_method(method, img_path, scr_path, n, work):
-    if method == "cli":
+    if method.startswith("cli"):
         out = os.path.join(work, "cli_out")
         cmd = [os.path.join(os.path.dirname(sys.executable), "label-image"), img_path, "--scribbles", scr_path,
                "-o", out, "--overwrite", "-q"]
+        if method == "cli_rgb" and img_path.lower().endswith((".tif", ".tiff")):  # Sentinel-2: B04, B03, B02 only
+            cmd += ["--feature-bands", "4,3,2", "--bands", "4,3,2"]
+        elif method == "cli_s02":
+            cmd += ["-s", "0.2"]
         code, sec, mb, err = run_process(cmd)
         if code:
             raise RuntimeError(err)
@@ -200,7 +207,7 @@ def quality(args):
         rows[name] = {m: float(np.mean(v)) for m, v in scores.items() if v}
     print("\n| dataset | " + " | ".join(methods) + " |\n|---|" + "---|" * len(methods))
     for name, r in rows.items():
-        best = max(r.get(m, 0) for m in methods if m != "cli")
+        best = max([r.get(m, 0) for m in methods if not m.startswith("cli")] or [0])
         cells = [f"{r[m]:.3f}" + (" ✓" if m == "cli" and r[m] >= best else "") for m in methods]
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
@@ -220,16 +227,26 @@ def tile_to(a, shape):
 def speed(args):
     from label_tools.synthetic import synthetic_scribbles
 
-    ip, mp = cases(args.data, "obx_coastal_aerial", 1)[0]
-    img, mask = read_any(ip), mask_classes(mp)
+    ip, mp = cases(args.data, args.dataset, args.image + 1)[args.image]
+    img, mask = baseline_input(read_any(ip)), mask_classes(mp)
     n = int(mask.max()) + 1
-    print(f"image: {ip} ({img.shape[1]} x {img.shape[0]}) mirror-tiled")
+    print(f"image: {ip} ({img.shape[1]} x {img.shape[0]}) mirror-tiled"
+          + (", with its native-size scribbles mirror-tiled along" if args.tile_scribbles else ""))
     print("\n| MP | method | wall s | peak RSS MB | mIoU |\n|---|---|---|---|---|")
-    for mpx in [float(s) for s in args.sizes.split(",")]:
-        h = int(round((mpx * 1e6 * img.shape[0] / img.shape[1]) ** 0.5))
-        w = int(round(mpx * 1e6 / h))
+    native_scr = synthetic_scribbles(mask, fraction=args.fraction, seed=args.seed) if args.tile_scribbles else None
+    for size in args.sizes.split(","):
+        if size == "native":
+            h, w = img.shape[:2]
+            mpx = h * w / 1e6
+        else:
+            mpx = float(size)
+            h = int(round((mpx * 1e6 * img.shape[0] / img.shape[1]) ** 0.5))
+            w = int(round(mpx * 1e6 / h))
         im, mk = tile_to(img, (h, w)), tile_to(mask, (h, w))
-        scr = synthetic_scribbles(mk, fraction=args.fraction, seed=args.seed)
+        if native_scr is not None:
+            scr = tile_to(native_scr, (h, w))
+        else:
+            scr = synthetic_scribbles(mk, fraction=args.fraction, seed=args.seed)
         with tempfile.TemporaryDirectory() as work:
             ipath, spath = os.path.join(work, "img.png"), os.path.join(work, "scribbles.png")
             write_png(ipath, im)
@@ -351,6 +368,10 @@ def main():
     s = sub.add_parser("speed")
     s.add_argument("--sizes", default="1,4,12")
     s.add_argument("--methods", default="rf,cli")
+    s.add_argument("--dataset", default="obx_coastal_aerial")
+    s.add_argument("--image", type=int, default=0, help="index of the image in the dataset (sorted)")
+    s.add_argument("--tile-scribbles", action="store_true",
+                   help="mirror-tile the native image's scribbles (fast at 100 MP) instead of making new ones")
     for p in (q, s):
         p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
         p.add_argument("--fraction", type=float, default=0.01)
