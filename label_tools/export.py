@@ -102,15 +102,16 @@ def classes_from_mat(path: str) -> tuple:
 def find_results(folder: str) -> list:
     """Every result in ``folder``: a list of :class:`Item`, by stem.
 
-    A stem with both a label PNG and a label GeoTIFF is read from the PNG.
+    A stem with both a label PNG and a label GeoTIFF is read from the GeoTIFF (window by window, so
+    a large raster's labels are never held whole; both hold the same labels).
     """
     if not os.path.exists(folder):
         raise InputError(f"results folder {folder!r} does not exist")
     if not os.path.isdir(folder):
         raise InputError(f"results folder {folder!r} is not a folder; give the -o folder of a label-image run")
     stems = {}
-    for name in sorted(os.listdir(folder)):
-        for suffix in (LABEL_SUFFIX, GEO_SUFFIX):
+    for name in sorted(os.listdir(folder), key=lambda n: not n.endswith(GEO_SUFFIX)):
+        for suffix in (GEO_SUFFIX, LABEL_SUFFIX):
             if name.endswith(suffix) and not name.startswith("."):
                 st = name[: -len(suffix)]
                 stems.setdefault(st, os.path.join(folder, name))
@@ -205,22 +206,41 @@ class _Source:
             self.ds.close()
 
 
-def read_labels(path: str) -> np.ndarray:
-    """A result's labels as uint8 (H, W): 0-based ids, 255 = no-data (from the PNG or the GeoTIFF)."""
-    if path.endswith(GEO_SUFFIX):
-        from .io import open_raster
+class Labels:
+    """A result's labels by window: uint8, 0-based ids, 255 = no-data.
 
-        with open_raster(path, "label GeoTIFF") as ds:
-            a = ds.read(1)
-        out = a.astype(np.int16) - 1
+    A label GeoTIFF (class id + 1, 0 = no-data) is read window by window; a label PNG whole.
+    """
+
+    def __init__(self, path: str):
+        self.path, self.ds, self.array = path, None, None
+        if path.endswith(GEO_SUFFIX):
+            from .io import open_raster
+
+            self.ds = open_raster(path, "label GeoTIFF")
+            self.shape = (self.ds.height, self.ds.width)
+        else:
+            import cv2
+
+            a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            if a is None or a.ndim != 2 or a.dtype != np.uint8:
+                raise InputError(f"label image {path!r} cannot be read as a single-band 8-bit PNG")
+            self.array, self.shape = a, a.shape
+
+    def read(self, r, c, h, w) -> np.ndarray:
+        """uint8 (h, w) labels at rows r..r+h, cols c..c+w."""
+        if self.ds is None:
+            return self.array[r: r + h, c: c + w]
+        from rasterio.windows import Window
+
+        a = self.ds.read(1, window=Window(c, r, w, h))
+        out = (a.astype(np.int16) - 1).astype(np.uint8)
         out[a == 0] = NODATA
-        return out.astype(np.uint8)
-    import cv2
+        return out
 
-    a = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if a is None or a.ndim != 2 or a.dtype != np.uint8:
-        raise InputError(f"label image {path!r} cannot be read as a single-band 8-bit PNG")
-    return a
+    def close(self):
+        if self.ds is not None:
+            self.ds.close()
 
 
 # ---------------------------------------------------------------------------- writing tiles
@@ -378,8 +398,9 @@ def _umask() -> int:
 def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, counts) -> list:
     """Tiles of one result into ``root/split``; returns their records (paths relative to root)."""
     src = _Source(it.source)
+    labels = None
     try:
-        labels = read_labels(it.label_path)
+        labels = Labels(it.label_path)
         if labels.shape != tuple(src.shape):
             raise InputError(f"labels {it.label_path!r} are {labels.shape[1]} x {labels.shape[0]} px but the source "
                              f"{it.source!r} is {src.shape[1]} x {src.shape[0]}; the source changed since the run")
@@ -391,7 +412,7 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
             for c in tile_starts(w, tile, overlap):
                 th, tw = min(tile, h - r), min(tile, w - c)
                 lab = np.full((tile, tile), NODATA, np.uint8)
-                lab[:th, :tw] = labels[r: r + th, c: c + tw]
+                lab[:th, :tw] = labels.read(r, c, th, tw)
                 if (lab == NODATA).all():
                     continue
                 img = np.zeros((tile, tile, src.count), src.dtype)
@@ -414,6 +435,8 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
         return out
     finally:
         src.close()
+        if labels is not None:
+            labels.close()
 
 
 # ---------------------------------------------------------------------------- command line
@@ -439,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result folders (the -o folders of label-image)")
     p.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder to write")
-    p.add_argument("--tile", type=lambda t: _number(int, t), default=512, help="tile side in pixels (default 512, >= 16)")
+    p.add_argument("--tile", type=lambda t: _number(int, t), default=512,
+                   help="tile side in pixels (default 512, >= 16)")
     p.add_argument("--overlap", type=lambda t: _number(int, t), default=0,
                    help="pixels shared by neighbouring tiles (default 0; < tile)")
     p.add_argument("--val-fraction", type=lambda t: _number(float, t), default=0.2,
