@@ -38,7 +38,7 @@ HELP = [
     "B           back to the previous window",
     "S           skip this window",
     "P           preview labels from the scribbles so far",
-    "L           pre-labels from the model on/off (collections)",
+    "L           pre-labels from the model on/off (collections, --model)",
     "H           this help",
     "Q           finish now and compute",
 ]
