@@ -263,7 +263,7 @@ def _run(job: Job, *, progress, model, predict=None):
     from .pipeline import Settings
     from .inspect import inspect_run
     from .scribbles import read_scribbles, value_counts
-    from .uncertainty import predict_calibrated
+    from .uncertainty import calibrate_existing, predict_calibrated
     from .writers import uncertainty_notes, write_outputs
 
     check_writable_dir(job.outdir)
@@ -326,6 +326,7 @@ def _run(job: Job, *, progress, model, predict=None):
             if job.save_probs:
                 raise OptionError("--save-probs: not available with --scheduler/--workers yet; run without them")
             result = predict(fitted, src, settings=settings if model is not None else None, progress=progress)
+            calibrated = calibrate_existing(fitted, src, scr, result, settings=settings if model is not None else None)
         else:
             sink = _probability_writer(job, src, classes) if job.save_probs else None
             try:

@@ -612,19 +612,9 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     from . import pipeline
 
     k = model.n_classes
-    used = model.effective_settings() if settings is None else settings
-    if scribbles is not None:
-        strokes = find_strokes(src, scribbles, n_classes=k, settings=used, cache=model._cache, seed=seed)
-    else:
-        z = np.zeros(0, np.int64)
-        strokes = Strokes(np.zeros((0, 0), np.float32), z, z, z, z, z, z, [], z, (0, 0))
+    strokes = _strokes_of(model, src, scribbles, settings, seed)
     r = model.predict(src, progress=progress, settings=settings, upsample=False)
-    t0 = time.perf_counter()
-    weight = r.chosen.get("crf_weight", used.crf_weight) if isinstance(r.chosen, dict) else used.crf_weight
-    if weight is None:
-        weight = pipeline.DEFAULT_CRF_WEIGHT
-    cal = calibrate_result(strokes, r, n_classes=k, crf_weight=weight, seed=seed)
-    r.timings["calibrate"] = time.perf_counter() - t0
+    cal = _calibration(model, strokes, r, settings, seed)
     counts = UncertainCounts(k)
 
     def tile(window, probs, labels):
@@ -636,7 +626,54 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     r.labels = pipeline.upsample_labels(src, r.probs, progress=progress, on_tile=tile if on_probs else None)
     r.timings["upsample"] = time.perf_counter() - t0
     if on_probs is None:
-        counts.full_resolution = False
-        grid = cal.apply(r.probs)
-        counts.add(grid, grid.argmax(axis=0).astype(np.uint8))
+        _grid_counts(counts, cal, r)
     return Calibrated(r, cal, strokes, counts)
+
+
+def calibrate_existing(model, src, scribbles, result, *, settings=None, seed: int = 0) -> Calibrated:
+    """What :func:`predict_calibrated` gives without ``on_probs``, for a ``result`` made elsewhere
+    (e.g. on a cluster): the calibration and the uncertainty counts on the model grid.
+
+    Parameters
+    ----------
+    model, src, scribbles, settings
+        As for :func:`predict_calibrated`.
+    result : label_tools.pipeline.Result
+        ``model``'s prediction of ``src`` (``probs``, ``crf_probs``, ``forest_probs`` are used).
+
+    Returns
+    -------
+    Calibrated
+    """
+    strokes = _strokes_of(model, src, scribbles, settings, seed)
+    cal = _calibration(model, strokes, result, settings, seed)
+    counts = UncertainCounts(model.n_classes)
+    _grid_counts(counts, cal, result)
+    return Calibrated(result, cal, strokes, counts)
+
+
+def _strokes_of(model, src, scribbles, settings, seed):
+    used = model.effective_settings() if settings is None else settings
+    if scribbles is not None:
+        return find_strokes(src, scribbles, n_classes=model.n_classes, settings=used, cache=model._cache, seed=seed)
+    z = np.zeros(0, np.int64)
+    return Strokes(np.zeros((0, 0), np.float32), z, z, z, z, z, z, [], z, (0, 0))
+
+
+def _calibration(model, strokes, r, settings, seed):
+    from . import pipeline
+
+    used = model.effective_settings() if settings is None else settings
+    t0 = time.perf_counter()
+    weight = r.chosen.get("crf_weight", used.crf_weight) if isinstance(r.chosen, dict) else used.crf_weight
+    if weight is None:
+        weight = pipeline.DEFAULT_CRF_WEIGHT
+    cal = calibrate_result(strokes, r, n_classes=model.n_classes, crf_weight=weight, seed=seed)
+    r.timings["calibrate"] = time.perf_counter() - t0
+    return cal
+
+
+def _grid_counts(counts, cal, r):
+    counts.full_resolution = False
+    grid = cal.apply(r.probs)
+    counts.add(grid, grid.argmax(axis=0).astype(np.uint8))
