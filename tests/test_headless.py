@@ -205,3 +205,23 @@ def test_explicit_crf_weight_overrides_the_model(trained, tmp_path):
     assert run("--model", model, "--headless", folder / "f0.png", "-o", tmp_path, "--crf-weight", "0", "-q") == 0
     report = (tmp_path / "f0_report.txt").read_text()
     assert "crf weight: 0.0" in report and "crf scale (-s): off" in report
+
+
+def test_job_travels_small_and_runs_anywhere(trained, tmp_path):
+    """What a Dask task would carry: a few hundred bytes of paths and settings, an Outcome back."""
+    import pickle
+
+    from label_tools.job import Job, run_job
+
+    _, model, folder, masks = trained
+    job = Job(image=str(folder / "f0.png"), outdir=str(tmp_path), model=str(model), skip_existing=True)
+    blob = pickle.dumps(job)
+    assert len(blob) < 1500
+    o = run_job(pickle.loads(blob))
+    assert o.status == "done" and "fit" not in o.timings and o.timings["predict"] > 0
+    back = pickle.loads(pickle.dumps(o))
+    assert back.outputs["label"] == str(tmp_path / "f0_mres_label.png")
+    lab = np.array(Image.open(back.outputs["label"]))
+    assert (lab == masks["f0"]).mean() > 0.9
+    again = run_job(pickle.loads(blob))
+    assert again.status == "skipped" and again.outputs == o.outputs

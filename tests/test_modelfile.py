@@ -170,3 +170,26 @@ def test_model_stretch_applied_to_rasters_of_same_dtype():
     np.testing.assert_array_equal(sb._lo, sa._lo)
     np.testing.assert_array_equal(sb._hi, sa._hi)
     assert not m.apply_stretch(ArraySource(b.astype(np.float32)))  # another dtype keeps its own
+
+
+def test_stretch_per_image_by_default_training_stretch_on_request(tmp_path):
+    rng = np.random.default_rng(1)
+    a = rng.integers(1000, 2000, (40, 50, 2)).astype(np.uint16)
+    a[:20] += 1500  # two materials
+    scr = np.zeros((40, 50), np.uint8)
+    scr[5:10, 5:30], scr[25:30, 5:30] = 1, 2
+    m = Model.fit(a, scr, classes=load_classes(None, None, n_classes=2))
+    m.predict(a)
+    m.save(str(tmp_path / "m.skops"))
+    m = load_model(str(tmp_path / "m.skops"))
+    np.testing.assert_array_equal(m.stretch["hi"], ArraySource(a)._hi)
+    b = (a * 2).astype(np.uint16)  # twice as bright: its own stretch undoes that, the training stretch does not
+    own, fixed = ArraySource(b), ArraySource(b)
+    hi_own = own._hi.copy()
+    lab_own = m.predict(own).labels
+    np.testing.assert_array_equal(own._hi, hi_own)
+    lab_fixed = m.predict(fixed, stretch="model").labels
+    np.testing.assert_array_equal(fixed._hi, m.stretch["hi"])
+    truth = np.where(np.arange(40)[:, None] < 20, 0, 1) * np.ones((1, 50), int)
+    assert (lab_own == truth).mean() > 0.95
+    assert (lab_fixed == truth).mean() < 0.7  # everything looks like the bright material
