@@ -180,6 +180,11 @@ def show_image(path: str):
     if not has_display():
         log.warning("no display: not showing %s", path)
         return
+    if not opencv_has_windows():  # opencv-python-headless: show it with matplotlib
+        from .annotate_mpl import show_png
+
+        show_png(path)
+        return
     img = cv2.imread(path)
     sw, sh = screen_size()
     f = min(1.0, 0.9 * sw / img.shape[1], 0.85 * sh / img.shape[0])

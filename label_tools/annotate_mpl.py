@@ -21,6 +21,7 @@ from .errors import InputError
 
 log = logging.getLogger("label_tools")
 
+_KEEP = []  # Tk windows of closed figures (see MplAnnotator._close_all)
 _KEYS = {"escape": 27, "enter": 13, "return": 13, "backspace": 8}
 
 
@@ -58,10 +59,8 @@ def _pyplot():
     for name in _gui_backends():
         try:
             matplotlib.use(name, force=True)
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # noqa: F401  (fails here if the toolkit cannot be loaded)
 
-            plt.figure().clear()  # fails here if the toolkit cannot reach the display
-            plt.close("all")
             break
         except Exception as e:  # try the next toolkit
             errors.append(f"{name}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
@@ -136,7 +135,12 @@ class MplAnnotator(Annotator):
         fig = self._figs.get(name)
         if fig is None:
             pos = (0, 0) if name == WIN_OVERVIEW else (self.ov_shape[1] + 20, 0)
-            fig = self._figs[name] = _Figure(self.plt, name, rgb.shape[:2], pos)
+            try:
+                fig = self._figs[name] = _Figure(self.plt, name, rgb.shape[:2], pos)
+            except Exception as e:  # the toolkit loaded but cannot reach the display
+                raise InputError(f"matplotlib cannot open a window ({type(e).__name__}: "
+                                 f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); pass --scribbles "
+                                 "FILE to label without a window") from None
             if name == WIN_ANNOTATE:
                 c = fig.fig.canvas
                 c.mpl_connect("button_press_event", self._press)
@@ -194,22 +198,45 @@ class MplAnnotator(Annotator):
         self.render_overview()
         self.render_annotation()
         try:
-            canvas = self._figs[WIN_ANNOTATE].fig.canvas
             while not self.s.done:
                 if self._ov_ready is not None:
                     self.ov_img, self._ov_ready = self._ov_ready, None
                     self.render_overview()
                 for f in self._figs.values():
                     f.fig.canvas.flush_events()
-                canvas.start_event_loop(0.03)
+                self._figs[WIN_ANNOTATE].fig.canvas.start_event_loop(0.03)
                 if self._closed:
                     log.info("annotation window closed: computing with the scribbles so far")
                     self.s.finish()
         finally:
             self.s.done = True
             self.save()
-            self.plt.close("all")
+            self._close_all()
         return self.seconds()
+
+    def _close_all(self):
+        """Close the figures and free their Tk objects here, in the main thread: if the garbage collector
+        met them later in a worker thread of the pipeline, Tcl would abort the process."""
+        import gc
+
+        wins = []
+        for f in self._figs.values():
+            f.im = None
+            win = getattr(getattr(f.fig.canvas, "manager", None), "window", None)
+            if win is not None:
+                wins.append(win)
+        self._figs.clear()
+        self.plt.close("all")
+        for _ in range(3):  # let Tk run the destroys matplotlib queued as idle callbacks
+            for win in wins:
+                try:
+                    win.update()
+                except Exception:  # already destroyed
+                    pass
+        _KEEP.extend(wins)  # a Tk root must die in the thread that made it: keep them to interpreter exit
+        wins.clear()
+        for _ in range(3):
+            gc.collect()
 
 
 def show_png(path: str):
