@@ -246,7 +246,7 @@ def test_sigterm_while_writing_large_image(big_job, tmp_path):
     assert snapshot(big_job) == inputs
 
 
-@pytest.mark.parametrize("sig,code_expected", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+@pytest.mark.parametrize("sig,code_expected", [(signal.SIGINT, 130)])  # SIGTERM: large image above; SIGHUP: matrix
 def test_signal_while_writing_small_image(job, tmp_path, sig, code_expected):
     out = tmp_path / "out"
     assert main(args(job, out)) == 0
