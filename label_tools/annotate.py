@@ -389,8 +389,18 @@ class Annotator:
             self.render_annotation()
             self.render_overview()
 
-    def save(self):
-        sess.save(self.s, self.outdir, self.stem, seconds=self.seconds())
+    def save(self, state_only=False):
+        """Autosave; a full disk or I/O error is reported (once per kind) and drawing goes on in memory."""
+        try:
+            (sess.save_state_only if state_only else sess.save)(self.s, self.outdir, self.stem, seconds=self.seconds())
+        except OSError as e:
+            why = e.strerror or str(e)
+            if why != getattr(self, "_save_error", None):
+                self._save_error = why
+                log.warning("cannot save the scribbles in %r (%s): your strokes are kept in memory and saved "
+                            "again after the next one; free some space", self.outdir, why)
+        else:
+            self._save_error = None
 
     def seconds(self):
         return self.seconds_before + (time.perf_counter() - self.t_open) - self.model_seconds
@@ -475,7 +485,7 @@ class Annotator:
             self.skip_unworthy(-1 if ch == "b" else +1)
             self.save()
         else:
-            sess.save_state_only(s, self.outdir, self.stem, seconds=self.seconds())
+            self.save(state_only=True)
         if not s.done:
             self.render_annotation()
             self.render_overview()

@@ -152,3 +152,26 @@ def test_no_answer_means_no(monkeypatch):
     monkeypatch.setattr(ann_mod, "_tk_root", lambda: (_ for _ in ()).throw(RuntimeError("no tk")))
     monkeypatch.setattr("sys.stdin", None)
     assert ann_mod.ask_start_afresh("autosave damaged") is False
+
+
+def test_autosave_on_full_disk_warns_and_goes_on(tmp_path, monkeypatch, caplog):
+    """A full disk while drawing: one warning naming the folder, the strokes stay in memory, no crash."""
+    import errno
+
+    s = sess.Session((H, W), 2, [(0, H, 0, W)])
+    a = ann_mod.Annotator.__new__(ann_mod.Annotator)  # the event logic only; no window
+    a.s, a.outdir, a.stem, a.seconds = s, str(tmp_path), "img", lambda: 1.0
+
+    def full(*args, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(sess, "save", full)
+    s.begin_stroke(10, 10)
+    s.extend_stroke(10, 40)
+    assert s.end_stroke()
+    with caplog.at_level("WARNING", logger="label_tools"):
+        a.save()
+        a.save()
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(tmp_path) in warnings[0] and "No space left" in warnings[0]
+    assert (s.scribbles == 1).sum() > 20
