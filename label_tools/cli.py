@@ -20,6 +20,9 @@ examples:
   label-image -w 500 -s 0.2 photo.jpg                 draw scribbles in a window, then label
   label-image photo.jpg --scribbles photo_scribbles.png --labels classes.txt --colors colors.txt -o out/
   label-image scene.tif --bands 4,3,2 --scribbles scene_scribbles.png   a 13-band Sentinel-2 GeoTIFF
+  label-image -w 500 survey/ -o out/                  a collection: the images one after another, the
+                                                      model's labels shown as pre-labels from the second on
+  label-export out/ -o dataset --tile 512             results -> train/val image/label tiles
 
 outputs (in -o DIR, default beside the image): <stem>_mres.png (figure), <stem>_mres_label.png
 (class ids 0..K-1, 255 = no-data), <stem>_mres.mat, <stem>_report.txt, and for georeferenced
@@ -429,7 +432,6 @@ def run_collection(args) -> int:
     name = collection.collection_name(args.inputs)
     outdir = args.output or os.path.dirname(images[0])
     check_writable_dir(outdir)
-    os.makedirs(outdir, exist_ok=True)
     start = collection.load_model(args.model) if args.model else None
     if start is not None:
         classes = start.classes
@@ -438,6 +440,7 @@ def run_collection(args) -> int:
     else:
         ask_missing_class_files(args)
         classes = load_classes(args.labels, args.colors, n_classes=None if (args.labels or args.colors) else 2)
+    os.makedirs(outdir, exist_ok=True)
     progress = Progress(enabled=not args.quiet)
 
     def step(src, index, *, base, prelabels, resume, title_note, model_path):

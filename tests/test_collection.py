@@ -181,3 +181,25 @@ def test_one_image_with_a_model_opens_with_its_prelabels(folder, tmp_path, monke
     want = model.predict(open_image(str(d / "two.png"))).labels
     np.testing.assert_array_equal(seen["prelabels"], want)
     np.testing.assert_array_equal(np.array(Image.open(out / "two_mres_label.png")), want)
+
+
+def test_cli_collection_bad_input(folder, tmp_path, capsys, monkeypatch):
+    from label_tools.cli import main
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    assert main([str(empty), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no image" in err
+    d, _ = folder
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    out = tmp_path / "o2"
+    assert main([str(d), "--labels", os.path.join(os.path.dirname(__file__), "..", "sample_data", "classes.txt"),
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no display" in err and "--scribbles" in err
+    assert not out.exists()  # nothing written, not even the folder
+    assert main([str(d), str(d / "one.png"), "--scribbles", str(d / "one.png")]) == 2
+    assert "--scribbles belongs to one image" in capsys.readouterr().err
