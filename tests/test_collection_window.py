@@ -49,6 +49,18 @@ class CollectionDriver(Driver):
                        capture_output=True)
         return np.array(Image.open(path).convert("RGB"))
 
+    def settled(self, path, cond=lambda a: True, timeout=30):
+        """A screenshot once the window has stopped changing (two grabs alike) and ``cond`` holds."""
+        deadline = time.time() + timeout
+        last = self.screenshot(path)
+        while time.time() < deadline:
+            time.sleep(0.4)
+            cur = self.screenshot(path)
+            if cur.shape == last.shape and np.array_equal(cur, last) and cur.std() > 5 and cond(cur):
+                return cur
+            last = cur
+        raise AssertionError(f"the window did not settle: {self.log.read_text()[-2000:]}")
+
 
 @pytest.fixture
 def two_images(tmp_path):
@@ -102,19 +114,19 @@ def test_collection_prelabels_kill_resume(driver, two_images, tmp_path):
                  "image 1 outputs and the model")
     state = json.loads((out / "shore_collection.json").read_text())
     assert state["index"] == 1 and state["done"] == [str(two_images / "a_left.png")]
-    on = drv.screenshot(tmp_path / "on.png")
-    drv.key("l")
-    drv.wait_for(lambda: "pre-labels off" in drv.xdo("getwindowname", drv.win), "L turns pre-labels off")
-    time.sleep(0.3)
-    off = drv.screenshot(tmp_path / "off.png")
-    assert on.shape == off.shape == (drv.height, drv.width, 3)
-
-    # the window without pre-labels is the image itself, scaled to the window
-    img = np.array(Image.open(two_images / "b_right.png"))
     import cv2
 
+    img = np.array(Image.open(two_images / "b_right.png"))
     scaled = cv2.resize(img, (drv.width, drv.height), interpolation=cv2.INTER_AREA).astype(float)
-    assert np.abs(off.astype(float) - scaled).mean() < 6
+
+    def plain(a):  # the window shows the image alone, scaled to the window
+        return a.shape == scaled.shape and np.abs(a.astype(float) - scaled).mean() < 6
+
+    on = drv.settled(tmp_path / "on.png", lambda a: not plain(a))  # pre-labels drawn over the image
+    drv.key("l")
+    drv.wait_for(lambda: "pre-labels off" in drv.xdo("getwindowname", drv.win), "L turns pre-labels off")
+    off = drv.settled(tmp_path / "off.png", plain)
+    assert on.shape == off.shape == (drv.height, drv.width, 3)
 
     # kill and restart the same command: the walk comes back to image 2, finished with Esc, no new strokes
     drv.proc.send_signal(signal.SIGKILL)
