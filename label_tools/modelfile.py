@@ -55,8 +55,14 @@ SKOPS_TRUSTED = ["sklearn.tree._tree.Tree"]
 def _skops():
     try:
         import skops.io as sio
-    except ImportError as e:  # an install requirement; say how to get it back
-        raise InputError("model files need the skops package: pip install skops") from e
+    except ImportError:
+        # another thread may be importing scikit-learn right now (cli._prefetch_imports): a partly
+        # initialised module then fails this import once; import it here, in this thread, and retry
+        try:
+            import sklearn.ensemble  # noqa: F401
+            import skops.io as sio
+        except ImportError as e:  # an install requirement; say how to get it back
+            raise InputError(f"model files need the skops package ({e}): pip install skops") from e
     return sio
 
 
