@@ -205,3 +205,13 @@ def test_structure_scale_from_stroke_gaps_and_grid_scale_bounds():
     assert grid_scale(big, Settings(structure_scale=8 / 30)) == pytest.approx(8 / 30)
     assert grid_scale(big, Settings(structure_scale=1.0)) == pytest.approx(0.5 ** 0.5)  # 6 MP cap
     assert grid_scale((300, 400), Settings(structure_scale=0.1)) == 1.0
+
+
+def test_samples_per_class_grows_with_the_grid_within_a_total():
+    from label_tools.pipeline import samples_per_class
+
+    st = Settings()
+    assert samples_per_class((500, 800), 2, st) == 4000  # 0.4 MP grid
+    assert samples_per_class((1000, 800), 2, st) == 8000
+    assert samples_per_class((3000, 3000), 2, st) == 12000  # 24000 over 2 classes
+    assert samples_per_class((3000, 3000), 11, st) == 4000  # never below the base
