@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annotation window side in image pixels (default 500; >= 16)")
     p.add_argument("-s", "--scale", type=_scale, default=None, metavar="S", help=(
         "downscale factor in (0, 1] of the grid the dense CRF runs on, as in dl_tools (e.g. 0.2: fast); "
-        "the forest and the labels keep their detail (default auto: the model grid shrunk to about 0.1 MP)"))
+        "the forest and the labels keep their detail; at least 0.1 MP (default auto: the model grid shrunk to about 0.1 MP)"))
     p.add_argument("--grid-scale", type=_scale, default=None, metavar="G", help=(
         "scale in (0, 1] of the grid the features and forest run on (default auto, from the image and "
         "the scribbles); labels always come out at full resolution"))

@@ -51,8 +51,8 @@ class Settings:
         CLI ``--grid-scale``.
     crf_scale : float or None
         Scale in (0, 1] of the grid the dense CRF runs on, relative to the full-resolution image
-        (at most the model grid's; CLI ``-s/--scale``, as in dl_tools); None = auto (the model grid
-        shrunk to about ``crf_pixels``, by at most 4).
+        (at most the model grid's, at least ``crf_pixels`` pixels; CLI ``-s/--scale``, as in
+        dl_tools); None = auto (the model grid shrunk to about ``crf_pixels``, by at most 4).
     sigmas : tuple of float
         Feature scales in full-resolution pixels at ``scale`` 1 (they shrink with the grid).
     crf_weight : float or None
@@ -69,7 +69,8 @@ class Settings:
     max_grid_pixels : float
         The auto model grid has at most this many pixels (time and memory).
     crf_pixels : float
-        Pixel budget of the CRF grid (the model grid shrunk by at most 4).
+        Pixel budget of the auto CRF grid (the model grid shrunk by at most 4), and the fewest
+        pixels a ``crf_scale`` grid gets.
     max_samples_per_class : int
         Training samples kept per class on a grid of ``auto_pixels`` (or smaller); on a larger grid
         (a large image holds more scribbled pixels) the cap grows in proportion to the grid's
@@ -246,13 +247,16 @@ def _blend(p, q, w):
 def crf_factor(grid_shape, grid_scale, *, crf_scale=None, crf_pixels=Settings.crf_pixels):
     """Shrink factor in (0, 1] from the model grid to the CRF grid.
 
-    ``crf_scale`` (relative to the full image) wins when given, capped at the model grid; else the
-    model grid is shrunk (by at most ``1 / CRF_MIN_FACTOR``) to about ``crf_pixels`` pixels.
+    ``crf_scale`` (relative to the full image) wins when given, capped at the model grid and with at
+    least ``crf_pixels`` pixels (``-s 0.2`` on a 0.25 MP image would leave a 100 x 100 CRF grid, too
+    coarse for nuclei: -0.02 mIoU on H&E; a small image's CRF is fast anyway); else the model grid
+    is shrunk (by at most ``1 / CRF_MIN_FACTOR``) to about ``crf_pixels`` pixels.
     """
     h, w = grid_shape
+    floor = math.sqrt(crf_pixels / float(h * w))  # the CRF grid keeps at least crf_pixels
     if crf_scale is not None:
-        return float(min(1.0, crf_scale / grid_scale))
-    return float(min(1.0, max(CRF_MIN_FACTOR, math.sqrt(crf_pixels / float(h * w)))))
+        return float(min(1.0, max(crf_scale / grid_scale, floor)))
+    return float(min(1.0, max(CRF_MIN_FACTOR, floor)))
 
 
 def _crf_tiles(grid, unary_probs, params, weight, progress, *, factor, tile=CRF_TILE):

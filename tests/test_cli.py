@@ -55,7 +55,7 @@ def test_all_outputs_read_back(job, tmp_path, capsys):
     np.testing.assert_array_equal(m["class"], lab)
     assert [str(np.ravel(x)[0]) for x in np.ravel(m["labels"])] == NAMES
     np.testing.assert_array_equal(m["colors"], [[0, 0, 255], [224, 192, 128], [44, 160, 44]])
-    assert m["preds"].dtype == np.float32 and m["preds"].shape == (3, 40, 65)
+    assert m["preds"].dtype == np.float32 and m["preds"].shape == (3, 80, 130)  # -s 0.5 floored at 0.1 MP
     np.testing.assert_allclose(m["preds"].sum(0), 1, atol=1e-3)
 
     rep = (out / "scene_report.txt").read_text()
@@ -68,7 +68,7 @@ def test_all_outputs_read_back(job, tmp_path, capsys):
     assert sum(f for f, _ in fr.values()) == pytest.approx(1, abs=1e-5)
     assert [px for _, px in fr.values()] == [int((lab == k).sum()) for k in range(3)]
     assert "annotation time: 0.0 s" in rep and "processing time:" in rep and "scikit-learn:" in rep
-    assert "crf scale (-s): 0.5" in rep and "grid scale: 1 (auto)" in rep
+    assert "crf scale (-s): 1" in rep and "grid scale: 1 (auto)" in rep
 
     ov = np.array(Image.open(out / "scene_mres.png"))
     assert ov.ndim == 3 and ov.shape[1] > ov.shape[0]

@@ -143,10 +143,12 @@ def test_crf_scale_sets_crf_grid_not_model_grid():
     """-s is the CRF's downscale factor: the forest keeps the full grid, the CRF runs at 0.25."""
     img, mask = make_scene(90, 150)
     scr = scene_scribbles(mask)
-    r = segment(img, scr, n_classes=3, settings=Settings(crf_scale=0.25, sigmas=(1, 2, 4)))
+    r = segment(img, scr, n_classes=3, settings=Settings(crf_scale=0.25, crf_pixels=500, sigmas=(1, 2, 4)))
     assert r.scale == 1.0 and r.probs.shape == (3, 90, 150)
     assert r.crf_probs.shape == (3, 22, 38) and r.crf_scale == pytest.approx(22 / 90)
     assert (r.labels == mask).mean() > 0.95
+    floor = segment(img, scr, n_classes=3, settings=Settings(crf_scale=0.25, crf_pixels=3375, sigmas=(1, 2, 4)))
+    assert floor.crf_probs.shape == (3, 45, 75)  # at least crf_pixels
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.45])
