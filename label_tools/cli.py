@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("opencv", "matplotlib"), default=None, help=(
         "annotator window toolkit (default: OpenCV, or matplotlib where OpenCV has no windows, as with "
         "opencv-python-headless)"))
+    p.add_argument("--init", metavar="LABELS", help=(
+        "start from existing labels to correct: a single-channel image the size of IMAGE with 0-based class ids "
+        "(255 = unknown), label_tools' own _mres_geo.tif, or a colour label image (with --colors); scribbles then "
+        "need cover one class or none"))
+    p.add_argument("--init-offset", type=int, choices=(0, 1), default=0, metavar="N",
+                   help="1: the --init file's ids start at 1 and 0 is no-data (default 0)")
     p.add_argument("--save-probs", action="store_true", help=(
         "also write <stem>_probs.tif (calibrated class probabilities x 255, one band per class, argmax = the "
         "labels) and <stem>_uncertainty.png (0 = certain, 255 = most uncertain; also .tif for georeferenced input)"))
@@ -245,8 +251,10 @@ def _prefetch_imports():
 def _check_options(args):
     """Option combinations that cannot work, refused before anything is read."""
     several = len(args.inputs) > 1 or any(os.path.isdir(p) for p in args.inputs)
-    if args.headless and args.model is None and args.scribbles is None:
-        raise OptionError("--headless needs --model FILE (apply a saved model) or --scribbles FILE")
+    if args.headless and args.model is None and args.scribbles is None and args.init is None:
+        raise OptionError("--headless needs --model FILE (apply a saved model), --scribbles FILE or --init LABELS")
+    if args.init is not None and (len(args.inputs) > 1 or any(os.path.isdir(p) for p in args.inputs)):
+        raise OptionError("--init belongs to one image; give a single IMAGE with it")
     if args.headless and not args.inputs:
         raise OptionError("--headless needs at least one INPUT image or folder")
     if several and args.scribbles is not None:
@@ -290,7 +298,8 @@ def _job(args, image, outdir, **kw):
                colors=args.colors, settings=_settings(args), overrides=_overrides(args),
                bands=tuple(args.bands) if args.bands else None,
                feature_bands=tuple(args.feature_bands) if args.feature_bands else None,
-               overwrite=args.overwrite, save_model=args.save_model, save_probs=args.save_probs, **kw)
+               overwrite=args.overwrite, save_model=args.save_model, save_probs=args.save_probs,
+               init=args.init, init_offset=args.init_offset, **kw)
 
 
 def run(args) -> int:

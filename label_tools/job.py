@@ -59,6 +59,11 @@ class Job:
         Annotator options (``window``, ``resume``, ``backend``) when the scribbles are drawn.
     report : dict
         Extra lines for the report's settings section (e.g. the annotator window).
+    init : str or None
+        Pre-labels to start from (:mod:`label_tools.prelabels`): weak labels under the scribbles,
+        shown in the annotator.
+    init_offset : int
+        1: the pre-label file's ids start at 1, 0 = no-data.
     save_probs : bool
         Also write the calibrated probabilities (``<stem>_probs.tif``) and the uncertainty map
         (``<stem>_uncertainty.png``, and ``.tif`` for georeferenced input); the .mat gains
@@ -81,6 +86,8 @@ class Job:
     annotate: dict | None = None
     report: dict = field(default_factory=dict)
     save_probs: bool = False
+    init: str | None = None
+    init_offset: int = 0
 
 
 @dataclass
@@ -287,16 +294,17 @@ def _run(job: Job, *, progress, model, predict=None):
         settings = _model_settings(model, job.overrides)
     else:
         settings = job.settings if job.settings is not None else Settings()
-        if job.scribbles is None and job.annotate is None:
+        if job.scribbles is None and job.annotate is None and job.init is None:
             raise OptionError("no scribbles and no model: give --scribbles FILE or --model FILE "
                               "(or leave out --headless to draw scribbles in the annotator)")
+    pre, k_pre = _prelabels(job, src, model)
     if job.scribbles is not None:
         if model is not None:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes))
         elif job.labels is None and job.colors is None:
             scr = read_scribbles(job.scribbles, src.shape)
-            classes = load_classes(None, None, n_classes=max(int(scr.max()), 1))
+            classes = load_classes(None, None, n_classes=max(int(scr.max()), 1, k_pre))
         else:
             classes = load_classes(job.labels, job.colors, n_classes=None)
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
@@ -305,17 +313,31 @@ def _run(job: Job, *, progress, model, predict=None):
         from .annotate import annotate
 
         if model is None:
-            classes = load_classes(job.labels, job.colors, n_classes=None if (job.labels or job.colors) else 2)
+            classes = load_classes(job.labels, job.colors,
+                                   n_classes=None if (job.labels or job.colors) else max(2, k_pre))
         opts = dict(job.annotate)
+        if pre is not None:  # the pre-labels, for the person to correct
+            opts["prelabels"] = pre
         if model is not None and "prelabels" not in opts:  # the model's labels, for the person to correct
             opts["prelabels"] = model.predict(src, progress=progress, settings=settings).labels
         scr, annotation_seconds = annotate(src, classes, outdir=job.outdir, stem=stem(job.image), settings=settings,
                                            **opts)
         check_not_existing(paths.values(), overwrite=job.overwrite)
+    elif model is None:  # pre-labels alone
+        classes = load_classes(job.labels, job.colors, n_classes=None if (job.labels or job.colors) else max(2, k_pre))
 
     t0 = time.perf_counter()
+    strong = scr is not None and bool(scr.any())
     try:
-        if scr is not None:  # fit (from scratch, or on top of the model's samples)
+        if pre is not None:  # weak labels first, then the strokes, which win where they disagree
+            from .prelabels import weak_scribbles
+
+            weak = weak_scribbles(pre, scr)
+            fitted = Model.fit(src, weak, classes=classes, settings=settings, base=model, progress=progress)
+            if strong:
+                fitted = Model.fit(src, scr, classes=classes, base=fitted, progress=progress)
+            fit_timings = dict(fitted.info.get("timings", {}))
+        elif scr is not None:  # fit (from scratch, or on top of the model's samples)
             fitted = Model.fit(src, scr, classes=classes, settings=settings, base=model, progress=progress)
             fit_timings = dict(fitted.info.get("timings", {}))
         else:  # apply: no training at all
@@ -330,8 +352,9 @@ def _run(job: Job, *, progress, model, predict=None):
         else:
             sink = _probability_writer(job, src, classes) if job.save_probs else None
             try:
-                calibrated = predict_calibrated(fitted, src, scr, settings=settings if model is not None else None,
-                                                on_probs=sink, progress=progress)
+                calibrated = predict_calibrated(fitted, src, scr if strong else None,
+                                            settings=settings if model is not None else None,
+                                            on_probs=sink, progress=progress)
             except BaseException:
                 if sink is not None:
                     sink.discard()
@@ -349,8 +372,11 @@ def _run(job: Job, *, progress, model, predict=None):
         raise
     seconds = time.perf_counter() - t0
     used = _report_settings(job, result, settings, classes)
-    warnings = inspect_run(result.labels, classes, scribbled=None if scr is None else value_counts(scr)[1:len(classes) + 1],
-                           strokes=getattr(fitted, "strokes", None) if scr is not None else None,
+    scribbled = None if scr is None else value_counts(scr)[1:len(classes) + 1]
+    if pre is not None:  # the pre-labels supply classes too
+        scribbled = value_counts(pre)[:len(classes)] + (0 if scribbled is None else scribbled)
+    warnings = inspect_run(result.labels, classes, scribbled=scribbled,
+                           strokes=getattr(fitted, "strokes", None) if strong else None,
                            uncertain=calibrated.counts if calibrated is not None else None)
     notes = (uncertainty_notes(calibrated.counts, classes, calibrated.calibration) if calibrated is not None
              else []) + warnings
@@ -369,6 +395,22 @@ def _run(job: Job, *, progress, model, predict=None):
     if close:
         close()
     return paths, result.timings, warnings
+
+
+def _prelabels(job, src, model):
+    """(pre-labels uint8 (H, W) 0-based 255 = unknown, or None; classes they imply, 0 if none)."""
+    if job.init is None:
+        return None, 0
+    from .classes import load_classes
+    from .prelabels import read_prelabels
+
+    if model is None and job.labels is None and job.colors is None:
+        pre = read_prelabels(job.init, src.shape, None, offset=job.init_offset)
+        known = pre[pre != 255]
+        return pre, (int(known.max()) + 1 if known.size else 0)
+    classes = model.classes if model is not None else load_classes(job.labels, job.colors, n_classes=None)
+    colors = classes.colors if (job.colors or model is not None) else None
+    return read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors), len(classes)
 
 
 def _probability_writer(job, src, classes):
@@ -395,6 +437,8 @@ def _report_settings(job, result, settings, classes) -> dict:
         ("(the model's)" if job.model else "(none: class1..classK)"),
         "colors": os.path.abspath(job.colors) if job.colors else ("(the model's)" if job.model else "(default palette)"),
     })
+    if job.init:
+        used["init (pre-labels, weak labels)"] = os.path.abspath(job.init) + (" (ids from 1)" if job.init_offset else "")
     used.update(job.report)
     used.update({
         "grid scale": f"{result.scale:.4g}" + (" (auto)" if settings.scale is None else ""),

@@ -1,0 +1,164 @@
+"""Pre-labels (``--init LABELS``): existing labels to start from and correct.
+
+One rule for what is read:
+
+* a single-channel image (PNG, TIFF or GeoTIFF) the size of the input holds **0-based class ids,
+  255 = unknown** (as ``<stem>_mres_label.png``);
+* label_tools' own ``<stem>_mres_geo.tif`` (class id + 1, 0 = no-data) is recognised by the
+  metadata it writes (``SOFTWARE=label_tools`` and its band description);
+* ``offset=1`` (``--init-offset 1``) reads other rasters whose ids start at 1, 0 = no-data;
+* a 3-channel image is a colour label image: each pixel the colour of a class (``--colors``)
+  is that class, any other colour unknown.
+
+Fitting (:func:`weak_scribbles`): the pre-labels become *weak* scribbles (their pixels away from
+label edges), the person's strokes are the *strong* ones; the model is fitted on the weak ones
+first and refitted with the strokes, which drops the weak samples that the strokes contradict
+(:func:`label_tools.model.drop_conflicts`), so a few corrective strokes also fix similar wrong
+regions they do not touch.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import InputError
+
+UNKNOWN = 255
+
+
+def _read(path: str):
+    """-> (array (H, W) or (H, W, C), tags dict, band description or None)."""
+    low = path.lower()
+    if low.endswith((".tif", ".tiff")):
+        import warnings
+
+        from .io import rasterio_module
+
+        rasterio = rasterio_module()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with rasterio.open(path) as ds:
+                    a = ds.read()
+                    tags = ds.tags()
+                    desc = ds.descriptions[0] if ds.descriptions else None
+        except Exception as e:
+            raise InputError(f"--init {path!r}: cannot be read as a raster ({str(e).splitlines()[0]}); "
+                             "give a label image (PNG, TIFF or GeoTIFF)") from None
+        a = a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)
+        return a, tags, desc
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            a = np.array(im)  # a palette ("P") image gives its indices: the ids themselves
+    except Exception as e:
+        raise InputError(f"--init {path!r}: cannot be read as an image ({str(e).splitlines()[0]}); "
+                         "give a label image (PNG, TIFF or GeoTIFF)") from None
+    return a, {}, None
+
+
+def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, colors=None) -> np.ndarray:
+    """Pre-labels as 0-based class ids, 255 = unknown.
+
+    Parameters
+    ----------
+    path : str
+    shape : tuple (H, W)
+        The input image's size.
+    n_classes : int or None
+        K; ids must be below it. None: K is taken as the largest id + 1.
+    offset : {0, 1}
+        1: the file's ids start at 1 and 0 is no-data.
+    colors : ndarray of uint8, shape (K, 3), optional
+        Class colours, for a 3-channel colour label image.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W)
+
+    Raises
+    ------
+    InputError
+        Unreadable file, another size, a colour image without colours, an id with no class.
+    """
+    if not os.path.isfile(path):
+        raise InputError(f"--init {path!r}: no such file; give the pre-label image")
+    a, tags, desc = _read(path)
+    H, W = shape
+    if a.shape[:2] != (H, W):
+        raise InputError(f"--init {path!r}: size {a.shape[1]} x {a.shape[0]} does not match the image's "
+                         f"{W} x {H}; give pre-labels made for this image")
+    if a.ndim == 3 and a.shape[2] >= 3:
+        if colors is None:
+            raise InputError(f"--init {path!r}: a colour label image needs the class colours: pass --colors")
+        return _from_colors(a[..., :3], np.asarray(colors, np.int32), path)
+    if a.ndim == 3:
+        a = a[..., 0]
+    if not np.issubdtype(a.dtype, np.integer):
+        if not np.all(np.isfinite(a)) or not np.all(a == np.round(a)):
+            raise InputError(f"--init {path!r}: holds non-integer values; give class ids")
+    a = a.astype(np.int64)
+    own = tags.get("SOFTWARE") == "label_tools" and (desc or "").startswith("class id + 1")
+    if own or offset == 1:
+        ids = np.where(a == 0, UNKNOWN, a - 1)
+    else:
+        ids = a
+    if (ids < 0).any():
+        raise InputError(f"--init {path!r}: holds negative values; give class ids")
+    known = ids[ids != UNKNOWN]
+    top = int(known.max()) if known.size else -1
+    if n_classes is not None and top >= n_classes:
+        hint = " (ids start at 1? pass --init-offset 1)" if top == n_classes and offset == 0 and not own else ""
+        raise InputError(f"--init {path!r}: holds class id {top} but there are only {n_classes} classes "
+                         f"(ids 0..{n_classes - 1}, 255 = unknown){hint}")
+    if top >= UNKNOWN:
+        raise InputError(f"--init {path!r}: holds value {top}; class ids must be below 255")
+    return ids.astype(np.uint8)
+
+
+def _from_colors(rgb, colors, path):
+    flat = rgb.reshape(-1, 3).astype(np.int32)
+    out = np.full(len(flat), UNKNOWN, np.uint8)
+    d = np.stack([np.abs(flat - c).sum(axis=1) for c in colors])  # (K, N)
+    best = d.argmin(axis=0)
+    ok = d[best, np.arange(len(flat))] <= 24
+    out[ok] = best[ok]
+    if not ok.any():
+        raise InputError(f"--init {path!r}: no pixel has a class colour of --colors; check the colours file")
+    return out.reshape(rgb.shape[:2])
+
+
+def weak_scribbles(prelabels, scribbles=None, *, margin: int = 3, guard: int = 2) -> np.ndarray:
+    """Pre-labels as weak scribbles: each class's pixels ``margin`` px away from its edges.
+
+    Parameters
+    ----------
+    prelabels : ndarray of uint8, shape (H, W)
+        0-based ids, 255 = unknown.
+    scribbles : ndarray of uint8, shape (H, W), optional
+        The person's strokes: weak scribbles are cleared under them and ``guard`` px around.
+    margin : int
+        Edge pixels left out (pre-labels are least sure at edges).
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W): 0 = none, k = class k-1.
+    """
+    import cv2
+
+    out = np.zeros(prelabels.shape, np.uint8)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    for k in np.unique(prelabels):
+        if k == UNKNOWN:
+            continue
+        m = (prelabels == k).astype(np.uint8)
+        inner = cv2.erode(m, kernel) > 0 if margin > 0 else m > 0
+        if not inner.any():
+            inner = m > 0  # a thin class keeps its pixels
+        out[inner] = k + 1
+    if scribbles is not None and scribbles.any():
+        g = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * guard + 1, 2 * guard + 1))
+        out[cv2.dilate((scribbles > 0).astype(np.uint8), g) > 0] = 0
+    return out

@@ -1,0 +1,131 @@
+"""--init pre-labels: read by one rule, bad files refused, corrective strokes fix what they do not touch."""
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+
+from conftest import make_scene, shared
+from label_tools.cli import main
+from label_tools.errors import InputError
+from label_tools.prelabels import read_prelabels, weak_scribbles
+
+
+def miou(pred, mask):
+    return np.mean([((pred == c) & (mask == c)).sum() / ((pred == c) | (mask == c)).sum() for c in np.unique(mask)])
+
+
+def test_corrective_strokes_fix_erased_objects_they_do_not_touch(tmp_path):
+    """Pre-labels = a real nuclei mask with a third of the nuclei erased; strokes on half of those."""
+    from scipy import ndimage as ndi
+
+    ip = shared("he_nuclei_miccai", "images", "image02.png")
+    inst = np.array(Image.open(shared("he_nuclei_miccai", "instances", "image02.png")))
+    mask = (inst > 0).astype(np.uint8)
+    ids = np.unique(inst[inst > 0])
+    rng = np.random.default_rng(0)
+    erased = rng.choice(ids, len(ids) // 3, replace=False)
+    stroked, untouched = erased[: len(erased) // 2], erased[len(erased) // 2:]
+    pre = mask.copy()
+    pre[np.isin(inst, erased)] = 0
+    scr = np.zeros(mask.shape, np.uint8)
+    for i in stroked:  # a short corrective stroke inside each: the object's core
+        core = ndi.binary_erosion(inst == i, iterations=2)
+        if not core.any():
+            core = inst == i
+        scr[core] = 2
+    pp, sp, lp = tmp_path / "pre.png", tmp_path / "scr.png", tmp_path / "classes.txt"
+    Image.fromarray(pre).save(pp)
+    Image.fromarray(scr).save(sp)
+    lp.write_text("background\nnucleus\n")
+    out = tmp_path / "out"
+    assert main([ip, "--init", str(pp), "--scribbles", str(sp), "--labels", str(lp), "-o", str(out), "-q"]) == 0
+    lab = np.array(Image.open(out / "image02_mres_label.png"))
+    before, after = miou(pre, mask), miou(lab, mask)
+    assert after >= before + 0.03, (before, after)
+    recovered = [(lab[inst == i] == 1).mean() > 0.5 for i in untouched]
+    assert np.mean(recovered) > 0.5, np.mean(recovered)
+    report = (out / "image02_report.txt").read_text()
+    assert "init (pre-labels, weak labels): " in report and "never scribbled" not in report
+
+
+def test_prelabels_alone_and_one_class_of_strokes(tmp_path):
+    img, mask = make_scene(80, 120)
+    ip, pp = tmp_path / "scene.png", tmp_path / "pre.png"
+    Image.fromarray(img).save(ip)
+    Image.fromarray(mask.astype(np.uint8)).save(pp)
+    out = tmp_path / "a"
+    assert main([str(ip), "--init", str(pp), "--headless", "-o", str(out), "-q"]) == 0
+    lab = np.array(Image.open(out / "scene_mres_label.png"))
+    assert (lab == mask).mean() > 0.95
+    scr = np.zeros(mask.shape, np.uint8)
+    scr[40:44, 10:30] = 1  # strokes of one class only
+    sp = tmp_path / "scr.png"
+    Image.fromarray(scr).save(sp)
+    assert main([str(ip), "--init", str(pp), "--scribbles", str(sp), "-o", str(tmp_path / "b"), "-q"]) == 0
+
+
+def test_read_rules(tmp_path):
+    ids = np.array([[0, 1, 2], [255, 1, 0]], np.uint8)
+    Image.fromarray(ids).save(tmp_path / "a.png")
+    np.testing.assert_array_equal(read_prelabels(str(tmp_path / "a.png"), (2, 3), 3), ids)
+    Image.fromarray(np.array([[1, 2, 3], [0, 2, 1]], np.uint8)).save(tmp_path / "b.png")
+    np.testing.assert_array_equal(read_prelabels(str(tmp_path / "b.png"), (2, 3), 3, offset=1), ids)
+    # label_tools' own GeoTIFF (id + 1, 0 = no-data) is recognised by its metadata
+    from label_tools.classes import load_classes
+    from label_tools.io import Georef
+    from affine import Affine
+
+    prof = dict(driver="GTiff", width=3, height=2, count=1, dtype="uint8", crs="EPSG:32618",
+                transform=Affine(10.0, 0.0, 0.0, 0.0, -10.0, 0.0))
+    from label_tools.writers import write_geotiff
+
+    write_geotiff(str(tmp_path / "x_mres_geo.tif"), ids, Georef(prof, None, prof["transform"]),
+                  load_classes(None, None, n_classes=3))
+    np.testing.assert_array_equal(read_prelabels(str(tmp_path / "x_mres_geo.tif"), (2, 3), 3), ids)
+    # a colour label image through the class colours
+    colors = np.array([[255, 0, 0], [0, 0, 255], [0, 255, 0]], np.uint8)
+    rgb = np.zeros((2, 3, 3), np.uint8)
+    rgb[ids != 255] = colors[ids[ids != 255]]
+    rgb[1, 0] = (7, 7, 7)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    np.testing.assert_array_equal(read_prelabels(str(tmp_path / "c.png"), (2, 3), 3, colors=colors), ids)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("size", "size 3 x 2 does not match the image's"),
+    ("value", "holds class id 5 but there are only 3 classes"),
+    ("colour", "a colour label image needs the class colours: pass --colors"),
+])
+def test_bad_prelabel_files_one_line_exit_2(tmp_path, capsys, case, match):
+    img, mask = make_scene(40, 60)
+    ip = tmp_path / "scene.png"
+    Image.fromarray(img).save(ip)
+    lp = tmp_path / "classes.txt"
+    lp.write_text("a\nb\nc\n")
+    pp = tmp_path / "pre.png"
+    if case == "size":
+        Image.fromarray(np.zeros((2, 3), np.uint8)).save(pp)
+    elif case == "value":
+        a = mask.astype(np.uint8)
+        a[0, 0] = 5
+        Image.fromarray(a).save(pp)
+    else:
+        Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(pp)
+    out = tmp_path / "out"
+    assert main([str(ip), "--init", str(pp), "--labels", str(lp), "--headless", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0] and str(pp) in err[0]
+    assert not out.exists() or not any(out.iterdir())
+    with pytest.raises(InputError, match="--init"):
+        read_prelabels(str(pp), (40, 60), 3)
+
+
+def test_weak_scribbles_keep_off_edges_and_strokes():
+    pre = np.zeros((20, 20), np.uint8)
+    pre[:, 10:] = 1
+    scr = np.zeros((20, 20), np.uint8)
+    scr[5, 2] = 2
+    w = weak_scribbles(pre, scr, margin=2, guard=1)
+    assert (w[:, 8:12] == 0).all()  # no weak label within 2 px of the edge
+    assert (w[5, 1:4] == 0).all() and (w[4:7, 2] == 0).all()  # none under or next to the stroke
+    assert (w[15, :7] == 1).all() and (w[15, 13:] == 2).all()
