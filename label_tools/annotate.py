@@ -39,6 +39,8 @@ HELP = [
     "S           skip this window",
     "P           preview labels from the scribbles so far",
     "L           pre-labels from the model on/off (collections, --model)",
+    "U           uncertainty overlay on/off (bright = the model is unsure)",
+    "N           jump to the most uncertain window",
     "H           this help",
     "Q           finish now and compute",
 ]
@@ -527,7 +529,7 @@ class Annotator:
 
 
 def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, settings=None, backend=None,
-             prelabels=None, title_note: str = ""):
+             prelabels=None, title_note: str = "", order: str = "rows"):
     """Open the annotator on ``src`` and return when the user is done.
 
     Scribbles are saved to ``<outdir>/<stem>_scribbles.png`` after every stroke (and the position
@@ -548,6 +550,9 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
         A model's labels (0-based, 255 = none) shown under the strokes (collections; key L toggles).
     title_note : str
         Added to the annotation window's title (e.g. ``image 2/5``).
+    order : {"rows", "uncertainty"}
+        Window walk: row by row, or (after the first window) to the least certain window left
+        (:mod:`label_tools.annotate_uncertainty`, which also gives the U and N keys and the status line).
 
     Returns
     -------
@@ -600,7 +605,14 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
         from .annotate_prelabels import with_prelabels
 
         cls = with_prelabels(cls)
+    if backend != "matplotlib":
+        from .annotate_uncertainty import QuickUncertainty, with_uncertainty
+
+        cls = with_uncertainty(cls)
     ann = cls(src, classes, s, outdir=outdir, stem=stem, preview=preview, seconds_before=before)
+    if backend != "matplotlib":
+        ann.order = order
+        ann.quick = QuickUncertainty(src, len(classes), sigmas=settings.sigmas if settings is not None else DEFAULT_SIGMAS)
     if prelabels is not None or title_note:
         ann.prelabels, ann.title_note = prelabels, title_note
     log.debug("annotator ready in %.2f s (%d windows)", time.perf_counter() - t0, len(windows))

@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
         "need cover one class or none"))
     p.add_argument("--init-offset", type=int, choices=(0, 1), default=0, metavar="N",
                    help="1: the --init file's ids start at 1 and 0 is no-data (default 0)")
+    p.add_argument("--order", choices=("rows", "uncertainty"), default="rows", help=(
+        "annotator: walk the windows row by row (default) or, after the first, to the window where the model "
+        "of the scribbles so far is least sure"))
     p.add_argument("--save-probs", action="store_true", help=(
         "also write <stem>_probs.tif (calibrated class probabilities x 255, one band per class, argmax = the "
         "labels) and <stem>_uncertainty.png (0 = certain, 255 = most uncertain; also .tif for georeferenced input)"))
@@ -334,7 +337,7 @@ def run(args) -> int:
     outdir = args.output or os.path.dirname(os.path.abspath(args.image))
     check_writable_dir(outdir)
     annotate = None if args.scribbles is not None else {"window": args.window, "resume": args.resume,
-                                                         "backend": args.backend}
+                                                         "backend": args.backend, "order": args.order}
     job = _job(args, args.image, outdir, annotate=annotate, report={"window (-w)": args.window})
     outcome = run_job(job, progress=Progress(enabled=not args.quiet))
     if outcome.status != "done":

@@ -1,0 +1,228 @@
+"""Label where it matters: an uncertainty overlay (U), a jump to the least certain window (N), the walk
+ordered by uncertainty (``--order uncertainty``), and a status line drawn inside the annotation window.
+
+The uncertainty comes from a quick model of the scribbles so far on a small grid of the whole image
+(:class:`QuickUncertainty`: features computed once, a small forest refitted when the scribbles
+change, well within the preview's 0.3 s). Mixed into an annotator class by :func:`with_uncertainty`,
+like the pre-labels (:mod:`label_tools.annotate_prelabels`), without touching its drawing code.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+GRID_PIXELS = 40_000
+ALPHA = 0.6
+
+
+class QuickUncertainty:
+    """Uncertainty of the whole image on a small grid, from the scribbles so far.
+
+    Parameters
+    ----------
+    src : ImageSource
+    n_classes : int
+    sigmas : sequence of float
+    max_pixels : int
+        Pixel budget of the grid.
+    """
+
+    def __init__(self, src, n_classes: int, *, sigmas=(1, 2, 4, 8, 16), max_pixels: int = GRID_PIXELS):
+        from . import pipeline
+        from .tiling import scaled_shape
+
+        self.src, self.n_classes = src, n_classes
+        f = min(1.0, math.sqrt(max_pixels / float(src.height * src.width)))
+        self.shape = scaled_shape(src.shape, f)
+        grid = pipeline._Grid(src, self.shape, sigmas)
+        self.features = grid.features((0, self.shape[0], 0, self.shape[1]))
+        v = grid.valid((0, self.shape[0], 0, self.shape[1]))
+        self.valid = np.ones(self.shape, bool) if v is None else v
+        self._key = None
+        self._map = None
+
+    def map(self, scribbles) -> np.ndarray | None:
+        """float32 (h, w) in [0, 1] (1 = most uncertain); None before two classes are scribbled."""
+        from .scribbles import downscale
+        from .unary import SampleBuffer, default_classifier
+
+        small = downscale(scribbles, self.shape, self.n_classes)
+        key = hash(small.tobytes())
+        if key == self._key:
+            return self._map
+        m = (small > 0) & self.valid
+        y = small[m].astype(np.int64) - 1
+        if len(np.unique(y)) < 2:
+            self._key, self._map = key, None
+            return None
+        buf = SampleBuffer(self.n_classes, max_per_class=1500)
+        buf.add(self.features[m], y)
+        X, y = buf.arrays()
+        clf = default_classifier(n_estimators=16, max_depth=10)
+        clf.fit(X, y)
+        h, w, f = self.features.shape
+        p = clf.predict_proba(self.features.reshape(-1, f))
+        k = p.shape[1]
+        u = (1.0 - p.max(axis=1)) * (k / max(k - 1, 1)) if k > 1 else np.zeros(len(p))
+        u = u.reshape(h, w).astype(np.float32)
+        u[~self.valid] = 0
+        self._key, self._map = key, np.clip(u, 0, 1)
+        return self._map
+
+    def window_scores(self, u, windows, full_shape) -> np.ndarray:
+        """Mean uncertainty of each window (row0, row1, col0, col1) in full-resolution pixels."""
+        H, W = full_shape
+        h, w = u.shape
+        out = np.zeros(len(windows))
+        for i, (r0, r1, c0, c1) in enumerate(windows):
+            a, b = int(r0 * h / H), max(int(math.ceil(r1 * h / H)), int(r0 * h / H) + 1)
+            c, d = int(c0 * w / W), max(int(math.ceil(c1 * w / W)), int(c0 * w / W) + 1)
+            out[i] = float(u[a:b, c:d].mean())
+        return out
+
+
+def heat_overlay(rgb, u, *, alpha: float = ALPHA) -> np.ndarray:
+    """``rgb`` uint8 (h, w, 3) with the uncertainty ``u`` (any size, [0, 1]) blended as a heat map."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    uu = cv2.resize(np.ascontiguousarray(u, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.applyColorMap(np.clip(uu * 255, 0, 255).astype(np.uint8), cv2.COLORMAP_INFERNO)[..., ::-1]
+    a = (np.clip(uu, 0, 1) * alpha)[..., None]
+    return (rgb * (1 - a) + heat * a + 0.5).astype(np.uint8)
+
+
+def status_text(session, class_names, *, brush=None, mode: str = "") -> str:
+    """``class i/K name | window j/N | brush b | mode`` for the in-window status line."""
+    k = session.class_index
+    parts = [f"class {k + 1}/{session.n_classes} {class_names[k]}",
+             f"window {session.window_index + 1}/{len(session.windows)}", f"brush {session.brush}"]
+    if mode:
+        parts.append(mode)
+    return " | ".join(parts)
+
+
+def draw_status(out, text):
+    """Draw ``text`` on a dark band at the bottom of ``out`` (uint8 (h, w, 3), in place)."""
+    import cv2
+
+    h, w = out.shape[:2]
+    band = 26
+    out[h - band:] = (out[h - band:] * 0.2).astype(np.uint8)
+    cv2.putText(out, text, (8, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+class UncertaintyMixin:
+    """U (overlay), N (jump), ``order = "uncertainty"`` and the status line (see :func:`with_uncertainty`)."""
+
+    quick = None
+    order = "rows"
+    show_uncertainty = False
+    last_uncertainty_seconds = 0.0
+
+    def _uncertainty(self):
+        if self.quick is None:
+            return None
+        t0 = time.perf_counter()
+        u = self.quick.map(self.s.scribbles)
+        self.last_uncertainty_seconds = time.perf_counter() - t0
+        self.model_seconds += self.last_uncertainty_seconds
+        return u
+
+    def _mode(self):
+        modes = []
+        if self.show_uncertainty:
+            modes.append("uncertainty")
+        if getattr(self, "show_preview", False):
+            modes.append("preview")
+        if self.order == "uncertainty":
+            modes.append("order: uncertainty")
+        return ", ".join(modes) or "draw"
+
+    def _show(self, name, rgb, title=None):
+        from .annotate import WIN_ANNOTATE, WIN_OVERVIEW
+
+        if self.show_uncertainty and (name in (WIN_ANNOTATE, WIN_OVERVIEW)):
+            u = self._uncertainty()
+            if u is not None:
+                if name == WIN_ANNOTATE:
+                    r0, r1, c0, c1 = self.s.window
+                    h, w = u.shape
+                    H, W = self.src.shape
+                    a, b = int(r0 * h / H), max(int(math.ceil(r1 * h / H)), int(r0 * h / H) + 1)
+                    c, d = int(c0 * w / W), max(int(math.ceil(c1 * w / W)), int(c0 * w / W) + 1)
+                    rgb = heat_overlay(rgb, u[a:b, c:d])
+                else:
+                    rgb = heat_overlay(rgb, u)
+        if name == WIN_ANNOTATE:
+            rgb = rgb.copy()
+            draw_status(rgb, status_text(self.s, self.classes.names, mode=self._mode()))
+        super()._show(name, rgb, title)
+
+    def _most_uncertain(self, *, unvisited: bool) -> int | None:
+        u = self._uncertainty()
+        if u is None:
+            return None
+        scores = self.quick.window_scores(u, self.s.windows, self.src.shape)
+        order = np.argsort(-scores, kind="stable")
+        for j in order:
+            j = int(j)
+            if unvisited and (j in self.s.visited or j == self.s.window_index):
+                continue
+            if not unvisited and j == self.s.window_index:
+                continue
+            if self.worth(self.s.windows[j]):
+                return j
+        return None
+
+    def _go(self, j: int):
+        self._leave_window()
+        self.s.visited.add(self.s.window_index)
+        self.s.window_index = j
+        self.s.class_index = 0
+        self.save()
+
+    def on_key(self, key):
+        k = key & 0xFF if key is not None and key >= 0 else -1
+        ch = chr(k).lower() if 32 <= k < 127 else ""
+        if ch == "u":
+            self.show_uncertainty = not self.show_uncertainty
+            self.render_annotation()
+            self.render_overview()
+            return None
+        if ch == "n":
+            j = self._most_uncertain(unvisited=False)
+            if j is not None:
+                self._go(j)
+                self.render_annotation()
+                self.render_overview()
+            return None
+        before = (self.s.window_index, self.s.class_index)
+        last_class = self.s.class_index + 1 >= self.s.n_classes
+        out = super().on_key(key)
+        forward = k in (27, 13, 10) and last_class or ch == "s"
+        if self.order == "uncertainty" and forward and self.s.window_index != before[0] or (
+                self.order == "uncertainty" and forward and self.s.done and ch != "q"):
+            self.s.visited.add(before[0])
+            j = self._most_uncertain(unvisited=True)
+            if j is not None:
+                self.s.done = False
+                self.s.window_index, self.s.class_index = j, 0
+                self.save()
+                self.render_annotation()
+                self.render_overview()
+            elif len(self.s.visited) < len(self.s.windows) and not self.s.done:
+                pass  # no model yet: row order goes on
+        return out
+
+
+_classes = {}
+
+
+def with_uncertainty(cls):
+    """``cls`` (an annotator class) with :class:`UncertaintyMixin` mixed in."""
+    if cls not in _classes:
+        _classes[cls] = type(cls.__name__ + "WithUncertainty", (UncertaintyMixin, cls), {})
+    return _classes[cls]

@@ -1,0 +1,111 @@
+"""End to end under Xvfb: the U overlay, the N jump, --order uncertainty and the in-window status line,
+checked on the window's own pixels (screenshots) and on the saved position."""
+import os
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SAMPLE
+from test_annotate_window import Driver, display  # noqa: F401  (the module-scoped Xvfb fixture)
+
+pytestmark = pytest.mark.window
+W = 230  # beach.png (920 x 614) -> 3 rows x 4 columns of windows
+
+
+class UDriver(Driver):
+    def screenshot(self, path):
+        subprocess.run(["import", "-window", self.win, f"png:{path}"], env=self.env, check=True, timeout=30,
+                       capture_output=True)
+        return np.array(Image.open(path).convert("RGB")).astype(int)
+
+    def stroke230(self, window, pts):
+        import test_annotate_window as t
+
+        saved, t.W = t.W, W
+        try:
+            self.stroke(window, pts)
+        finally:
+            t.W = saved
+
+
+def expected_next(scribbles, exclude):
+    """The window the annotator should pick: most uncertain by the same quick model, not in ``exclude``."""
+    from label_tools.annotate import annotation_windows
+    from label_tools.annotate_uncertainty import QuickUncertainty
+    from label_tools.io import open_image
+
+    src = open_image(os.path.join(SAMPLE, "beach.png"))
+    q = QuickUncertainty(src, 2)
+    windows = annotation_windows(src.shape, W)
+    scores = q.window_scores(q.map(scribbles), windows, src.shape)
+    order = [int(j) for j in np.argsort(-scores, kind="stable") if int(j) not in exclude]
+    return order[0], windows
+
+
+def test_uncertainty_keys_order_and_status_line(display, tmp_path):  # noqa: F811
+    if not shutil.which("import"):
+        if os.environ.get("CI"):
+            pytest.fail("ImageMagick's import is not installed (CI installs it with apt-get)")
+        pytest.skip("ImageMagick's import (screenshots) not installed")
+    out = tmp_path / "out"
+    out.mkdir()
+    drv = UDriver(display, tmp_path)
+    drv.outdir = out
+    drv.start("--no-resume", "--order", "uncertainty", "-w", str(W))
+    try:
+        # status line: a dark band at the bottom with light text, changing with the class
+        a = drv.screenshot(tmp_path / "a.png")
+        band = a[-26:]
+        assert band.mean() < 60 and (band.max(axis=2) > 200).sum() > 150
+        drv.key("2")
+        drv.wait_for(lambda: drv.state()["class_index"] == 1, "class 2")
+        b = drv.screenshot(tmp_path / "b.png")
+        assert np.abs(b[-26:] - band).sum(axis=2).astype(bool).sum() > 30  # "class 2/2 land" drawn
+        assert np.array_equal(b[:-30], a[:-30])  # the picture above is untouched
+        drv.key("1")
+        drv.wait_for(lambda: drv.state()["class_index"] == 0, "class 1")
+
+        # window 1 (rows 0..230, cols 0..230): water below the surf line, land above
+        drv.stroke230((0, 0), [(200, 20), (200, 200)])
+        drv.wait_for(lambda: (drv.scribbles() == 1).sum() > 100, "water stroke")
+        drv.key("2")
+        drv.stroke230((0, 0), [(15, 20), (15, 200)])
+        drv.wait_for(lambda: (drv.scribbles() == 2).sum() > 100, "land stroke")
+
+        # U: the uncertainty overlay changes the picture; U again restores it
+        plain = drv.screenshot(tmp_path / "plain.png")
+        drv.key("u")
+        time.sleep(1.0)
+        over = drv.screenshot(tmp_path / "over.png")
+        changed = np.abs(over[:-30] - plain[:-30]).sum(axis=2) > 30
+        assert changed.mean() > 0.02, changed.mean()
+        drv.key("u")
+        time.sleep(1.0)
+        again = drv.screenshot(tmp_path / "again.png")
+        assert np.abs(again[:-30] - plain[:-30]).sum(axis=2).max() <= 3
+
+        # --order uncertainty: Esc past the last class goes to the least certain window, not window 2
+        seq = [0]
+        for _ in range(2):
+            scr = drv.scribbles()
+            want, windows = expected_next(scr, set(seq))
+            drv.key("Escape", 2 - drv.state()["class_index"])
+            drv.wait_for(lambda: drv.state()["window_index"] != seq[-1], "next window")
+            seq.append(drv.state()["window_index"])
+            assert seq[-1] == want, (seq, want)
+        assert seq != [0, 1, 2], seq
+
+        # N: the most uncertain window other than the current one, at any time
+        want, _ = expected_next(drv.scribbles(), {seq[-1]})
+        drv.key("n")
+        drv.wait_for(lambda: drv.state()["window_index"] == want, f"N to window {want}")
+        drv.key("q")
+        assert drv.proc.wait(180) == 0, drv.log.read_text()[-2000:]
+    finally:
+        if drv.proc.poll() is None:
+            drv.proc.kill()
+    assert (out / "beach_mres_label.png").exists()
