@@ -15,6 +15,7 @@ import numpy as np
 
 GRID_PIXELS = 40_000
 ALPHA = 0.6
+STATUS_BAND = 26  # pixels of the status line at the bottom of the annotation window
 
 
 class QuickUncertainty:
@@ -57,10 +58,10 @@ class QuickUncertainty:
         if len(np.unique(y)) < 2:
             self._key, self._map = key, None
             return None
-        buf = SampleBuffer(self.n_classes, max_per_class=1500)
+        buf = SampleBuffer(self.n_classes, max_per_class=1000)
         buf.add(self.features[m], y)
         X, y = buf.arrays()
-        clf = default_classifier(n_estimators=16, max_depth=10)
+        clf = default_classifier(n_estimators=10, max_depth=8, n_jobs=1)
         clf.fit(X, y)
         h, w, f = self.features.shape
         p = clf.predict_proba(self.features.reshape(-1, f))
@@ -109,7 +110,7 @@ def draw_status(out, text):
     import cv2
 
     h, w = out.shape[:2]
-    band = 26
+    band = STATUS_BAND
     out[h - band:] = (out[h - band:] * 0.2).astype(np.uint8)
     cv2.putText(out, text, (8, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
 
