@@ -152,7 +152,7 @@ def windows_task(spec: SourceSpec, grid, windows):
             for w in windows]
 
 
-def predict_on_cluster(client, model, src, *, settings=None, progress=None):
+def predict_on_cluster(client, model, src, *, settings=None, progress=None, stretch: str = "image"):
     """:meth:`label_tools.model.Model.predict` with the work spread over a Dask cluster.
 
     Parameters
@@ -165,6 +165,8 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None):
         Default: the model's effective settings.
     progress : callable(stage, done, total), optional
         Called as windows come back (stage ``"windows"``).
+    stretch : {"image", "model"}
+        As in :meth:`label_tools.model.Model.predict`.
 
     Returns
     -------
@@ -174,10 +176,12 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None):
     from .cluster import as_completed
 
     model.check_source(src)
-    fitted_here = model._cache is not None  # as Model.predict: a new image is scaled as the training image
-    model._cache = None  # (the workers get the scaling through the spec)
-    if not fitted_here and hasattr(model, "apply_stretch"):
+    fitted_here = model._cache is not None
+    model._cache = None  # as Model.predict: features cached from fitting serve one prediction only
+    if stretch == "model" and not fitted_here:  # the workers get the scaling through the spec
         model.apply_stretch(src)
+    elif stretch not in ("image", "model"):
+        raise ValueError(f"stretch: expected 'image' or 'model', got {stretch!r}")
     settings = settings if settings is not None else model.effective_settings()
     spec = SourceSpec.of(src)
     t0 = time.perf_counter()
