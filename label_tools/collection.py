@@ -28,21 +28,8 @@ log = logging.getLogger("label_tools")
 
 MODEL_EXT = "skops"
 STATE_SUFFIX = "_collection.json"
-#: Files label-image writes or keeps beside the images: never taken for images of a collection.
-OUTPUT_SUFFIXES = ("_mres.png", "_mres_label.png", "_mres_geo.tif", "_scribbles.png", ".bak.png")
-
 
 # ---------------------------------------------------------------------------- inputs
-def is_image_name(name: str) -> bool:
-    """True for a file name label-image reads that is not one of its own outputs."""
-    from .io import PHOTO_EXT, RASTER_EXT
-
-    low = name.lower()
-    if low.startswith(".") or not low.endswith(PHOTO_EXT + RASTER_EXT) or low.endswith(".aux.xml"):
-        return False
-    return not any(low.endswith(s) for s in OUTPUT_SUFFIXES)
-
-
 def list_images(inputs) -> list:
     """Absolute paths of the images named and of those inside folders named (each folder sorted by name).
 
@@ -53,18 +40,9 @@ def list_images(inputs) -> list:
         (their outputs would collide).
     """
     from .io import stem
+    from .job import collect_inputs
 
-    out = []
-    for p in inputs:
-        if os.path.isdir(p):
-            names = sorted(n for n in os.listdir(p) if is_image_name(n) and os.path.isfile(os.path.join(p, n)))
-            if not names:
-                raise InputError(f"folder {p!r} holds no image (JPEG, PNG, TIFF, ...); give images or another folder")
-            out += [os.path.abspath(os.path.join(p, n)) for n in names]
-        elif os.path.exists(p):
-            out.append(os.path.abspath(p))
-        else:
-            raise InputError(f"image {p!r} does not exist")
+    out = [os.path.abspath(p) for p in collect_inputs(inputs)]
     seen = {}
     for p in out:
         s = stem(p)

@@ -247,13 +247,7 @@ def _fsync_file(path):
             os.close(fd)
 
 
-def _fsync_dir(path):
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+_fsync_dir = _fsync_file  # a directory is opened read-only and fsynced the same way
 
 
 @contextlib.contextmanager

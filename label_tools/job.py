@@ -21,7 +21,9 @@ from .errors import InputError, LabelToolsError, OptionError
 log = logging.getLogger("label_tools")
 
 #: Files a run writes (or the annotator keeps) that a folder input must not take for images.
-OUTPUT_SUFFIXES = ("_mres.png", "_mres_label.png", "_mres_geo.tif", "_scribbles.png", ".bak.png")
+#: Files label-image writes or keeps beside the images: never taken for input images of a folder.
+OUTPUT_SUFFIXES = ("_mres.png", "_mres_label.png", "_mres_geo.tif", "_scribbles.png", ".bak.png", "_probs.tif",
+                   "_uncertainty.png", "_uncertainty.tif")
 
 DONE, SKIPPED, FAILED = "done", "skipped", "failed"
 

@@ -225,3 +225,11 @@ def test_job_travels_small_and_runs_anywhere(trained, tmp_path):
     assert (lab == masks["f0"]).mean() > 0.9
     again = run_job(pickle.loads(blob))
     assert again.status == "skipped" and again.outputs == o.outputs
+
+
+def test_outputs_of_save_probs_are_not_taken_for_inputs():
+    from label_tools.job import is_image_file
+
+    for name in ("a_probs.tif", "a_uncertainty.png", "a_uncertainty.tif", "a_mres_label.png", "a_scribbles.png"):
+        assert not is_image_file(name), name
+    assert is_image_file("a.tif") and is_image_file("probs.png")
