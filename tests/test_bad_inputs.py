@@ -646,6 +646,13 @@ def test_signal_during_run(tmp_path, sig, delay):
         assert sorted(after) == sorted(before) and all(
             after[k] != before[k] for k in before if k.startswith("out/scene"))
         return
+    if proc.returncode == -sig:
+        # the signal came before the handlers were installed (start-up) or after they were restored (the set
+        # was already committed): the default action killed it; the outputs are still all old or all new
+        changed = {k for k in before if k.startswith("out/scene") and after.get(k) != before[k]}
+        assert sorted(after) == sorted(before)
+        assert not changed or changed == {k for k in before if k.startswith("out/scene")}, changed
+        return
     assert proc.returncode == 128 + sig, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and signal.Signals(sig).name in lines[0] and "scribbles" not in lines[0], err

@@ -58,8 +58,13 @@ def test_uncertainty_keys_order_and_status_line(display, tmp_path):  # noqa: F81
     drv.start("--no-resume", "--order", "uncertainty", "-w", str(W))
     try:
         # status line: a dark band at the bottom with light text, changing with the class
-        a = drv.screenshot(tmp_path / "a.png")
-        band = a[-26:]
+        deadline = time.monotonic() + 30
+        while True:  # the first frames may not be painted yet: wait until the window shows its picture
+            a = drv.screenshot(tmp_path / "a.png")
+            band = a[-26:]
+            if (band.mean() < 60 and (band.max(axis=2) > 200).sum() > 150) or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
         assert band.mean() < 60 and (band.max(axis=2) > 200).sum() > 150
         drv.key("2")
         drv.wait_for(lambda: drv.state()["class_index"] == 1, "class 2")
