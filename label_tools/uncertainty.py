@@ -308,7 +308,7 @@ def _tempered(logp, t):
     return e / e.sum(axis=1, keepdims=True)
 
 
-def fit_calibration(p, y, *, weights=None, grid_probs=None, grid_target=None, max_pixels: int = 40000,
+def fit_calibration(p, y, *, weights=None, grid_probs=None, grid_target=None, max_pixels: int = 12000,
                     seed: int = 0) -> Calibration:
     """Temperature and floor for the final probabilities, chosen per image.
 
@@ -333,13 +333,14 @@ def fit_calibration(p, y, *, weights=None, grid_probs=None, grid_target=None, ma
     grid_target : ndarray of float32, shape (K, h, w), optional
         The forest's probabilities on the same grid.
     max_pixels : int
-        Grid pixels sampled for the second term.
+        Grid pixels sampled for the second term (a mean over 12,000 random pixels has a standard
+        error far below the loss differences between neighbouring grid points; more only costs time).
 
     Returns
     -------
     Calibration (the identity when there is nothing to fit on)
     """
-    p = np.asarray(p, np.float64)
+    p = np.asarray(p, np.float32)
     y = np.asarray(y, np.int64)
     ok = ~np.isnan(p).any(axis=1) if len(p) else np.zeros(0, bool)
     p, y = p[ok], y[ok]
@@ -348,6 +349,7 @@ def fit_calibration(p, y, *, weights=None, grid_probs=None, grid_target=None, ma
     if not use_strokes and not use_grid:
         return Calibration()
     k = p.shape[1] if use_strokes else grid_probs.shape[0]
+    rng = np.random.default_rng(seed)
     if use_strokes:
         if weights is None:
             ks, n = np.unique(y, return_counts=True)
@@ -356,29 +358,31 @@ def fit_calibration(p, y, *, weights=None, grid_probs=None, grid_target=None, ma
             weights = wk[y]
         else:
             weights = np.asarray(weights, np.float64)[ok]
-        weights = weights / weights.sum()
-        logp = np.log(np.maximum(p, 1e-12))
+        weights = (weights / weights.sum()).astype(np.float32)
+        logp = np.log(np.maximum(p, np.float32(1e-12)))
     if use_grid:
         f = grid_probs.reshape(k, -1).T
         t = grid_target.reshape(k, -1).T
         if len(f) > max_pixels:
-            idx = np.random.default_rng(seed).choice(len(f), max_pixels, replace=False)
+            idx = rng.choice(len(f), max_pixels, replace=False)
             f, t = f[idx], t[idx]
-        logf = np.log(np.maximum(f.astype(np.float64), 1e-12))
-        t = t.astype(np.float64)
-    best = (np.inf, 1.0, 0.0)
-    for temp in TEMPERATURES:
-        qs = _tempered(logp, temp)[np.arange(len(y)), y] if use_strokes else None
-        qg = _tempered(logf, temp) if use_grid else None
-        for a in FLOORS:
-            loss = 0.0
-            if use_strokes:
-                loss -= (weights * np.log((1 - a) * qs + a / k + 1e-12)).sum()
-            if use_grid:
-                loss -= (t * np.log((1 - a) * qg + a / k + 1e-12)).sum(axis=1).mean()
-            if loss < best[0]:
-                best = (loss, float(temp), float(a))
-    return Calibration(best[1], best[2], int(len(y)) + (len(f) if use_grid else 0))
+        logf = np.log(np.maximum(np.asarray(f, np.float32), np.float32(1e-12)))
+        t = np.asarray(t, np.float32)
+    # every floor of one temperature at once (float32: the losses differ far above its rounding)
+    keep = (1 - FLOORS).astype(np.float32)[:, None]
+    add = (FLOORS / k).astype(np.float32)[:, None]
+    eps = np.float32(1e-12)
+    loss = np.zeros((len(TEMPERATURES), len(FLOORS)))
+    for i, temp in enumerate(TEMPERATURES):
+        if use_strokes:
+            qs = _tempered(logp, np.float32(temp))[np.arange(len(y)), y]
+            loss[i] -= np.log(keep * qs[None] + add + eps) @ weights
+        if use_grid:
+            qg = _tempered(logf, np.float32(temp))
+            lq = np.log(keep[:, :, None] * qg[None] + add[:, :, None] + eps)  # (floors, N, K)
+            loss[i] -= np.einsum("fnk,nk->f", lq, t) / len(t)
+    i, j = np.unravel_index(int(np.argmin(loss)), loss.shape)
+    return Calibration(float(TEMPERATURES[i]), float(FLOORS[j]), int(len(y)) + (len(f) if use_grid else 0))
 
 
 # ----------------------------------------------------------------------------- maps
