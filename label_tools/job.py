@@ -258,22 +258,43 @@ def run_job(job: Job, *, progress=None, model=None, predict=None) -> Outcome:
             if existing is not None:
                 return Outcome(job.image, SKIPPED, existing, time.perf_counter() - t0,
                                message="outputs exist (pass --overwrite to replace them)")
-        outputs, timings, warnings = _run(job, progress=progress, model=model, predict=predict)
+        outputs, timings, warnings = _write(_compute(job, progress=progress, model=model, predict=predict))
     except LabelToolsError as e:
         return Outcome(job.image, FAILED, {}, time.perf_counter() - t0, message=str(e), error=type(e).__name__)
     return Outcome(job.image, DONE, outputs, time.perf_counter() - t0, timings=timings, warnings=warnings)
 
 
-def _run(job: Job, *, progress, model, predict=None):
+@dataclass
+class _Computed:
+    """Everything :func:`_write` needs: one image's result, ready to be written."""
+
+    job: Job
+    paths: dict
+    src: object
+    scribbles: object
+    result: object
+    classes: object
+    used: dict
+    annotation_seconds: float
+    seconds: float
+    notes: list
+    warnings: list
+    sink: object
+    fitted: object
+
+
+def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
+    """Read, fit or apply, predict, inspect: all but writing (nothing is written but a ``--save-probs``
+    temporary file, which :func:`_write` moves into the output set or :meth:`discard` removes)."""
     from .classes import load_classes
-    from .files import check_not_existing, check_writable_dir, output_set
+    from .files import check_not_existing, check_writable_dir
     from .io import open_image, stem
     from .model import Model
     from .pipeline import Settings
     from .inspect import inspect_run
     from .scribbles import read_scribbles, value_counts
     from .uncertainty import calibrate_existing, predict_calibrated
-    from .writers import uncertainty_notes, write_outputs
+    from .writers import uncertainty_notes
 
     check_writable_dir(job.outdir)
     if job.model is not None and model is None:
@@ -382,21 +403,46 @@ def _run(job: Job, *, progress, model, predict=None):
                            uncertain=calibrated.counts if calibrated is not None else None)
     notes = (uncertainty_notes(calibrated.counts, classes, calibrated.calibration) if calibrated is not None
              else []) + warnings
+    return _Computed(job, paths, src, scr, result, classes, used, annotation_seconds, seconds, notes, warnings,
+                     sink, fitted)
+
+
+def _discard(c: _Computed):
+    """Drop a computed result without writing it (its temporary probabilities file, its open image)."""
+    if c.sink is not None:
+        c.sink.discard()
+    close = getattr(c.src, "close", None)
+    if close:
+        close()
+
+
+def _write(c: _Computed):
+    """Write one computed image's output set (all files or none), then its model file if asked.
+
+    Returns
+    -------
+    (paths, timings, warnings)
+    """
+    from .files import output_set
+    from .io import stem
+    from .writers import write_outputs
+
+    job, paths, src, scr, result, classes, sink = c.job, c.paths, c.src, c.scribbles, c.result, c.classes, c.sink
     os.makedirs(job.outdir, exist_ok=True)
     try:
         with output_set(paths, overwrite=job.overwrite, stem=stem(job.image)) as oset:  # all files or none
-            write_outputs(oset.staged, src, scr, result, classes, report_settings=used,
-                          annotation_seconds=annotation_seconds, processing_seconds=seconds, notes=notes,
+            write_outputs(oset.staged, src, scr, result, classes, report_settings=c.used,
+                          annotation_seconds=c.annotation_seconds, processing_seconds=c.seconds, notes=c.notes,
                           probs_writer=sink)
     finally:
         if sink is not None:
             sink.discard()  # its file was moved into the output set, unless writing failed
     if job.save_model is not None:
-        fitted.save(job.save_model)
+        c.fitted.save(job.save_model)
     close = getattr(src, "close", None)
     if close:
         close()
-    return paths, result.timings, warnings
+    return paths, result.timings, c.warnings
 
 
 def _prelabels(job, src, model):
@@ -465,33 +511,104 @@ def _crf_weight_text(settings, result):
 
 
 # -------------------------------------------------------------------------------------------- batches
-def run_batch(jobs, *, on_outcome=None, progress=None) -> list:
-    """Run jobs one after another in this process; a failing image does not stop the others.
+#: Images above this many pixels are written before the next one starts (two in flight would double memory).
+OVERLAP_MAX_PIXELS = 16e6
+
+
+def run_batch(jobs, *, on_outcome=None, progress=None, overlap: bool = True) -> list:
+    """Run jobs in this process; a failing image does not stop the others.
+
+    While one image's outputs are written (encoding and syncing files, in this thread: the output set
+    holds signals while it commits), the next image is read and predicted in a second thread, so a
+    batch of small images keeps both cores busy. The first image runs alone (it loads the model and
+    the libraries), as do images above :data:`OVERLAP_MAX_PIXELS` and ``--save-probs`` runs (whose
+    probabilities are streamed to a file while predicting).
 
     Parameters
     ----------
     jobs : sequence of Job
     on_outcome : callable(Outcome), optional
-        Called as each job ends (to report it).
+        Called as each job ends (to report it), in job order.
     progress : callable(stage, done, total), optional
+    overlap : bool
+        Predict the next image while writing the current one.
 
     Returns
     -------
     list of Outcome, in job order
     """
+    import threading
+
     out = []
-    for j in jobs:
+    pending = None  # (job, t0, _Computed) computed but not written yet
+
+    def emit(o):
+        out.append(o)
+        if on_outcome is not None:
+            on_outcome(o)
+
+    def guarded(j, t0, fn):
+        """fn() -> Outcome or a _Computed; any failure of this one image becomes a failed Outcome."""
         try:
-            o = run_job(j, progress=progress)
+            return fn()
+        except LabelToolsError as e:
+            return Outcome(j.image, FAILED, {}, time.perf_counter() - t0, message=str(e), error=type(e).__name__)
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception as e:  # an unexpected failure on one image must not lose the batch
             log.debug("%s failed", j.image, exc_info=True)
-            o = Outcome(j.image, FAILED, message=f"{type(e).__name__}: {e}".splitlines()[0], error=type(e).__name__)
-        out.append(o)
-        if on_outcome is not None:
-            on_outcome(o)
+            return Outcome(j.image, FAILED, message=f"{type(e).__name__}: {e}".splitlines()[0],
+                           error=type(e).__name__)
+
+    def write(p):
+        j, t0, c = p
+
+        def go():
+            paths, timings, warnings = _write(c)
+            return Outcome(j.image, DONE, paths, time.perf_counter() - t0, timings=timings, warnings=warnings)
+
+        emit(guarded(j, t0, go))
+
+    def compute(j, t0):
+        if j.skip_existing and not j.overwrite:
+            existing = _all_exist(j)
+            if existing is not None:
+                return Outcome(j.image, SKIPPED, existing, time.perf_counter() - t0,
+                               message="outputs exist (pass --overwrite to replace them)")
+        return _compute(j, progress=progress, model=None)
+
+    for i, j in enumerate(jobs):
+        t0 = time.perf_counter()
+        if pending is None or not overlap:
+            got = guarded(j, t0, lambda: compute(j, t0))
+        else:  # predict this image in a second thread while this thread writes the previous one
+            box = {}
+            worker = threading.Thread(target=lambda: box.update(r=_in_thread(guarded, j, t0, compute)),
+                                      name="label_tools-next-image", daemon=True)
+            worker.start()
+            write(pending)  # an interrupt here leaves the (daemon) thread behind: the process is ending
+            pending = None
+            worker.join()
+            got = box["r"]
+            if isinstance(got, BaseException):
+                raise got
+        if isinstance(got, Outcome):
+            emit(got)
+        elif overlap and not got.job.save_probs and got.src.height * got.src.width <= OVERLAP_MAX_PIXELS:
+            pending = (j, t0, got)
+        else:
+            write((j, t0, got))
+    if pending is not None:
+        write(pending)
     return out
+
+
+def _in_thread(guarded, j, t0, compute):
+    """guarded(compute) for a second thread: a KeyboardInterrupt/MemoryError is handed back, not lost."""
+    try:
+        return guarded(j, t0, lambda: compute(j, t0))
+    except BaseException as e:  # re-raised by the batch's thread
+        return e
 
 
 def summary(outcomes, seconds: float) -> str:

@@ -233,3 +233,51 @@ def test_outputs_of_save_probs_are_not_taken_for_inputs():
     for name in ("a_probs.tif", "a_uncertainty.png", "a_uncertainty.tif", "a_mres_label.png", "a_scribbles.png"):
         assert not is_image_file(name), name
     assert is_image_file("a.tif") and is_image_file("probs.png")
+
+
+def test_batch_predicts_the_next_image_while_writing(trained, tmp_path, monkeypatch):
+    """run_batch overlaps image i's writing with image i+1's prediction; files and order as one by one."""
+    import threading
+    import time
+
+    from label_tools import job as job_mod
+
+    _, model, folder, _ = trained
+    images = [str(p) for p in sorted(folder.iterdir())]
+    seq = job_mod.run_batch([job_mod.Job(i, str(tmp_path / "seq"), model=str(model)) for i in images],
+                            overlap=False)
+    spans, threads = {}, {}
+    real_compute, real_write = job_mod._compute, job_mod._write
+
+    def compute(j, **kw):  # a slow image and a slow disk: each step takes at least 0.3 s
+        t = time.perf_counter()
+        threads[os.path.basename(j.image)] = threading.current_thread().name
+        out = real_compute(j, **kw)
+        time.sleep(0.3)
+        spans["compute", os.path.basename(j.image)] = (t, time.perf_counter())
+        return out
+
+    def write(c):
+        t = time.perf_counter()
+        time.sleep(0.3)
+        out = real_write(c)
+        spans["write", os.path.basename(c.job.image)] = (t, time.perf_counter())
+        return out
+
+    monkeypatch.setattr(job_mod, "_compute", compute)
+    monkeypatch.setattr(job_mod, "_write", write)
+    ovl = job_mod.run_batch([job_mod.Job(i, str(tmp_path / "ovl"), model=str(model)) for i in images])
+    assert [o.image for o in ovl] == [o.image for o in seq] == images
+    assert [o.status for o in ovl] == ["done"] * 3
+    for prev, nxt in (("f0.png", "f1.png"), ("f1.png", "f2.png")):  # the intervals overlap
+        w, c = spans["write", prev], spans["compute", nxt]
+        assert c[0] < w[1] and w[0] < c[1], (prev, w, nxt, c)
+    assert threads == {"f0.png": "MainThread", "f1.png": "label_tools-next-image", "f2.png": "label_tools-next-image"}
+    for name in os.listdir(tmp_path / "seq"):
+        a, b = tmp_path / "seq" / name, tmp_path / "ovl" / name
+        if name.endswith(".mat"):  # its header holds the time of writing
+            ma, mb = loadmat(a), loadmat(b)
+            for key in ("preds", "class", "colors"):
+                np.testing.assert_array_equal(ma[key], mb[key])
+        elif not name.endswith("_report.txt"):  # the report holds timings
+            assert a.read_bytes() == b.read_bytes(), name
