@@ -114,7 +114,8 @@ class Model:
             settings = base.settings
 
             def extra(X, y):  # the new scribbles win where they disagree with the model's samples
-                return drop_conflicts(base.X, base.y, X, y)
+                X_old, y_old = drop_conflicts(base.X, base.y, X, y)
+                return cap_carried(X_old, y_old, y, len(classes), settings)
         tr = pipeline.train(src, scribbles, n_classes=len(classes), settings=settings, classifier=classifier,
                             class_names=classes.names, progress=progress, extra=extra)
         info = dict(base.info) if base is not None else {}
@@ -217,6 +218,50 @@ def _stretch_of(src) -> dict | None:
         return None
     n = _feature_bands(src)
     return {"dtype": str(src.dtype), "lo": np.asarray(lo[:n], np.float32), "hi": np.asarray(hi[:n], np.float32)}
+
+
+#: Samples a model carries per class, as a multiple of one image's largest share (``max_samples / K``).
+CARRIED_IMAGES = 2
+
+
+def cap_carried(X_old, y_old, y_new, n_classes: int, settings, seed: int = 0):
+    """The earlier samples, thinned so that old + new stay within a bound per class.
+
+    A collection refits after every image; without a bound the samples (and the fitting time) grow
+    with the number of images. Per class, old and new together keep at most ``CARRIED_IMAGES x
+    max_samples / K`` (at least one image's ``max_samples_per_class``); the new image's samples are
+    all kept and the earlier ones drawn uniformly (seeded), so each refit halves, roughly, the share
+    of the oldest images: recent images weigh more, none vanishes at once.
+
+    Parameters
+    ----------
+    X_old : ndarray of float32, shape (M, F)
+    y_old : ndarray of int64, shape (M,)
+    y_new : ndarray of int64, shape (N,)
+        Classes of this image's samples.
+    n_classes : int
+    settings : label_tools.pipeline.Settings
+
+    Returns
+    -------
+    X : ndarray of float32, shape (M', F)
+    y : ndarray of int64, shape (M',)
+    """
+    cap = max(int(settings.max_samples_per_class),
+              CARRIED_IMAGES * int(settings.max_samples) // max(n_classes, 1))
+    new = np.bincount(np.asarray(y_new, np.int64), minlength=n_classes)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for k in range(n_classes):
+        idx = np.flatnonzero(y_old == k)
+        room = max(cap - int(new[k]), 0)
+        if len(idx) > room:
+            idx = np.sort(rng.choice(idx, room, replace=False))
+        keep.append(idx)
+    keep = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+    if len(keep) == len(y_old):
+        return X_old, y_old
+    return X_old[keep], y_old[keep]
 
 
 def drop_conflicts(X_old, y_old, X_new, y_new):

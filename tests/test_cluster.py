@@ -222,6 +222,63 @@ def test_tasks_run_on_the_workers(shared_cluster, batch, tmp_path):
     assert_same_outputs(ref, out)
 
 
+def test_client_killed_midway_same_command_resumes(shared_cluster, batch, tmp_path):
+    """SIGKILL the client (label-image) once an image has landed: no image has part of its outputs
+    (a set is all there or absent, unless caught renaming into place, which the next run finishes);
+    the same command again skips the finished images, runs the rest, and every output equals the
+    in-process run's; the cluster is left running."""
+    import re
+    import signal
+    import time
+
+    from distributed import Client
+
+    from label_tools.files import STAGING_PREFIX
+
+    model, folder, ref = batch
+    out = tmp_path / "out"
+    p, log = cluster_run(model, folder, out, "--scheduler", shared_cluster.address)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(n.endswith("_mres_label.png") for n in os.listdir(out))):
+            assert p.poll() is None and time.monotonic() < deadline, read(log.name)
+            time.sleep(0.05)
+        p.send_signal(signal.SIGKILL)
+        assert p.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        if p.poll() is None:
+            p.kill()
+        log.close()
+    # let the tasks the workers were running when the client died end (Dask cannot stop a running task)
+    with Client(shared_cluster.address, timeout=10, set_as_default=False) as c:
+        deadline = time.monotonic() + 120
+        while c.run_on_scheduler(lambda dask_scheduler: sum(len(ws.processing)
+                                                            for ws in dask_scheduler.workers.values())):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    stems = sorted({n.split("_mres")[0].split("_report")[0] for n in os.listdir(ref)})
+    finished = []
+    for st in stems:
+        want = sorted(n for n in os.listdir(ref) if n.startswith(st + "_") or n.startswith(st + "."))
+        have = sorted(n for n in os.listdir(out) if n in want)
+        renaming = any(n.startswith(STAGING_PREFIX + st + "-") for n in os.listdir(out))
+        assert have in ([], want) or renaming, (st, have)
+        if have == want:
+            finished.append(st)
+    assert 1 <= len(finished) <= len(stems) - 1, finished  # really midway
+    p2, log2 = cluster_run(model, folder, out, "--scheduler", shared_cluster.address)
+    assert p2.wait(timeout=180) == 0, read(log2.name)
+    log2.close()
+    text = read(log2.name)
+    done = re.search(r"(\d+) images: (\d+) done, (\d+) skipped, 0 failed", text)
+    assert done and int(done[1]) == len(stems) and int(done[3]) >= len(finished), text[-2000:]
+    assert int(done[2]) == len(stems) - int(done[3])
+    assert_same_outputs(ref, out)
+    assert not any(n.startswith(STAGING_PREFIX) for n in os.listdir(out))
+    with Client(shared_cluster.address, timeout=10, set_as_default=False) as c:
+        assert len(c.scheduler_info()["workers"]) == 2
+
+
 # ------------------------------------------------------------------------------------- bad input
 def test_bad_cluster_options_one_line_exit_2(tmp_path, capsys):
     """Unreachable scheduler (fast), --workers 0, --scheduler without --model/--headless, both options."""

@@ -11,7 +11,7 @@ from conftest import make_scene, scene_scribbles
 from label_tools.classes import load_classes
 from label_tools.errors import InputError
 from label_tools.io import ArraySource
-from label_tools.model import Model, drop_conflicts
+from label_tools.model import CARRIED_IMAGES, Model, cap_carried, drop_conflicts
 from label_tools.modelfile import ALLOWED_TYPES, FORMAT_VERSION, HEADER, load_model, read_header
 from label_tools.pipeline import Settings
 
@@ -154,6 +154,38 @@ def test_drop_conflicts_exact():
     X, y = drop_conflicts(X_old, y_old, X_new, y_new)
     np.testing.assert_array_equal(X, X_old[1:])  # only the old class-1 sample inside class 0's scribbles goes
     np.testing.assert_array_equal(y, y_old[1:])
+
+
+def test_cap_carried_exact():
+    """Per class, old + new stay within the cap; new samples all kept; old ones drawn uniformly, seeded."""
+    st = Settings(max_samples_per_class=10, max_samples=30)  # 3 classes: cap = 2 x 30 / 3 = 20 per class
+    y_old = np.repeat([0, 1, 2], [50, 5, 30])
+    X_old = np.arange(len(y_old), dtype=np.float32)[:, None]
+    y_new = np.repeat([0, 1, 2], [8, 30, 20])
+    X, y = cap_carried(X_old, y_old, y_new, 3, st)
+    assert CARRIED_IMAGES == 2
+    np.testing.assert_array_equal(np.bincount(y, minlength=3), [12, 0, 0])  # 20 - 8, 20 - 30 -> 0, 20 - 20
+    assert set(X[:, 0].astype(int)) <= set(range(50)) and len(set(X[:, 0])) == 12  # distinct class-0 rows
+    X2, _ = cap_carried(X_old, y_old, y_new, 3, st)
+    np.testing.assert_array_equal(X, X2)
+    Xs, ys = cap_carried(X_old[:6], y_old[:6], y_new[:0], 3, st)  # under the cap: unchanged
+    assert Xs is X_old[:6] or np.array_equal(Xs, X_old[:6])
+
+
+def test_refits_keep_samples_bounded():
+    """A collection refitted image after image: the model's samples per class stop growing at the cap."""
+    classes = load_classes(None, None, n_classes=3)
+    st = Settings(max_samples_per_class=300, max_samples=900)
+    cap = CARRIED_IMAGES * 900 // 3
+    m, sizes = None, []
+    for seed in range(5):
+        img, mask = make_scene(80, 130, seed=seed)
+        m = Model.fit(img, scene_scribbles(mask, seed=seed), classes=classes, settings=st, base=m)
+        sizes.append(np.bincount(m.y, minlength=3))
+    assert sizes[0].max() <= 300
+    assert all((s <= cap).all() for s in sizes)
+    assert sizes[-1].sum() > sizes[0].sum()  # earlier images still count
+    assert len(m.info["images"]) == 5
 
 
 def test_model_stretch_applied_to_rasters_of_same_dtype():
