@@ -41,8 +41,12 @@ def check_writable_dir(directory: str):
         raise OutputError(f"output directory {directory!r} is a file; give a directory with -o/--output")
     if not os.path.isdir(directory):
         parent = os.path.dirname(os.path.abspath(directory))
-        if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-            raise OutputError(f"output directory {directory!r} does not exist and cannot be created")
+        if not os.path.isdir(parent):
+            raise OutputError(f"output directory {directory!r} does not exist and cannot be created: its parent "
+                              f"{parent!r} does not exist either (create it first, or check the path)")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise OutputError(f"output directory {directory!r} does not exist and cannot be created: its parent "
+                              f"{parent!r} is not writable; choose another with -o/--output")
         return
     if not os.access(directory, os.W_OK | os.X_OK):
         raise OutputError(f"output directory {directory!r} is not writable; choose another with -o/--output")
@@ -201,6 +205,9 @@ def recover_output_dir(outdir: str) -> list:
                     if f != _COMMIT_MARK:
                         with contextlib.suppress(FileNotFoundError):  # another run finished it meanwhile
                             os.replace(os.path.join(d, f), os.path.join(outdir, f))
+                for f in _stale_in_mark(os.path.join(d, _COMMIT_MARK)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(os.path.join(outdir, f))
         shutil.rmtree(d, ignore_errors=True)
         done.append(d)
     return done
@@ -214,19 +221,22 @@ class OutputSet:
     them). :meth:`commit` renames every staged file onto its final name once all are complete.
     """
 
-    def __init__(self, paths: dict, staging: str):
+    def __init__(self, paths: dict, staging: str, stale=()):
         self.paths = dict(paths)
         self.staging = staging
         self.staged = {k: os.path.join(staging, os.path.basename(p)) for k, p in self.paths.items()}
+        self.stale = sorted(os.path.basename(p) for p in stale)
 
     def commit(self):
-        """Rename the complete staged set into place (a commit mark first, so a kill midway is finished later)."""
+        """Rename the complete staged set into place, then remove the earlier outputs the new set has no
+        counterpart for (a commit mark listing both first, so a kill midway is finished later)."""
         outdir = os.path.dirname(os.path.abspath(next(iter(self.paths.values()))))
         files = sorted(os.listdir(self.staging))
+        stale = [f for f in self.stale if f not in files]
         for f in files:
             _fsync_file(os.path.join(self.staging, f))
         with open(os.path.join(self.staging, _COMMIT_MARK), "w") as fh:
-            fh.write("\n".join(files) + "\n")
+            fh.write("".join(f + "\n" for f in files) + "".join(_STALE + f + "\n" for f in stale))
             fh.flush()
             os.fsync(fh.fileno())
         _fsync_dir(self.staging)
@@ -235,7 +245,22 @@ class OutputSet:
             src = os.path.join(self.staging, f)
             os.chmod(src, mode)
             os.replace(src, os.path.join(outdir, f))
+        for f in stale:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(outdir, f))
         _fsync_dir(outdir)
+
+
+_STALE = "remove "  # commit-mark line prefix: an earlier output the committed set replaces by nothing
+
+
+def _stale_in_mark(mark) -> list:
+    """Names a commit mark lists for removal (none in marks written before this existed)."""
+    try:
+        with open(mark) as f:
+            return [ln[len(_STALE):].strip() for ln in f if ln.startswith(_STALE) and "/" not in ln]
+    except OSError:
+        return []
 
 
 def _fsync_file(path):
@@ -251,7 +276,7 @@ _fsync_dir = _fsync_file  # a directory is opened read-only and fsynced the same
 
 
 @contextlib.contextmanager
-def output_set(paths: dict, *, overwrite: bool, stem: str):
+def output_set(paths: dict, *, overwrite: bool, stem: str, stale=()):
     """Write the outputs of one image all-or-nothing.
 
     Holds the output directory's lock for ``stem``, finishes or removes leftovers of interrupted runs,
@@ -265,6 +290,10 @@ def output_set(paths: dict, *, overwrite: bool, stem: str):
     ----------
     paths : dict of str -> str
         Final path of every output by kind, all in one directory (which must exist).
+    stale : sequence of str
+        Other outputs an earlier run may have written for this image (e.g. ``_probs.tif`` when this
+        run does not write probabilities). With ``overwrite`` those that exist are removed as part of
+        the commit, so no file of the old set is left beside the new one; else they are left alone.
     """
     import shutil
 
@@ -280,7 +309,7 @@ def output_set(paths: dict, *, overwrite: bool, stem: str):
                 os.mkdir(staging)
             except OSError as e:
                 raise _write_error(outdir, e) from None
-            oset = OutputSet(paths, staging)
+            oset = OutputSet(paths, staging, [p for p in stale if overwrite and os.path.lexists(p)])
             try:
                 yield oset
                 try:

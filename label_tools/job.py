@@ -407,6 +407,18 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
                      sink, fitted)
 
 
+def _other_outputs(job, paths) -> list:
+    """Outputs of this image's stem that a run with other options writes and this one does not (and
+    GDAL's ``.aux.xml`` sidecars of such GeoTIFFs): an earlier set's leftovers, for the output set."""
+    from .io import stem
+    from .writers import output_paths
+
+    every = output_paths(job.outdir, stem(job.image), geotiff=True, probs=True).values()
+    keep = set(paths.values())
+    other = [p for p in every if p not in keep]
+    return other + [p + ".aux.xml" for p in every if p.endswith(".tif") and p + ".aux.xml" not in keep]
+
+
 def _discard(c: _Computed):
     """Drop a computed result without writing it (its temporary probabilities file, its open image)."""
     if c.sink is not None:
@@ -430,7 +442,8 @@ def _write(c: _Computed):
     job, paths, src, scr, result, classes, sink = c.job, c.paths, c.src, c.scribbles, c.result, c.classes, c.sink
     os.makedirs(job.outdir, exist_ok=True)
     try:
-        with output_set(paths, overwrite=job.overwrite, stem=stem(job.image)) as oset:  # all files or none
+        with output_set(paths, overwrite=job.overwrite, stem=stem(job.image),
+                        stale=_other_outputs(job, paths)) as oset:  # all files or none
             write_outputs(oset.staged, src, scr, result, classes, report_settings=c.used,
                           annotation_seconds=c.annotation_seconds, processing_seconds=c.seconds, notes=c.notes,
                           probs_writer=sink)

@@ -260,3 +260,34 @@ def test_signal_while_writing_small_image(job, tmp_path, sig, code_expected):
     if code != 0 and "were complete" not in err:
         assert after == before
         assert "scribbles" not in one_line(err)
+
+
+def test_overwrite_without_probs_removes_the_old_probs(job, tmp_path):
+    """A set written with --save-probs, replaced (--overwrite) by a run without: no stale probability
+    or uncertainty file is left beside labels it no longer matches; without --overwrite nothing changes."""
+    out = tmp_path / "out"
+    assert main(args(job, out, "--save-probs")) == 0
+    extra = {"scene_probs.tif", "scene_uncertainty.png"}
+    assert extra <= set(snapshot(out))
+    before = snapshot(out)
+    assert main(args(job, out, "--crf-weight", "0")) == 2  # exists, not asked to overwrite
+    assert snapshot(out) == before
+    assert main(args(job, out, "--crf-weight", "0", "--overwrite")) == 0
+    assert sorted(snapshot(out)) == OUTS
+
+
+def test_kill_during_commit_removing_stale_outputs_is_finished(job, tmp_path, capsys):
+    """A commit mark that lists an earlier output for removal: the next run renames the rest and removes it."""
+    out = tmp_path / "out"
+    assert main(args(job, out, "--save-probs")) == 0
+    new = tmp_path / "new"
+    assert main(args(job, new, "--crf-weight", "0")) == 0
+    staging = out / f"{STAGING_PREFIX}scene-{dead_pid()}"
+    staging.mkdir()
+    for name in OUTS:
+        (staging / name).write_bytes((new / name).read_bytes())
+    (staging / ".complete").write_text("".join(n + "\n" for n in OUTS)
+                                       + "remove scene_probs.tif\nremove scene_uncertainty.png\n")
+    assert main(args(job, out)) == 2  # refuses to overwrite, but first completes the interrupted set
+    assert "already exists" in one_line(capsys.readouterr().err)
+    assert snapshot(out) == snapshot(new)
