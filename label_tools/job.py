@@ -371,13 +371,14 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             if job.save_probs:
                 raise OptionError("--save-probs: not available with --scheduler/--workers yet; run without them")
             result = predict(fitted, src, settings=settings if model is not None else None, progress=progress)
-            calibrated = calibrate_existing(fitted, src, scr, result, settings=settings if model is not None else None)
+            calibrated = calibrate_existing(fitted, src, scr, result, settings=settings if model is not None else None,
+                                            prelabels=pre)
         else:
             sink = _probability_writer(job, src, classes) if job.save_probs else None
             try:
                 calibrated = predict_calibrated(fitted, src, scr if strong else None,
                                             settings=settings if model is not None else None,
-                                            on_probs=sink, progress=progress)
+                                            on_probs=sink, progress=progress, prelabels=pre)
             except BaseException:
                 if sink is not None:
                     sink.discard()

@@ -162,3 +162,89 @@ def weak_scribbles(prelabels, scribbles=None, *, margin: int = 3, guard: int = 2
         g = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * guard + 1, 2 * guard + 1))
         out[cv2.dilate((scribbles > 0).astype(np.uint8), g) > 0] = 0
     return out
+
+
+def correction_zone(labels, prelabels, scribbles=None, *, radius: int) -> np.ndarray:
+    """Where the model's labels replace the pre-labels.
+
+    The model (fitted on the pre-labels as weak labels and the strokes as strong ones) and the
+    pre-labels disagree in two ways: thin bands along the pre-labels' edges (the model places an
+    edge a pixel or two elsewhere: the pre-labels' own edge is kept) and whole regions (an object
+    missing or in the wrong class: the model's region replaces it). A region of disagreement
+    counts when it holds a disc of ``radius`` px (a morphological opening keeps something of it)
+    or a stroke; then all of it, edges included, goes to the model. Pixels with unknown
+    pre-labels always go to the model.
+
+    Parameters
+    ----------
+    labels : ndarray of uint8, shape (H, W)
+        The model's labels (0-based, 255 = no-data).
+    prelabels : ndarray of uint8, shape (H, W)
+        0-based ids, 255 = unknown.
+    scribbles : ndarray of uint8, shape (H, W), optional
+        The strokes (0 = none): a region of disagreement a stroke touches goes to the model.
+    radius : int
+        In full-resolution pixels (>= 1).
+
+    Returns
+    -------
+    ndarray of bool, shape (H, W)
+    """
+    import cv2
+    from scipy import ndimage as ndi
+
+    differ = (labels != prelabels) & (labels != UNKNOWN)
+    unknown = prelabels == UNKNOWN
+    if not differ.any():
+        return unknown
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    seeds = cv2.morphologyEx(differ.astype(np.uint8), cv2.MORPH_OPEN, k) > 0
+    if scribbles is not None:
+        seeds |= differ & (scribbles > 0)
+    regions, _ = ndi.label(differ, structure=np.ones((3, 3), bool))
+    keep = np.unique(regions[seeds])
+    keep = keep[keep > 0]
+    return np.isin(regions, keep) | unknown
+
+
+def zone_radius(full_shape, grid_shape) -> int:
+    """Disagreement thinner than two model-grid cells is edge placement (see :func:`correction_zone`).
+
+    Returns
+    -------
+    int: ``ceil(2 x full-resolution pixels per grid pixel)``, at least 2.
+    """
+    import math
+
+    step = max(full_shape[0] / max(grid_shape[0], 1), full_shape[1] / max(grid_shape[1], 1))
+    return max(2, int(math.ceil(2 * step)))
+
+
+def keep_prelabels(probs, labels, prelabels, zone, *, trust: float):
+    """One tile of the result: the model's probabilities in the correction zone, the pre-labels' elsewhere.
+
+    Outside the zone the probabilities become ``trust * onehot(prelabel) + (1 - trust) * probs``
+    (``trust`` > 0.5 keeps the pre-label the argmax, and the model's doubt shows as uncertainty).
+
+    Parameters
+    ----------
+    probs : ndarray of float32, shape (K, h, w)
+        The model's (calibrated) probabilities; modified in place.
+    labels : ndarray of uint8, shape (h, w)
+        Their argmax, 255 = no-data; modified in place.
+    prelabels : ndarray of uint8, shape (h, w)
+    zone : ndarray of bool, shape (h, w)
+    trust : float in (0.5, 1]
+
+    Returns
+    -------
+    (probs, labels), the same arrays.
+    """
+    keep = ~zone & (labels != UNKNOWN) & (prelabels != UNKNOWN)
+    if keep.any():
+        rr, cc = np.nonzero(keep)
+        pk = probs[:, rr, cc] * np.float32(1 - trust)
+        pk[prelabels[rr, cc].astype(np.intp), np.arange(len(rr))] += np.float32(trust)
+        probs[:, rr, cc] = pk
+        labels[rr, cc] = prelabels[rr, cc]
+    return probs, labels

@@ -590,7 +590,7 @@ class Calibrated:
 
 
 def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=None, progress=None,
-                       seed: int = 0) -> Calibrated:
+                       seed: int = 0, prelabels=None) -> Calibrated:
     """Predict with ``model``, calibrate, stream calibrated full-resolution probabilities.
 
     Parameters
@@ -608,6 +608,10 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
         ``labels`` = their argmax, 255 = no-data); the uncertainty counts are then full-resolution,
         else they are made on the model grid.
     progress : callable(stage, done, total), optional
+    prelabels : ndarray of uint8, shape (H, W), optional
+        Pre-labels being corrected (``--init``; 0-based, 255 = unknown): kept wherever the model
+        does not replace them (:func:`label_tools.prelabels.correction_zone`); the labels and the
+        streamed probabilities are those of the merge.
 
     Returns
     -------
@@ -620,21 +624,57 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     r = model.predict(src, progress=progress, settings=settings, upsample=False)
     cal = _calibration(model, strokes, r, settings, seed)
     counts = UncertainCounts(k)
+    merge = None
+    t0 = time.perf_counter()
+    if prelabels is not None:
+        labels = pipeline.upsample_labels(src, r.probs, progress=progress)
+        merge = _prelabel_merge(labels, prelabels, scribbles, r.probs.shape[1:])
+        r.chosen = {**(r.chosen or {}), "prelabels": {"kept": round(float((~merge[0]).mean()), 4),
+                                                      "trust": round(merge[1], 4)}}
 
     def tile(window, probs, labels):
         pc = cal.apply(probs)
+        if merge is not None:
+            r0, r1, c0, c1 = window
+            from .prelabels import keep_prelabels
+
+            pc, labels = keep_prelabels(np.array(pc), labels.copy(), prelabels[r0:r1, c0:c1],
+                                        merge[0][r0:r1, c0:c1], trust=merge[1])
         counts.add(pc, labels)
         on_probs(window, pc, labels)
 
-    t0 = time.perf_counter()
-    r.labels = pipeline.upsample_labels(src, r.probs, progress=progress, on_tile=tile if on_probs else None)
+    if merge is None or on_probs is not None:
+        r.labels = pipeline.upsample_labels(src, r.probs, progress=progress, on_tile=tile if on_probs else None)
+    else:
+        r.labels = labels
+    if merge is not None:
+        _merge_labels(r.labels, prelabels, merge[0])
     r.timings["upsample"] = time.perf_counter() - t0
     if on_probs is None:
         _grid_counts(counts, cal, r)
     return Calibrated(r, cal, strokes, counts)
 
 
-def calibrate_existing(model, src, scribbles, result, *, settings=None, seed: int = 0) -> Calibrated:
+def _prelabel_merge(labels, prelabels, scribbles, grid_shape):
+    """(correction zone (H, W) bool, trust in the kept pre-labels) for :func:`predict_calibrated`."""
+    from .prelabels import UNKNOWN, correction_zone, zone_radius
+
+    zone = correction_zone(labels, prelabels, scribbles, radius=zone_radius(labels.shape, grid_shape))
+    kept = ~zone & (labels != UNKNOWN) & (prelabels != UNKNOWN)
+    # the model disagrees with the kept pre-labels only in thin bands along their edges: the share
+    # of such pixels says how far the pre-labels are to be trusted pixel by pixel
+    band = float(((labels != prelabels) & kept).sum() / max(int(kept.sum()), 1))
+    return zone, float(np.clip(1.0 - band, 0.6, 0.99))
+
+
+def _merge_labels(labels, prelabels, zone):
+    from .prelabels import UNKNOWN
+
+    keep = ~zone & (labels != UNKNOWN) & (prelabels != UNKNOWN)
+    labels[keep] = prelabels[keep]
+
+
+def calibrate_existing(model, src, scribbles, result, *, settings=None, seed: int = 0, prelabels=None) -> Calibrated:
     """What :func:`predict_calibrated` gives without ``on_probs``, for a ``result`` made elsewhere
     (e.g. on a cluster): the calibration and the uncertainty counts on the model grid.
 
@@ -644,6 +684,8 @@ def calibrate_existing(model, src, scribbles, result, *, settings=None, seed: in
         As for :func:`predict_calibrated`.
     result : label_tools.pipeline.Result
         ``model``'s prediction of ``src`` (``probs``, ``crf_probs``, ``forest_probs`` are used).
+    prelabels : ndarray of uint8, shape (H, W), optional
+        As for :func:`predict_calibrated`: ``result.labels`` becomes the merge (in place).
 
     Returns
     -------
@@ -651,6 +693,9 @@ def calibrate_existing(model, src, scribbles, result, *, settings=None, seed: in
     """
     strokes = _strokes_of(model, src, scribbles, settings, seed)
     cal = _calibration(model, strokes, result, settings, seed)
+    if prelabels is not None and result.labels is not None:
+        zone, _ = _prelabel_merge(result.labels, prelabels, scribbles, result.probs.shape[1:])
+        _merge_labels(result.labels, prelabels, zone)
     counts = UncertainCounts(model.n_classes)
     _grid_counts(counts, cal, result)
     return Calibrated(result, cal, strokes, counts)

@@ -14,12 +14,17 @@ def miou(pred, mask):
     return np.mean([((pred == c) & (mask == c)).sum() / ((pred == c) | (mask == c)).sum() for c in np.unique(mask)])
 
 
-def test_corrective_strokes_fix_erased_objects_they_do_not_touch(tmp_path):
-    """Pre-labels = a real nuclei mask with a third of the nuclei erased; strokes on half of those."""
+@pytest.mark.parametrize("name", ["image02", "image06"])
+def test_corrective_strokes_fix_erased_objects_they_do_not_touch(tmp_path, name):
+    """Pre-labels = a real nuclei mask with a third of the nuclei erased; strokes on half of those.
+
+    The issue's thresholds: mIoU at least 0.03 above the pre-labels', most erased nuclei without a
+    stroke recovered (image02: 0.799 -> 0.895, 81 %; image06: 0.796 -> 0.903, 74 %).
+    """
     from scipy import ndimage as ndi
 
-    ip = shared("he_nuclei_miccai", "images", "image02.png")
-    inst = np.array(Image.open(shared("he_nuclei_miccai", "instances", "image02.png")))
+    ip = shared("he_nuclei_miccai", "images", f"{name}.png")
+    inst = np.array(Image.open(shared("he_nuclei_miccai", "instances", f"{name}.png")))
     mask = (inst > 0).astype(np.uint8)
     ids = np.unique(inst[inst > 0])
     rng = np.random.default_rng(0)
@@ -39,12 +44,12 @@ def test_corrective_strokes_fix_erased_objects_they_do_not_touch(tmp_path):
     lp.write_text("background\nnucleus\n")
     out = tmp_path / "out"
     assert main([ip, "--init", str(pp), "--scribbles", str(sp), "--labels", str(lp), "-o", str(out), "-q"]) == 0
-    lab = np.array(Image.open(out / "image02_mres_label.png"))
+    lab = np.array(Image.open(out / f"{name}_mres_label.png"))
     before, after = miou(pre, mask), miou(lab, mask)
     assert after >= before + 0.03, (before, after)
     recovered = [(lab[inst == i] == 1).mean() > 0.5 for i in untouched]
     assert np.mean(recovered) > 0.5, np.mean(recovered)
-    report = (out / "image02_report.txt").read_text()
+    report = (out / f"{name}_report.txt").read_text()
     assert "init (pre-labels, weak labels): " in report and "never scribbled" not in report
 
 
@@ -118,6 +123,36 @@ def test_bad_prelabel_files_one_line_exit_2(tmp_path, capsys, case, match):
     assert not out.exists() or not any(out.iterdir())
     with pytest.raises(InputError, match="--init"):
         read_prelabels(str(pp), (40, 60), 3)
+
+
+def test_correction_zone_keeps_edge_bands_replaces_regions():
+    from label_tools.prelabels import correction_zone, keep_prelabels
+
+    pre = np.zeros((30, 40), np.uint8)
+    pre[:, 20:] = 1
+    model = pre.copy()
+    model[:, 19] = 1  # the model puts the edge one pixel left: a thin band, pre-labels kept
+    model[5:12, 3:10] = 1  # a 7 x 7 region the pre-labels missed: the model's
+    model[25, 2:8] = 1  # a thin line, untouched by strokes: pre-labels kept
+    model[20, 2:8] = 1  # a thin line a stroke touches: the model's
+    model[0, 0] = 255  # no-data stays the model's
+    pre[29, 39] = 255  # unknown pre-label: the model's
+    scr = np.zeros_like(pre)
+    scr[20, 4] = 2
+    zone = correction_zone(model, pre, scr, radius=2)
+    expect = np.zeros(pre.shape, bool)
+    expect[5:12, 3:10] = True
+    expect[20, 2:8] = True
+    expect[29, 39] = True
+    np.testing.assert_array_equal(zone, expect)
+    probs = np.stack([model == 0, model == 1]).astype(np.float32) * 0.8 + 0.1
+    lab = model.copy()
+    probs, lab = keep_prelabels(probs, lab, pre, zone, trust=0.9)
+    want = np.where(zone | (model == 255), model, pre)
+    np.testing.assert_array_equal(lab, want)
+    assert (probs.argmax(0)[lab != 255] == lab[lab != 255]).all()
+    np.testing.assert_allclose(probs[:, 3, 19], [0.9 + 0.1 * 0.1, 0.1 * 0.9])  # band pixel: pre's class 0
+    np.testing.assert_allclose(probs.sum(0)[model != 255], 1, atol=1e-6)
 
 
 def test_weak_scribbles_keep_off_edges_and_strokes():
