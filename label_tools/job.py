@@ -501,6 +501,9 @@ def _report_settings(job, result, settings, classes) -> dict:
     })
     if job.init:
         used["init (pre-labels, weak labels)"] = os.path.abspath(job.init) + (" (ids from 1)" if job.init_offset else "")
+        kept = result.chosen.get("prelabels") if isinstance(result.chosen, dict) else None
+        if kept:
+            used["init kept (share of pixels keeping their pre-label; trust t)"] = f"{kept['kept']:.4g}; t = {kept['trust']:.3g}"
     used.update(job.report)
     used.update({
         "grid scale": f"{result.scale:.4g}" + (" (auto)" if settings.scale is None else ""),

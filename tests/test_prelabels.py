@@ -51,6 +51,7 @@ def test_corrective_strokes_fix_erased_objects_they_do_not_touch(tmp_path, name)
     assert np.mean(recovered) > 0.5, np.mean(recovered)
     report = (out / f"{name}_report.txt").read_text()
     assert "init (pre-labels, weak labels): " in report and "never scribbled" not in report
+    assert "init kept (share of pixels keeping their pre-label; trust t): 0.9" in report
 
 
 def test_prelabels_alone_and_one_class_of_strokes(tmp_path):
