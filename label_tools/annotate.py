@@ -605,14 +605,12 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
         from .annotate_prelabels import with_prelabels
 
         cls = with_prelabels(cls)
-    if backend != "matplotlib":
-        from .annotate_uncertainty import QuickUncertainty, with_uncertainty
+    from .annotate_uncertainty import QuickUncertainty, with_uncertainty
 
-        cls = with_uncertainty(cls)
+    cls = with_uncertainty(cls)  # U, N, --order uncertainty and the status line, in either toolkit
     ann = cls(src, classes, s, outdir=outdir, stem=stem, preview=preview, seconds_before=before)
-    if backend != "matplotlib":
-        ann.order = order
-        ann.quick = QuickUncertainty(src, len(classes), sigmas=settings.sigmas if settings is not None else DEFAULT_SIGMAS)
+    ann.order = order
+    ann.quick = QuickUncertainty(src, len(classes), sigmas=settings.sigmas if settings is not None else DEFAULT_SIGMAS)
     if prelabels is not None or title_note:
         ann.prelabels, ann.title_note = prelabels, title_note
     log.debug("annotator ready in %.2f s (%d windows)", time.perf_counter() - t0, len(windows))

@@ -1,5 +1,6 @@
 """End to end under Xvfb: the U overlay, the N jump, --order uncertainty and the in-window status line,
-checked on the window's own pixels (screenshots) and on the saved position."""
+checked on the window's own pixels (screenshots) and on the saved position, in both window toolkits
+(OpenCV, and the matplotlib fallback)."""
 import os
 import shutil
 import subprocess
@@ -21,6 +22,18 @@ class UDriver(Driver):
         subprocess.run(["import", "-window", self.win, f"png:{path}"], env=self.env, check=True, timeout=30,
                        capture_output=True)
         return np.array(Image.open(path).convert("RGB")).astype(int)
+
+    def settled(self, path, timeout=15.0):
+        """A screenshot once the window has stopped changing (matplotlib paints on its next event-loop tick)."""
+        last = self.screenshot(path)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(0.4)
+            now = self.screenshot(path)
+            if np.array_equal(now, last):
+                return now
+            last = now
+        return last
 
     def stroke230(self, window, pts):
         import test_annotate_window as t
@@ -46,7 +59,8 @@ def expected_next(scribbles, exclude):
     return order[0], windows
 
 
-def test_uncertainty_keys_order_and_status_line(display, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("backend", ["opencv", "matplotlib"])
+def test_uncertainty_keys_order_and_status_line(display, tmp_path, backend):  # noqa: F811
     if not shutil.which("import"):
         if os.environ.get("CI"):
             pytest.fail("ImageMagick's import is not installed (CI installs it with apt-get)")
@@ -55,7 +69,7 @@ def test_uncertainty_keys_order_and_status_line(display, tmp_path):  # noqa: F81
     out.mkdir()
     drv = UDriver(display, tmp_path)
     drv.outdir = out
-    drv.start("--no-resume", "--order", "uncertainty", "-w", str(W))
+    drv.start("--no-resume", "--order", "uncertainty", "-w", str(W), "--backend", backend)
     try:
         # status line: a dark band at the bottom with light text, changing with the class
         deadline = time.monotonic() + 30
@@ -68,7 +82,7 @@ def test_uncertainty_keys_order_and_status_line(display, tmp_path):  # noqa: F81
         assert band.mean() < 60 and (band.max(axis=2) > 200).sum() > 150
         drv.key("2")
         drv.wait_for(lambda: drv.state()["class_index"] == 1, "class 2")
-        b = drv.screenshot(tmp_path / "b.png")
+        b = drv.settled(tmp_path / "b.png")
         assert np.abs(b[-26:] - band).sum(axis=2).astype(bool).sum() > 30  # "class 2/2 land" drawn
         assert np.array_equal(b[:-30], a[:-30])  # the picture above is untouched
         drv.key("1")
@@ -82,15 +96,15 @@ def test_uncertainty_keys_order_and_status_line(display, tmp_path):  # noqa: F81
         drv.wait_for(lambda: (drv.scribbles() == 2).sum() > 100, "land stroke")
 
         # U: the uncertainty overlay changes the picture; U again restores it
-        plain = drv.screenshot(tmp_path / "plain.png")
+        plain = drv.settled(tmp_path / "plain.png")
         drv.key("u")
         time.sleep(1.0)
-        over = drv.screenshot(tmp_path / "over.png")
+        over = drv.settled(tmp_path / "over.png")
         changed = np.abs(over[:-30] - plain[:-30]).sum(axis=2) > 30
         assert changed.mean() > 0.02, changed.mean()
         drv.key("u")
         time.sleep(1.0)
-        again = drv.screenshot(tmp_path / "again.png")
+        again = drv.settled(tmp_path / "again.png")
         assert np.abs(again[:-30] - plain[:-30]).sum(axis=2).max() <= 3
 
         # --order uncertainty: Esc past the last class goes to the least certain window, not window 2
