@@ -195,10 +195,17 @@ class ImageSource:
 
     def read_display(self, window=None, *, out_shape=None, resampling="average") -> np.ndarray:
         """uint8 RGB (h, w, 3) for display and the CRF's colour kernel (grey images are repeated)."""
+        rgb = self._display_raw(self._norm_window(window), out_shape, resampling)
+        if rgb is not None:
+            return rgb
         x = ImageSource.read(self, window, out_shape=out_shape, resampling=resampling)[..., list(self._display)]
         if x.shape[-1] == 1:
             x = np.repeat(x, 3, axis=-1)
         return np.ascontiguousarray(np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8))
+
+    def _display_raw(self, window, out_shape, resampling):
+        """The display RGB read straight from uint8 data when scaling would give the same bytes, else None."""
+        return None
 
     def _set_stretch(self, sample: np.ndarray, valid: np.ndarray | None, *, robust_uint8: bool = False):
         """Robust per-band scaling from a (decimated) float sample of shape (h, w, count).
@@ -270,6 +277,26 @@ class ArraySource(ImageSource):
             x = np.stack([_resample(np.ascontiguousarray(x[..., i])[..., None], out_shape,
                                     nearest=resampling == "nearest")[..., 0] for i in range(x.shape[2])], axis=-1)
         return x.astype(np.float32)
+
+    def _display_raw(self, window, out_shape, resampling):
+        # an 8-bit photo keeps its values (value / 255 and back): skip the float round trip, the slow part of
+        # the full-resolution upsampling of a large photo
+        disp = list(self._display)
+        if self.array.dtype != np.uint8 or not (np.all(self._lo[disp] == 0) and np.all(self._hi[disp] == 255)):
+            return None
+        if out_shape is not None and (out_shape[0] > window[1] - window[0] or out_shape[1] > window[3] - window[2]):
+            return None  # enlarging: interpolation rounds differently in uint8
+        r0, r1, c0, c1 = window
+        x = self.array[r0:r1, c0:c1]
+        x = x[..., disp] if disp != list(range(x.shape[2])) else x
+        if out_shape is not None and tuple(out_shape) != x.shape[:2]:
+            x = np.stack([_resample(np.ascontiguousarray(x[..., i])[..., None], out_shape,
+                                    nearest=resampling == "nearest")[..., 0] for i in range(x.shape[2])], axis=-1)
+        x = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else np.array(x, order="C", copy=True)
+        valid = self._read_valid(window, out_shape)
+        if valid is not None:
+            x[~valid] = 0
+        return x
 
     def _read_valid(self, window, out_shape):
         if self.valid is None:

@@ -88,3 +88,25 @@ def test_plain_tiff_16bit_rgb_no_georef(tmp_path):
     d = src.read_display()
     assert d.dtype == np.uint8 and d.shape == (40, 70, 3)
     assert np.corrcoef(d[..., 0].ravel(), a[..., 0].ravel())[0, 1] > 0.99  # band order kept (R first)
+
+
+@pytest.mark.parametrize("bands, kw", [(3, {}), (None, {}), (4, {}), (5, {"display_bands": [5, 3, 1]}), (3, {"nodata": True})])
+def test_uint8_display_fast_path_equals_scaled_read(bands, kw):
+    """8-bit arrays are displayed straight from their bytes: exactly what the float round trip gives."""
+    from label_tools.io import ImageSource
+
+    rng = np.random.default_rng(3)
+    shape = (37, 53) if bands is None else (37, 53, bands)
+    a = rng.integers(0, 256, shape).astype(np.uint8)
+    a.flat[:256] = np.arange(256)
+    valid = rng.random((37, 53)) > 0.3 if kw.pop("nodata", False) else None
+    src = ArraySource(a, valid=valid, **kw)
+    for win, out in [(None, None), ((3, 30, 5, 40), None), ((3, 30, 5, 40), (9, 11)), (None, (20, 25)),
+                     ((0, 37, 0, 53), (80, 90))]:
+        fast = src.read_display(win, out_shape=out)
+        x = ImageSource.read(src, win, out_shape=out)[..., list(src._display)]
+        x = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+        assert fast.dtype == np.uint8 and fast.flags.c_contiguous
+        np.testing.assert_array_equal(fast, np.clip(x * 255 + 0.5, 0, 255).astype(np.uint8))
+    if valid is not None:
+        assert (src.read_display()[~valid] == 0).all()

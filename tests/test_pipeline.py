@@ -217,3 +217,20 @@ def test_samples_per_class_grows_with_the_grid_within_a_total():
     assert samples_per_class((1000, 800), 2, st) == 8000
     assert samples_per_class((3000, 3000), 2, st) == 12000  # 24000 over 2 classes
     assert samples_per_class((3000, 3000), 11, st) == 4000  # never below the base
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 6])
+def test_argmax_classes_equals_numpy_first_on_ties(k):
+    from label_tools.pipeline import argmax_classes
+
+    rng = np.random.default_rng(k)
+    q = rng.normal(size=(k, 19, 23)).astype(np.float32)
+    q[:, :4] = 0.25  # all tied: class 0
+    q[-1, 5] = q[0, 5] + 1
+    q[0, 6] = q[-1, 6] = q[:, 6].max() + 1  # tie between first and last: first
+    got = argmax_classes(q)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, q.argmax(axis=0))
+    out = np.full((19, 23), 9, np.uint8)
+    assert argmax_classes(q, out=out) is out
+    np.testing.assert_array_equal(out, q.argmax(axis=0))
