@@ -350,6 +350,7 @@ class RasterSource(ImageSource):
         self._float = any(np.dtype(ds.dtypes[b - 1]).kind == "f" for b in self._bands)
         self._masked = self._gdal_mask or self._float
         self._tls = threading.local()
+        self._lock = threading.Lock()  # one GDAL read at a time: windows may be labelled on threads
         self._decimated = None
         sample, valid = self._stats_sample()
         if valid is not None and not valid.any():
@@ -429,7 +430,7 @@ class RasterSource(ImageSource):
             kw = dict(out_shape=(len(self._bands), int(out_shape[0]), int(out_shape[1])),
                       resampling=getattr(Resampling, resampling))
         win = self._window(window)
-        with self._read_errors(win):
+        with self._read_errors(win), self._lock:
             x = self.ds.read(self._bands, window=win, out_dtype="float32", **kw)
         x = np.moveaxis(x, 0, -1)
         bad = ~np.isfinite(x)
@@ -450,7 +451,7 @@ class RasterSource(ImageSource):
             kw = {}
             if out_shape is not None:
                 kw = dict(out_shape=(int(out_shape[0]), int(out_shape[1])), resampling=Resampling.nearest)
-            with self._read_errors(win):
+            with self._read_errors(win), self._lock:
                 m = self.ds.dataset_mask(window=win, **kw) > 0
         if self._float:
             key = (win, None if out_shape is None else tuple(out_shape))

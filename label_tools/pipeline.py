@@ -818,15 +818,40 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: 
                 on_tile(win, probs[:, r0:r1, c0:c1], labels[r0:r1, c0:c1])
         return labels
     windows = label_windows((H, W), tile)
-    for i, win in enumerate(windows):
+
+    def one(win):
+        return upsample_window(src, probs, win, radius=radius, eps=eps, with_probs=True)
+
+    for i, (win, (lab, q)) in enumerate(zip(windows, _in_order(one, windows))):
         R0, R1, C0, C1 = win
-        lab, q = upsample_window(src, probs, win, radius=radius, eps=eps, with_probs=True)
         labels[R0:R1, C0:C1] = lab
         if on_tile is not None:
             on_tile(win, q, lab)
         if progress:
             progress("upsample", i + 1, len(windows))
     return labels
+
+
+def _in_order(fn, items, workers: int | None = None):
+    """``map(fn, items)`` on a few threads (OpenCV and numpy release the GIL), results in order, at most
+    ``workers + 1`` pending (memory stays a few windows)."""
+    import os
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or min(2, os.cpu_count() or 1)
+    if workers <= 1 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    it = iter(items)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = deque(pool.submit(fn, x) for _, x in zip(range(workers + 1), it))
+        while pending:
+            res = pending.popleft().result()
+            for x in it:
+                pending.append(pool.submit(fn, x))
+                break
+            yield res
 
 
 def upsample_window(src: ImageSource, probs, window, *, radius: int = 2, eps: float = 1e-3, with_probs: bool = False):

@@ -234,3 +234,30 @@ def test_argmax_classes_equals_numpy_first_on_ties(k):
     out = np.full((19, 23), 9, np.uint8)
     assert argmax_classes(q, out=out) is out
     np.testing.assert_array_equal(out, q.argmax(axis=0))
+
+
+def test_in_order_keeps_order_and_bounds_pending():
+    import threading
+    import time
+
+    from label_tools.pipeline import _in_order
+
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def work(i):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.002 * (i % 3))
+        with lock:
+            running[0] -= 1
+        return i * i
+
+    out = []
+    for v in _in_order(work, list(range(40)), workers=2):
+        out.append(v)
+        time.sleep(0.001)
+    assert out == [i * i for i in range(40)]
+    assert peak[0] <= 2
+    assert list(_in_order(work, [3], workers=2)) == [9]
+    assert list(_in_order(work, [], workers=2)) == []
