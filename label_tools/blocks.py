@@ -130,7 +130,9 @@ def grid_task(spec: SourceSpec, classifier, n_classes: int, settings):
         ``labels`` None, ``classifier`` None (the client has it).
     """
     from .pipeline import predict
+    from .threads import match_dask_worker
 
+    match_dask_worker()
     src = open_source(spec)
     r = predict(src, classifier, n_classes=n_classes, settings=settings, upsample=False)
     r.classifier = None  # the client has it
@@ -146,7 +148,9 @@ def windows_task(spec: SourceSpec, grid, windows):
         Each window's uint8 labels, row-major, zlib-compressed.
     """
     from .pipeline import upsample_window
+    from .threads import match_dask_worker
 
+    match_dask_worker()
     src = open_source(spec)
     return [(w, zlib.compress(np.ascontiguousarray(upsample_window(src, grid.probs, w)).tobytes(), 1))
             for w in windows]

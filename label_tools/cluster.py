@@ -186,7 +186,9 @@ def image_task(job):
     (Outcome, dict)
     """
     from .job import FAILED, Outcome, run_job
+    from .threads import match_dask_worker
 
+    match_dask_worker()
     try:
         o = run_job(job)
     except (KeyboardInterrupt, MemoryError):

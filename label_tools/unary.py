@@ -165,11 +165,12 @@ def _proba(classifier, X, *, chunk: int = 32768):
         if n_jobs not in (None, 1) and hasattr(classifier, "estimators_"):
             classifier = _serial(classifier)
         return classifier.predict_proba(X)
-    import os
     from concurrent.futures import ThreadPoolExecutor
 
+    from .threads import budget
+
     serial = _serial(classifier)
-    threads = (os.cpu_count() or 1) if n_jobs < 0 else int(n_jobs)
+    threads = budget() if n_jobs < 0 else int(n_jobs)
     starts = range(0, len(X), chunk)
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(starts)))) as pool:
         parts = list(pool.map(lambda s: serial.predict_proba(X[s: s + chunk]), starts))

@@ -279,6 +279,31 @@ def test_client_killed_midway_same_command_resumes(shared_cluster, batch, tmp_pa
         assert len(c.scheduler_info()["workers"]) == 2
 
 
+def test_tasks_use_the_workers_thread_count(shared_cluster):
+    """A task on a `dask worker --nthreads 1` runs its forest blocks and OpenCV filters on one thread
+    (two single-threaded workers on two cores do not crowd each other out); this process keeps all cores."""
+    import cv2
+    from distributed import Client
+
+    from label_tools import threads
+
+    def in_task():  # defined here: sent by value (this test module is not importable on the workers)
+        import cv2
+
+        from label_tools import threads
+
+        threads.match_dask_worker()
+        return threads.budget(), cv2.getNumThreads()
+
+    with Client(shared_cluster.address, timeout=10, set_as_default=False) as c:
+        futures = [c.submit(in_task, pure=False, workers=[w]) for w in c.scheduler_info()["workers"]]
+        got = {f.key: f.result(timeout=60) for f in futures}
+    assert got and all(v == (1, 1) for v in got.values()), got
+    threads.match_dask_worker()  # not in a worker: nothing changes
+    assert threads.budget() == (os.cpu_count() or 1)
+    assert cv2.getNumThreads() >= 1
+
+
 # ------------------------------------------------------------------------------------- bad input
 def test_bad_cluster_options_one_line_exit_2(tmp_path, capsys):
     """Unreachable scheduler (fast), --workers 0, --scheduler without --model/--headless, both options."""
