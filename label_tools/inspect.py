@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .scribbles import value_counts
+
 NODATA = 255
 ABSENT_SHARE = 0.001
 CONTRADICTED = 0.3  # held-out agreement below this: the stroke is mostly contradicted
@@ -61,7 +63,7 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
     names = list(classes.names)
     k = len(names)
     out = []
-    counts = np.bincount(labels.ravel(), minlength=256)[:k].astype(np.int64)
+    counts = value_counts(labels)[:k]  # in row blocks: a whole-image bincount makes an int64 copy (800 MB at 100 MP)
     total = max(int(counts.sum()), 1)
     if scribbled is not None:
         scribbled = np.asarray(scribbled, np.int64)

@@ -558,11 +558,21 @@ def read_photo(path: str) -> np.ndarray:
         raise InputError(f"image {path!r} is damaged: the decoder says {complaint!r}; re-export or re-copy the file")
     if a is None:
         return _read_photo_pillow(path)
-    if a.ndim == 3:
-        a = np.ascontiguousarray(a[..., 2::-1])  # BGR -> RGB
+    if a.ndim == 3 and a.shape[2] == 3:
+        _bgr_to_rgb(a)
+    elif a.ndim == 3:
+        a = np.ascontiguousarray(a[..., 2::-1])  # BGR(A) -> RGB
     if a.dtype not in (np.uint8, np.uint16):
         a = a.astype(np.float32)
     return a
+
+
+def _bgr_to_rgb(a, *, block_pixels: int = 4_000_000):
+    """Swap the first and third channels of (H, W, 3+) in place, in row blocks (no second whole image)."""
+    step = max(1, block_pixels // max(a.shape[1], 1))
+    for r in range(0, a.shape[0], step):
+        blk = a[r: r + step]
+        blk[..., [0, 2]] = blk[..., [2, 0]]
 
 
 #: What libjpeg / libpng print when the data is damaged (they go on decoding, or OpenCV returns nothing)
