@@ -61,7 +61,7 @@ class QuickUncertainty:
         buf = SampleBuffer(self.n_classes, max_per_class=1000)
         buf.add(self.features[m], y)
         X, y = buf.arrays()
-        clf = default_classifier(n_estimators=10, max_depth=8, n_jobs=1)
+        clf = default_classifier(n_estimators=10, max_depth=8, max_samples=0.5, n_jobs=1)
         clf.fit(X, y)
         h, w, f = self.features.shape
         p = clf.predict_proba(self.features.reshape(-1, f))

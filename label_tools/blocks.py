@@ -186,7 +186,7 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
         model.apply_stretch(src)
     elif stretch not in ("image", "model"):
         raise ValueError(f"stretch: expected 'image' or 'model', got {stretch!r}")
-    settings = settings if settings is not None else model.effective_settings()
+    settings = settings if settings is not None else model.effective_settings(stretch)
     spec = SourceSpec.of(src)
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex[:8]

@@ -159,10 +159,18 @@ class Model:
                              f"but the model was fitted on {self.n_bands}; use an image with the same bands "
                              "(or --feature-bands)")
 
-    def effective_settings(self) -> pipeline.Settings:
-        """``settings`` with the per-image choices (``chosen``) applied."""
+    def effective_settings(self, stretch: str = "image") -> pipeline.Settings:
+        """``settings`` with the per-image choices (``chosen``) applied.
+
+        With ``stretch="model"`` the feature bands are also stretched by the training image's
+        percentiles (``chosen["training_band_stats"]``) instead of each image's own.
+        """
         known = {k: v for k, v in self.chosen.items() if k in pipeline.Settings.__dataclass_fields__}
-        return replace(self.settings, **known) if known else self.settings
+        settings = replace(self.settings, **known) if known else self.settings
+        stats = self.chosen.get("training_band_stats")
+        if stretch == "model" and settings.standardise and stats is not None:
+            settings = replace(settings, band_stats=tuple(tuple(float(v) for v in part) for part in stats))
+        return settings
 
     def predict(self, image, *, progress=None, on_probs=None, settings: pipeline.Settings | None = None,
                 upsample: bool = True, stretch: str = "image") -> pipeline.Result:
@@ -179,11 +187,11 @@ class Model:
         upsample : bool
             False: stop at the grid probabilities (``labels`` None), see :func:`label_tools.pipeline.predict`.
         stretch : {"image", "model"}
-            How a raster's (or non-8-bit array's) values are scaled to [0, 1]: "image" = its own
-            robust percentiles, as every single run scales it (the default); "model" = the training
-            image's (:attr:`stretch`), for images of the same dtype. 8-bit photos are scaled by
-            1/255 either way. Per image is the default by measurement: on the Sentinel-2 pair (one
-            area, two dates) a model from one date scored mean IoU 0.396 on the other with each
+            How the bands are scaled: "image" = by the image's own robust percentiles, as every
+            single run scales it (the default); "model" = as the training image was (a raster's or
+            non-8-bit array's :attr:`stretch` for images of the same dtype, and the feature
+            stretch of ``Settings.standardise`` for all). Per image is the default by measurement:
+            on the Sentinel-2 pair (one area, two dates) a model from one date scored mean IoU 0.396 on the other with each
             image's own stretch and 0.343 with the training image's, because the percentiles absorb
             the radiometric difference between dates (benchmarks/collections.py). The training
             stretch stays in the model (and its file) for data whose absolute values matter.
@@ -199,7 +207,7 @@ class Model:
         elif stretch not in ("image", "model"):
             raise ValueError(f"stretch: expected 'image' or 'model', got {stretch!r}")
         cache, self._cache = self._cache, None  # features cached from fitting serve one prediction only
-        settings = self.effective_settings() if settings is None else settings
+        settings = self.effective_settings(stretch) if settings is None else settings
         r = pipeline.predict(src, self.classifier, n_classes=self.n_classes, settings=settings,
                              progress=progress, cache=cache, on_probs=on_probs, upsample=upsample)
         if self.counts is not None and cache is not None:

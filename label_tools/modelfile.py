@@ -262,6 +262,9 @@ def _settings_from_dict(d: dict):
     kw = {k: v for k, v in d.items() if k in known}
     if "sigmas" in kw:
         kw["sigmas"] = tuple(float(s) for s in kw["sigmas"])
+    kw.setdefault("standardise", False)  # models saved before it existed were fitted on unstandardised bands
+    if kw.get("band_stats") is not None:
+        kw["band_stats"] = tuple(tuple(float(v) for v in part) for part in kw["band_stats"])
     if isinstance(kw.get("crf"), dict):
         crf_known = {f.name for f in fields(CRFParams)}
         kw["crf"] = CRFParams(**{k: v for k, v in kw["crf"].items() if k in crf_known})

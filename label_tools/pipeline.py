@@ -84,6 +84,14 @@ class Settings:
     holdout : bool
         Hold out strokes while training to choose the CRF weight (when ``crf_weight`` is None) and
         to measure each stroke's agreement (``Trained.strokes``).
+    standardise : bool
+        Stretch each feature band by the image's own robust percentiles before the features
+        (:func:`label_tools.features.band_stats`): a model then carries over to images under other
+        light or stain; the labels of the image fitted on do not change (models saved before this
+        setting existed load with it off).
+    band_stats : tuple or None
+        (low, range) per feature band to stretch with instead of the image's own: a model applied
+        with its training image's scaling (``Model.predict(stretch="model")``).
     """
 
     scale: float | None = None
@@ -101,6 +109,8 @@ class Settings:
     cache_mb: float = 128.0
     seed: int = 0
     holdout: bool = True
+    standardise: bool = True
+    band_stats: tuple | None = None
 
     def validate(self):
         if self.scale is not None and not (0 < self.scale <= 1):
@@ -176,8 +186,10 @@ class _Grid:
     tile and again for the CRF.
     """
 
-    def __init__(self, src: ImageSource, shape, sigmas, *, cache: bool = True):
+    def __init__(self, src: ImageSource, shape, sigmas, *, cache: bool = True, standardise: bool = False,
+                 stats=None):
         self.src, self.shape = src, tuple(shape)
+        self.standardise, self._stats = standardise, stats
         self.rc = (shape[0] / src.height, shape[1] / src.width)
         self.sigmas = tuple(max(0.3, s * min(self.rc)) for s in sigmas) if min(self.rc) < 1 else tuple(sigmas)
         self.halo = feat_mod.halo(self.sigmas) if self.sigmas else 0
@@ -215,9 +227,27 @@ class _Grid:
             img = self._cache[0][region[0]:region[1], region[2]:region[3]]
         else:
             img = self.src.read(self._full(region), out_shape=shape)
+        if self.standardise:
+            img = feat_mod.standardise(img, self.stats)
         f = feat_mod.multiscale_features(img, sigmas=self.sigmas)
         r0, c0 = window[0] - region[0], window[2] - region[2]
         return f[r0: r0 + window[1] - window[0], c0: c0 + window[3] - window[2]]
+
+    @property
+    def stats(self):
+        """(low, range) per feature band used to standardise (:func:`features.band_stats`): the
+        image's own, from the cached grid or a decimated read, unless given."""
+        if self._stats is None:
+            if self._cache is not None and self._cache[0] is not None:
+                sample, valid = self._cache[0], self._cache[2]
+            else:
+                f = min(1.0, math.sqrt(feat_mod.STATS_PIXELS / float(self.src.height * self.src.width)))
+                small = scaled_shape((self.src.height, self.src.width), f)
+                sample = self.src.read(out_shape=small, resampling="nearest")
+                valid = self.src.read_valid(out_shape=small) if self.src.has_nodata else None
+            step = max(1, int(math.sqrt(sample.shape[0] * sample.shape[1] / feat_mod.STATS_PIXELS)))
+            self._stats = feat_mod.band_stats(sample[::step, ::step], None if valid is None else valid[::step, ::step])
+        return self._stats
 
     def display(self, window):
         if self._cache is not None:
@@ -423,7 +453,7 @@ def _layout(src, settings):
     H, W = src.shape
     scale = settings.scale if settings.scale is not None else grid_scale((H, W), settings)
     shape = scaled_shape((H, W), scale)
-    grid = _Grid(src, shape, settings.sigmas)
+    grid = _Grid(src, shape, settings.sigmas, standardise=settings.standardise, stats=settings.band_stats)
     n_feat = feat_mod.n_features(getattr(src, "feature_count", src.count), grid.sigmas)
     side = _tile_side(n_feat, grid.halo, settings.tile_mb)
     return scale, shape, grid, side, tiles(shape, side)
@@ -532,6 +562,8 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
     t0 = time.perf_counter()
     clf = unary.fit(X, y, classifier=classifier, class_names=class_names)
     timings["fit"] = time.perf_counter() - t0
+    if settings.standardise:
+        chosen["training_band_stats"] = [list(v) for v in cache["grid"].stats]
     if settings.holdout:
         t0 = time.perf_counter()
         chosen.update(_holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress))
@@ -1026,7 +1058,8 @@ class Preview:
                  classifier_factory=None, max_samples_per_class=2000):
         self.src, self.n_classes = src, n_classes
         self.sigmas, self.max_pixels = tuple(sigmas), max_pixels
-        self.factory = classifier_factory or (lambda: unary.default_classifier(n_estimators=24, max_depth=12))
+        self.factory = classifier_factory or (lambda: unary.default_classifier(n_estimators=24, max_depth=12,
+                                                                               max_samples=0.5))
         self.max_samples = max_samples_per_class
         self._memory = {}  # window -> (X, y) samples of a window left earlier
 

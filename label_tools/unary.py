@@ -15,14 +15,20 @@ MAX_SAMPLES_PER_CLASS = 4000
 CLASS_WEIGHT_POWER = 0.25
 
 
-def default_classifier(*, n_estimators: int = 32, max_depth: int | None = 14, class_weight=None,
-                       random_state: int = 0, n_jobs: int = -1):
-    """The default pixel classifier: a random forest (32 trees, each on half the samples)."""
+def default_classifier(*, n_estimators: int = 24, max_depth: int | None = 14, max_samples: float | None = None,
+                       class_weight=None, random_state: int = 0, n_jobs: int = -1):
+    """The default pixel classifier: a random forest of 24 trees, each on a bootstrap sample of all
+    the samples (``max_samples=None``).
+
+    Full bootstrap samples against 32 trees on half the samples each (the earlier default), same
+    CPU time: mean IoU +0.005 / +0.006 over the seven datasets of the two native benchmarks, and
+    models that carry over better to other images (README, Benchmarks).
+    """
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(
-        n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=2, max_features="sqrt", max_samples=0.5,
-        class_weight=class_weight, n_jobs=n_jobs, random_state=random_state)
+        n_estimators=n_estimators, max_depth=max_depth, min_samples_leaf=2, max_features="sqrt",
+        max_samples=max_samples, class_weight=class_weight, n_jobs=n_jobs, random_state=random_state)
 
 
 def class_weights(labels, *, power: float = CLASS_WEIGHT_POWER) -> dict:

@@ -202,7 +202,7 @@ def heldout_predictions(strokes: Strokes, n_classes: int, *, n_folds: int = 4, c
     """
     from . import unary
 
-    factory = classifier_factory or (lambda y: unary.default_classifier(n_estimators=24,
+    factory = classifier_factory or (lambda y: unary.default_classifier(n_estimators=24, max_samples=0.5,
                                                                         class_weight=unary.class_weights(y)))
     P = np.full((len(strokes.y), n_classes), np.nan, np.float32)
     fold = _folds(strokes, n_folds, seed)

@@ -57,3 +57,23 @@ def test_many_bands_beyond_opencv_channel_limit():
         one = multiscale_features(img[..., b], sigmas=sig)  # (smoothed x4, then 3 structure x4)
         np.testing.assert_allclose(f[..., b * 4: b * 4 + 4], one[..., :4], atol=1e-6)
         np.testing.assert_allclose(f[..., 36 + b * 12: 36 + b * 12 + 12], one[..., 4:], atol=1e-6)
+
+
+def test_band_stats_are_the_robust_percentiles_and_standardise_maps_them_to_0_1():
+    from label_tools.features import band_stats, standardise
+
+    img = np.stack([np.linspace(0, 1, 2001, dtype=np.float32).reshape(1, -1),
+                    np.linspace(2, 4, 2001, dtype=np.float32).reshape(1, -1)], axis=-1)  # (1, 2001, 2)
+    lo, rng = band_stats(img)
+    np.testing.assert_allclose(lo, (0.005, 2.01), atol=1e-4)
+    np.testing.assert_allclose(rng, (0.99, 1.98), atol=1e-4)
+    out = standardise(img, (lo, rng))
+    assert out.dtype == np.float32 and out.shape == img.shape
+    np.testing.assert_allclose(np.percentile(out, (0.5, 99.5), axis=(0, 1)), [[0, 0], [1, 1]], atol=1e-4)
+    valid = np.zeros((1, 2001), bool)
+    valid[0, 1000:] = True  # only the upper half counts
+    lo2, _ = band_stats(img, valid)
+    assert lo2[0] > 0.5 and lo2[1] > 3.0
+    grey = np.full((4, 5), 0.25, np.float32)
+    assert band_stats(grey) == ((0.25,), (0.001,))  # flat band: range floored, no division by zero
+    np.testing.assert_allclose(standardise(grey, band_stats(grey)), 0, atol=1e-6)

@@ -62,7 +62,7 @@ def test_segment_applies_chosen_weight_and_fixed_weight_is_kept():
     fixed = segment(img, scr, n_classes=3, settings=Settings(sigmas=(1, 2, 4), crf_weight=0.3))
     assert "crf_weight" not in fixed.chosen and list(fixed.chosen["holdout"]["scores"]) == ["0.3"]
     off = segment(img, scr, n_classes=3, settings=Settings(sigmas=(1, 2, 4), holdout=False))
-    assert set(off.chosen) == {"structure_scale"}
+    assert set(off.chosen) == {"structure_scale", "training_band_stats"}
 
 
 def test_choose_weight_keeps_default_unless_clearly_better_per_stroke():

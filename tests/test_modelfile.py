@@ -225,3 +225,42 @@ def test_stretch_per_image_by_default_training_stretch_on_request(tmp_path):
     truth = np.where(np.arange(40)[:, None] < 20, 0, 1) * np.ones((1, 50), int)
     assert (lab_own == truth).mean() > 0.95
     assert (lab_fixed == truth).mean() < 0.7  # everything looks like the bright material
+
+
+def _two_stains(gain, offset, seed):
+    """Two materials (left/right halves) with texture, as an 8-bit photo; a different 'stain' = gain and
+    offset of the bands."""
+    rng = np.random.default_rng(seed)
+    a = np.zeros((60, 80, 3), np.float32)
+    a[:, :40] = (0.55, 0.35, 0.6)
+    a[:, 40:] = (0.8, 0.6, 0.75)
+    a += rng.normal(0, 0.04, a.shape).astype(np.float32)
+    return (np.clip(a * gain + offset, 0, 1) * 255).astype(np.uint8)  # a photo: no stretch by io.py
+
+
+def test_model_carries_over_to_another_stain_by_each_images_own_stretch(tmp_path):
+    truth = np.zeros((60, 80), int)
+    truth[:, 40:] = 1
+    scr = np.zeros((60, 80), np.uint8)
+    scr[10:50:8, 5:30], scr[10:50:8, 50:75] = 1, 2
+    classes = load_classes(None, None, n_classes=2)
+    a = _two_stains(1.0, 0.0, 0)
+    b = _two_stains(0.9, (-0.2, -0.2, -0.1), 1)  # another stain: the right material of b looks like a's left
+    m = Model.fit(a, scr, classes=classes)
+    assert (m.predict(a).labels == truth).mean() > 0.99
+    assert len(m.chosen["training_band_stats"]) == 2 and len(m.chosen["training_band_stats"][0]) == 3
+    m.save(str(tmp_path / "m.skops"))
+    m = load_model(str(tmp_path / "m.skops"))
+    assert m.settings.standardise
+    assert (m.predict(b).labels == truth).mean() > 0.95  # each image's own stretch
+    assert (m.predict(b, stretch="model").labels == truth).mean() < 0.8  # the training image's: stain shift stays
+    raw = Model.fit(a, scr, classes=classes, settings=Settings(standardise=False))
+    np.testing.assert_array_equal(raw.predict(a).labels, m.predict(a).labels)  # same labels on the training image
+    assert (raw.predict(b).labels == truth).mean() < 0.8
+
+
+def test_model_saved_before_standardise_existed_loads_with_it_off():
+    from label_tools.modelfile import _settings_from_dict
+
+    assert _settings_from_dict({"sigmas": [1.0, 2.0]}).standardise is False
+    assert _settings_from_dict({"standardise": True, "band_stats": [[0.1], [0.5]]}).band_stats == ((0.1,), (0.5,))
