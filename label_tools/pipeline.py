@@ -867,11 +867,12 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: 
 def _in_order(fn, items, workers: int | None = None):
     """``map(fn, items)`` on a few threads (OpenCV and numpy release the GIL), results in order, at most
     ``workers + 1`` pending (memory stays a few windows)."""
-    import os
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
-    workers = workers or min(2, os.cpu_count() or 1)
+    from .threads import budget
+
+    workers = workers or min(2, budget())  # one on a single-threaded Dask worker
     if workers <= 1 or len(items) < 2:
         yield from map(fn, items)
         return
