@@ -152,8 +152,8 @@ def windows_task(spec: SourceSpec, grid, windows):
 
     match_dask_worker()
     src = open_source(spec)
-    return [(w, zlib.compress(np.ascontiguousarray(upsample_window(src, grid.probs, w)).tobytes(), 1))
-            for w in windows]
+    return [(w, zlib.compress(np.ascontiguousarray(
+        upsample_window(src, grid.probs, w, radius=grid.upsample_radius)).tobytes(), 1)) for w in windows]
 
 
 def predict_on_cluster(client, model, src, *, settings=None, progress=None, stretch: str = "image"):

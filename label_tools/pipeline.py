@@ -158,6 +158,9 @@ class Result:
     forest_probs : ndarray of float32, shape (K, h, w), or None
         The forest's probabilities on the model grid before the CRF blend (``probs`` itself when
         the CRF is off); used to calibrate the blend (:mod:`label_tools.uncertainty`).
+    upsample_radius : int
+        Guided-filter radius (grid pixels) of the full-resolution labels (:func:`upsample_radius`);
+        pass it to :func:`upsample_labels` / :func:`upsample_window`.
     """
 
     labels: np.ndarray
@@ -171,6 +174,7 @@ class Result:
     crf_scale: float | None = None
     chosen: dict = field(default_factory=dict)
     forest_probs: np.ndarray | None = None
+    upsample_radius: int = 2
 
 
 def _tile_side(n_feat, margin, mb):
@@ -746,12 +750,13 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
 
     # full-resolution labels
     labels = None
+    radius = upsample_radius(scale, settings.structure_scale)
     if upsample:
         t0 = time.perf_counter()
-        labels = upsample_labels(src, probs, progress=progress, on_tile=on_probs)
+        labels = upsample_labels(src, probs, progress=progress, on_tile=on_probs, radius=radius)
         timings["upsample"] = time.perf_counter() - t0
     return Result(labels, probs, crf_probs, scale, np.zeros(n_classes, np.int64), classifier, timings,
-                  grid.cached_display, crf_scale=crf_grid_scale, forest_probs=forest_probs)
+                  grid.cached_display, crf_scale=crf_grid_scale, forest_probs=forest_probs, upsample_radius=radius)
 
 
 def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None,
@@ -788,6 +793,21 @@ def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings()
     r.timings = {**tr.timings, **r.timings}
     r.chosen = tr.chosen
     return r
+
+
+def upsample_radius(grid_scale: float, structure_scale: float | None) -> int:
+    """Guided-filter radius in grid pixels for the full-resolution labels: 2, or 1 when the grid is
+    capped coarser than the scribbled structures need.
+
+    The finest scribbled structure is about ``8 / structure_scale`` full-resolution pixels wide
+    (:func:`structure_scale`), ``8 * grid_scale / structure_scale`` grid pixels; the filter's box is
+    kept to about a quarter of that: ``round(2 * grid_scale / structure_scale)`` within [1, 2]. On
+    H&E nuclei tiled to 100 MP (grid 0.245, structures 0.53) radius 1 gives 0.734 mIoU, radius 2 0.715;
+    where the grid follows the structures (the usual case) it stays 2.
+    """
+    if not structure_scale or structure_scale <= 0:
+        return 2
+    return int(min(2, max(1, round(2.0 * grid_scale / structure_scale))))
 
 
 LABEL_TILE = 1024  # full-resolution window side of the upsampling; a multiple of usual raster block sides

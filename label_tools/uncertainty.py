@@ -627,7 +627,7 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     merge = None
     t0 = time.perf_counter()
     if prelabels is not None:
-        labels = pipeline.upsample_labels(src, r.probs, progress=progress)
+        labels = pipeline.upsample_labels(src, r.probs, progress=progress, radius=r.upsample_radius)
         merge = _prelabel_merge(labels, prelabels, scribbles, r.probs.shape[1:])
         r.chosen = {**(r.chosen or {}), "prelabels": {"kept": round(float((~merge[0]).mean()), 4),
                                                       "trust": round(merge[1], 4)}}
@@ -644,7 +644,8 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
         on_probs(window, pc, labels)
 
     if merge is None or on_probs is not None:
-        r.labels = pipeline.upsample_labels(src, r.probs, progress=progress, on_tile=tile if on_probs else None)
+        r.labels = pipeline.upsample_labels(src, r.probs, progress=progress, on_tile=tile if on_probs else None,
+                                            radius=r.upsample_radius)
     else:
         r.labels = labels
     if merge is not None:

@@ -261,3 +261,26 @@ def test_in_order_keeps_order_and_bounds_pending():
     assert peak[0] <= 2
     assert list(_in_order(work, [3], workers=2)) == [9]
     assert list(_in_order(work, [], workers=2)) == []
+
+
+def test_upsample_radius_shrinks_only_when_the_grid_is_capped_below_the_structures():
+    from label_tools.pipeline import upsample_radius
+
+    assert upsample_radius(0.5, None) == 2
+    assert upsample_radius(0.59, 0.59) == 2  # the grid follows the scribbled structures
+    assert upsample_radius(0.8, 0.4) == 2
+    assert upsample_radius(0.245, 0.533) == 1  # 100 MP: grid capped at 6 MP, nuclei need 0.53
+    assert upsample_radius(0.01, 0.9) == 1
+
+
+def test_predict_reports_the_radius_it_upsampled_with():
+    from label_tools.pipeline import predict, train, upsample_labels
+
+    img, mask = make_scene(160, 220)
+    src = ArraySource(img)
+    st = Settings(scale=0.25, structure_scale=0.6, holdout=False, crf_weight=0.0)
+    tr = train(src, scene_scribbles(mask), n_classes=int(mask.max()) + 1, settings=st)
+    r = predict(src, tr.classifier, n_classes=int(mask.max()) + 1, settings=st)
+    assert r.upsample_radius == 1
+    np.testing.assert_array_equal(r.labels, upsample_labels(src, r.probs, radius=1))
+    assert not np.array_equal(upsample_labels(src, r.probs, radius=1), upsample_labels(src, r.probs, radius=2))
