@@ -191,9 +191,10 @@ class Model:
             single run scales it (the default); "model" = as the training image was (a raster's or
             non-8-bit array's :attr:`stretch` for images of the same dtype, and the feature
             stretch of ``Settings.standardise`` for all). Per image is the default by measurement:
-            on the Sentinel-2 pair (one area, two dates) a model from one date scored mean IoU 0.396 on the other with each
-            image's own stretch and 0.343 with the training image's, because the percentiles absorb
-            the radiometric difference between dates (benchmarks/collections.py). The training
+            on the Sentinel-2 pair (one area, two dates) a model from one date scored mean IoU
+            0.380 on the other with each image's own stretch and 0.352 with the training image's,
+            on H&E tiles 0.288 against 0.128, because the percentiles absorb differences of
+            radiometry and stain (benchmarks/collections.py). The training
             stretch stays in the model (and its file) for data whose absolute values matter.
 
         Returns
