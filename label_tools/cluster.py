@@ -67,6 +67,17 @@ def _dask():
     return distributed
 
 
+#: Worker settings of a local cluster (``--workers N``). Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_``
+#: in each worker; setting it switches off glibc's adaptive mmap threshold, so every large numpy
+#: temporary (a 4 MP image's features and probabilities are many) is a fresh zero-filled mapping:
+#: unset here (``None`` removes it). The statistical profiler (a sample every 10 ms) is off too: it
+#: only feeds the dashboard's profile page. Measured in benchmarks/cluster.py (README).
+LOCAL_WORKER_CONFIG = {
+    "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+    "distributed.worker.profile.enabled": False,
+}
+
+
 @contextmanager
 def connect(*, scheduler: str | None = None, workers: int | None = None):
     """A ``distributed.Client``: to the scheduler at ``scheduler``, or to a new local cluster of ``workers`` processes.
@@ -94,11 +105,11 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
         return
     if workers is None or workers < 1:
         raise OptionError(f"--workers: expected a number of worker processes >= 1, got {workers}")
-    import importlib.util
+    import dask
 
-    dashboard = ":0" if importlib.util.find_spec("bokeh") is not None else None
-    cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=dashboard, silence_logs=logging.ERROR)
+    with dask.config.set(LOCAL_WORKER_CONFIG):  # ":0": the scheduler's HTTP server on a free port, never 8787's owner
+        cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=":0", silence_logs=logging.ERROR)
     try:
         client = distributed.Client(cluster, set_as_default=False)
         try:
@@ -139,6 +150,10 @@ def _identify(address: str):
 
 def dashboard_link(client) -> str | None:
     """The scheduler's dashboard URL, or None when it runs none (it needs bokeh)."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:  # the HTTP server runs, but serves no dashboard pages
+        return None
     try:
         info = client.scheduler_info()
         port = info.get("services", {}).get("dashboard")

@@ -304,6 +304,24 @@ def test_tasks_use_the_workers_thread_count(shared_cluster):
     assert cv2.getNumThreads() >= 1
 
 
+def test_local_cluster_workers_keep_adaptive_malloc_and_no_profiler():
+    """--workers N: the workers' environment lacks Dask's MALLOC_TRIM_THRESHOLD_ (it makes every large numpy
+    temporary a fresh mapping: +18 % CPU on 4 MP photos) and their sampling profiler is off."""
+    from label_tools.cluster import connect
+
+    def inside(dask_worker):  # sent by value
+        import os
+
+        import dask
+
+        return (os.environ.get("MALLOC_TRIM_THRESHOLD_"), dask.config.get("distributed.worker.profile.enabled"),
+                os.environ.get("OMP_NUM_THREADS"))
+
+    with connect(workers=2) as c:
+        got = c.run(inside)
+    assert len(got) == 2 and set(got.values()) == {(None, False, "1")}, got
+
+
 # ------------------------------------------------------------------------------------- bad input
 def test_bad_cluster_options_one_line_exit_2(tmp_path, capsys):
     """Unreachable scheduler (fast), --workers 0, --scheduler without --model/--headless, both options."""
