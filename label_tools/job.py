@@ -515,6 +515,10 @@ def _report_settings(job, result, settings, classes) -> dict:
         "classifier": repr(result.classifier), "scribbled pixels per class (model grid)": result.samples.tolist(),
         "step timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
     })
+    prior = getattr(result, "class_prior", None)
+    if prior:
+        used["class shares (forest corrected from training to image shares: grid capped, CRF off)"] = \
+            f"{prior['training']} -> {prior['image']}"
     return used
 
 

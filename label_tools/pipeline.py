@@ -7,7 +7,9 @@ Steps, each on tiles so memory follows the tile size, not the image size:
    (:func:`structure_scale`), at most ``Settings.max_grid_pixels``);
 2. features of the tiles holding scribbles (with a halo) -> training samples (bounded per class)
    -> classifier; those features are kept for step 3 within ``Settings.cache_mb``;
-3. per tile: features -> class probabilities (the unary);
+3. per tile: features -> class probabilities (the unary); when the grid is capped coarser than
+   the scribbled structures need and the CRF is off, they are corrected to the image's own class
+   shares (:mod:`label_tools.refine`);
 4. dense CRF at ``Settings.crf_scale`` of the full image (auto: the model grid shrunk to about
    ``Settings.crf_pixels``), on tiles grown by an overlap,
    then the blend ``(1 - w) log p_forest + w log q_crf`` with ``w = Settings.crf_weight``;
@@ -25,6 +27,7 @@ import numpy as np
 from . import crf as crf_mod
 from . import features as feat_mod
 from . import holdout, unary
+from . import refine as refine_mod
 from .errors import InputError, OptionError
 from .io import ArraySource, ImageSource
 from .scribbles import downscale, value_counts
@@ -161,6 +164,10 @@ class Result:
     upsample_radius : int
         Guided-filter radius (grid pixels) of the full-resolution labels (:func:`upsample_radius`);
         pass it to :func:`upsample_labels` / :func:`upsample_window`.
+    class_prior : dict or None
+        When the forest's probabilities were corrected to the image's own class shares
+        (:mod:`label_tools.refine`: a grid capped coarser than the scribbled structures, CRF off):
+        ``{"training": [K floats], "image": [K floats], "iterations": n}``; else None.
     """
 
     labels: np.ndarray
@@ -175,6 +182,7 @@ class Result:
     chosen: dict = field(default_factory=dict)
     forest_probs: np.ndarray | None = None
     upsample_radius: int = 2
+    class_prior: dict | None = None
 
 
 def _tile_side(n_feat, margin, mb):
@@ -736,12 +744,20 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
         progress("classify", i + 1, len(grid_tiles))
     timings["predict"] = time.perf_counter() - t0
 
+    params = settings.crf.scaled(min(grid.rc))
+    crf_on = settings.crf_weight > 0 and params.n_iter > 0
+    # a grid capped coarser than the structures, no CRF: the forest's probabilities follow the image's class shares
+    class_prior = None
+    if refine_mod.applies(scale, settings.structure_scale, settings.crf_weight if crf_on else 0.0):
+        t0 = time.perf_counter()
+        probs, class_prior = refine_mod.correct(probs, classifier, valid=grid.valid((0, shape[0], 0, shape[1])))
+        timings["prior"] = time.perf_counter() - t0
+
     # dense CRF on large overlapping tiles, blended with the forest
     t0 = time.perf_counter()
-    params = settings.crf.scaled(min(grid.rc))
     crf_probs, crf_grid_scale = None, None
     forest_probs = probs
-    if settings.crf_weight > 0 and params.n_iter > 0:
+    if crf_on:
         factor = crf_factor(shape, scale, crf_scale=settings.crf_scale, crf_pixels=settings.crf_pixels)
         forest_probs = probs
         probs, crf_probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress, factor=factor)
@@ -756,7 +772,8 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
         labels = upsample_labels(src, probs, progress=progress, on_tile=on_probs, radius=radius)
         timings["upsample"] = time.perf_counter() - t0
     return Result(labels, probs, crf_probs, scale, np.zeros(n_classes, np.int64), classifier, timings,
-                  grid.cached_display, crf_scale=crf_grid_scale, forest_probs=forest_probs, upsample_radius=radius)
+                  grid.cached_display, crf_scale=crf_grid_scale, forest_probs=forest_probs, upsample_radius=radius,
+                  class_prior=class_prior)
 
 
 def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None,
