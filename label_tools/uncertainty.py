@@ -621,7 +621,14 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
 
     k = model.n_classes
     strokes = _strokes_of(model, src, scribbles, settings, seed)
-    r = model.predict(src, progress=progress, settings=settings, upsample=False)
+    pending = _heldout_in_background(model, strokes, settings, seed)
+    try:
+        r = model.predict(src, progress=progress, settings=settings, upsample=False)
+    finally:
+        if pending is not None:
+            pending.join()
+    if pending is not None and pending.error is not None:
+        raise pending.error
     cal = _calibration(model, strokes, r, settings, seed)
     counts = UncertainCounts(k)
     merge = None
@@ -708,6 +715,49 @@ def _strokes_of(model, src, scribbles, settings, seed):
         return find_strokes(src, scribbles, n_classes=model.n_classes, settings=used, cache=model._cache, seed=seed)
     z = np.zeros(0, np.int64)
     return Strokes(np.zeros((0, 0), np.float32), z, z, z, z, z, z, [], z, (0, 0))
+
+
+class _Background:
+    """``fn()`` on a daemon thread; :meth:`join` waits, ``error`` holds what it raised."""
+
+    def __init__(self, fn):
+        import threading
+
+        self.error = None
+
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # re-raised by the caller after join
+                self.error = e
+
+        self._thread = threading.Thread(target=run, name="heldout-strokes", daemon=True)
+        self._thread.start()
+
+    def join(self):
+        self._thread.join()
+
+
+def _heldout_in_background(model, strokes, settings, seed):
+    """Start the held-out stroke forests (:func:`heldout_predictions`) on a thread, or None.
+
+    They depend only on the strokes, not on the prediction, so they run while
+    :meth:`~label_tools.model.Model.predict` computes features and the CRF (steps that leave a
+    core idle); the forests are seeded, so the calibration is the same as computed afterwards.
+    Started only when the calibration will use them: strokes to hold out and a CRF weight > 0.
+    """
+    from . import pipeline
+
+    if not len(strokes.y) or strokes.heldout is not None:
+        return None
+    used = model.effective_settings() if settings is None else settings
+    chosen = model.chosen if isinstance(model.chosen, dict) else {}
+    weight = chosen.get("crf_weight", used.crf_weight)
+    if weight is None:
+        weight = pipeline.DEFAULT_CRF_WEIGHT
+    if weight <= 0 or used.crf.n_iter <= 0:
+        return None
+    return _Background(lambda: heldout_predictions(strokes, model.n_classes, seed=seed))
 
 
 def _calibration(model, strokes, r, settings, seed):

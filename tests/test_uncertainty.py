@@ -223,3 +223,40 @@ def test_stroke_features_from_training_cache_equal_recomputed():
     for k, (x0, y0, x1, y1) in zip(a.classes, a.bboxes):
         box = scr[y0:y1 + 1, x0:x1 + 1]
         assert (box[0] == k + 1).any() and (box[-1] == k + 1).any() and (box[:, 0] == k + 1).any()
+
+
+def test_heldout_forests_in_background_give_the_same_calibration(monkeypatch):
+    """predict_calibrated runs the held-out stroke forests on a thread during the prediction: same
+    held-out probabilities and calibration as computed after it, and a failure there is raised."""
+    from label_tools.classes import load_classes
+    from label_tools.io import ArraySource
+    from label_tools.model import Model
+
+    img, mask = make_scene(240, 320)
+    src, scr = ArraySource(img), scene_scribbles(mask)
+    classes = load_classes(None, None, n_classes=3)
+    started = []
+    real = unc._heldout_in_background
+
+    def spy(*a, **k):
+        job = real(*a, **k)
+        started.append(job)
+        return job
+
+    monkeypatch.setattr(unc, "_heldout_in_background", spy)
+    a = unc.predict_calibrated(Model.fit(src, scr, classes=classes), src, scr)
+    assert len(started) == 1 and started[0] is not None  # the CRF has a part: the thread ran
+    monkeypatch.setattr(unc, "_heldout_in_background", lambda *a, **k: None)
+    b = unc.predict_calibrated(Model.fit(src, scr, classes=classes), src, scr)
+    assert a.strokes.heldout is not None and np.isfinite(a.strokes.heldout).any()
+    np.testing.assert_array_equal(a.strokes.heldout, b.strokes.heldout)
+    assert a.calibration == b.calibration and a.calibration.temperature != 1.0
+    np.testing.assert_array_equal(a.result.labels, b.result.labels)
+
+    def boom(*a, **k):
+        raise RuntimeError("forest failed")
+
+    monkeypatch.setattr(unc, "_heldout_in_background", real)
+    monkeypatch.setattr(unc, "heldout_predictions", boom)
+    with pytest.raises(RuntimeError, match="forest failed"):
+        unc.predict_calibrated(Model.fit(src, scr, classes=classes), src, scr)
