@@ -22,8 +22,8 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     Parameters
     ----------
     path : str
-    shape : tuple of int (H, W)
-        The image's shape; the scribbles must match it.
+    shape : tuple of int (H, W), or None
+        The image's shape; the scribbles must match it (None: checked later with :func:`check_shape`).
     colors : ndarray of uint8, shape (K, 3), optional
         Class colours, needed for colour scribbles.
     n_classes : int, optional
@@ -62,10 +62,9 @@ def _read(path, shape, colors, n_classes):
     from .io import open_raster
 
     with open_raster(path, "scribble file") as ds:
-        if (ds.height, ds.width) != tuple(shape):
-            raise InputError(
-                f"scribble file {path!r} is {ds.width} x {ds.height} px but the image is {shape[1]} x {shape[0]} px "
-                "(width x height): scribbles must be drawn on the image at its full size")
+        if shape is None:
+            shape = (ds.height, ds.width)
+        check_shape(path, (ds.height, ds.width), shape)
         interp = [ci.name for ci in ds.colorinterp]
         if ds.count == 1 and interp[0] == "palette":
             idx = ds.read(1)
@@ -98,6 +97,15 @@ def _read(path, shape, colors, n_classes):
             f"scribble file {path!r} has value{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:5]))} "
             f"but the labels give only {n_classes} classes (values 1..{n_classes}; 0 = unlabelled)")
     return a
+
+
+def check_shape(path: str, scribble_shape, image_shape) -> None:
+    """Refuse scribbles of another size than the image (one line naming the file and both sizes)."""
+    if tuple(scribble_shape) != tuple(image_shape):
+        raise InputError(
+            f"scribble file {path!r} is {scribble_shape[1]} x {scribble_shape[0]} px but the image is "
+            f"{image_shape[1]} x {image_shape[0]} px (width x height): scribbles must be drawn on the image at its "
+            "full size")
 
 
 def _from_colour(rgb, colors, path):
