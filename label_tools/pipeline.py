@@ -502,18 +502,13 @@ def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Sett
     strokes = holdout.find_strokes(small, n_classes, src.shape, seed=settings.seed)
     buf = unary.SampleBuffer(n_classes, max_per_class=samples_per_class(shape, n_classes, settings), seed=settings.seed)
     cache, cached_bytes = {}, 0
-    scribbled = [i for i, t in enumerate(grid_tiles) if small[t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]].any()]
-    if settings.standardise:
-        grid.stats  # computed once here, not by each feature thread
-    # tiles' features on two threads (OpenCV releases the GIL; one thread keeps about one core busy)
-    ahead = _in_order(lambda i: _tile_features(grid, grid_tiles[i].inner), scribbled, depth=2)
     for i, t in enumerate(grid_tiles):
         r0, r1, c0, c1 = t.inner
         s = small[r0:r1, c0:c1]
         if not s.any():
             progress("features", i + 1, len(grid_tiles))
             continue
-        fo, outer = next(ahead)
+        fo, outer = _tile_features(grid, t.inner)
         if keep_cache and cached_bytes + fo.nbytes <= settings.cache_mb * 2**20:
             cache[i] = fo
             cached_bytes += fo.nbytes
@@ -740,17 +735,8 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
 
     probs = np.empty((n_classes, shape[0], shape[1]), np.float32)
     t0 = time.perf_counter()
-    if settings.standardise:
-        grid.stats  # computed once here, not by each feature thread
-
-    def tile_features(i):
-        return (feats.pop(i), grow(grid_tiles[i].inner, SPARSE_STEP, shape)) if i in feats \
-            else _tile_features(grid, grid_tiles[i].inner)
-
-    # the next tile's features are computed while the forest predicts this one
-    ahead = _in_order(tile_features, range(len(grid_tiles)), depth=1)
     for i, t in enumerate(grid_tiles):
-        f, outer = next(ahead)
+        f, outer = (feats.pop(i), grow(t.inner, SPARSE_STEP, shape)) if i in feats else _tile_features(grid, t.inner)
         r0, r1, c0, c1 = t.inner
         p = unary.predict_proba_sparse(classifier, f, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2]))
         probs[:, r0:r1, c0:c1] = _inner(p, t.inner, outer, axis=1)
@@ -915,9 +901,9 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: 
     return labels
 
 
-def _in_order(fn, items, workers: int | None = None, depth: int | None = None):
+def _in_order(fn, items, workers: int | None = None):
     """``map(fn, items)`` on a few threads (OpenCV and numpy release the GIL), results in order, at most
-    ``depth`` (default ``workers + 1``) pending (memory stays a few windows)."""
+    ``workers + 1`` pending (memory stays a few windows)."""
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
@@ -927,11 +913,9 @@ def _in_order(fn, items, workers: int | None = None, depth: int | None = None):
     if workers <= 1 or len(items) < 2:
         yield from map(fn, items)
         return
-    depth = max(1, depth or workers + 1)
-    workers = min(workers, depth)
     it = iter(items)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending = deque(pool.submit(fn, x) for _, x in zip(range(depth), it))
+        pending = deque(pool.submit(fn, x) for _, x in zip(range(workers + 1), it))
         while pending:
             res = pending.popleft().result()
             for x in it:
