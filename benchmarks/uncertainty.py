@@ -8,7 +8,8 @@ from ``label_tools.synthetic``), two methods:
           ``RandomForestClassifier(n_estimators=50, max_depth=10)``, full resolution; probabilities =
           the forest's ``predict_proba``, uncertainty = 1 - top probability.
   ours    label-image defaults: the full-resolution probabilities written by ``--save-probs``
-          (calibrated per image on held-out strokes, stored as bytes), and the uncertainty map.
+          (calibrated per image on held-out strokes, stored as bytes), and the uncertainty map
+          written beside them (the pixel's own uncertainty averaged with its neighbourhood's).
 
 Scores over the pixels with ground truth (255 ignored):
   AUROC   of the uncertainty ranking wrong pixels (argmax != mask) above right ones (higher is better);
@@ -67,7 +68,7 @@ def ours(path, scr, n):
     with tempfile.TemporaryDirectory() as work:
         w = ProbabilityWriter(os.path.join(work, "p.tif"), (H, W), classes, georef=src.georef)
 
-        c = unc.predict_calibrated(model, src, scr, on_probs=w)
+        c = unc.predict_calibrated(model, src, scr, on_probs=w, on_uncertainty=w.put_uncertainty)
         w.close()
         from label_tools.pipeline import upsample_labels
 

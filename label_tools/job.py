@@ -389,7 +389,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             try:
                 calibrated = predict_calibrated(fitted, src, scr if strong else None,
                                             settings=settings if model is not None else None,
-                                            on_probs=sink, progress=progress, prelabels=pre)
+                                            on_probs=sink, progress=progress, prelabels=pre,
+                                            on_uncertainty=None if sink is None else sink.put_uncertainty)
             except BaseException:
                 if sink is not None:
                     sink.discard()

@@ -440,6 +440,14 @@ class ProbabilityWriter:
         self._ds.write(probs_to_uint8(probs, labels), window=Window(c0, r0, c1 - c0, r1 - r0))
         self.uncertainty[r0:r1, c0:c1] = uncertainty_to_uint8(uncertainty(probs), labels)
 
+    def put_uncertainty(self, window, umap, labels):
+        """Replace one tile of the uncertainty map (``on_uncertainty`` of
+        :func:`label_tools.uncertainty.predict_calibrated`): ``umap`` float32 (h, w) in [0, 1]."""
+        from .uncertainty import uncertainty_to_uint8
+
+        r0, r1, c0, c1 = window
+        self.uncertainty[r0:r1, c0:c1] = uncertainty_to_uint8(umap, labels)
+
     def close(self):
         if self._ds is not None and not self._ds.closed:
             for i, name in enumerate(self.classes.names):
@@ -536,8 +544,8 @@ def uncertainty_notes(counts, classes, calibration) -> list:
     """
     lines = [f"probability calibration (held-out strokes and the forest's own probabilities): {calibration}"]
     where = "full-resolution pixels" if counts.full_resolution else "model-grid pixels"
-    lines.append(f"uncertain pixels (uncertainty > {counts.level:g}, i.e. top probability below "
-                 f"{1 - counts.level * (len(classes) - 1) / len(classes):.3f}), share of each class's {where}:")
+    lines.append(f"uncertain pixels (uncertainty > {counts.level:g} in the uncertainty map: the mean of the pixel's "
+                 f"(1 - top probability) x K/(K-1) and its neighbourhood's), share of each class's {where}:")
     for name, t, u in zip(classes.names, counts.total, counts.uncertain):
         lines.append(f"  {name}: {u / t if t else 0.0:.4f} ({int(u)} of {int(t)} px)")
     lines.append(f"  all classes: {counts.fraction:.4f}")
