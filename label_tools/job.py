@@ -292,24 +292,14 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     from .model import Model
     from .pipeline import Settings
     from .inspect import inspect_run
-    from .scribbles import check_shape, read_scribbles, value_counts
+    from .scribbles import read_scribbles, value_counts
     from .uncertainty import calibrate_existing, predict_calibrated
     from .writers import uncertainty_notes
 
     check_writable_dir(job.outdir)
     if job.model is not None and model is None:
         model = load_model_cached(job.model)
-    early = None
-    if job.scribbles is not None and model is None and job.labels is None and job.colors is None:
-        # class numbers alone: decoded while the image is read (both release the GIL); errors are
-        # raised below, in the usual order
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(1) as pool:
-            early = pool.submit(read_scribbles, job.scribbles, None)
-            src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
-    else:
-        src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
+    src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
     paths = expected_outputs(job, src.georef is not None)
     check_not_existing(paths.values(), overwrite=job.overwrite)
     if model is not None:
@@ -336,8 +326,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes))
         elif job.labels is None and job.colors is None:
-            scr = early.result()
-            check_shape(job.scribbles, scr.shape, src.shape)
+            scr = read_scribbles(job.scribbles, src.shape)
             classes = load_classes(None, None, n_classes=max(int(scr.max()), 1, k_pre))
         else:
             classes = load_classes(job.labels, job.colors, n_classes=None)

@@ -22,8 +22,8 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     Parameters
     ----------
     path : str
-    shape : tuple of int (H, W), or None
-        The image's shape; the scribbles must match it (None: checked later with :func:`check_shape`).
+    shape : tuple of int (H, W)
+        The image's shape; the scribbles must match it.
     colors : ndarray of uint8, shape (K, 3), optional
         Class colours, needed for colour scribbles.
     n_classes : int, optional
@@ -62,8 +62,6 @@ def _read(path, shape, colors, n_classes):
     from .io import open_raster
 
     with open_raster(path, "scribble file") as ds:
-        if shape is None:
-            shape = (ds.height, ds.width)
         check_shape(path, (ds.height, ds.width), shape)
         interp = [ci.name for ci in ds.colorinterp]
         if ds.count == 1 and interp[0] == "palette":
