@@ -153,7 +153,8 @@ def windows_task(spec: SourceSpec, grid, windows):
     match_dask_worker()
     src = open_source(spec)
     return [(w, zlib.compress(np.ascontiguousarray(
-        upsample_window(src, grid.probs, w, radius=grid.upsample_radius)).tobytes(), 1)) for w in windows]
+        upsample_window(src, grid.probs, w, radius=grid.upsample_radius,
+                        fine=grid.upsample_fine)).tobytes(), 1)) for w in windows]
 
 
 def predict_on_cluster(client, model, src, *, settings=None, progress=None, stretch: str = "image"):

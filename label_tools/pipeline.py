@@ -164,6 +164,10 @@ class Result:
     upsample_radius : int
         Guided-filter radius (grid pixels) of the full-resolution labels (:func:`upsample_radius`);
         pass it to :func:`upsample_labels` / :func:`upsample_window`.
+    upsample_fine : int
+        Radius in full-resolution pixels of the second, full-resolution guided filter
+        (:func:`fine_radius`; 0 = none); pass it to :func:`upsample_labels` / :func:`upsample_window`
+        with ``upsample_radius``.
     class_prior : dict or None
         When the forest's probabilities were corrected to the image's own class shares
         (:mod:`label_tools.refine`: a grid capped coarser than the scribbled structures, CRF off):
@@ -183,6 +187,7 @@ class Result:
     forest_probs: np.ndarray | None = None
     upsample_radius: int = 2
     class_prior: dict | None = None
+    upsample_fine: int = 0
 
 
 def _tile_side(n_feat, margin, mb):
@@ -767,13 +772,14 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     # full-resolution labels
     labels = None
     radius = upsample_radius(scale, settings.structure_scale)
+    fine = fine_radius(scale, settings.structure_scale)
     if upsample:
         t0 = time.perf_counter()
-        labels = upsample_labels(src, probs, progress=progress, on_tile=on_probs, radius=radius)
+        labels = upsample_labels(src, probs, progress=progress, on_tile=on_probs, radius=radius, fine=fine)
         timings["upsample"] = time.perf_counter() - t0
     return Result(labels, probs, crf_probs, scale, np.zeros(n_classes, np.int64), classifier, timings,
                   grid.cached_display, crf_scale=crf_grid_scale, forest_probs=forest_probs, upsample_radius=radius,
-                  class_prior=class_prior)
+                  class_prior=class_prior, upsample_fine=fine)
 
 
 def segment(image, scribbles, *, n_classes: int, settings: Settings = Settings(), classifier=None,
@@ -827,6 +833,24 @@ def upsample_radius(grid_scale: float, structure_scale: float | None) -> int:
     return int(min(2, max(1, round(2.0 * grid_scale / structure_scale))))
 
 
+def fine_radius(grid_scale: float, structure_scale: float | None) -> int:
+    """Radius in full-resolution pixels of a second guided filter run at full resolution, or 0 (none).
+
+    Only when the grid is capped coarser than the scribbled structures need (``grid_scale <
+    structure_scale``, large images): the grid-scale filter places an edge within a grid cell from
+    coefficients fitted on the grid, which blurs objects a few cells wide; a guided filter of half a
+    grid cell (``round(0.5 / grid_scale)`` pixels, at least 1) fitted on the full-resolution image
+    snaps the edges to it. Measured on images mirror-tiled to 12 MP with the grid forced to 0.245:
+    H&E nuclei 0.821 -> 0.828, EM membranes 0.683 -> 0.695, coastal 0.746 -> 0.748 (README).
+    """
+    if not structure_scale or grid_scale >= float(structure_scale) * (1 - 1e-6):
+        return 0
+    return int(max(1, round(0.5 / grid_scale)))
+
+
+#: Regularisation of the full-resolution guided filter (guide in [0, 1]).
+FINE_EPS = 1e-2
+
 LABEL_TILE = 1024  # full-resolution window side of the upsampling; a multiple of usual raster block sides
 
 
@@ -845,7 +869,7 @@ def label_windows(shape, tile: int = LABEL_TILE) -> list:
 
 
 def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: int = 2, eps: float = 1e-3,
-                    progress=None, on_tile=None) -> np.ndarray:
+                    progress=None, on_tile=None, fine: int = 0) -> np.ndarray:
     """Full-resolution labels from grid probabilities, edges following the full-resolution image.
 
     A fast guided filter (He & Sun 2015): the linear coefficients that map the guide (the image's
@@ -862,6 +886,9 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: 
         Guided-filter box radius in grid pixels.
     eps : float
         Guided-filter regularisation (guide values in [0, 1]).
+    fine : int
+        Radius in full-resolution pixels of a second guided filter at full resolution (0 = none;
+        :func:`fine_radius`).
     on_tile : callable(window, probs, labels), optional
         Called once per full-resolution tile, tiles covering the image without overlap, with
         ``window`` = (row0, row1, col0, col1), ``probs`` float32 (K, row1 - row0, col1 - col0) =
@@ -889,7 +916,7 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: 
     windows = label_windows((H, W), tile)
 
     def one(win):
-        return upsample_window(src, probs, win, radius=radius, eps=eps, with_probs=True)
+        return upsample_window(src, probs, win, radius=radius, eps=eps, with_probs=True, fine=fine)
 
     for i, (win, (lab, q)) in enumerate(zip(windows, _in_order(one, windows))):
         R0, R1, C0, C1 = win
@@ -924,7 +951,8 @@ def _in_order(fn, items, workers: int | None = None):
             yield res
 
 
-def upsample_window(src: ImageSource, probs, window, *, radius: int = 2, eps: float = 1e-3, with_probs: bool = False):
+def upsample_window(src: ImageSource, probs, window, *, radius: int = 2, eps: float = 1e-3, with_probs: bool = False,
+                    fine: int = 0):
     """Labels of one full-resolution window, as :func:`upsample_labels` makes them.
 
     Reads the window plus the guided filter's margin from ``src`` and depends on nothing else, so
@@ -939,6 +967,9 @@ def upsample_window(src: ImageSource, probs, window, *, radius: int = 2, eps: fl
         Full-resolution window, one of :func:`label_windows`.
     with_probs : bool
         Also return the filtered probabilities.
+    fine : int
+        Radius in full-resolution pixels of a second guided filter fitted on the full-resolution
+        window (grown by twice the radius, within the read) after the grid-scale one; 0 = none.
 
     Returns
     -------
@@ -970,16 +1001,22 @@ def upsample_window(src: ImageSource, probs, window, *, radius: int = 2, eps: fl
     full = src.read_display((f0, f1, g0, g1))
     low = cv2.resize(full, (pc1 - pc0, pr1 - pr0), interpolation=cv2.INTER_AREA)
     a, b = guided_coefficients(_grey(low), probs[:, pr0:pr1, pc0:pc1], radius=radius, eps=eps)
-    guide = _grey(np.ascontiguousarray(full[R0 - f0: R1 - f0, C0 - g0: C1 - g0]))
-    m = np.array([[sc, 0, (C0 + 0.5) * sc - 0.5 - pc0], [0, sr, (R0 + 0.5) * sr - 0.5 - pr0]], np.float32)
-    size = (C1 - C0, R1 - R0)
-    q = np.empty((k, R1 - R0, C1 - C0), np.float32)
+    # with the full-resolution filter, its reach around the window (within the read) is filtered too
+    e = 2 * int(fine)
+    E0, E1, D0, D1 = (max(R0 - e, f0), min(R1 + e, f1), max(C0 - e, g0), min(C1 + e, g1)) if fine else window
+    guide = _grey(np.ascontiguousarray(full[E0 - f0: E1 - f0, D0 - g0: D1 - g0]))
+    m = np.array([[sc, 0, (D0 + 0.5) * sc - 0.5 - pc0], [0, sr, (E0 + 0.5) * sr - 0.5 - pr0]], np.float32)
+    size = (D1 - D0, E1 - E0)
+    q = np.empty((k, E1 - E0, D1 - D0), np.float32)
     for j in range(k):
         warp = [cv2.warpAffine(np.ascontiguousarray(c[j]), m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_REPLICATE) for c in (a, b)]
         np.multiply(warp[0], guide, out=q[j])
         q[j] += warp[1]
     q = normalise_filtered(q)
+    if fine:
+        q = fine_filter(guide, q, radius=int(fine), eps=FINE_EPS)
+        q = normalise_filtered(np.ascontiguousarray(q[:, R0 - E0: R1 - E0, C0 - D0: C1 - D0]))
     lab = argmax_classes(q)
     if src.has_nodata:
         lab[~src.read_valid(window)] = NODATA
@@ -1072,6 +1109,31 @@ def guided_coefficients(guide, maps, *, radius: int, eps: float):
         a[j] = box(aj)
         b[j] = box(mean_p - aj * mean_i)
     return a, b
+
+
+def fine_filter(guide, q, *, radius: int, eps: float):
+    """Guided filter (He, Sun & Tang 2013) of distributions at full resolution.
+
+    Parameters
+    ----------
+    guide : ndarray of float32, shape (h, w), values in [0, 1]
+    q : ndarray of float32, shape (K, h, w)
+        Per-pixel distributions (summing to 1). The filter is linear and keeps a constant, so the
+        last class is one minus the others (K - 1 classes are filtered).
+    radius : int
+    eps : float
+
+    Returns
+    -------
+    ndarray of float32, shape (K, h, w); may stray slightly outside [0, 1] (see :func:`normalise_filtered`).
+    """
+    a, b = guided_coefficients(guide, q[:-1], radius=radius, eps=eps)
+    out = np.empty_like(q)
+    np.multiply(a, guide, out=out[:-1])
+    out[:-1] += b
+    out[-1] = 1.0
+    out[-1] -= out[:-1].sum(axis=0)
+    return out
 
 
 class Preview:

@@ -732,7 +732,8 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     merge = None
     t0 = time.perf_counter()
     if prelabels is not None:
-        labels = pipeline.upsample_labels(src, r.probs, progress=progress, radius=r.upsample_radius)
+        labels = pipeline.upsample_labels(src, r.probs, progress=progress, radius=r.upsample_radius,
+                                          fine=r.upsample_fine)
         merge = _prelabel_merge(labels, prelabels, scribbles, r.probs.shape[1:])
         r.chosen = {**(r.chosen or {}), "prelabels": {"kept": round(float((~merge[0]).mean()), 4),
                                                       "trust": round(merge[1], 4)}}
@@ -753,7 +754,7 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
 
     if merge is None or on_probs is not None:
         r.labels = pipeline.upsample_labels(src, r.probs, progress=progress, on_tile=tile if on_probs else None,
-                                            radius=r.upsample_radius)
+                                            radius=r.upsample_radius, fine=r.upsample_fine)
     else:
         r.labels = labels
     if merge is not None:

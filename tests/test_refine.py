@@ -45,6 +45,41 @@ def test_shift_prior_exact():
     np.testing.assert_allclose(out[:, 0, 1], [1.44 / 1.48, 0.04 / 1.48], rtol=1e-6)
 
 
+def test_fine_radius_only_on_a_capped_grid():
+    assert pipeline.fine_radius(0.245, 0.59) == 2  # half of a 4-pixel grid cell
+    assert pipeline.fine_radius(0.1, 0.5) == 5
+    assert pipeline.fine_radius(0.9, 0.95) == 1
+    assert pipeline.fine_radius(0.59, 0.59) == 0  # the grid follows the structures
+    assert pipeline.fine_radius(0.245, None) == 0
+
+
+def test_fine_filter_flat_guide_is_a_double_box_mean_and_keeps_distributions():
+    import cv2
+
+    rng = np.random.default_rng(1)
+    q0 = rng.random((12, 15)).astype(np.float32)
+    q = np.stack([q0, 1 - q0])
+    out = pipeline.fine_filter(np.full((12, 15), 0.5, np.float32), q, radius=1, eps=1e-2)
+    box = lambda x: cv2.boxFilter(x, -1, (3, 3), borderType=cv2.BORDER_REFLECT)  # noqa: E731
+    np.testing.assert_allclose(out[0], box(box(q0)), atol=1e-6)  # no guide structure: a = 0, plain smoothing
+    np.testing.assert_allclose(out.sum(axis=0), 1.0, atol=1e-6)
+
+
+def test_fine_filter_moves_a_blurred_edge_onto_the_image_edge():
+    # guide: dark left of column 10, bright from 10; the coarse probability crosses 0.5 at column 11
+    # (within the radius; farther edges stay where the grid put them)
+    guide = np.zeros((8, 24), np.float32)
+    guide[:, 10:] = 1.0
+    ramp = np.clip((np.arange(24) - 11 + 0.5) / 8 + 0.5, 0, 1).astype(np.float32)
+    q = np.stack([np.tile(1 - ramp, (8, 1)), np.tile(ramp, (8, 1))])
+    assert (q.argmax(axis=0)[0] == 1).argmax() == 11
+    out = pipeline.fine_filter(guide, q, radius=2, eps=1e-2)
+    assert (out.argmax(axis=0)[0] == 1).argmax() == 10
+    assert (out.argmax(axis=0) == out.argmax(axis=0)[0]).all()
+    # the step sharpens: 0.21 -> 0.56 across the edge instead of the ramp's 0.44 -> 0.56
+    np.testing.assert_allclose(out[1, 0, 9:11], [0.21, 0.56], atol=0.01)
+
+
 def test_em_recovers_the_image_class_shares():
     # two 1-D Gaussian classes; posteriors made under equal training shares; the image holds 20 % of class 1
     rng = np.random.default_rng(0)
@@ -99,14 +134,19 @@ def test_capped_grid_on_he_nuclei_gets_the_image_shares(monkeypatch):
     assert r.class_prior is not None and r.timings["prior"] < 1.0
     assert abs(r.class_prior["training"][1] - 0.5) < 0.05  # scribbles about as much on both classes
     assert abs(r.class_prior["image"][1] - mask.mean()) < 0.06  # nuclei: 0.166 of the pixels
-    with_prior = miou(r.labels, mask)
-    monkeypatch.setattr(refine, "applies", lambda *a: False)
+    assert r.upsample_fine == 2  # half a grid cell at full resolution
+    with_both = miou(r.labels, mask)
+    monkeypatch.setattr(pipeline, "fine_radius", lambda *a: 0)
     model._cache = None
+    prior_only = model.predict(img)
+    assert prior_only.upsample_fine == 0 and prior_only.class_prior == r.class_prior
+    monkeypatch.setattr(refine, "applies", lambda *a: False)
     plain = model.predict(img)
     assert plain.class_prior is None
-    without = miou(plain.labels, mask)
-    # measured: 0.747 without, 0.822 with (native size with its chosen CRF: 0.831)
-    assert with_prior > without + 0.05 and with_prior > 0.79
+    without, with_prior = miou(plain.labels, mask), miou(prior_only.labels, mask)
+    # measured: 0.747 without, 0.822 with the class shares, 0.827 with the full-resolution filter too
+    # (native size with its chosen CRF: 0.831)
+    assert with_prior > without + 0.05 and with_both > with_prior + 0.002 and with_both > 0.8
     # the nuclei share of the labels comes down to about the truth
     assert abs((r.labels == 1).mean() - mask.mean()) < 0.03 < abs((plain.labels == 1).mean() - mask.mean())
 
@@ -134,7 +174,7 @@ def test_cluster_path_gives_the_same_corrected_labels(tmp_path):
     settings = replace(pipeline.Settings(), auto_pixels=0.1e6, max_grid_pixels=0.1e6)
     model = Model.fit(src, scr, classes=Classes(("a", "b"), np.zeros((2, 3), np.uint8)), settings=settings)
     here = model.predict(src)
-    assert here.class_prior is not None
+    assert here.class_prior is not None and here.upsample_fine == 2
     spec = blocks.SourceSpec.of(src)
     grid = blocks.grid_task(spec, model.classifier, 2, model.effective_settings())
     assert grid.class_prior == here.class_prior
