@@ -281,6 +281,7 @@ def test_predict_reports_the_radius_it_upsampled_with():
     st = Settings(scale=0.25, structure_scale=0.6, holdout=False, crf_weight=0.0)
     tr = train(src, scene_scribbles(mask), n_classes=int(mask.max()) + 1, settings=st)
     r = predict(src, tr.classifier, n_classes=int(mask.max()) + 1, settings=st)
-    assert r.upsample_radius == 1
-    np.testing.assert_array_equal(r.labels, upsample_labels(src, r.probs, radius=1))
+    assert r.upsample_radius == 1 and r.upsample_fine == 2  # and the full-resolution filter: half a grid cell
+    np.testing.assert_array_equal(r.labels, upsample_labels(src, r.probs, radius=1, fine=2))
+    assert not np.array_equal(r.labels, upsample_labels(src, r.probs, radius=1))
     assert not np.array_equal(upsample_labels(src, r.probs, radius=1), upsample_labels(src, r.probs, radius=2))

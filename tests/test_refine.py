@@ -188,3 +188,21 @@ def test_cluster_path_gives_the_same_corrected_labels(tmp_path):
         for (r0, r1, c0, c1), blob in blocks.windows_task(spec, grid, group):
             labels[r0:r1, c0:c1] = np.frombuffer(zlib.decompress(blob), np.uint8).reshape(r1 - r0, c1 - c0)
     np.testing.assert_array_equal(labels, here.labels)
+
+
+def test_saved_model_corrects_a_new_image_the_same_way(tmp_path):
+    """The training shares come from the forest itself, so a model file needs nothing more."""
+    from conftest import make_scene, scene_scribbles
+
+    img, mask = make_scene(240, 300, seed=3)
+    scr = scene_scribbles(mask, seed=3)
+    settings = replace(pipeline.Settings(), auto_pixels=2000, max_grid_pixels=2000)  # scale 0.13, structures 0.24
+    model = Model.fit(img, scr, classes=Classes(("a", "b", "c"), np.zeros((3, 3), np.uint8)), settings=settings)
+    other, _ = make_scene(240, 300, seed=4)
+    eff = replace(model.effective_settings(), crf_weight=0.0)
+    first = model.predict(other, settings=eff)
+    assert first.class_prior is not None and first.upsample_fine >= 1
+    model.save(str(tmp_path / "m.skops"))
+    again = Model.load(str(tmp_path / "m.skops")).predict(other, settings=eff)
+    assert again.class_prior == first.class_prior
+    np.testing.assert_array_equal(again.labels, first.labels)
