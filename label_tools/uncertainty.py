@@ -264,11 +264,15 @@ class Calibration:
         In [0, 1): share of the uniform distribution mixed in (bounds the confidence at 1 - floor (K-1)/K).
     n_samples : int
         Held-out pixels it was fitted on (0 = identity).
+    upsampling : float
+        Factor already in ``temperature`` that keeps the grid's mean confidence through the guided
+        upsampling to full resolution (:func:`upsampling_correction`; 1 = none).
     """
 
     temperature: float = 1.0
     floor: float = 0.0
     n_samples: int = 0
+    upsampling: float = 1.0
 
     def apply(self, probs, *, axis: int = 0) -> np.ndarray:
         """Calibrated probabilities.
@@ -296,7 +300,83 @@ class Calibration:
         return out
 
     def __str__(self):
+        if self.upsampling != 1.0:
+            return (f"temperature {self.temperature:.3g} ({self.temperature / self.upsampling:.3g} on the model grid "
+                    f"x {self.upsampling:.3g} for the upsampling), floor {self.floor:.3g}")
         return f"temperature {self.temperature:.3g}, floor {self.floor:.3g}"
+
+
+def upsampling_correction(calibration, src, result, *, side: int = 192, max_pixels: int = 60000,
+                          seed: int = 0) -> "Calibration":
+    """The calibration with its temperature scaled so full-resolution pixels keep the grid's mean confidence.
+
+    The calibration is fitted on the model grid, but it is applied to the full-resolution
+    probabilities, which the guided upsampling softens where it interpolates between grid pixels
+    (on the drosophila EM slice at grid 0.62, mean top probability 0.830 on the grid, 0.789 at full
+    resolution, for labels 0.825 right). A temperature factor ``f`` is chosen so that the mean top
+    probability of the calibrated full-resolution probabilities equals that of the calibrated grid
+    probabilities over the same area (nine windows of ``side`` pixels on a 3 x 3 lattice, at most
+    ``max_pixels`` sampled; bisection on ``log f`` in [1/4, 4]). No labels are involved; nothing
+    changes when the model grid is the full resolution.
+
+    Parameters
+    ----------
+    calibration : Calibration
+        Fitted on the grid (:func:`calibrate_result`).
+    src : label_tools.io.ImageSource
+    result : label_tools.pipeline.Result
+        ``probs`` (grid), ``upsample_radius``.
+
+    Returns
+    -------
+    Calibration (``upsampling`` = f, ``temperature`` multiplied by f)
+    """
+    from . import pipeline
+
+    H, W = src.shape
+    k, h, w = result.probs.shape
+    if (h, w) == (H, W):
+        return calibration
+    sh, sw = min(side, H), min(side, W)
+    full, grid = [], []
+    for fr in (1 / 6, 1 / 2, 5 / 6):
+        for fc in (1 / 6, 1 / 2, 5 / 6):
+            R0, C0 = int(round((H - sh) * fr)), int(round((W - sw) * fc))
+            win = (R0, R0 + sh, C0, C0 + sw)
+            lab, q = pipeline.upsample_window(src, result.probs, win, radius=getattr(result, "upsample_radius", 2),
+                                              with_probs=True)
+            ok = lab != NODATA
+            if not ok.any():
+                continue
+            full.append(q[:, ok])
+            g0, c0 = int(R0 * h / H), int(C0 * w / W)
+            g1, c1 = max(int(math.ceil((R0 + sh) * h / H)), g0 + 1), max(int(math.ceil((C0 + sw) * w / W)), c0 + 1)
+            grid.append(result.probs[:, g0:g1, c0:c1].reshape(k, -1))
+    if not full:
+        return calibration
+    F, G = np.concatenate(full, axis=1), np.concatenate(grid, axis=1)
+    if F.shape[1] > max_pixels:
+        F = F[:, np.random.default_rng(seed).choice(F.shape[1], max_pixels, replace=False)]
+    target = float(calibration.apply(G).max(axis=0).mean())
+    t, a = calibration.temperature, calibration.floor
+
+    def mean_top(log_f):
+        return float(Calibration(t * math.exp(log_f), a).apply(F).max(axis=0).mean())
+
+    lo, hi = math.log(0.25), math.log(4.0)  # mean_top falls as the factor grows
+    if mean_top(lo) <= target:
+        log_f = lo
+    elif mean_top(hi) >= target:
+        log_f = hi
+    else:
+        for _ in range(16):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if mean_top(mid) > target else (lo, mid)
+        log_f = 0.5 * (lo + hi)
+    f = round(math.exp(log_f), 4)
+    if f == 1.0:
+        return calibration
+    return Calibration(t * f, a, calibration.n_samples, f)
 
 
 TEMPERATURES = np.geomspace(0.5, 20.0, 37)
@@ -724,7 +804,7 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
             pending.join()
     if pending is not None and pending.error is not None:
         raise pending.error
-    cal = _calibration(model, strokes, r, settings, seed)
+    cal = _calibration(model, strokes, r, settings, seed, src)
     t0 = time.perf_counter()
     near = _near(model, cal, r, settings)
     r.timings["calibrate"] = r.timings.get("calibrate", 0.0) + time.perf_counter() - t0
@@ -802,7 +882,7 @@ def calibrate_existing(model, src, scribbles, result, *, settings=None, seed: in
     Calibrated
     """
     strokes = _strokes_of(model, src, scribbles, settings, seed)
-    cal = _calibration(model, strokes, result, settings, seed)
+    cal = _calibration(model, strokes, result, settings, seed, src)
     if prelabels is not None and result.labels is not None:
         zone, _ = _prelabel_merge(result.labels, prelabels, scribbles, result.probs.shape[1:])
         _merge_labels(result.labels, prelabels, zone)
@@ -862,7 +942,7 @@ def _heldout_in_background(model, strokes, settings, seed):
     return _Background(lambda: heldout_predictions(strokes, model.n_classes, seed=seed))
 
 
-def _calibration(model, strokes, r, settings, seed):
+def _calibration(model, strokes, r, settings, seed, src=None):
     from . import pipeline
 
     used = model.effective_settings() if settings is None else settings
@@ -871,6 +951,8 @@ def _calibration(model, strokes, r, settings, seed):
     if weight is None:
         weight = pipeline.DEFAULT_CRF_WEIGHT
     cal = calibrate_result(strokes, r, n_classes=model.n_classes, crf_weight=weight, seed=seed)
+    if src is not None:
+        cal = upsampling_correction(cal, src, r, seed=seed)
     r.timings["calibrate"] = time.perf_counter() - t0
     return cal
 

@@ -344,3 +344,41 @@ def test_streamed_uncertainty_map_and_counts_follow_the_neighbourhood():
     high = M > unc.UNCERTAIN_LEVEL
     np.testing.assert_array_equal(c.counts.uncertain, np.bincount(L[high], minlength=3))
     np.testing.assert_array_equal(c.counts.total, np.bincount(L.ravel(), minlength=3))
+
+
+def test_upsampling_correction_keeps_the_grids_mean_confidence():
+    """The guided upsampling softens probabilities between grid pixels; the temperature factor makes the
+    calibrated full-resolution probabilities as confident on average as the calibrated grid ones."""
+    from types import SimpleNamespace
+
+    from label_tools.io import ArraySource
+    from label_tools.pipeline import upsample_labels
+
+    _, mask = make_scene(240, 360)
+    yy, xx = np.mgrid[0:240, 0:360]
+    mask = np.where((yy // 24 + xx // 24) % 2 == 0, mask, (mask + 1) % 3)  # many edges
+    img = np.random.default_rng(0).integers(0, 256, (240, 360, 3), dtype=np.uint8)  # a guide without those edges
+    src = ArraySource(img)
+    small = mask[2::4, 2::4]  # a grid a quarter of the size, confident (0.9) labels from the mask
+    probs = np.full((3,) + small.shape, 0.05, np.float32)
+    np.put_along_axis(probs, small[None], 0.9, axis=0)
+    r = SimpleNamespace(probs=probs, upsample_radius=1)
+    base = unc.Calibration(1.5, 0.01, 100)
+    cal = unc.upsampling_correction(base, src, r)
+    assert 0.3 < cal.upsampling < 1.0  # the upsampling softened: sharpen
+    assert cal.temperature == pytest.approx(1.5 * cal.upsampling) and cal.floor == 0.01 and cal.n_samples == 100
+    assert "for the upsampling" in str(cal)
+    tops = []
+    upsample_labels(src, probs, radius=1, on_tile=lambda w, p, lab: tops.append(cal.apply(p).max(0).ravel()))
+    grid_top = float(base.apply(probs).max(0).mean())
+    full_top = float(np.concatenate(tops).mean())
+    before = []
+    upsample_labels(src, probs, radius=1, on_tile=lambda w, p, lab: before.append(base.apply(p).max(0).ravel()))
+    gap = grid_top - float(np.concatenate(before).mean())
+    assert gap > 0.05  # softer without the correction
+    # nine windows estimate the factor: the whole image lands within 0.02 of the grid (a quarter of the gap)
+    assert abs(full_top - grid_top) < min(0.02, gap / 4), (full_top, grid_top, gap)
+    # the model grid at full resolution: nothing to correct
+    full = np.zeros((3,) + mask.shape, np.float32)
+    np.put_along_axis(full, mask[None], 1.0, axis=0)
+    assert unc.upsampling_correction(base, src, SimpleNamespace(probs=full, upsample_radius=1)) is base
