@@ -325,7 +325,7 @@ def upsampling_correction(calibration, src, result, *, side: int = 192, max_pixe
         Fitted on the grid (:func:`calibrate_result`).
     src : label_tools.io.ImageSource
     result : label_tools.pipeline.Result
-        ``probs`` (grid), ``upsample_radius``.
+        ``probs`` (grid), ``upsample_radius``, ``upsample_fine`` (the upsampling as predicted).
 
     Returns
     -------
@@ -344,7 +344,7 @@ def upsampling_correction(calibration, src, result, *, side: int = 192, max_pixe
             R0, C0 = int(round((H - sh) * fr)), int(round((W - sw) * fc))
             win = (R0, R0 + sh, C0, C0 + sw)
             lab, q = pipeline.upsample_window(src, result.probs, win, radius=getattr(result, "upsample_radius", 2),
-                                              with_probs=True)
+                                              fine=getattr(result, "upsample_fine", 0), with_probs=True)
             ok = lab != NODATA
             if not ok.any():
                 continue
