@@ -359,9 +359,13 @@ def upsampling_correction(calibration, src, result, *, side: int = 192, max_pixe
         F = F[:, np.random.default_rng(seed).choice(F.shape[1], max_pixels, replace=False)]
     target = float(calibration.apply(G).max(axis=0).mean())
     t, a = calibration.temperature, calibration.floor
+    with np.errstate(divide="ignore"):
+        D = np.log(F)
+    D -= D.max(axis=0, keepdims=True)  # <= 0; the top class at 0: tempered top = 1 / sum_k exp(D_k / T)
 
     def mean_top(log_f):
-        return float(Calibration(t * math.exp(log_f), a).apply(F).max(axis=0).mean())
+        top = 1.0 / np.exp(D / np.float32(t * math.exp(log_f))).sum(axis=0)
+        return float(((1 - a) * top + a / k).mean())
 
     lo, hi = math.log(0.25), math.log(4.0)  # mean_top falls as the factor grows
     if mean_top(lo) <= target:
