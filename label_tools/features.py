@@ -143,19 +143,24 @@ def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS) -> np.ndarray:
         b, s = jobs[j]
         g = cv2.GaussianBlur(bands[b], (0, 0), s, dst=planes[j], borderType=cv2.BORDER_REFLECT)
         e1, e2, edge = planes[len(jobs) + 3 * j + 1], planes[len(jobs) + 3 * j + 2], planes[len(jobs) + 3 * j]
+        # temporaries freed as soon as they are used: two of these run at once (memory at the peak)
         gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3, scale=s / 8, borderType=cv2.BORDER_REFLECT)
         gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, scale=s / 8, borderType=cv2.BORDER_REFLECT)
         _magnitude(gx, gy, out=edge)
+        del gx, gy
         s2 = s * s
         hxx = cv2.Sobel(g, cv2.CV_32F, 2, 0, ksize=3, scale=s2 / 4, borderType=cv2.BORDER_REFLECT)
         hyy = cv2.Sobel(g, cv2.CV_32F, 0, 2, ksize=3, scale=s2 / 4, borderType=cv2.BORDER_REFLECT)
-        hxy = cv2.Sobel(g, cv2.CV_32F, 1, 1, ksize=3, scale=s2 / 4, borderType=cv2.BORDER_REFLECT)
-        half_tr = (hxx + hyy) * np.float32(0.5)
+        half_tr = np.add(hxx, hyy, out=e1)  # e1 holds the half trace until the end
+        half_tr *= np.float32(0.5)
         np.subtract(hxx, hyy, out=hxx)
         hxx *= np.float32(0.5)
-        d = _magnitude(hxx, hxy, out=hyy)
-        np.add(half_tr, d, out=e1)
+        del hyy
+        hxy = cv2.Sobel(g, cv2.CV_32F, 1, 1, ksize=3, scale=s2 / 4, borderType=cv2.BORDER_REFLECT)
+        d = _magnitude(hxx, hxy, out=hxx)
+        del hxy
         np.subtract(half_tr, d, out=e2)
+        half_tr += d
 
     n_threads = min(budget(), len(jobs)) if h * w >= PARALLEL_PIXELS else 1
     # OpenCV and numpy release the GIL: the planes of different bands and sigmas are computed side by
