@@ -188,6 +188,7 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
     elif stretch not in ("image", "model"):
         raise ValueError(f"stretch: expected 'image' or 'model', got {stretch!r}")
     settings = settings if settings is not None else model.effective_settings(stretch)
+    settings = model.carry_settings(settings, src)  # as Model.predict: a carried model's class shares
     spec = SourceSpec.of(src)
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex[:8]

@@ -517,7 +517,11 @@ def _report_settings(job, result, settings, classes) -> dict:
         "step timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
     })
     prior = getattr(result, "class_prior", None)
-    if prior:
+    if prior and "applied" in prior:  # a carried model (refine.carry)
+        used["class shares (carried model: forest moved from training to image shares)"] = \
+            f"{prior['training']} -> {prior['image']}" if prior["applied"] else \
+            f"kept at {prior['training']} (the image's {prior['image']} would leave a class {prior['kept']:.0%} of its pixels)"
+    elif prior:
         used["class shares (forest corrected from training to image shares: grid capped, CRF off)"] = \
             f"{prior['training']} -> {prior['image']}"
     return used

@@ -95,6 +95,13 @@ class Settings:
     band_stats : tuple or None
         (low, range) per feature band to stretch with instead of the image's own: a model applied
         with its training image's scaling (``Model.predict(stretch="model")``).
+    applied : bool
+        The classifier was fitted on another image (a carried model; ``Model.predict`` sets it):
+        its probabilities are shifted towards ``carry_shares`` before the CRF
+        (:func:`label_tools.refine.carry`).
+    carry_shares : tuple of float or None
+        With ``applied``: the class shares the forest saw on its training image
+        (``Model.chosen["class_shares"]``); None = this image's mean forest probabilities.
     """
 
     scale: float | None = None
@@ -114,6 +121,8 @@ class Settings:
     holdout: bool = True
     standardise: bool = True
     band_stats: tuple | None = None
+    applied: bool = False
+    carry_shares: tuple | None = None
 
     def validate(self):
         if self.scale is not None and not (0 < self.scale <= 1):
@@ -171,7 +180,9 @@ class Result:
     class_prior : dict or None
         When the forest's probabilities were corrected to the image's own class shares
         (:mod:`label_tools.refine`: a grid capped coarser than the scribbled structures, CRF off):
-        ``{"training": [K floats], "image": [K floats], "iterations": n}``; else None.
+        ``{"training": [K floats], "image": [K floats], "iterations": n}``; for a carried model
+        (``Settings.applied``, :func:`label_tools.refine.carry`) also ``"applied"`` (bool) and
+        ``"kept"``; else None.
     """
 
     labels: np.ndarray
@@ -761,6 +772,11 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     if refine_mod.applies(scale, settings.structure_scale, settings.crf_weight if crf_on else 0.0):
         t0 = time.perf_counter()
         probs, class_prior = refine_mod.correct(probs, classifier, valid=grid.valid((0, shape[0], 0, shape[1])))
+        timings["prior"] = time.perf_counter() - t0
+    elif settings.applied:  # a carried model: towards its training image's class shares (refine.carry)
+        t0 = time.perf_counter()
+        probs, class_prior = refine_mod.carry(probs, classifier, target=settings.carry_shares,
+                                               valid=grid.valid((0, shape[0], 0, shape[1])))
         timings["prior"] = time.perf_counter() - t0
 
     # dense CRF on large overlapping tiles, blended with the forest
