@@ -101,7 +101,7 @@ def _magnitude(a, b, out=None):
     return np.sqrt(m, out=m)
 
 
-def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS) -> np.ndarray:
+def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS, planes: bool = False) -> np.ndarray:
     """Features of every pixel of ``image``.
 
     For each band and each sigma, the Gaussian-smoothed band, its scale-normalised gradient
@@ -115,10 +115,14 @@ def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS) -> np.ndarray:
         Bands scaled to about [0, 1] (``ImageSource.read`` does this).
     sigmas : sequence of float
         Gaussian scales in pixels.
+    planes : bool
+        Return the features plane by plane, shape (n_features, H, W), as they are computed: no
+        pixel-major copy (half the memory at the peak; the tile paths of :mod:`label_tools.pipeline`
+        gather the pixels they predict from the planes).
 
     Returns
     -------
-    ndarray of float32, shape (H, W, n_features(C, sigmas))
+    ndarray of float32, shape (H, W, n_features(C, sigmas)), or (n_features, H, W) with ``planes``
         Smoothed values (band-major, then sigma) first, then the structure features
         (source-major, then sigma, then edges, eigenvalue 1, eigenvalue 2).
     """
@@ -137,12 +141,12 @@ def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS) -> np.ndarray:
     # band, sigma, edges / eigenvalue 1 / eigenvalue 2); planes are computed contiguous (strided
     # writes are slow) and interleaved at the end. Allocated in this thread, not the workers: memory
     # freed by a worker thread stays in that thread's malloc arena (+190 MB peak at 100 MP).
-    planes = np.empty((len(jobs) * PER_SIGMA, h, w), np.float32)
+    block = np.empty((len(jobs) * PER_SIGMA, h, w), np.float32)
 
     def one(j):
         b, s = jobs[j]
-        g = cv2.GaussianBlur(bands[b], (0, 0), s, dst=planes[j], borderType=cv2.BORDER_REFLECT)
-        e1, e2, edge = planes[len(jobs) + 3 * j + 1], planes[len(jobs) + 3 * j + 2], planes[len(jobs) + 3 * j]
+        g = cv2.GaussianBlur(bands[b], (0, 0), s, dst=block[j], borderType=cv2.BORDER_REFLECT)
+        e1, e2, edge = block[len(jobs) + 3 * j + 1], block[len(jobs) + 3 * j + 2], block[len(jobs) + 3 * j]
         # temporaries freed as soon as they are used: two of these run at once (memory at the peak)
         gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3, scale=s / 8, borderType=cv2.BORDER_REFLECT)
         gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3, scale=s / 8, borderType=cv2.BORDER_REFLECT)
@@ -169,20 +173,22 @@ def multiscale_features(image, *, sigmas=DEFAULT_SIGMAS) -> np.ndarray:
     pool = ThreadPoolExecutor(n_threads) if n_threads > 1 else None
     try:
         list(pool.map(one, range(len(jobs)))) if pool else [one(j) for j in range(len(jobs))]
-        out = np.empty((h, w, len(planes)), np.float32)
+        if planes:
+            return block
+        out = np.empty((h, w, len(block)), np.float32)
 
         def interleave(rows):  # in chunks within OpenCV's channel limit (CV_CN_MAX is 128 in OpenCV 5)
             r0, r1 = rows
-            if len(planes) <= 128:  # straight into the output rows (contiguous)
-                cv2.merge(list(planes[:, r0:r1]), out[r0:r1])
+            if len(block) <= 128:  # straight into the output rows (contiguous)
+                cv2.merge(list(block[:, r0:r1]), out[r0:r1])
                 return
-            for i in range(0, len(planes), 128):
-                part = planes[i: i + 128, r0:r1]
+            for i in range(0, len(block), 128):
+                part = block[i: i + 128, r0:r1]
                 out[r0:r1, :, i: i + len(part)] = cv2.merge(list(part)).reshape(r1 - r0, w, len(part))
 
         step = -(-h // n_threads)
-        blocks = [(r, min(r + step, h)) for r in range(0, h, step)]
-        list(pool.map(interleave, blocks)) if pool else [interleave(b) for b in blocks]
+        rows = [(r, min(r + step, h)) for r in range(0, h, step)]
+        list(pool.map(interleave, rows)) if pool else [interleave(b) for b in rows]
     finally:
         if pool:
             pool.shutdown()

@@ -82,7 +82,9 @@ class Settings:
     tile_mb : float
         Memory budget of one tile's features, MB.
     cache_mb : float
-        Memory for features kept from training to prediction (else computed again), MB.
+        Memory for features kept from training to prediction (else computed again), MB: the
+        features of every scribbled tile when they take at most this, else tiles up to half of it
+        (:func:`cache_budget`).
     seed : int
     holdout : bool
         Hold out strokes while training to choose the CRF weight (when ``crf_weight`` is None) and
@@ -116,7 +118,7 @@ class Settings:
     max_samples_per_class: int = unary.MAX_SAMPLES_PER_CLASS
     max_samples: int = 24000
     tile_mb: float = 96.0
-    cache_mb: float = 128.0
+    cache_mb: float = 256.0
     seed: int = 0
     holdout: bool = True
     standardise: bool = True
@@ -247,8 +249,9 @@ class _Grid:
         """uint8 RGB of the whole grid if it was read whole, else None."""
         return None if self._cache is None else self._cache[1]
 
-    def features(self, window):
-        """float32 (h, w, F) features of ``window`` (grid coordinates), computed with a halo."""
+    def features(self, window, *, planes: bool = False):
+        """float32 (h, w, F) features of ``window`` (grid coordinates), computed with a halo;
+        (F, h, w) with ``planes`` (see :func:`features.multiscale_features`)."""
         region = grow(window, self.halo, self.shape)
         shape = (region[1] - region[0], region[3] - region[2])
         if self._cache is not None and self._cache[0] is not None:
@@ -257,9 +260,10 @@ class _Grid:
             img = self.src.read(self._full(region), out_shape=shape)
         if self.standardise:
             img = feat_mod.standardise(img, self.stats)
-        f = feat_mod.multiscale_features(img, sigmas=self.sigmas)
+        f = feat_mod.multiscale_features(img, sigmas=self.sigmas, planes=planes)
         r0, c0 = window[0] - region[0], window[2] - region[2]
-        return f[r0: r0 + window[1] - window[0], c0: c0 + window[3] - window[2]]
+        rows, cols = slice(r0, r0 + window[1] - window[0]), slice(c0, c0 + window[3] - window[2])
+        return f[:, rows, cols] if planes else f[rows, cols]
 
     @property
     def stats(self):
@@ -465,9 +469,10 @@ def samples_per_class(grid_shape, n_classes: int, settings) -> int:
 
 def _tile_features(grid, inner):
     """Features of a tile's ``inner`` window grown by ``SPARSE_STEP`` (context for the sparse
-    prediction, so tiles predict exactly as the whole grid would) -> (features, outer window)."""
+    prediction, so tiles predict exactly as the whole grid would) -> (features float32 (F, h, w),
+    plane by plane, outer window)."""
     outer = grow(inner, SPARSE_STEP, grid.shape)
-    return grid.features(outer), outer
+    return grid.features(outer, planes=True), outer
 
 
 def _inner(a, inner, outer, axis=0):
@@ -487,6 +492,23 @@ def _layout(src, settings):
     return scale, shape, grid, side, tiles(shape, side)
 
 
+def cache_budget(grid, tile_windows, settings) -> int:
+    """Bytes of features :func:`collect_samples` may keep for :func:`predict`.
+
+    All of ``settings.cache_mb`` when the features of every tile in ``tile_windows`` (inner
+    windows, with their context and halo) fit in it: nothing is then computed twice (a 4 MP photo:
+    0.2-0.4 CPU s less). Otherwise half of it: keeping a share of the tiles saves only that share
+    of the work, and a large grid's peak memory is already high.
+    """
+    n_feat = feat_mod.n_features(getattr(grid.src, "feature_count", grid.src.count), grid.sigmas)
+    need = 0
+    for inner in tile_windows:
+        r0, r1, c0, c1 = grow(grow(inner, SPARSE_STEP, grid.shape), grid.halo, grid.shape)
+        need += (r1 - r0) * (c1 - c0) * n_feat * 4
+    full = settings.cache_mb * 2**20
+    return int(full if need <= full else full / 2)
+
+
 def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Settings(), progress=None,
                     keep_cache: bool = False):
     """Features of the scribbled pixels, gathered tile by tile on the model grid.
@@ -499,7 +521,7 @@ def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Sett
     n_classes : int
     settings : Settings
     keep_cache : bool
-        Keep the features of scribbled tiles (within ``Settings.cache_mb``) for :func:`predict`.
+        Keep the features of scribbled tiles (within :func:`cache_budget`) for :func:`predict`.
 
     Returns
     -------
@@ -518,6 +540,9 @@ def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Sett
     strokes = holdout.find_strokes(small, n_classes, src.shape, seed=settings.seed)
     buf = unary.SampleBuffer(n_classes, max_per_class=samples_per_class(shape, n_classes, settings), seed=settings.seed)
     cache, cached_bytes = {}, 0
+    if keep_cache:
+        room = cache_budget(grid, [t.inner for t in grid_tiles if small[t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]].any()],
+                            settings)
     for i, t in enumerate(grid_tiles):
         r0, r1, c0, c1 = t.inner
         s = small[r0:r1, c0:c1]
@@ -525,14 +550,15 @@ def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Sett
             progress("features", i + 1, len(grid_tiles))
             continue
         fo, outer = _tile_features(grid, t.inner)
-        if keep_cache and cached_bytes + fo.nbytes <= settings.cache_mb * 2**20:
+        held = fo.base.nbytes if fo.base is not None else fo.nbytes  # a view of the tile with its halo
+        if keep_cache and cached_bytes + held <= room:
             cache[i] = fo
-            cached_bytes += fo.nbytes
-        f = _inner(fo, t.inner, outer)
+            cached_bytes += held
+        f = _inner(fo, t.inner, outer, axis=1)
         v = grid.valid(t.inner)
         m = s > 0 if v is None else (s > 0) & v
         if m.any():
-            buf.add(f[m], s[m].astype(np.int64) - 1, strokes.ids[r0:r1, c0:c1][m])
+            buf.add(np.ascontiguousarray(f[:, m].T), s[m].astype(np.int64) - 1, strokes.ids[r0:r1, c0:c1][m])
         progress("features", i + 1, len(grid_tiles))
     X, y = buf.arrays()
     key = (id(src), shape, side)
@@ -664,7 +690,8 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
         for f in folds:
             m = fp == f
             if m.any():
-                p = unary.predict_proba_sparse(clfs[f], fo, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2]))
+                p = unary.predict_proba_sparse(clfs[f], fo, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2]),
+                                               planes=True)
                 runs.append((i, f, _inner(p, win, outer, axis=1), m))
         progress and progress("holdout", n_done + 1, 2 * len(chosen_tiles))
     # the fold CRFs reach as far as the full prediction's will (crf_reach of their forests' labels)
@@ -759,7 +786,8 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
     for i, t in enumerate(grid_tiles):
         f, outer = (feats.pop(i), grow(t.inner, SPARSE_STEP, shape)) if i in feats else _tile_features(grid, t.inner)
         r0, r1, c0, c1 = t.inner
-        p = unary.predict_proba_sparse(classifier, f, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2]))
+        p = unary.predict_proba_sparse(classifier, f, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2]),
+                                       planes=True)
         probs[:, r0:r1, c0:c1] = _inner(p, t.inner, outer, axis=1)
         del f
         progress("classify", i + 1, len(grid_tiles))

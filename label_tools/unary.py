@@ -192,7 +192,7 @@ def _serial(classifier):
 
 
 def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2, margin: float = 0.35,
-                         origin=(0, 0)):
+                         origin=(0, 0), planes: bool = False):
     """Class probabilities of every pixel, the classifier asked only where it matters.
 
     The classifier predicts the pixels on a lattice of spacing ``step`` (rows and columns that are
@@ -206,7 +206,7 @@ def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2,
     Parameters
     ----------
     classifier : fitted estimator
-    features : ndarray of float32, shape (H, W, F)
+    features : ndarray of float32, shape (H, W, F), or (F, H, W) with ``planes``
     n_classes : int
     step : int
         Lattice spacing in pixels (1 = dense).
@@ -215,6 +215,9 @@ def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2,
     origin : tuple (row, col)
         Image coordinates of ``features[0, 0]``. A tile that should equal the whole image's
         prediction needs ``step`` pixels of context on each side (crop them afterwards).
+    planes : bool
+        ``features`` is plane by plane (:func:`label_tools.features.multiscale_features` with
+        ``planes=True``): only the pixels asked for are gathered pixel-major. Same probabilities.
 
     Returns
     -------
@@ -222,11 +225,14 @@ def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2,
     """
     import cv2
 
-    h, w, f = features.shape
+    def pixels(a):  # pixel-major (..., F) copy of a plane-major selection (F, ...)
+        return np.ascontiguousarray(np.moveaxis(a, 0, -1)) if planes else np.ascontiguousarray(a)
+
+    h, w = features.shape[1:] if planes else features.shape[:2]
     if step <= 1 or h < 4 * step or w < 4 * step:
-        return predict_proba(classifier, features, n_classes)
+        return predict_proba(classifier, pixels(features), n_classes)
     r0, c0 = (-int(origin[0])) % step, (-int(origin[1])) % step
-    lat = np.ascontiguousarray(features[r0::step, c0::step])
+    lat = pixels(features[:, r0::step, c0::step] if planes else features[r0::step, c0::step])
     h2, w2 = lat.shape[:2]
     p = predict_proba(classifier, lat, n_classes)  # (K, h2, w2); p[:, i, j] is pixel (r0 + step i, c0 + step j)
     m = np.array([[1.0 / step, 0, -c0 / step], [0, 1.0 / step, -r0 / step]], np.float32)  # dst -> src
@@ -247,6 +253,7 @@ def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2,
         unsure |= (top2[1] - top2[0]) < margin
     unsure[r0::step, c0::step] = False  # exact already
     if unsure.any():
-        out[:, unsure] = predict_proba(classifier, features[unsure][None], n_classes)[:, 0]
+        picked = np.ascontiguousarray(features[:, unsure].T) if planes else features[unsure]
+        out[:, unsure] = predict_proba(classifier, picked[None], n_classes)[:, 0]
     out[:, r0::step, c0::step] = p
     return out

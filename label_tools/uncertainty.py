@@ -150,15 +150,15 @@ def find_strokes(src, scribbles, *, n_classes: int, settings, max_per_stroke: in
         inside = (rows >= r0) & (rows < r1) & (cols >= c0) & (cols < c1)
         if not inside.any():
             continue
-        f = feats.get(i)
-        if f is not None and f.shape[:2] != (r1 - r0, c1 - c0):  # cached with a margin around the tile
+        f = feats.get(i)  # cached plane by plane (F, h, w), with a margin around the tile
+        if f is not None and f.shape[1:] != (r1 - r0, c1 - c0):
             outer = grow(t.inner, getattr(pipeline, "SPARSE_STEP", 0), shape)
-            f = f[r0 - outer[0]: r1 - outer[0], c0 - outer[2]: c1 - outer[2]]
-        if f is None or f.shape[:2] != (r1 - r0, c1 - c0):
-            f = grid.features(t.inner)
+            f = f[:, r0 - outer[0]: r1 - outer[0], c0 - outer[2]: c1 - outer[2]]
+        if f is None or f.shape[1:] != (r1 - r0, c1 - c0):
+            f = grid.features(t.inner, planes=True)
         if X is None:
-            X = np.empty((len(rows), f.shape[-1]), np.float32)
-        X[inside] = f[rows[inside] - r0, cols[inside] - c0]
+            X = np.empty((len(rows), f.shape[0]), np.float32)
+        X[inside] = f[:, rows[inside] - r0, cols[inside] - c0].T
     classes = np.asarray(classes, np.int64)
     block = (rows * 4 // shape[0]) * 4 + cols * 4 // shape[1]
     _, piece = np.unique(stroke * 16 + block, return_inverse=True)

@@ -77,3 +77,11 @@ def test_band_stats_are_the_robust_percentiles_and_standardise_maps_them_to_0_1(
     grey = np.full((4, 5), 0.25, np.float32)
     assert band_stats(grey) == ((0.25,), (0.001,))  # flat band: range floored, no division by zero
     np.testing.assert_allclose(standardise(grey, band_stats(grey)), 0, atol=1e-6)
+
+
+def test_planes_are_the_same_features_plane_by_plane():
+    img = np.random.default_rng(2).random((70, 90, 3)).astype(np.float32)
+    f = multiscale_features(img, sigmas=(1, 2, 4))
+    p = multiscale_features(img, sigmas=(1, 2, 4), planes=True)
+    assert p.shape == (f.shape[-1], 70, 90) and p.flags.c_contiguous
+    np.testing.assert_array_equal(np.moveaxis(p, 0, -1), f)

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from sklearn.tree import DecisionTreeClassifier
@@ -285,3 +287,38 @@ def test_predict_reports_the_radius_it_upsampled_with():
     np.testing.assert_array_equal(r.labels, upsample_labels(src, r.probs, radius=1, fine=2))
     assert not np.array_equal(r.labels, upsample_labels(src, r.probs, radius=1))
     assert not np.array_equal(upsample_labels(src, r.probs, radius=1), upsample_labels(src, r.probs, radius=2))
+
+
+def test_features_kept_for_prediction_all_or_half_the_budget():
+    """Every scribbled tile's features are kept when they fit in ``cache_mb`` (nothing computed
+    twice), else tiles up to half of it; the labels are the same either way."""
+    from label_tools.pipeline import _layout, cache_budget, collect_samples, predict
+
+    img, mask = make_scene(300, 400)
+    scr = scene_scribbles(mask)
+    src = ArraySource(img)
+    small = Settings(crf_weight=0, sigmas=(1, 2), tile_mb=0.05, scale=1.0)
+    _, shape, grid, side, tiles = _layout(src, small)
+    assert len(tiles) > 2
+    inner = [t.inner for t in tiles if scr[t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]].any()]
+    assert len(inner) > 2
+    n_feat = 3 * 2 * 4
+    need = sum((min(r1 + 2 + grid.halo, shape[0]) - max(r0 - 2 - grid.halo, 0))
+               * (min(c1 + 2 + grid.halo, shape[1]) - max(c0 - 2 - grid.halo, 0)) * n_feat * 4
+               for r0, r1, c0, c1 in inner)
+    roomy = replace(small, cache_mb=need / 2**20)
+    tight = replace(small, cache_mb=need / 2**20 * 0.9)
+    assert cache_budget(grid, inner, roomy) == int(need)
+    assert cache_budget(grid, inner, tight) == int(need * 0.9 / 2)
+    out = {}
+    for name, st in (("roomy", roomy), ("tight", tight)):
+        *_, cache, _, _ = collect_samples(src, scr, n_classes=3, settings=st, keep_cache=True)
+        kept = sum(f.base.nbytes if f.base is not None else f.nbytes for f in cache["tiles"].values())
+        scribbled = [i for i, t in enumerate(tiles) if scr[t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]].any()]
+        if name == "roomy":
+            assert sorted(cache["tiles"]) == scribbled
+        else:
+            assert 0 < len(cache["tiles"]) < len(scribbled) and kept <= need * 0.9 / 2
+        tr = segment(img, scr, n_classes=3, settings=st)
+        out[name] = tr.labels
+    np.testing.assert_array_equal(out["roomy"], out["tight"])

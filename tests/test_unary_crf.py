@@ -90,3 +90,21 @@ def test_sparse_prediction_matches_dense_and_asks_fewer_pixels():
     # a tile with 2 px of context predicts exactly what the whole image gives
     part = unary.predict_proba_sparse(clf, f[11:60, 23:101], 3, step=2, origin=(11, 23))
     np.testing.assert_allclose(part[:, 2:-2, 2:-2], sparse[:, 13:58, 25:99], atol=1e-6)
+
+
+def test_sparse_prediction_from_planes_is_the_same():
+    from conftest import make_scene
+    from label_tools.features import multiscale_features
+
+    img, mask = make_scene(90, 130)
+    x = img.astype(np.float32) / 255
+    f = multiscale_features(x, sigmas=(1, 2, 4))
+    p = multiscale_features(x, sigmas=(1, 2, 4), planes=True)
+    idx = np.random.default_rng(1).choice(mask.size, 600, replace=False)
+    clf = unary.fit(f.reshape(-1, f.shape[-1])[idx], mask.ravel()[idx])
+    for kw in (dict(step=2, origin=(3, 1)), dict(step=1)):
+        np.testing.assert_array_equal(unary.predict_proba_sparse(clf, p, 3, planes=True, **kw),
+                                      unary.predict_proba_sparse(clf, f, 3, **kw))
+    # a window of the planes (as the pipeline's tiles are) gives the window's prediction
+    np.testing.assert_array_equal(unary.predict_proba_sparse(clf, p[:, 11:60, 23:101], 3, planes=True, origin=(11, 23)),
+                                  unary.predict_proba_sparse(clf, f[11:60, 23:101], 3, origin=(11, 23)))
