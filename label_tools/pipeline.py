@@ -212,8 +212,8 @@ class _Grid:
     """The model grid: features, colours and no-data mask of its windows, read from the source.
 
     When the grid is coarser than the image and small enough (``GRID_CACHE_MB``), the whole grid is
-    read once and every window is cut from that: a large raster is then decoded once, not once per
-    tile and again for the CRF.
+    read once, when first needed, and every window is cut from that: a large raster is then decoded
+    once, not once per tile and again for the CRF (and a grid made only for its layout reads nothing).
     """
 
     def __init__(self, src: ImageSource, shape, sigmas, *, cache: bool = True, standardise: bool = False,
@@ -223,10 +223,16 @@ class _Grid:
         self.rc = (shape[0] / src.height, shape[1] / src.width)
         self.sigmas = tuple(max(0.3, s * min(self.rc)) for s in sigmas) if min(self.rc) < 1 else tuple(sigmas)
         self.halo = feat_mod.halo(self.sigmas) if self.sigmas else 0
-        self._cache = None
-        if cache and min(self.rc) < 1 and shape[0] * shape[1] * (src.count + 1) * 4 <= GRID_CACHE_MB * 2**20:
-            feat, rgb = src.read_both(out_shape=self.shape)
-            self._cache = (feat, rgb, src.read_valid(out_shape=self.shape) if src.has_nodata else None)
+        self._whole = cache and min(self.rc) < 1 and shape[0] * shape[1] * (src.count + 1) * 4 <= GRID_CACHE_MB * 2**20
+        self._read = None
+
+    @property
+    def _cache(self):
+        """(features, display RGB, valid or None) of the whole grid, read on first use; None if not kept whole."""
+        if self._whole and self._read is None:
+            feat, rgb = self.src.read_both(out_shape=self.shape)
+            self._read = (feat, rgb, self.src.read_valid(out_shape=self.shape) if self.src.has_nodata else None)
+        return self._read
 
     def _full(self, window):
         return to_full(window, self.rc, (self.src.height, self.src.width))
@@ -239,7 +245,7 @@ class _Grid:
         if self._cache is not None:
             _, rgb, valid = self._cache
             size = (shape[1], shape[0])
-            g._cache = (None, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
+            g._read = (None, cv2.resize(rgb, size, interpolation=cv2.INTER_AREA),
                         None if valid is None else
                         cv2.resize(valid.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0)
         return g

@@ -79,3 +79,16 @@ def test_size_checked_before_decoding(tmp_path):
     Image.fromarray(np.zeros((300, 400), np.uint8)).save(p)
     with pytest.raises(InputError, match="400 x 300 px but the image is 40 x 30"):
         read_scribbles(p, (30, 40))
+
+
+def test_value_counts_exact_in_blocks_and_on_views():
+    from label_tools.scribbles import value_counts
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (301, 207)).astype(np.uint8)
+    a[:50] = 7  # a bin far above the others
+    ref = np.bincount(a.ravel(), minlength=256)
+    np.testing.assert_array_equal(value_counts(a), ref)
+    np.testing.assert_array_equal(value_counts(a, block_pixels=1000), ref)  # many row blocks
+    np.testing.assert_array_equal(value_counts(a[::3, 1::2]), np.bincount(a[::3, 1::2].ravel(), minlength=256))
+    assert value_counts(a).dtype == np.int64
