@@ -10,7 +10,8 @@ from .errors import InputError
 COLOR_TOLERANCE = 40.0
 
 
-def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = None) -> np.ndarray:
+def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = None,
+                   max_pixels: float | None = None, on_open=None) -> np.ndarray | None:
     """Read a scribble image.
 
     A single-channel PNG/TIFF holds class numbers (0 = unlabelled, k = k-th class). An RGB(A)
@@ -22,16 +23,23 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     Parameters
     ----------
     path : str
-    shape : tuple of int (H, W)
-        The image's shape; the scribbles must match it.
+    shape : tuple of int (H, W), or None
+        The image's shape; the scribbles must match it (None: the file's own, for a read that
+        starts before the image's size is known; check it afterwards with :func:`check_shape`).
     colors : ndarray of uint8, shape (K, 3), optional
         Class colours, needed for colour scribbles.
     n_classes : int, optional
         Number of classes in the labels file; larger scribble values are an error.
+    max_pixels : float, optional
+        With ``shape`` None: return None, having decoded nothing, when the file is larger.
+    on_open : callable(), optional
+        Called once the file is open, before anything is decoded (or before returning without
+        decoding): a caller reading on a thread lets other reads start then (Python's warning
+        filters, which opening sets and restores, are shared by all threads).
 
     Returns
     -------
-    ndarray of uint8, shape (H, W)
+    ndarray of uint8, shape (H, W), or None (see ``max_pixels``)
     """
     import os
 
@@ -46,7 +54,7 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     except OSError as e:
         raise InputError(f"scribble file {path!r} cannot be read ({e.strerror or e})") from None
     try:
-        return _read(path, shape, colors, n_classes)
+        return _read(path, shape, colors, n_classes, max_pixels, on_open)
     except InputError:
         raise
     except Exception as e:
@@ -58,10 +66,16 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
                          "save it again") from None
 
 
-def _read(path, shape, colors, n_classes):
+def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None):
     from .io import open_raster
 
     with open_raster(path, "scribble file") as ds:
+        if on_open is not None:
+            on_open()
+        if shape is None:
+            if max_pixels is not None and ds.height * ds.width > max_pixels:
+                return None
+            shape = (ds.height, ds.width)
         check_shape(path, (ds.height, ds.width), shape)
         interp = [ci.name for ci in ds.colorinterp]
         if ds.count == 1 and interp[0] == "palette":

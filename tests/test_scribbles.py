@@ -92,3 +92,21 @@ def test_value_counts_exact_in_blocks_and_on_views():
     np.testing.assert_array_equal(value_counts(a, block_pixels=1000), ref)  # many row blocks
     np.testing.assert_array_equal(value_counts(a[::3, 1::2]), np.bincount(a[::3, 1::2].ravel(), minlength=256))
     assert value_counts(a).dtype == np.int64
+
+
+def test_read_before_the_image_size_is_known(tmp_path):
+    """The early read (job.py, beside the image): the file's own size, nothing decoded above
+    ``max_pixels``, ``on_open`` called before decoding; the size is then checked as usual."""
+    from label_tools.scribbles import check_shape, read_scribbles
+
+    a = np.zeros((30, 50), np.uint8)
+    a[3:9, 4:20] = 2
+    Image.fromarray(a).save(tmp_path / "s.png")
+    calls = []
+    got = read_scribbles(str(tmp_path / "s.png"), None, max_pixels=1500, on_open=lambda: calls.append(1))
+    np.testing.assert_array_equal(got, a)
+    assert calls == [1]
+    assert read_scribbles(str(tmp_path / "s.png"), None, max_pixels=1499, on_open=lambda: calls.append(2)) is None
+    assert calls == [1, 2]
+    with pytest.raises(InputError, match="50 x 30 px but the image is 40 x 30 px"):
+        check_shape(str(tmp_path / "s.png"), got.shape, (30, 40))
