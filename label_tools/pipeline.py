@@ -435,15 +435,23 @@ def structure_scale(scribbles, n_classes: int, *, gap_px: float = GAP_GRID_PX, p
     present = [k for k in range(1, n_classes + 1) if (small == k).any()]
     if len(present) < 2:
         return 1.0
-    mins = []
-    for k in present:
+
+    def nearest_other(k):  # per stroke of class k: distance to the nearest stroke pixel of another class
         other = (small > 0) & (small != k)
         dist = cv2.distanceTransform((~other).astype(np.uint8), cv2.DIST_L2, 5)
         mine = (small == k).astype(np.uint8)
         n, lab = cv2.connectedComponents(mine, connectivity=8)
         m = np.full(n, np.inf, np.float32)
         np.minimum.at(m, lab[mine > 0], dist[mine > 0])
-        mins.append(m[1:])
+        return m[1:]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .threads import budget
+
+    # classes side by side (OpenCV releases the GIL): 0.15 -> 0.09 s on a 4 MP image, same values
+    with ThreadPoolExecutor(max(1, min(budget(), len(present)))) as pool:
+        mins = list(pool.map(nearest_other, present))
     gap = float(np.percentile(np.concatenate(mins), 25)) / f
     return float(min(1.0, gap_px / max(gap, 1.0)))
 
