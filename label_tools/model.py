@@ -273,15 +273,15 @@ def class_shares(classifier, cache, n_classes: int, *, max_pixels: int = SHARE_P
         return None
     _, shape, grid_tiles = cache["layout"]
     grid = cache["grid"]
-    total = sum(int(np.prod(f.shape[:2])) for f in cache["tiles"].values())
+    total = sum(int(np.prod(f.shape[1:])) for f in cache["tiles"].values())  # tiles kept plane by plane (F, h, w)
     step = max(1, int(np.ceil(np.sqrt(total / float(max_pixels)))))
     rows = []
     for i, f in sorted(cache["tiles"].items()):
         outer = pipeline.grow(grid_tiles[i].inner, pipeline.SPARSE_STEP, shape)
-        sub = f[::step, ::step]
+        sub = f[:, ::step, ::step]
         valid = grid.valid(outer)
-        sub = sub.reshape(-1, sub.shape[-1]) if valid is None else sub[np.asarray(valid, bool)[::step, ::step]]
-        rows.append(sub)
+        sub = sub.reshape(len(sub), -1) if valid is None else sub[:, np.asarray(valid, bool)[::step, ::step]]
+        rows.append(np.ascontiguousarray(sub.T))
     X = np.concatenate(rows) if rows else np.zeros((0, 0), np.float32)
     if len(X) == 0:
         return None
