@@ -16,8 +16,10 @@ predictions serve twice:
 
 The uncertainty of a pixel is ``(1 - max_k p'_k) * K / (K - 1)``: 0 when one class has all the
 probability, 1 when all classes are equally likely. The uncertainty *map* (:func:`uncertainty_map`)
-averages it with its neighbourhood's (a Gaussian of the CRF's smoothness width on the model grid):
-errors come in patches, and a pixel among doubtful neighbours is more likely wrong.
+averages the pixel's doubt about its label, judged at the image's own class shares rather than
+the scribbles' (:class:`ClassShares`), with its neighbourhood's uncertainty (a Gaussian half the
+labels' region width wide on the model grid, :func:`spread_sigma`): errors come in patches, and a
+pixel among doubtful neighbours is more likely wrong. Neither changes the probabilities or labels.
 """
 from __future__ import annotations
 
@@ -496,14 +498,48 @@ def uncertainty(probs) -> np.ndarray:
     return np.clip((1.0 - probs.max(axis=0)) * (k / max(k - 1, 1)), 0.0, 1.0).astype(np.float32)
 
 
-def spread_sigma(settings, grid_scale: float) -> float:
+def spread_sigma(settings, grid_scale: float, *, region_width: float | None = None) -> float:
     """Width (Gaussian sigma, model-grid pixels) of the neighbourhood term of :func:`uncertainty_map`.
 
-    The CRF's smoothness kernel (``settings.crf.gauss_sxy`` full-resolution pixels) on the model
-    grid, at least one grid pixel: the reach over which the prediction couples neighbouring labels,
-    so a pixel next to doubtful ones shares their doubt. Follows the image's grid, not the data set.
+    Half the labels' region width (:func:`label_width`, the mean distance from a pixel to the
+    nearest class edge on the model grid), at least one grid pixel: errors come as wrong regions
+    and misplaced edges, patches about as wide as the regions themselves, so the doubt of a pixel
+    is spread over that reach (wide over a beach or a sky, a pixel or two between EM membranes).
+    Without a width (``region_width`` None or infinite: a single class), the CRF's smoothness
+    kernel (``settings.crf.gauss_sxy`` full-resolution pixels) on the grid, at least one grid
+    pixel. Follows the image, not the data set.
     """
+    if region_width is not None and math.isfinite(region_width):
+        return max(1.0, float(region_width) / SPREAD_WIDTHS)
     return max(1.0, float(settings.crf.gauss_sxy) * float(grid_scale))
+
+
+SPREAD_WIDTHS = 2.0  # the neighbourhood's sigma = region width / this (spread_sigma)
+
+
+def label_width(grid, *, max_pixels: int = 500_000) -> float:
+    """Region width of the labels on the model grid (:func:`label_tools.pipeline.region_width`, the
+    mean distance from a pixel to the nearest class edge), measured on a regular subsample of at
+    most ``max_pixels`` (every s-th row and column, width x s) so it costs a few milliseconds on
+    a large grid.
+
+    Parameters
+    ----------
+    grid : ndarray of uint8, shape (h, w), or of float32, shape (K, h, w)
+        Labels, or probabilities whose argmax are the labels.
+
+    Returns
+    -------
+    float, grid pixels; ``inf`` for a single class.
+    """
+    from .pipeline import argmax_classes, region_width
+
+    h, w = grid.shape[-2:]
+    step = max(1, int(math.ceil(math.sqrt(h * w / max_pixels))))
+    sub = np.ascontiguousarray(grid[..., ::step, ::step])
+    if sub.ndim == 3:
+        sub = argmax_classes(sub)
+    return region_width(sub) * step
 
 
 def neighbourhood(calibration, grid_probs, sigma: float, *, block: int = 512) -> np.ndarray:
@@ -529,17 +565,169 @@ def neighbourhood(calibration, grid_probs, sigma: float, *, block: int = 512) ->
     u = np.empty((h, w), np.float32)
     for r0 in range(0, h, block):
         u[r0:r0 + block] = uncertainty(calibration.apply(grid_probs[:, r0:r0 + block]))
-    return cv2.GaussianBlur(u, (0, 0), float(sigma), borderType=cv2.BORDER_REFLECT)
+    return _blur(u, float(sigma))
 
 
-def uncertainty_map(probs, near) -> np.ndarray:
-    """The uncertainty map: half the pixel's own :func:`uncertainty`, half its neighbourhood's.
+def _blur(u, sigma: float, *, max_sigma: float = 4.0) -> np.ndarray:
+    """Gaussian blur of ``sigma`` px; a wide one runs on the map shrunk so its sigma is at most
+    ``max_sigma`` (area average, then bilinear back: the cost stays a few ms on a 4 MP grid)."""
+    import cv2
 
-    Errors come in patches (a wrong region, a misplaced edge), so a pixel among doubtful
-    neighbours is more likely wrong than its own probability says: on the first two images of
-    each benchmark data set, this ranks wrong pixels above right ones better than the pixel's own
-    uncertainty on 11 of 14 (benchmarks/uncertainty.py, README). The probabilities themselves are
-    not changed (their calibration is scored on their own).
+    f = int(sigma // max_sigma)
+    h, w = u.shape
+    if f < 2 or min(h, w) < 4 * f:
+        return cv2.GaussianBlur(u, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    small = cv2.resize(u, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    small = cv2.GaussianBlur(small, (0, 0), sigma / f, borderType=cv2.BORDER_REFLECT)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+@dataclass(frozen=True)
+class ClassShares:
+    """The class shares the forest was fitted with and the image's own, for the uncertainty map.
+
+    Scribbles are drawn about as much on every class, so the forest learns class shares that are
+    not the image's (a membrane class half the training pixels, a fifth of the image). A pixel
+    labelled with a class the image has less of than the forest was taught is more likely wrong
+    than its probability says: the map judges each label by the probabilities reweighted to the
+    image's shares (Saerens, Latinne & Decaestecker 2002, as :mod:`label_tools.refine`), the
+    probabilities and labels themselves are not changed.
+
+    Attributes
+    ----------
+    training : tuple of float
+        Shares of the forest's training samples (:func:`label_tools.refine.training_prior`); 0 for
+        classes it never saw.
+    image : tuple of float
+        The image's shares, by EM on the forest's grid probabilities (:func:`image_shares`).
+    """
+
+    training: tuple
+    image: tuple
+
+    @property
+    def ratio(self) -> np.ndarray:
+        """float32 (K,): ``image_k / training_k`` (1 for classes the forest never saw)."""
+        t, p = np.asarray(self.training, np.float64), np.asarray(self.image, np.float64)
+        return np.where(t > 0, p / np.maximum(t, 1e-12), 1.0).astype(np.float32)
+
+    def __str__(self):
+        return ("class shares judged by the uncertainty map: training " + " ".join(f"{v:.3f}" for v in self.training)
+                + ", image " + " ".join(f"{v:.3f}" for v in self.image))
+
+
+def image_shares(forest_probs, train, *, max_pixels: int = 20000, tol: float = 1e-4, max_iter: int = 200):
+    """The image's class shares by EM (Saerens et al. 2002): ``pi`` = mean over pixels of
+    ``p(k|x) pi_k / t_k`` normalised, iterated from ``t``; as :func:`label_tools.refine.image_prior`
+    but on a regular subsample of at most ``max_pixels`` grid pixels in float32 with a coarser
+    tolerance (a ranking needs no more; a few milliseconds).
+
+    Parameters
+    ----------
+    forest_probs : ndarray of float32, shape (K, h, w)
+    train : ndarray of float64, shape (K,)
+        Training shares (0 = class never seen, kept at 0).
+
+    Returns
+    -------
+    ndarray of float64, shape (K,), summing to 1.
+    """
+    k, h, w = forest_probs.shape
+    step = max(1, int(math.ceil(math.sqrt(h * w / float(max_pixels)))))
+    seen = np.asarray(train) > 0
+    if seen.sum() < 2:
+        return np.asarray(train, np.float64).copy()
+    p = np.ascontiguousarray(forest_probs[:, ::step, ::step]).reshape(k, -1)[seen].astype(np.float32)
+    p /= np.maximum(p.sum(axis=0, keepdims=True), np.float32(1e-12))
+    t = np.asarray(train, np.float64)[seen]
+    pi = t.copy()
+    for _ in range(max_iter):
+        q = p * (pi / t).astype(np.float32)[:, None]
+        q /= np.maximum(q.sum(axis=0, keepdims=True), np.float32(1e-12))
+        new = np.maximum(q.mean(axis=1, dtype=np.float64), 1e-4)
+        new /= new.sum()
+        done = np.abs(new - pi).max() < tol
+        pi = new
+        if done:
+            break
+    out = np.zeros(k, np.float64)
+    out[seen] = pi
+    return out
+
+
+def class_shares(result, n_classes: int) -> "ClassShares | None":
+    """:class:`ClassShares` of a prediction, or None when they are unknown or already applied.
+
+    Parameters
+    ----------
+    result : label_tools.pipeline.Result
+        ``classifier`` (its trees' root nodes give the training shares) and ``forest_probs``.
+    n_classes : int
+
+    Returns
+    -------
+    ClassShares or None: None for a classifier that is not a scikit-learn forest, or when the
+    pipeline already corrected the forest's probabilities to the image's shares
+    (``result.class_prior``, :mod:`label_tools.refine`).
+    """
+    from . import refine
+
+    if getattr(result, "class_prior", None) is not None:
+        return None
+    train = refine.training_prior(getattr(result, "classifier", None), n_classes)
+    forest = getattr(result, "forest_probs", None)
+    if forest is None:
+        forest = result.probs
+    if train is None or forest is None:
+        return None
+    prior = image_shares(forest, train)
+    return ClassShares(tuple(round(float(v), 4) for v in train), tuple(round(float(v), 4) for v in prior))
+
+
+def label_doubt(probs, labels, ratio=None) -> np.ndarray:
+    """Doubt about each pixel's label: ``(1 - p'(label)) * K / (K - 1)`` clipped to [0, 1], ``p'`` the
+    probabilities reweighted per class by ``ratio`` and normalised (:class:`ClassShares`); without
+    ``ratio`` this is :func:`uncertainty`.
+
+    Parameters
+    ----------
+    probs : ndarray of float32, shape (K, h, w)
+    labels : ndarray of uint8, shape (h, w)
+        The argmax of ``probs`` (as every label tile of the pipeline, pre-label merges included);
+        255 (no-data) pixels get the doubt of the top class (the map is 255 there anyway).
+    ratio : ndarray of float32, shape (K,), optional
+
+    Returns
+    -------
+    ndarray of float32, shape (h, w)
+    """
+    k = probs.shape[0]
+    if ratio is None:
+        return uncertainty(probs)
+    ratio = np.asarray(ratio, np.float32)
+    lut = np.ones(256, np.float32)
+    lut[:k] = ratio
+    q = probs.max(axis=0)  # the label's probability (labels are the argmax)
+    q *= lut[labels]
+    total = probs[0] * ratio[0]
+    tmp = np.empty_like(total)
+    for j in range(1, k):
+        np.multiply(probs[j], ratio[j], out=tmp)
+        total += tmp
+    np.maximum(total, np.float32(1e-12), out=total)
+    q /= total
+    np.subtract(1.0, q, out=q)
+    q *= np.float32(k / max(k - 1, 1))
+    return np.clip(q, 0.0, 1.0, out=q)
+
+
+def uncertainty_map(probs, near, *, labels=None, shares=None) -> np.ndarray:
+    """The uncertainty map: half the pixel's doubt about its label, half its neighbourhood's uncertainty.
+
+    The doubt is :func:`label_doubt` at the image's class shares (``shares``; without them the
+    pixel's own :func:`uncertainty`). Errors come in patches (a wrong region, a misplaced edge), so
+    a pixel among doubtful neighbours is more likely wrong than its own probability says. The
+    probabilities themselves are not changed (their calibration is scored on their own).
 
     Parameters
     ----------
@@ -547,12 +735,20 @@ def uncertainty_map(probs, near) -> np.ndarray:
         Calibrated probabilities of a window.
     near : ndarray of float32, shape (h, w)
         :func:`neighbourhood` interpolated to the same window (:func:`grid_window`).
+    labels : ndarray of uint8, shape (h, w), optional
+        The window's labels (needed with ``shares``; default the argmax).
+    shares : ClassShares, optional
 
     Returns
     -------
     ndarray of float32, shape (h, w), in [0, 1].
     """
-    u = uncertainty(probs)
+    if shares is None:
+        u = uncertainty(probs)
+    else:
+        if labels is None:
+            labels = probs.argmax(axis=0).astype(np.uint8)
+        u = label_doubt(probs, labels, shares.ratio)
     u += near
     u *= np.float32(0.5)
     return u
@@ -737,6 +933,7 @@ class UncertainCounts:
         self.total = np.zeros(n_classes, np.int64)
         self.uncertain = np.zeros(n_classes, np.int64)
         self.full_resolution = True
+        self.shares = None  # ClassShares the map judged labels by (for the report), or None
 
     def add(self, probs, labels, umap=None):
         """Count one tile: ``probs`` float32 (K, h, w) calibrated, ``labels`` uint8 (h, w) (255 skipped),
@@ -766,12 +963,15 @@ class Calibrated:
     strokes : Strokes
         The scribbles' strokes with their held-out predictions (for :mod:`label_tools.inspect`).
     counts : UncertainCounts
+    shares : ClassShares or None
+        The class shares the uncertainty map judged labels by (:func:`class_shares`).
     """
 
     result: object
     calibration: Calibration
     strokes: Strokes
     counts: UncertainCounts
+    shares: ClassShares | None = None
 
 
 def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=None, progress=None,
@@ -820,8 +1020,10 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     cal = _calibration(model, strokes, r, settings, seed, src)
     t0 = time.perf_counter()
     near = _near(model, cal, r, settings)
+    shares = class_shares(r, k)
     r.timings["calibrate"] = r.timings.get("calibrate", 0.0) + time.perf_counter() - t0
     counts = UncertainCounts(k)
+    counts.shares = shares
     merge = None
     t0 = time.perf_counter()
     if prelabels is not None:
@@ -839,7 +1041,7 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
 
             pc, labels = keep_prelabels(np.array(pc), labels.copy(), prelabels[r0:r1, c0:c1],
                                         merge[0][r0:r1, c0:c1], trust=merge[1])
-        umap = uncertainty_map(pc, grid_window(near, window, src.shape))
+        umap = uncertainty_map(pc, grid_window(near, window, src.shape), labels=labels, shares=shares)
         counts.add(pc, labels, umap)
         on_probs(window, pc, labels)
         if on_uncertainty is not None:
@@ -854,8 +1056,8 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
         _merge_labels(r.labels, prelabels, merge[0])
     r.timings["upsample"] = time.perf_counter() - t0
     if on_probs is None:
-        _grid_counts(counts, cal, r, near)
-    return Calibrated(r, cal, strokes, counts)
+        _grid_counts(counts, cal, r, near, shares)
+    return Calibrated(r, cal, strokes, counts, shares)
 
 
 def _prelabel_merge(labels, prelabels, scribbles, grid_shape):
@@ -900,8 +1102,9 @@ def calibrate_existing(model, src, scribbles, result, *, settings=None, seed: in
         zone, _ = _prelabel_merge(result.labels, prelabels, scribbles, result.probs.shape[1:])
         _merge_labels(result.labels, prelabels, zone)
     counts = UncertainCounts(model.n_classes)
-    _grid_counts(counts, cal, result, _near(model, cal, result, settings))
-    return Calibrated(result, cal, strokes, counts)
+    counts.shares = shares = class_shares(result, model.n_classes)
+    _grid_counts(counts, cal, result, _near(model, cal, result, settings), shares)
+    return Calibrated(result, cal, strokes, counts, shares)
 
 
 def _strokes_of(model, src, scribbles, settings, seed):
@@ -971,12 +1174,15 @@ def _calibration(model, strokes, r, settings, seed, src=None):
 
 
 def _near(model, cal, r, settings):
-    """The neighbourhood term of the uncertainty map on the model grid (:func:`neighbourhood`)."""
+    """The neighbourhood term of the uncertainty map on the model grid (:func:`neighbourhood`), as
+    wide as half the region width of the grid labels (:func:`spread_sigma`)."""
     used = model.effective_settings() if settings is None else settings
-    return neighbourhood(cal, r.probs, spread_sigma(used, r.scale))
+    width = label_width(r.probs)
+    return neighbourhood(cal, r.probs, spread_sigma(used, r.scale, region_width=width))
 
 
-def _grid_counts(counts, cal, r, near):
+def _grid_counts(counts, cal, r, near, shares=None):
     counts.full_resolution = False
     grid = cal.apply(r.probs)
-    counts.add(grid, grid.argmax(axis=0).astype(np.uint8), uncertainty_map(grid, near))
+    labels = grid.argmax(axis=0).astype(np.uint8)
+    counts.add(grid, labels, uncertainty_map(grid, near, labels=labels, shares=shares))

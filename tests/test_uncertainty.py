@@ -122,7 +122,13 @@ def test_save_probs_outputs(tmp_path, geo):
     u = np.array(Image.open(out / "scene_uncertainty.png"))
     assert u.shape == labels.shape and u.dtype == np.uint8 and (u[~valid] == 255).all()
     top = p.max(0).astype(float) / 255
-    assert np.corrcoef(u[valid].astype(float), top[valid])[0, 1] < -0.9  # uncertain = low top probability
+    # uncertain = low top probability (judged at the image's class shares, which reorder it a little)
+    assert np.corrcoef(u[valid].astype(float), top[valid])[0, 1] < -0.75
+    report = (out / "scene_report.txt").read_text()
+    shares = [ln for ln in report.splitlines() if ln.startswith("class shares judged by the uncertainty map: training ")]
+    assert len(shares) == 1, report
+    train, image = (np.array(part.split()[-3:], float) for part in shares[0].split(", image "))
+    assert train.sum() == pytest.approx(1, abs=2e-3) and image.sum() == pytest.approx(1, abs=2e-3)
     own = np.rint((1 - top) * 3 / 2 * 255)  # the pixels' own uncertainty: the map also has their neighbourhood's
     assert np.abs(u[valid] - own[valid]).max() > 20
     if geo:
@@ -170,8 +176,14 @@ def test_mat_probs_shrunk_for_large_images(tmp_path):
 
 
 # ----------------------------------------------------------------------------- real data
-def test_uncertainty_ranks_errors_at_least_as_well_as_plain_forest():
-    """On a real H&E tile with a mask: AUROC of the uncertainty map vs errors >= scikit-image's forest's."""
+@pytest.mark.parametrize("dataset, stem, gain", [("he_nuclei_miccai", "image02", 0.005),
+                                                 ("isbi2012_em_membranes", "00", 0.03)])
+def test_uncertainty_ranks_errors_at_least_as_well_as_plain_forest(dataset, stem, gain):
+    """On real images with masks: AUROC of the uncertainty map vs errors >= scikit-image's forest's.
+
+    On the ISBI slice the labels' membrane class covers a third of the image but half the
+    scribbles: judging labels at the image's class shares is what lifts the map above the forest
+    (0.846 vs 0.831; the pixel's own uncertainty 0.801)."""
     from skimage.feature import multiscale_basic_features
     from sklearn.ensemble import RandomForestClassifier
 
@@ -180,11 +192,12 @@ def test_uncertainty_ranks_errors_at_least_as_well_as_plain_forest():
     from label_tools.model import Model
     from label_tools.synthetic import synthetic_scribbles
 
-    ip = shared("he_nuclei_miccai", "images", "image02.png")
-    mask = (np.array(Image.open(shared("he_nuclei_miccai", "masks", "image02.png"))) > 0).astype(int)
+    ip = shared(dataset, "images", stem + ".png")
+    mask = (np.array(Image.open(shared(dataset, "masks", stem + ".png"))) > 0).astype(int)
     scr = synthetic_scribbles(mask, fraction=0.01, seed=0)
-    img = np.array(Image.open(ip))[..., :3]
-    f = multiscale_basic_features(img, sigma_min=1, sigma_max=16, channel_axis=-1)
+    img = np.array(Image.open(ip))
+    img = img[..., :3] if img.ndim == 3 else img
+    f = multiscale_basic_features(img, sigma_min=1, sigma_max=16, channel_axis=-1 if img.ndim == 3 else None)
     m = scr > 0
     rf = RandomForestClassifier(n_estimators=50, max_depth=10, n_jobs=-1, random_state=0).fit(f[m], scr[m] - 1)
     pf = rf.predict_proba(f.reshape(-1, f.shape[-1])).reshape(mask.shape + (2,))
@@ -210,9 +223,10 @@ def test_uncertainty_ranks_errors_at_least_as_well_as_plain_forest():
     wrong = c.result.labels != mask
     auc = unc.auroc(maps, wrong)
     assert auc >= auc_rf, (auc, auc_rf)
-    # the neighbourhood term ranks errors better than each pixel's own uncertainty (0.916 vs 0.898 here)
-    assert auc > unc.auroc(U, wrong) + 0.01, (auc, unc.auroc(U, wrong))
-    # within 0.01 of the forest's own ECE (0.020 here; ours 0.027): not always at most it (see README)
+    # the map ranks errors better than each pixel's own uncertainty (H&E 0.906 vs 0.899, ISBI 0.846 vs 0.801)
+    assert auc > unc.auroc(U, wrong) + gain, (auc, unc.auroc(U, wrong))
+    # within 0.01 of the forest's own ECE (H&E 0.020, ours 0.027; ISBI 0.073, ours 0.066): not always at
+    # most it (see README)
     assert unc.ece(P.max(0), ~wrong) <= unc.ece(pf.max(-1), pf.argmax(-1) == mask) + 0.01
 
 
@@ -295,10 +309,44 @@ def test_neighbourhood_spreads_one_doubtful_pixel_by_a_gaussian():
     # calibrated first: a floor makes every pixel a little uncertain
     floor = unc.neighbourhood(unc.Calibration(1.0, 0.2), g, 1.5)
     assert floor[0, 0] == pytest.approx(0.2, abs=1e-6)
-    # width: the CRF's smoothness kernel (3 full-resolution px) on the grid, at least 1 grid px
+    # width: half the labels' region width, at least 1 grid px; without one (a single class) the
+    # CRF's smoothness kernel (3 full-resolution px) on the grid, at least 1 grid px
+    assert unc.spread_sigma(Settings(), 1.0, region_width=17.0) == 8.5
+    assert unc.spread_sigma(Settings(), 0.5, region_width=1.2) == 1.0
     assert unc.spread_sigma(Settings(), 1.0) == 3.0
+    assert unc.spread_sigma(Settings(), 1.0, region_width=float("inf")) == 3.0
     assert unc.spread_sigma(Settings(), 0.5) == 1.5
     assert unc.spread_sigma(Settings(), 0.2) == 1.0
+
+
+def test_label_width_is_the_mean_distance_to_a_class_edge():
+    from label_tools.pipeline import region_width
+
+    lab = np.zeros((64, 64), np.uint8)
+    lab[:, 32:] = 1  # one vertical edge (column 32): distances 32..1 on its left, 0..31 from it on
+    assert unc.label_width(lab) == pytest.approx(region_width(lab))
+    assert unc.label_width(lab) == pytest.approx(16.0, abs=0.01)
+    stripes = (np.arange(2000)[None, :] // 40 % 2).astype(np.uint8).repeat(1000, axis=0)  # 2 MP, stripes 40 px
+    full = region_width(stripes)
+    assert unc.label_width(stripes, max_pixels=500_000) == pytest.approx(full, rel=0.05)  # every 2nd px, x 2
+    probs = np.stack([1 - stripes, stripes]).astype(np.float32)  # probabilities: width of their argmax
+    assert unc.label_width(probs, max_pixels=500_000) == unc.label_width(stripes, max_pixels=500_000)
+    assert unc.label_width(np.ones((8, 8), np.uint8)) == float("inf")
+
+
+def test_wide_neighbourhood_is_a_gaussian_of_that_width():
+    """A wide sigma runs on the map shrunk (cheap at 4 MP) and stays close to the exact Gaussian."""
+    import cv2
+
+    u = np.zeros((400, 600), np.float32)
+    u[180:220, 280:320] = 1.0
+    g = np.stack([1 - 0.5 * u, 0.5 * u])
+    near = unc.neighbourhood(unc.Calibration(), g, 20.0)
+    exact = cv2.GaussianBlur(u, (0, 0), 20.0, borderType=cv2.BORDER_REFLECT)
+    assert near.shape == (400, 600)
+    assert np.abs(near - exact).max() < 0.03
+    assert near[200, 300] == pytest.approx(exact[200, 300], abs=0.02) and near[200, 300] < 0.9
+    assert near[0, 0] < 1e-3
 
 
 def test_grid_window_interpolates_like_the_label_upsampling():
@@ -335,10 +383,22 @@ def test_streamed_uncertainty_map_and_counts_follow_the_neighbourhood():
 
     c = unc.predict_calibrated(model, src, scr, on_probs=keep, on_uncertainty=keep_map)
     assert (M >= 0).all()
+    width = unc.label_width(c.result.probs.argmax(axis=0).astype(np.uint8))
     near = unc.neighbourhood(c.calibration, c.result.probs,
-                             unc.spread_sigma(model.effective_settings(), c.result.scale))
-    expect = unc.uncertainty_map(P, unc.grid_window(near, (0, 240, 0, 320), (240, 320)))
+                             unc.spread_sigma(model.effective_settings(), c.result.scale, region_width=width))
+    assert c.shares is not None and c.counts.shares == c.shares
+    from label_tools.refine import training_prior
+
+    assert c.shares.training == tuple(round(float(v), 4) for v in training_prior(c.result.classifier, 3))
+    expect = unc.uncertainty_map(P, unc.grid_window(near, (0, 240, 0, 320), (240, 320)), labels=L, shares=c.shares)
     np.testing.assert_allclose(M, expect, atol=1e-6)
+    # the doubt term: 1 - the label's probability with each class reweighted by image / training share
+    ratio = np.array(c.shares.image) / np.array(c.shares.training)
+    q = P * ratio[:, None, None].astype(np.float32)
+    q /= q.sum(0)
+    doubt = (1 - np.take_along_axis(q, L[None].astype(int), 0)[0]) * 1.5
+    near_full = unc.grid_window(near, (0, 240, 0, 320), (240, 320))
+    np.testing.assert_allclose(M, 0.5 * np.clip(doubt, 0, 1) + 0.5 * near_full, atol=1e-4)
     own = unc.uncertainty(P)
     assert np.abs(M - own).max() > 0.05  # the neighbourhood moved it
     high = M > unc.UNCERTAIN_LEVEL
@@ -420,3 +480,64 @@ def test_upsampling_factor_on_a_real_em_slice():
     assert R.max(0).mean() < r.probs.max(0).mean() - 0.03  # lost without the factor
     before, after = unc.ece(R.max(0), right), unc.ece(P.max(0), right)
     assert after < 0.02 and before > after + 0.015, (before, after)
+
+
+def test_image_shares_recovers_the_images_class_shares():
+    """EM on probabilities of a classifier taught at 50/50 finds the image's 20/80 (Saerens et al.)."""
+    rng = np.random.default_rng(0)
+    n = 40000
+    truth = (rng.random(n) < 0.8).astype(int)  # 20 % class 0, 80 % class 1
+    # a calibrated classifier under a 50/50 training prior: likelihood ratio from a noisy score
+    x = rng.normal(np.where(truth == 1, 1.0, -1.0), 1.0)
+    p1 = 1 / (1 + np.exp(-2 * x))  # p(1|x) at prior 0.5 for unit-variance Gaussians at +-1
+    probs = np.stack([1 - p1, p1]).astype(np.float32).reshape(2, 200, 200)
+    train = np.array([0.5, 0.5])
+    shares = unc.image_shares(probs, train)
+    assert shares == pytest.approx([0.2, 0.8], abs=0.02)
+    assert probs[1].mean() == pytest.approx(0.65, abs=0.03)  # the plain mean is far off
+    # a class the forest never saw keeps share 0; a single seen class is returned as it is
+    three = np.concatenate([probs, np.zeros((1, 200, 200), np.float32)])
+    s3 = unc.image_shares(three, np.array([0.5, 0.5, 0.0]))
+    assert s3[2] == 0 and s3[:2] == pytest.approx(shares, abs=1e-6)
+    np.testing.assert_array_equal(unc.image_shares(probs, np.array([1.0, 0.0])), [1.0, 0.0])
+
+
+def test_label_doubt_at_the_images_shares():
+    p = np.array([[[0.6, 0.3]], [[0.4, 0.7]]], np.float32)  # (K=2, 1, 2)
+    lab = np.array([[0, 1]], np.uint8)
+    np.testing.assert_allclose(unc.label_doubt(p, lab), unc.uncertainty(p), atol=1e-6)  # no shares: own
+    shares = unc.ClassShares((0.5, 0.5), (0.2, 0.8))
+    np.testing.assert_allclose(shares.ratio, [0.4, 1.6], rtol=1e-6)
+    # class 0 at 0.6 with image share 0.2 (taught 0.5): 0.6*0.4 / (0.6*0.4 + 0.4*1.6) = 0.2727
+    q0 = 0.24 / (0.24 + 0.64)
+    q1 = 0.7 * 1.6 / (0.3 * 0.4 + 0.7 * 1.6)
+    # the label lost the reweighted argmax: doubt (1 - q0) * 2 = 1.45 is clipped at 1
+    np.testing.assert_allclose(unc.label_doubt(p, lab, shares.ratio), [[1.0, (1 - q1) * 2]], atol=1e-5)
+    # the map: half that doubt (clipped at 1), half the neighbourhood
+    near = np.array([[0.2, 0.0]], np.float32)
+    np.testing.assert_allclose(unc.uncertainty_map(p, near, labels=lab, shares=shares),
+                               [[0.5 * min((1 - q0) * 2, 1) + 0.1, 0.5 * (1 - q1) * 2]], atol=1e-5)
+    # no-data (255): the top class's probability, not reweighted
+    assert unc.label_doubt(p, np.array([[255, 1]], np.uint8), shares.ratio)[0, 0] == pytest.approx(
+        (1 - 0.6 / (0.24 + 0.64)) * 2, abs=1e-5)
+    # a class the forest never saw (training share 0) is not reweighted
+    assert unc.ClassShares((0.5, 0.5, 0.0), (0.3, 0.7, 0.0)).ratio[2] == 1.0
+    assert str(shares) == "class shares judged by the uncertainty map: training 0.500 0.500, image 0.200 0.800"
+
+
+def test_class_shares_skip_a_prior_the_pipeline_already_corrected():
+    from types import SimpleNamespace
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = (X[:, 0] > 0).astype(int)
+    clf = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    probs = np.stack([np.full((10, 10), 0.3, np.float32), np.full((10, 10), 0.7, np.float32)])
+    r = SimpleNamespace(classifier=clf, forest_probs=probs, probs=probs, class_prior=None)
+    s = unc.class_shares(r, 2)
+    assert s is not None and sum(s.training) == pytest.approx(1, abs=1e-3)
+    r.class_prior = {"training": list(s.training), "image": [0.3, 0.7], "iterations": 3}
+    assert unc.class_shares(r, 2) is None
+    assert unc.class_shares(SimpleNamespace(classifier=None, forest_probs=probs, probs=probs, class_prior=None), 2) is None
