@@ -13,7 +13,7 @@ Compute only, no I/O. :func:`label_tools.pipeline.train` drives it.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,6 +48,9 @@ class Strokes:
     predicted : ndarray of int64, shape (n,)
         The class that held-out prediction gives most of the stroke's pixels; -1 where
         ``agreement`` is NaN.
+    forests : dict of int -> fitted estimator
+        Each held-out fold's forest (fitted without that fold's strokes), kept so the calibration
+        can predict held-out samples without fitting forests of its own; empty before holdout.
     """
 
     ids: np.ndarray
@@ -57,6 +60,7 @@ class Strokes:
     bbox: np.ndarray
     agreement: np.ndarray
     predicted: np.ndarray
+    forests: dict = field(default_factory=dict, repr=False)
 
     def __len__(self):
         return len(self.cls)

@@ -719,6 +719,7 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
 
             c = clone(classifier)
         clfs[f] = c.fit(X[keep], y[keep])
+    strokes.forests = clfs
     factor = crf_factor(shape, scale, crf_scale=settings.crf_scale, crf_pixels=settings.crf_pixels)
     runs = []  # (tile index, fold, the fold forest's probabilities of the tile (K, th, tw), held-out pixels)
     for n_done, i in enumerate(chosen_tiles):

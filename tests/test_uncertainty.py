@@ -256,9 +256,12 @@ def test_heldout_forests_in_background_give_the_same_calibration(monkeypatch):
     from label_tools.io import ArraySource
     from label_tools.model import Model
 
+    from label_tools.pipeline import Settings
+
     img, mask = make_scene(240, 320)
     src, scr = ArraySource(img), scene_scribbles(mask)
     classes = load_classes(None, None, n_classes=3)
+    no_folds = Settings(holdout=False)  # no fold forests from the fit: the calibration fits its own
     started = []
     real = unc._heldout_in_background
 
@@ -268,10 +271,10 @@ def test_heldout_forests_in_background_give_the_same_calibration(monkeypatch):
         return job
 
     monkeypatch.setattr(unc, "_heldout_in_background", spy)
-    a = unc.predict_calibrated(Model.fit(src, scr, classes=classes), src, scr)
+    a = unc.predict_calibrated(Model.fit(src, scr, classes=classes, settings=no_folds), src, scr)
     assert len(started) == 1 and started[0] is not None  # the CRF has a part: the thread ran
     monkeypatch.setattr(unc, "_heldout_in_background", lambda *a, **k: None)
-    b = unc.predict_calibrated(Model.fit(src, scr, classes=classes), src, scr)
+    b = unc.predict_calibrated(Model.fit(src, scr, classes=classes, settings=no_folds), src, scr)
     assert a.strokes.heldout is not None and np.isfinite(a.strokes.heldout).any()
     np.testing.assert_array_equal(a.strokes.heldout, b.strokes.heldout)
     assert a.calibration == b.calibration and a.calibration.temperature != 1.0
@@ -283,7 +286,38 @@ def test_heldout_forests_in_background_give_the_same_calibration(monkeypatch):
     monkeypatch.setattr(unc, "_heldout_in_background", real)
     monkeypatch.setattr(unc, "heldout_predictions", boom)
     with pytest.raises(RuntimeError, match="forest failed"):
-        unc.predict_calibrated(Model.fit(src, scr, classes=classes), src, scr)
+        unc.predict_calibrated(Model.fit(src, scr, classes=classes, settings=no_folds), src, scr)
+
+
+def test_heldout_samples_predicted_by_the_fits_own_fold_forests(monkeypatch):
+    """With the fit's fold forests, each stroke sample is predicted by the forest fitted without
+    its stroke, and no calibration forest is fitted."""
+    from label_tools.classes import load_classes
+    from label_tools.io import ArraySource
+    from label_tools.model import Model
+
+    img, mask = make_scene(240, 320)
+    src, scr = ArraySource(img), scene_scribbles(mask)
+    m = Model.fit(src, scr, classes=load_classes(None, None, n_classes=3))
+    folds = m.strokes
+    assert len(folds.forests) >= 2
+
+    def never(*a, **k):
+        raise AssertionError("calibration forests fitted although the fit's fold forests were there")
+
+    monkeypatch.setattr(unc, "heldout_predictions", never)
+    c = unc.predict_calibrated(m, src, scr)
+    st = c.strokes
+    sid = folds.ids[st.rows, st.cols]
+    fold = np.concatenate([[-1], folds.fold])[sid]
+    held = np.isin(fold, list(folds.forests))
+    assert held.mean() > 0.5 and np.isfinite(st.heldout[held]).all() and np.isnan(st.heldout[~held]).all()
+    for f, clf in folds.forests.items():
+        rows = np.nonzero(fold == f)[0][:50]
+        want = np.zeros((len(rows), 3), np.float32)
+        want[:, clf.classes_] = clf.predict_proba(st.X[rows])
+        np.testing.assert_array_equal(st.heldout[rows], want)
+    assert c.calibration.temperature != 1.0
 
 
 def test_uncertainty_map_is_half_own_half_neighbourhood():
