@@ -639,21 +639,24 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
     from .threads import budget
 
     if settings.holdout and budget() > 1:
-        # the forest is fitted on a thread while the held-out strokes choose the CRF weight: tree
-        # building releases the GIL, the fold CRFs hold it, so the two fill both cores (4 MP photo:
-        # about 0.3 s less); both are seeded, the results are those of one after the other
+        # the forest is fitted on a thread once the held-out folds' small forests are (scikit-learn
+        # fits running at once in two threads disturb the process-wide warning filters), beside
+        # their predictions and CRFs: tree building releases the GIL, the fold CRFs hold it, so the
+        # two fill both cores (4 MP photo: about 0.3 s less); results those of one after the other
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1) as pool:
-            fitting = pool.submit(fit)
+            fitting = []
+            start = lambda: fitting.append(pool.submit(fit))  # noqa: E731
             t0 = time.perf_counter()
             try:
-                held = _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress)
+                held = _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress,
+                                on_fitted=start)
             except BaseException:
-                fitting.result()  # the fit's error (too few classes, say) first, as when run in order
+                fitting[0].result() if fitting else fit()  # the fit's error (too few classes) first, as in order
                 raise
             timings["holdout"] = time.perf_counter() - t0
-            clf = fitting.result()
+            clf = fitting[0].result() if fitting else fit()
         chosen.update(held)
     else:
         clf = fit()
@@ -665,12 +668,15 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
                    strokes if settings.holdout else None)
 
 
-def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress):
+def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress, on_fitted=None):
     """Choose the CRF weight from held-out strokes and fill ``strokes.agreement`` / ``.predicted``.
 
     For each fold, a small forest fitted without the fold's strokes predicts the tiles holding
     them (at most ``HOLDOUT_PIXELS`` grid pixels, seeded choice), the CRF refines that prediction
     per tile, and every candidate weight's blend is scored on the held-out pixels.
+
+    ``on_fitted()``, if given, is called once the fold forests are fitted (not called when no
+    fold can be held out).
 
     Returns
     -------
@@ -720,6 +726,8 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
             c = clone(classifier)
         clfs[f] = c.fit(X[keep], y[keep])
     strokes.forests = clfs
+    if on_fitted is not None:
+        on_fitted()
     factor = crf_factor(shape, scale, crf_scale=settings.crf_scale, crf_pixels=settings.crf_pixels)
     runs = []  # (tile index, fold, the fold forest's probabilities of the tile (K, th, tw), held-out pixels)
     for n_done, i in enumerate(chosen_tiles):

@@ -162,24 +162,24 @@ def _proba(classifier, X, *, chunk: int = 32768):
 
     A forest with ``n_jobs != 1`` adds its trees' votes in whatever order its threads finish, so
     the last bits of the probabilities (and rarely an argmax) change from run to run. Here each
-    block of pixels is predicted by a serial view of the forest (trees added in their order) and
-    the blocks run side by side on threads (tree traversal releases the GIL), as fast and
-    reproducible: a cluster run gives exactly the in-process run's output.
+    block of pixels is predicted tree by tree, the trees added in their order (as a serial forest
+    does: :func:`_forest_proba`), and the blocks run side by side on threads (tree traversal
+    releases the GIL), as fast and reproducible: a cluster run gives exactly the in-process run's
+    output.
     """
-    n_jobs = getattr(classifier, "n_jobs", None)
-    if n_jobs in (None, 1) or not hasattr(classifier, "estimators_") or len(X) <= chunk:
-        if n_jobs not in (None, 1) and hasattr(classifier, "estimators_"):
-            classifier = _serial(classifier)
+    if not _is_forest(classifier):
         return classifier.predict_proba(X)
+    n_jobs = getattr(classifier, "n_jobs", None)
+    if n_jobs in (None, 1) or len(X) <= chunk:
+        return _forest_proba(classifier, X)
     from concurrent.futures import ThreadPoolExecutor
 
     from .threads import budget
 
-    serial = _serial(classifier)
     threads = budget() if n_jobs < 0 else int(n_jobs)
     starts = range(0, len(X), chunk)
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(starts)))) as pool:
-        parts = list(pool.map(lambda s: serial.predict_proba(X[s: s + chunk]), starts))
+        parts = list(pool.map(lambda s: _forest_proba(classifier, X[s: s + chunk]), starts))
     return np.concatenate(parts)
 
 
@@ -189,6 +189,32 @@ def _serial(classifier):
     c = copy.copy(classifier)  # shallow: shares the fitted trees
     c.n_jobs = 1
     return c
+
+
+def _is_forest(classifier) -> bool:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return isinstance(classifier, RandomForestClassifier) and hasattr(classifier, "estimators_") \
+        and np.ndim(classifier.n_classes_) == 0
+
+
+def _forest_proba(forest, X):
+    """A fitted random forest's ``predict_proba(X)`` computed as the forest does with one job.
+
+    Not through the forest's own method: that runs every tree through scikit-learn's ``Parallel``,
+    whose workers reset and restore the process-wide warning filters around each call, so two
+    threads predicting (or fitting) at once can leave a filter missing and raise a stray
+    ``UserWarning`` (``delayed`` should be used with ``Parallel``). The sum is the same: trees
+    added in their order in float64, then divided by their number.
+    """
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    if X.ndim != 2 or X.shape[1] != forest.n_features_in_:
+        return forest.predict_proba(X)  # scikit-learn's own message for a wrong feature count
+    out = np.zeros((X.shape[0], int(forest.n_classes_)), np.float64)
+    for tree in forest.estimators_:
+        out += tree.predict_proba(X, check_input=False)
+    out /= len(forest.estimators_)
+    return out
 
 
 def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2, margin: float = 0.35,

@@ -108,3 +108,24 @@ def test_sparse_prediction_from_planes_is_the_same():
     # a window of the planes (as the pipeline's tiles are) gives the window's prediction
     np.testing.assert_array_equal(unary.predict_proba_sparse(clf, p[:, 11:60, 23:101], 3, planes=True, origin=(11, 23)),
                                   unary.predict_proba_sparse(clf, f[11:60, 23:101], 3, origin=(11, 23)))
+
+
+def test_forest_probabilities_tree_by_tree_equal_the_forests_without_its_parallel(monkeypatch):
+    """unary._proba sums the trees itself: bit for bit the forest's own predict_proba, and never
+    through scikit-learn's Parallel (whose workers reset the process-wide warning filters, which
+    two threads predicting at once would disturb)."""
+    import sklearn.utils.parallel as skp
+
+    rng = np.random.default_rng(0)
+    X = rng.random((3000, 7)).astype(np.float32)
+    y = rng.integers(0, 3, 3000)
+    clf = unary.default_classifier(n_estimators=9, class_weight=unary.class_weights(y)).fit(X, y)
+    Z = rng.random((70000, 7)).astype(np.float32)
+    want = unary._serial(clf).predict_proba(Z)
+
+    def no_parallel(*a, **k):
+        raise AssertionError("scikit-learn Parallel used")
+
+    monkeypatch.setattr(skp.Parallel, "__call__", no_parallel)
+    np.testing.assert_array_equal(unary._proba(clf, Z, chunk=20000), want)  # threads over blocks
+    np.testing.assert_array_equal(unary._proba(clf, Z[:100]), want[:100])
