@@ -206,7 +206,29 @@ class Progress:
             self._last = stage
 
 
+def _limit_malloc_arenas(n: int = 2) -> None:
+    """At most ``n`` glibc malloc arenas for the threads to come (``M_ARENA_MAX``), unless the
+    user set ``MALLOC_ARENA_MAX``.
+
+    Each thread that allocates gets its own arena by default, and memory freed in one is not
+    reused by another: the feature, fit and upsampling threads held 20-30 MB more at the peak
+    (a 4 MP H&E image: 494 MB, with two arenas 473 MB, the same time). Nothing on other C libraries.
+    """
+    import os
+
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-8, int(n))  # M_ARENA_MAX (malloc.h)
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv=None) -> int:
+    if argv is None:  # the program itself (not a caller's process): before any thread starts
+        _limit_malloc_arenas()
     args = build_parser().parse_args(argv)
     args.image = args.inputs[0] if len(args.inputs) == 1 else None
     logging.basicConfig(level=logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO),

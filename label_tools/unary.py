@@ -217,6 +217,9 @@ def _forest_proba(forest, X):
     return out
 
 
+BLOCK_PIXELS = 65536  # pixels gathered pixel-major and predicted at a time by predict_proba_sparse
+
+
 def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2, margin: float = 0.35,
                          origin=(0, 0), planes: bool = False):
     """Class probabilities of every pixel, the classifier asked only where it matters.
@@ -258,9 +261,15 @@ def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2,
     if step <= 1 or h < 4 * step or w < 4 * step:
         return predict_proba(classifier, pixels(features), n_classes)
     r0, c0 = (-int(origin[0])) % step, (-int(origin[1])) % step
-    lat = pixels(features[:, r0::step, c0::step] if planes else features[r0::step, c0::step])
-    h2, w2 = lat.shape[:2]
-    p = predict_proba(classifier, lat, n_classes)  # (K, h2, w2); p[:, i, j] is pixel (r0 + step i, c0 + step j)
+    h2, w2 = len(range(r0, h, step)), len(range(c0, w, step))
+    # p[:, i, j] is pixel (r0 + step i, c0 + step j); gathered and predicted in blocks of lattice rows
+    # (at most BLOCK_PIXELS: the pixel-major copy of a whole tile's lattice was 20-25 MB at the peak)
+    p = np.empty((n_classes, h2, w2), np.float32)
+    rows = max(1, BLOCK_PIXELS // max(w2, 1))
+    for i in range(0, h2, rows):
+        a, b = r0 + i * step, min(r0 + (i + rows) * step, h)
+        lat = pixels(features[:, a:b:step, c0::step] if planes else features[a:b:step, c0::step])
+        p[:, i: i + lat.shape[0]] = predict_proba(classifier, lat, n_classes)
     m = np.array([[1.0 / step, 0, -c0 / step], [0, 1.0 / step, -r0 / step]], np.float32)  # dst -> src
     out = np.empty((n_classes, h, w), np.float32)
     for k in range(n_classes):
@@ -278,8 +287,10 @@ def predict_proba_sparse(classifier, features, n_classes: int, *, step: int = 2,
         top2 = np.partition(out, n_classes - 2, axis=0)[n_classes - 2:]
         unsure |= (top2[1] - top2[0]) < margin
     unsure[r0::step, c0::step] = False  # exact already
-    if unsure.any():
-        picked = np.ascontiguousarray(features[:, unsure].T) if planes else features[unsure]
-        out[:, unsure] = predict_proba(classifier, picked[None], n_classes)[:, 0]
+    rr, cc = np.nonzero(unsure)
+    for i in range(0, len(rr), BLOCK_PIXELS):  # in blocks, as the lattice
+        r, c = rr[i: i + BLOCK_PIXELS], cc[i: i + BLOCK_PIXELS]
+        picked = np.ascontiguousarray(features[:, r, c].T) if planes else features[r, c]
+        out[:, r, c] = predict_proba(classifier, picked[None], n_classes)[:, 0]
     out[:, r0::step, c0::step] = p
     return out
