@@ -9,7 +9,8 @@ accuracy   per collection, scribbles (label_tools.synthetic, ~1 % of pixels) on 
            image's own scribbles. Mean IoU over the classes in each mask (255 ignored), averaged over
            the images the model was applied to, then over the scribble seeds (--seeds, default 0,1,2:
            one seed's scribbles can favour either method by 0.02-0.07 on ISBI); beside it the carried
-           model without its class-share shift (Model.predict(carried=False)).
+           model not adapted to each image (Settings.adapt=0, label_tools.adapt) and with neither the
+           adaptation nor its class-share shift (Model.predict(carried=False)).
            Collections: shared-data ISBI membranes, coastal aerial photos, Drosophila EM, H&E nuclei,
            Sentinel-2 (two dates; both stretch policies), and two not in shared data, made from
            scikit-image's real photos in random layouts (ground truth = the layout): its texture
@@ -184,11 +185,15 @@ def lt_fit(path, scr, n_classes, tmp):
     return p
 
 
-def lt_apply(model_path, path, *, stretch="image", carried=None):
+def lt_apply(model_path, path, *, stretch="image", carried=None, adapt=True):
+    from dataclasses import replace
+
     from label_tools.io import open_image
     from label_tools.model import Model
 
-    return Model.load(model_path).predict(open_image(path), stretch=stretch, carried=carried).labels
+    model = Model.load(model_path)
+    settings = None if adapt else replace(model.effective_settings(stretch), adapt=0.0)
+    return model.predict(open_image(path), stretch=stretch, carried=carried, settings=settings).labels
 
 
 def accuracy(args):
@@ -212,19 +217,22 @@ def accuracy(args):
             continue
         (p0, m0), rest = items[0], items[1:]
         k = int(max(m.max() for _, m in items)) + 1
-        r = {"name": name, "n": len(rest), "lt": [], "lt_model": [], "lt_plain": [], "sk": [], "own": []}
+        r = {"name": name, "n": len(rest), "lt": [], "lt_model": [], "lt_noadapt": [], "lt_plain": [], "sk": [],
+             "own": []}
         t0 = time.perf_counter()
         for seed in seeds:  # per seed: the mean over the applied images
             scr = synthetic_scribbles(m0, fraction=0.01, seed=seed)
             model = lt_fit(p0, scr, k, tmp)
             sk = skimage_fit(read_any(p0), scr)
-            lt, lt_model, lt_plain, sks = [], [], [], []
+            lt, lt_model, lt_noadapt, lt_plain, sks = [], [], [], [], []
             for p, m in rest:
-                lt.append(miou(lt_apply(model, p), m))  # the default: each image's own stretch, class-share shift
+                lt.append(miou(lt_apply(model, p), m))  # the default: own stretch, class-share shift, adapted
+                lt_noadapt.append(miou(lt_apply(model, p, adapt=False), m))  # not adapted (label_tools.adapt)
                 lt_model.append(miou(lt_apply(model, p, stretch="model"), m))
-                lt_plain.append(miou(lt_apply(model, p, carried=False), m))  # without the class-share shift
+                lt_plain.append(miou(lt_apply(model, p, carried=False), m))  # neither shifted nor adapted
                 sks.append(miou(skimage_predict(sk, read_any(p)), m))
-            for key, v in (("lt", lt), ("lt_model", lt_model), ("lt_plain", lt_plain), ("sk", sks)):
+            for key, v in (("lt", lt), ("lt_model", lt_model), ("lt_noadapt", lt_noadapt), ("lt_plain", lt_plain),
+                           ("sk", sks)):
                 r[key].append(float(np.mean(v)))
             if seed == seeds[0]:
                 r["per_image"] = (lt, lt_model)
@@ -240,7 +248,8 @@ def accuracy(args):
                 r["own"].append(miou(mo.predict(src).labels, m))
         r["seconds"] = time.perf_counter() - t0
         rows.append(r)
-        print(f"{name}: label_tools {np.mean(r['lt']):.3f} {np.round(r['lt'], 3).tolist()} (no class-share shift "
+        print(f"{name}: label_tools {np.mean(r['lt']):.3f} {np.round(r['lt'], 3).tolist()} (not adapted "
+              f"{np.mean(r['lt_noadapt']):.3f} {np.round(r['lt_noadapt'], 3).tolist()}; neither shifted nor adapted "
               f"{np.mean(r['lt_plain']):.3f} {np.round(r['lt_plain'], 3).tolist()}; training stretch "
               f"{np.mean(r['lt_model']):.3f}) skimage {np.mean(r['sk']):.3f} {np.round(r['sk'], 3).tolist()}"
               + (f" own scribbles {np.mean(r['own']):.3f}" if r["own"] else "") + f" [{r['seconds']:.0f} s]",
@@ -248,13 +257,14 @@ def accuracy(args):
     per = len(seeds) > 1
     print(f"\nscribble seeds {seeds}" + ("; each cell: mean over the seeds [per seed]" if per else ""))
     print("\n| collection (model from image 1, applied to the others) | applied to | skimage RF | label_tools model |"
-          " label_tools, no class-share shift |" + (" label_tools, own scribbles (reference) |" if args.own else ""))
-    print("|---|---|---|---|---|" + ("---|" if args.own else ""))
+          " not adapted | neither shifted nor adapted |" + (" own scribbles (reference) |" if args.own else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if args.own else ""))
     cell = (lambda v: f"{np.mean(v):.3f} {np.round(v, 3).tolist()}") if per else (lambda v: f"{np.mean(v):.3f}")
     for r in rows:
         lt, sk = np.mean(r["lt"]), np.mean(r["sk"])
         b = "**" if lt >= sk else ""
-        print(f"| {r['name']} | {r['n']} | {cell(r['sk'])} | {b}{cell(r['lt'])}{b} | {cell(r['lt_plain'])} |"
+        print(f"| {r['name']} | {r['n']} | {cell(r['sk'])} | {b}{cell(r['lt'])}{b} | {cell(r['lt_noadapt'])} | "
+              f"{cell(r['lt_plain'])} |"
               + (f" {np.mean(r['own']):.3f} |" if r["own"] else ""))
     print("\nstretch policy on rasters (only non-8-bit-photo inputs differ; first seed, per image):")
     for r in rows:

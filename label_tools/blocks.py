@@ -121,7 +121,7 @@ def task_groups(shape, *, task_pixels: float = TASK_PIXELS, tile: int | None = N
     return [groups[k] for k in sorted(groups)]
 
 
-def grid_task(spec: SourceSpec, classifier, n_classes: int, settings):
+def grid_task(spec: SourceSpec, classifier, n_classes: int, settings, samples=None):
     """The grid stage of one image (run on a worker).
 
     Returns
@@ -134,8 +134,9 @@ def grid_task(spec: SourceSpec, classifier, n_classes: int, settings):
 
     match_dask_worker()
     src = open_source(spec)
-    r = predict(src, classifier, n_classes=n_classes, settings=settings, upsample=False)
-    r.classifier = None  # the client has it
+    r = predict(src, classifier, n_classes=n_classes, settings=settings, upsample=False, samples=samples)
+    if r.classifier is classifier:
+        r.classifier = None  # the client has it (a carried model adapted to the image returns its refit)
     return r
 
 
@@ -194,12 +195,13 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
     run_id = uuid.uuid4().hex[:8]
     # the classifier travels inside the grid task and the grid result is a task result the windows depend
     # on: if a worker dies holding it, Dask recomputes it (data scattered from here could not be)
-    grid = client.submit(grid_task, spec, model.classifier, model.n_classes, settings, key=f"label_grid-{run_id}")
+    grid = client.submit(grid_task, spec, model.classifier, model.n_classes, settings, model.samples(),
+                         key=f"label_grid-{run_id}")
     groups = task_groups(src.shape)
     futures = [client.submit(windows_task, spec, grid, g, key=f"label_windows-{run_id}-{i}")
                for i, g in enumerate(groups)]
     r = grid.result()
-    r.classifier = model.classifier
+    r.classifier = model.classifier if r.classifier is None else r.classifier
     r.timings["grid"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     labels = np.empty(src.shape, np.uint8)

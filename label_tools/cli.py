@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         "weight of the CRF against the forest, 0..1 (default: chosen per image from held-out strokes, 0.6 unless "
         "another weight is clearly better; 0 = forest only, keeps the thinnest structures)"))
     p.add_argument("--crf-iter", type=_nonneg_int, default=None, metavar="N", help="CRF mean-field iterations (default 10)")
+    p.add_argument("--no-adapt", dest="adapt", action="store_false", help=(
+        "with --model on images it was not fitted on: apply the model's forest as it is, without refitting it on "
+        "the pixels it is surest of in each image (see README: Applying a model)"))
     p.add_argument("--bands", type=_int_list, default=None, metavar="LIST",
                    help="1-based bands to display, 3 or 1 (default: first three, or the only one)")
     p.add_argument("--feature-bands", type=_int_list, default=None, metavar="LIST",
@@ -321,6 +324,8 @@ def _settings(args):
 def _overrides(args) -> dict:
     """Options given explicitly: they replace a model's own settings."""
     o = {"crf_weight": args.crf_weight, "crf_scale": args.scale, "scale": args.grid_scale, "crf_iter": args.crf_iter}
+    if not args.adapt:
+        o["adapt"] = 0.0
     return {k: v for k, v in o.items() if v is not None}
 
 

@@ -50,7 +50,7 @@ class Job:
         travel with it, except the fields named in ``overrides``.
     overrides : dict
         Settings given explicitly that replace the model's (``crf_weight``, ``crf_scale``, ``scale``,
-        ``crf_iter``).
+        ``crf_iter``, ``adapt``).
     bands, feature_bands : tuple of int or None
         1-based display / feature bands.
     overwrite : bool
@@ -199,7 +199,7 @@ def load_model_cached(path: str):
 def _model_settings(model, overrides):
     """The model's settings (with its per-image choices) with explicitly given options applied."""
     s = model.effective_settings()
-    kw = {k: v for k, v in overrides.items() if k in ("crf_weight", "crf_scale", "scale")}
+    kw = {k: v for k, v in overrides.items() if k in ("crf_weight", "crf_scale", "scale", "adapt")}
     if "crf_iter" in overrides:
         kw["crf"] = replace(s.crf, n_iter=overrides["crf_iter"])
     return replace(s, **kw).validate() if kw else s
@@ -552,6 +552,8 @@ def _report_settings(job, result, settings, classes) -> dict:
     elif prior:
         used["class shares (forest corrected from training to image shares: grid capped, CRF off)"] = \
             f"{prior['training']} -> {prior['image']}"
+    if prior and "adapted" in prior:  # a carried model refitted with this image's surest pixels (label_tools.adapt)
+        used["adapted to this image (carried model refitted with pseudo-labels per class)"] = prior["adapted"]
     return used
 
 

@@ -180,6 +180,10 @@ class Model:
             settings = replace(settings, band_stats=tuple(tuple(float(v) for v in part) for part in stats))
         return settings
 
+    def samples(self):
+        """(X, y): the training samples a carried prediction adapts from (``Settings.adapt``), or None."""
+        return None if self.X is None or self.y is None or not len(self.y) else (self.X, self.y)
+
     def carry_settings(self, settings: pipeline.Settings, image, src=None, *, carried: bool | None = None):
         """``settings`` for labelling ``image``: marked ``applied`` (with the training image's class
         shares, ``chosen["class_shares"]``) unless ``image`` is the one the model was fitted on
@@ -236,7 +240,8 @@ class Model:
         settings = self.effective_settings(stretch) if settings is None else settings
         settings = self.carry_settings(settings, image, src, carried=carried)
         r = pipeline.predict(src, self.classifier, n_classes=self.n_classes, settings=settings,
-                             progress=progress, cache=cache, on_probs=on_probs, upsample=upsample)
+                             progress=progress, cache=cache, on_probs=on_probs, upsample=upsample,
+                             samples=self.samples())
         if self.counts is not None and cache is not None:
             r.samples = self.counts
         r.chosen = dict(self.chosen)

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import crf as crf_mod
 from . import features as feat_mod
+from . import adapt as adapt_mod
 from . import holdout, unary
 from . import refine as refine_mod
 from .errors import InputError, OptionError
@@ -104,6 +105,10 @@ class Settings:
     carry_shares : tuple of float or None
         With ``applied``: the class shares the forest saw on its training image
         (``Model.chosen["class_shares"]``); None = this image's mean forest probabilities.
+    adapt : float
+        With ``applied`` and the model's samples: per class, the share of the pixels the carried
+        forest gives that class (its surest) that may become pseudo-labels for a refit on this image
+        (:mod:`label_tools.adapt`); 0 = the carried forest as it is.
     """
 
     scale: float | None = None
@@ -125,6 +130,7 @@ class Settings:
     band_stats: tuple | None = None
     applied: bool = False
     carry_shares: tuple | None = None
+    adapt: float = adapt_mod.TOP
 
     def validate(self):
         if self.scale is not None and not (0 < self.scale <= 1):
@@ -792,7 +798,7 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
 
 
 def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(), progress=None,
-            cache=None, on_probs=None, upsample: bool = True) -> Result:
+            cache=None, on_probs=None, upsample: bool = True, samples=None) -> Result:
     """Dense labels of an image from a fitted classifier.
 
     Parameters
@@ -812,6 +818,10 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
         False: stop at the grid probabilities (``Result.labels`` is None); the full-resolution labels
         are then made window by window with :func:`upsample_window` (as :mod:`label_tools.blocks` does
         on a cluster), giving exactly what :func:`upsample_labels` gives.
+    samples : (X, y), optional
+        The classifier's training samples (float32 (N, F), int64 (N,)). With ``settings.applied``
+        and ``settings.adapt`` > 0 the forest is refitted on them plus pseudo-labels of this image
+        before the CRF (:mod:`label_tools.adapt`); ``Result.classifier`` is then the refitted one.
 
     Returns
     -------
@@ -829,31 +839,72 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
         feats = cache["tiles"]
         grid = cache["grid"]
 
-    probs = np.empty((n_classes, shape[0], shape[1]), np.float32)
-    t0 = time.perf_counter()
-    for i, t in enumerate(grid_tiles):
-        f, outer = (feats.pop(i), grow(t.inner, SPARSE_STEP, shape)) if i in feats else _tile_features(grid, t.inner)
-        r0, r1, c0, c1 = t.inner
-        p = unary.predict_proba_sparse(classifier, f, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2]),
-                                       planes=True)
-        probs[:, r0:r1, c0:c1] = _inner(p, t.inner, outer, axis=1)
-        del f
-        progress("classify", i + 1, len(grid_tiles))
-    timings["predict"] = time.perf_counter() - t0
-
+    adapting = (settings.applied and settings.adapt > 0 and samples is not None and len(samples[1]) > 0
+                and unary._is_forest(classifier))
+    room = cache_budget(grid, [t.inner for t in grid_tiles], settings) if adapting else 0
+    # every tile's features fit in the cache: pseudo-labels drawn from the whole grid, their features read
+    # from the kept tiles; else from a random subsample of the grid whose features are kept as it passes
+    whole = adapting and room >= settings.cache_mb * 2**20
+    reservoir = adapt_mod.Reservoir(shape[0] * shape[1], seed=settings.seed) if adapting and not whole else None
     params = settings.crf.scaled(min(grid.rc))
     crf_on = settings.crf_weight > 0 and params.n_iter > 0
-    # a grid capped coarser than the structures, no CRF: the forest's probabilities follow the image's class shares
-    class_prior = None
-    if refine_mod.applies(scale, settings.structure_scale, settings.crf_weight if crf_on else 0.0):
-        t0 = time.perf_counter()
-        probs, class_prior = refine_mod.correct(probs, classifier, valid=grid.valid((0, shape[0], 0, shape[1])))
-        timings["prior"] = time.perf_counter() - t0
-    elif settings.applied:  # a carried model: towards its training image's class shares (refine.carry)
-        t0 = time.perf_counter()
-        probs, class_prior = refine_mod.carry(probs, classifier, target=settings.carry_shares,
-                                               valid=grid.valid((0, shape[0], 0, shape[1])))
-        timings["prior"] = time.perf_counter() - t0
+
+    def forest(clf, keep, stage="classify"):
+        """The forest's grid probabilities, then the shift of a capped grid or a carried model."""
+        probs = np.empty((n_classes, shape[0], shape[1]), np.float32)
+        kept = 0
+        for i, t in enumerate(grid_tiles):
+            f, outer = (feats.pop(i), grow(t.inner, SPARSE_STEP, shape)) if i in feats else _tile_features(grid, t.inner)
+            r0, r1, c0, c1 = t.inner
+            p = unary.predict_proba_sparse(clf, f, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2]),
+                                           planes=True)
+            probs[:, r0:r1, c0:c1] = _inner(p, t.inner, outer, axis=1)
+            if keep:
+                if reservoir is not None:
+                    reservoir.add(f, t.inner, outer, grid.valid(t.inner))
+                held = f.base.nbytes if f.base is not None else f.nbytes
+                if whole or kept + held <= room:  # the adapted forest's pass reuses these features
+                    feats[i] = f
+                    kept += held
+            del f
+            progress(stage, i + 1, len(grid_tiles))
+        class_prior = None
+        t1 = time.perf_counter()
+        # a grid capped coarser than the structures, no CRF: the forest's probabilities follow the image's class shares
+        if refine_mod.applies(scale, settings.structure_scale, settings.crf_weight if crf_on else 0.0):
+            probs, class_prior = refine_mod.correct(probs, clf, valid=grid.valid((0, shape[0], 0, shape[1])))
+        elif settings.applied:  # a carried model: towards its training image's class shares (refine.carry)
+            probs, class_prior = refine_mod.carry(probs, clf, target=settings.carry_shares,
+                                                   valid=grid.valid((0, shape[0], 0, shape[1])))
+        if class_prior is not None:
+            timings["prior"] = timings.get("prior", 0.0) + time.perf_counter() - t1
+        return probs, class_prior
+
+    t0 = time.perf_counter()
+    probs, class_prior = forest(classifier, adapting)
+    if adapting:  # a carried model learns from the pixels it is surest of on this image (label_tools.adapt)
+        X, y = samples
+        counts = np.bincount(np.asarray(y, np.int64), minlength=n_classes)
+        if whole:
+            v = grid.valid((0, shape[0], 0, shape[1]))
+            at = np.flatnonzero(v) if v is not None else np.arange(shape[0] * shape[1])
+            rows, cols = np.divmod(at, shape[1])
+            idx, yp = adapt_mod.pseudo_labels(probs.reshape(n_classes, -1)[:, at], counts, top=settings.adapt,
+                                              seed=settings.seed)
+            fx = adapt_mod.gather(feats, [(t.inner, grow(t.inner, SPARSE_STEP, shape)) for t in grid_tiles],
+                                  rows[idx], cols[idx])
+        else:
+            rows, cols, fx = reservoir.arrays()
+            reservoir = None
+            idx, yp = adapt_mod.pseudo_labels(probs[:, rows, cols], counts, top=settings.adapt, seed=settings.seed)
+            fx = fx[idx]
+        if len(yp):
+            classifier = adapt_mod.refit(classifier, X, y, fx, yp)
+            del fx
+            probs, class_prior = forest(classifier, False, "adapt")
+        if class_prior is not None:
+            class_prior["adapted"] = np.bincount(yp, minlength=n_classes).tolist()
+    timings["predict"] = time.perf_counter() - t0
 
     # dense CRF on large overlapping tiles, blended with the forest
     t0 = time.perf_counter()
