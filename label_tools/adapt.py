@@ -6,14 +6,16 @@ forest adapts to the new image without new strokes: while :func:`label_tools.pip
 computes the carried forest's probabilities on the model grid, it keeps the features of a random
 subsample of grid pixels; of those, the pixels the forest (after the carried class-share shift) is
 most sure about become pseudo-labels, per class the most confident ``top`` share of the pixels it
-gives that class and at most as many as the model has samples of it; the forest is refitted on its
-own samples plus the pseudo-labels, which weigh half a sample each, and that forest labels the
+gives that class and at most as many as the model has samples of it; a forest is refitted on the
+model's samples plus the pseudo-labels, which weigh half a sample each, and that forest labels the
 image. Everything is taken from the image and the model's own samples. The image a model was
 fitted on (with strokes of its own) is never adapted.
 
-Measured with ``benchmarks/collections.py accuracy`` (README, Collections): over three scribble
-seeds, ISBI membranes 0.643 -> 0.654, H&E 0.385 -> 0.546, Sentinel-2 0.376 -> 0.417; it costs the
-texture and photo collages 0.016-0.017 and the coast 0.003 (all still above scikit-image).
+The forest refitted is smaller than the model's (12 trees on half bootstraps, :data:`TREES`,
+:data:`BOOTSTRAP`), which keeps the refit and the second forest pass cheap (a 0.2 MP photo: +0.15 s
+in-process). Measured with ``benchmarks/collections.py accuracy`` (README, Collections): over three
+scribble seeds, ISBI membranes 0.643 -> 0.658, H&E 0.385 -> 0.60, Sentinel-2 0.376 -> 0.42; it costs
+the texture and photo collages 0.02-0.03 and the coast 0.006 (all still above scikit-image).
 """
 from __future__ import annotations
 

@@ -207,6 +207,21 @@ def test_explicit_crf_weight_overrides_the_model(trained, tmp_path):
     assert "crf weight: 0.0" in report and "crf scale (-s): off" in report
 
 
+def test_applied_model_adapts_unless_no_adapt(trained, tmp_path):
+    _, model, folder, masks = trained
+    assert run("--model", model, "--headless", folder / "f1.png", "-o", tmp_path / "a", "-q") == 0
+    assert run("--model", model, "--headless", folder / "f1.png", "-o", tmp_path / "b", "--no-adapt", "-q") == 0
+    adapted = (tmp_path / "a" / "f1_report.txt").read_text()
+    plain = (tmp_path / "b" / "f1_report.txt").read_text()
+    line = [ln for ln in adapted.splitlines() if ln.strip().startswith("adapted to this image")]
+    counts = [int(v) for v in line[0].split("[")[1].split("]")[0].split(",")]
+    assert len(counts) == 3 and min(counts) > 0  # pseudo-labels of every class
+    assert "adapted to this image" not in plain
+    for sub in ("a", "b"):
+        lab = np.array(Image.open(tmp_path / sub / "f1_mres_label.png"))
+        assert (lab == masks["f1"]).mean() > 0.9
+
+
 def test_job_travels_small_and_runs_anywhere(trained, tmp_path):
     """What a Dask task would carry: a few hundred bytes of paths and settings, an Outcome back."""
     import pickle
