@@ -236,6 +236,8 @@ def main(argv=None) -> int:
     args.image = args.inputs[0] if len(args.inputs) == 1 else None
     logging.basicConfig(level=logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO),
                         format="label-image: %(message)s", stream=sys.stderr)
+    if args.verbose < 2:  # GDAL's own complaints become our one-line errors (io.open_raster); not a second line
+        logging.getLogger("rasterio").setLevel(logging.CRITICAL)
     from .files import terminate_as_interrupt
 
     try:
@@ -371,6 +373,10 @@ def run(args) -> int:
         ask_missing_class_files(args)
     outdir = args.output or os.path.dirname(os.path.abspath(args.image))
     check_writable_dir(outdir)
+    if args.save_model is not None:
+        from .files import check_model_path
+
+        check_model_path(args.save_model, overwrite=args.overwrite)
     annotate = None if args.scribbles is not None else {"window": args.window, "resume": args.resume,
                                                          "backend": args.backend, "order": args.order}
     job = _job(args, args.image, outdir, annotate=annotate, report={"window (-w)": args.window})
@@ -411,6 +417,11 @@ def _run_headless(args, several: bool) -> int:
     check_stems(jobs)  # before anything runs
     for d in sorted({j.outdir for j in jobs}):
         check_writable_dir(d)
+    if args.save_model is not None:  # a single scribble run: its model is checked before any work
+        from .files import check_model_path
+
+        check_model_path(args.save_model, overwrite=args.overwrite)
+    for d in sorted({j.outdir for j in jobs}):
         os.makedirs(d, exist_ok=True)
     if args.scheduler is not None or args.workers is not None:
         return _run_cluster(args, jobs, several, t0)

@@ -59,6 +59,30 @@ def check_writable_dir(directory: str):
         raise OutputError(f"output directory {directory!r} is not writable ({e.strerror})") from None
 
 
+def check_model_path(path: str, *, overwrite: bool):
+    """Raise OutputError unless a model can be saved at ``path`` (``--save-model``), before any work.
+
+    Its directory must exist and be writable; a file already there is replaced only with ``overwrite``
+    (a model is work the user made).
+    """
+    if os.path.isdir(path):
+        raise OutputError(f"--save-model: {path!r} is a directory; give a file path such as {os.path.join(path, 'model.skops')!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        what = "is a file" if os.path.exists(directory) else "does not exist"
+        raise OutputError(f"--save-model: directory {directory!r} {what}; create it or choose another path")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputError(f"--save-model: directory {directory!r} is not writable; choose another path")
+    try:  # access() says yes for root on read-only mounts and immutable directories: try for real
+        fd, tmp = tempfile.mkstemp(prefix=".label_tools_probe", dir=directory)
+        os.close(fd)
+        os.remove(tmp)
+    except OSError as e:
+        raise OutputError(f"--save-model: directory {directory!r} is not writable ({e.strerror})") from None
+    if os.path.exists(path) and not overwrite:
+        raise OutputError(f"--save-model: {path!r} already exists; pass --overwrite to replace it or choose another path")
+
+
 def check_not_existing(paths, *, overwrite: bool):
     """Raise OutputError naming the first existing path unless ``overwrite``.
 

@@ -42,7 +42,7 @@ def _view(labels, max_pixels=VIEW_PIXELS):
     return labels[::step, ::step], step
 
 
-def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None) -> list:
+def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None, known=None) -> list:
     """Warnings about a finished run.
 
     Parameters
@@ -55,6 +55,9 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
     strokes : label_tools.holdout.Strokes, optional
         Strokes with their held-out ``agreement`` and ``predicted`` class.
     uncertain : label_tools.uncertainty.UncertainCounts, optional
+    known : ndarray of bool, shape (K,), optional
+        Classes the model knows from elsewhere (the samples of a model refitted or carried over):
+        never reported as never scribbled.
 
     Returns
     -------
@@ -67,10 +70,13 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
     total = max(int(counts.sum()), 1)
     if scribbled is not None:
         scribbled = np.asarray(scribbled, np.int64)
-        never = [names[i] for i in range(k) if scribbled[i] == 0]
-        if never:
-            out.append(f"warning: class{'es' if len(never) > 1 else ''} never scribbled: {', '.join(never)}; "
-                       "it cannot appear in the labels: draw a few strokes of it, or drop it from the labels file")
+        never = [names[i] for i in range(k) if scribbled[i] == 0 and not (known is not None and known[i])]
+        if len(never) == 1:
+            out.append(f"warning: class never scribbled: {never[0]}; it cannot appear in the labels: draw a few "
+                       "strokes of it, or drop it from the labels file")
+        elif never:
+            out.append(f"warning: classes never scribbled: {', '.join(never)}; they cannot appear in the labels: "
+                       "draw a few strokes of each, or drop them from the labels file")
         for i in range(k):
             if scribbled[i] > 0 and counts[i] < ABSENT_SHARE * total and counts[i] < scribbled[i]:
                 out.append(f"warning: class {names[i]} was scribbled ({int(scribbled[i])} px) but is almost absent "

@@ -16,6 +16,8 @@ import os
 import time
 from dataclasses import dataclass, field, replace
 
+import numpy as np
+
 from .errors import InputError, LabelToolsError, OptionError
 
 log = logging.getLogger("label_tools")
@@ -428,9 +430,12 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     scribbled = None if scr is None else value_counts(scr)[1:len(classes) + 1]
     if pre is not None:  # the pre-labels supply classes too
         scribbled = value_counts(pre)[:len(classes)] + (0 if scribbled is None else scribbled)
+    known = None
+    if model is not None and getattr(model, "y", None) is not None:  # a model refitted or carried over knows more
+        known = np.bincount(np.asarray(model.y, np.int64), minlength=len(classes))[:len(classes)] > 0
     warnings = inspect_run(result.labels, classes, scribbled=scribbled,
                            strokes=getattr(fitted, "strokes", None) if strong else None,
-                           uncertain=calibrated.counts if calibrated is not None else None)
+                           uncertain=calibrated.counts if calibrated is not None else None, known=known)
     notes = (uncertainty_notes(calibrated.counts, classes, calibrated.calibration) if calibrated is not None
              else []) + warnings
     return _Computed(job, paths, src, scr, result, classes, used, annotation_seconds, seconds, notes, warnings,
@@ -538,7 +543,7 @@ def _report_settings(job, result, settings, classes) -> dict:
         "grid scale": f"{result.scale:.4g}" + (" (auto)" if settings.scale is None else ""),
         "crf scale (-s)": "off" if getattr(result, "crf_scale", None) is None else
         f"{result.crf_scale:.4g}" + (" (auto)" if settings.crf_scale is None else ""),
-        "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": _crf_weight_text(settings, result),
+        "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": _crf_weight_text(job, settings, result),
         "crf": settings.crf, "bands": list(job.bands) if job.bands else "default",
         "feature bands": list(job.feature_bands) if job.feature_bands else "all",
         "classifier": repr(result.classifier), "scribbled pixels per class (model grid)": result.samples.tolist(),
@@ -557,12 +562,20 @@ def _report_settings(job, result, settings, classes) -> dict:
     return used
 
 
-def _crf_weight_text(settings, result):
+def _crf_weight_text(job, settings, result):
+    """The CRF weight and where it came from: given (``--crf-weight``), chosen from held-out strokes
+    (on this image, or on the image a model was fitted on), or the default."""
+    given = job.overrides.get("crf_weight", getattr(job.settings, "crf_weight", None))
+    if given is not None:
+        return given
+    chosen = result.chosen if isinstance(result.chosen, dict) else {}
+    if "crf_weight" in chosen:
+        scores = chosen.get("holdout", {}).get("scores", {})
+        where = "held-out strokes" if job.scribbles or job.annotate is not None else \
+            "held-out strokes of the image the model was fitted on"
+        return f"{chosen['crf_weight']:g} (chosen from {where}; balanced accuracy per weight: {scores})"
     if settings.crf_weight is not None:
         return settings.crf_weight
-    if "crf_weight" in result.chosen:
-        scores = result.chosen.get("holdout", {}).get("scores", {})
-        return f"{result.chosen['crf_weight']:g} (chosen from held-out strokes; balanced accuracy per weight: {scores})"
     return "0.6 (default: too few strokes to hold any out)"
 
 

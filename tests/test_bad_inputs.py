@@ -657,3 +657,15 @@ def test_signal_during_run(tmp_path, sig, delay):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and signal.Signals(sig).name in lines[0] and "scribbles" not in lines[0], err
     assert after == before
+
+
+def test_scribble_file_gdal_cannot_read_is_one_line(tmp_path):
+    # GDAL logs its own complaint as well; the user sees only label-image's line
+    bad = tmp_path / "text.png"
+    bad.write_text("not an image\n")
+    sample = os.path.join(os.path.dirname(__file__), "..", "sample_data", "beach.png")
+    p = subprocess.run([sys.executable, "-m", "label_tools.cli", sample, "--scribbles", str(bad), "-o",
+                        str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 2 and len(lines) == 1 and "text.png" in lines[0] and "GDAL" not in lines[0], lines
+    assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")

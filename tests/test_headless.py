@@ -296,3 +296,23 @@ def test_batch_predicts_the_next_image_while_writing(trained, tmp_path, monkeypa
                 np.testing.assert_array_equal(ma[key], mb[key])
         elif not name.endswith("_report.txt"):  # the report holds timings
             assert a.read_bytes() == b.read_bytes(), name
+
+
+@pytest.mark.parametrize("where", ["missing_dir", "existing_file", "parent_is_file", "is_dir"])
+def test_save_model_path_checked_before_any_work(trained, tmp_path, capsys, where):
+    d, *_ = trained
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "mine.skops").write_text("precious")
+    target = {"missing_dir": tmp_path / "nodir" / "m.skops", "existing_file": tmp_path / "mine.skops",
+              "parent_is_file": tmp_path / "afile" / "m.skops", "is_dir": tmp_path}[where]
+    out = tmp_path / "out"
+    code = run(d / "first.png", "--scribbles", d / "first_scribbles.png", "--labels", d / "classes.txt",
+               "-o", out, "--save-model", target, "-q")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--save-model" in err[0], err
+    assert not out.exists() or not os.listdir(out)  # nothing computed, nothing written
+    assert (tmp_path / "mine.skops").read_text() == "precious"
+    if where == "existing_file":  # asked for: replaced
+        assert run(d / "first.png", "--scribbles", d / "first_scribbles.png", "--labels", d / "classes.txt",
+                   "-o", out, "--save-model", target, "--overwrite", "-q") == 0
+        assert load_model(str(target)).classes.names == tuple(NAMES)

@@ -66,3 +66,37 @@ def test_absent_class_and_fragments_warned():
 
 def test_bbox_text_inclusive():
     assert bbox_text((10, 14, 20, 70)) == "20,10,69,13"
+
+
+def test_classes_known_from_a_model_are_not_called_never_scribbled():
+    classes = load_classes(None, None, n_classes=4)
+    labels = np.repeat(np.arange(4, dtype=np.uint8), 100).reshape(20, 20)
+    scribbled = np.array([50, 0, 0, 30])
+    warned = inspect_run(labels, classes, scribbled=scribbled)
+    assert "warning: classes never scribbled: class2, class3; they cannot appear" in warned[0]
+    warned = inspect_run(labels, classes, scribbled=scribbled, known=np.array([True, True, False, True]))
+    assert warned[0].startswith("warning: class never scribbled: class3; it cannot appear")
+    assert not inspect_run(labels, classes, scribbled=scribbled, known=np.ones(4, bool))
+
+
+def test_refit_on_a_model_names_only_classes_nobody_scribbled(tmp_path):
+    # a model that knows all three classes, refitted with strokes of two: no "never scribbled" warning
+    img, mask = make_scene(90, 140)
+    ip, sp, lp = tmp_path / "scene.png", tmp_path / "scr.png", tmp_path / "classes.txt"
+    Image.fromarray(img).save(ip)
+    scr = scene_scribbles(mask)
+    Image.fromarray(scr).save(sp)
+    lp.write_text("water\nsand\ngrass\n")
+    model = tmp_path / "m.skops"
+    assert main([str(ip), "--scribbles", str(sp), "--labels", str(lp), "-o", str(tmp_path / "a"), "-q",
+                 "--save-model", str(model)]) == 0
+    report = (tmp_path / "a" / "scene_report.txt").read_text()
+    assert "(chosen from held-out strokes" in report or "0.6 (default" in report  # never a bare weight
+    two = np.where(scr == 3, 0, scr).astype(np.uint8)
+    Image.fromarray(two).save(tmp_path / "two.png")
+    assert main([str(ip), "--model", str(model), "--scribbles", str(tmp_path / "two.png"), "-o", str(tmp_path / "b"),
+                 "-q"]) == 0
+    assert "never scribbled" not in (tmp_path / "b" / "scene_report.txt").read_text()
+    assert main([str(ip), "--scribbles", str(tmp_path / "two.png"), "--labels", str(lp), "-o", str(tmp_path / "c"),
+                 "-q"]) == 0
+    assert "warning: class never scribbled: grass" in (tmp_path / "c" / "scene_report.txt").read_text()
