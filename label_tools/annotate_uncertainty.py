@@ -95,10 +95,12 @@ def heat_overlay(rgb, u, *, alpha: float = ALPHA) -> np.ndarray:
     return (rgb * (1 - a) + heat * a + 0.5).astype(np.uint8)
 
 
-def status_text(session, class_names, *, brush=None, mode: str = "") -> str:
-    """``class i/K name | window j/N | brush b | mode`` for the in-window status line."""
+def status_text(session, class_names, *, brush=None, mode: str = "", note: str = "") -> str:
+    """``[note |] class i/K name | window j/N | brush b | mode`` for the in-window status line
+    (``note``: the image of a collection walk, ``image 2/3``)."""
     k = session.class_index
-    parts = [f"class {k + 1}/{session.n_classes} {class_names[k]}",
+    parts = [note] if note else []
+    parts += [f"class {k + 1}/{session.n_classes} {class_names[k]}",
              f"window {session.window_index + 1}/{len(session.windows)}", f"brush {session.brush}"]
     if mode:
         parts.append(mode)
@@ -134,6 +136,8 @@ class UncertaintyMixin:
 
     def _mode(self):
         modes = []
+        if getattr(self, "prelabels", None) is not None:  # a collection's pre-labels (annotate_prelabels)
+            modes.append("pre-labels " + ("on" if getattr(self, "show_prelabels", True) else "off") + " (L)")
         if self.show_uncertainty:
             modes.append("uncertainty")
         if getattr(self, "show_preview", False):
@@ -159,7 +163,8 @@ class UncertaintyMixin:
                     rgb = heat_overlay(rgb, u)
         if name == WIN_ANNOTATE:
             rgb = rgb.copy()
-            draw_status(rgb, status_text(self.s, self.classes.names, mode=self._mode()))
+            draw_status(rgb, status_text(self.s, self.classes.names, mode=self._mode(),
+                                         note=getattr(self, "title_note", "")))
         super()._show(name, rgb, title)
 
     def _most_uncertain(self, *, unvisited: bool) -> int | None:

@@ -203,3 +203,18 @@ def test_cli_collection_bad_input(folder, tmp_path, capsys, monkeypatch):
     assert not out.exists()  # nothing written, not even the folder
     assert main([str(d), str(d / "one.png"), "--scribbles", str(d / "one.png")]) == 2
     assert "--scribbles belongs to one image" in capsys.readouterr().err
+
+
+def test_status_line_names_the_collection_image_and_prelabel_state():
+    # the in-window status line carries what only the title showed (titles are not shown everywhere)
+    from label_tools.annotate_uncertainty import UncertaintyMixin, status_text
+    from label_tools.session import Session
+
+    s = Session((100, 100), 3, [(0, 50, 0, 100), (50, 100, 0, 100)])
+    text = status_text(s, ["water", "sand", "grass"], mode="pre-labels on (L)", note="image 2/3")
+    assert text == "image 2/3 | class 1/3 water | window 1/2 | brush 3 | pre-labels on (L)"
+
+    class Walk(UncertaintyMixin):
+        prelabels, show_prelabels = np.zeros((100, 100), np.uint8), False
+
+    assert Walk()._mode() == "pre-labels off (L)"
