@@ -131,12 +131,43 @@ def cluster_run(model, folder, out, *extra, env=None):
     import subprocess
     import sys
 
-    env = dict(os.environ, LABEL_TOOLS_WINDOWED_MP="1", LABEL_TOOLS_TASK_MP="1", **(env or {}))
+    # PYTHONFAULTHANDLER: a client that hangs prints every thread's stack to its log on SIGABRT (wait_client)
+    env = dict(os.environ, LABEL_TOOLS_WINDOWED_MP="1", LABEL_TOOLS_TASK_MP="1", PYTHONFAULTHANDLER="1",
+               **(env or {}))
     exe = os.path.join(os.path.dirname(sys.executable), "label-image")
     log = open(str(out) + ".log", "w+")
     p = subprocess.Popen([exe, "--model", str(model), "--headless", str(folder), "-o", str(out), "-v", "-v",
                           *extra], stdout=log, stderr=subprocess.STDOUT, env=env)
     return p, log
+
+
+def wait_client(p, log, timeout, cluster=None):
+    """The client's exit code; if it has not ended within ``timeout`` s, abort it (its threads' stacks go
+    to its log) and fail with the end of its log and of the cluster's logs, so a hang says where it was."""
+    import signal
+    import subprocess
+
+    try:
+        return p.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGABRT)
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=20)
+        log.flush()
+        text = read(log.name)
+        logs = cluster.logs() if cluster is not None else ""
+        pytest.fail(f"label-image did not end within {timeout} s; its log ends:\n{text[-6000:]}\n{logs}")
+
+
+def stop_client(p, log):
+    """Kill a client still running (a failed check) and reap it, then close its log."""
+    if p.poll() is None:
+        p.kill()
+        p.wait(timeout=20)
+    log.close()
 
 
 def assert_same_outputs(ref, out):
@@ -179,11 +210,9 @@ def test_worker_killed_midway_run_finishes_identical(cluster, batch, tmp_path):
         landed = sum(n.endswith("_report.txt") for n in os.listdir(out))
         assert p.poll() is None and landed < PHOTOS + 1  # really midway
         cluster.kill_worker(0)
-        assert p.wait(timeout=180) == 0, read(log.name)
+        assert wait_client(p, log, 180, cluster) == 0, read(log.name)
     finally:
-        if p.poll() is None:
-            p.kill()
-        log.close()
+        stop_client(p, log)
     text = read(log.name)
     # an image whose worker died after its outputs landed is found complete when run again: skipped
     done = re.search(r"(\d+) images: (\d+) done, (\d+) skipped, 0 failed", text)
@@ -208,8 +237,10 @@ def test_tasks_run_on_the_workers(shared_cluster, batch, tmp_path):
 
     before = forgotten()
     p, log = cluster_run(model, folder, out, "--scheduler", shared_cluster.address)
-    assert p.wait(timeout=180) == 0, read(log.name)
-    log.close()
+    try:
+        assert wait_client(p, log, 180, shared_cluster) == 0, read(log.name)
+    finally:
+        stop_client(p, log)
     text = read(log.name)
     ran = dict(re.findall(r"label-image: (\S+) ran on worker tcp://127\.0\.0\.1:\d+ \(host \S+, pid (\d+)\)", text))
     assert sorted(ran) == sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))
@@ -246,9 +277,7 @@ def test_client_killed_midway_same_command_resumes(shared_cluster, batch, tmp_pa
         p.send_signal(signal.SIGKILL)
         assert p.wait(timeout=30) == -signal.SIGKILL
     finally:
-        if p.poll() is None:
-            p.kill()
-        log.close()
+        stop_client(p, log)
     # let the tasks the workers were running when the client died end (Dask cannot stop a running task)
     with Client(shared_cluster.address, timeout=10, set_as_default=False) as c:
         deadline = time.monotonic() + 120
@@ -267,8 +296,10 @@ def test_client_killed_midway_same_command_resumes(shared_cluster, batch, tmp_pa
             finished.append(st)
     assert 1 <= len(finished) <= len(stems) - 1, finished  # really midway
     p2, log2 = cluster_run(model, folder, out, "--scheduler", shared_cluster.address)
-    assert p2.wait(timeout=180) == 0, read(log2.name)
-    log2.close()
+    try:
+        assert wait_client(p2, log2, 180, shared_cluster) == 0, read(log2.name)
+    finally:
+        stop_client(p2, log2)
     text = read(log2.name)
     done = re.search(r"(\d+) images: (\d+) done, (\d+) skipped, 0 failed", text)
     assert done and int(done[1]) == len(stems) and int(done[3]) >= len(finished), text[-2000:]

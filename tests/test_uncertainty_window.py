@@ -127,4 +127,5 @@ def test_uncertainty_keys_order_and_status_line(display, tmp_path, backend):  # 
     finally:
         if drv.proc.poll() is None:
             drv.proc.kill()
+            drv.proc.wait(10)
     assert (out / "beach_mres_label.png").exists()
