@@ -158,8 +158,12 @@ def wait_client(p, log, timeout, cluster=None):
             p.wait(timeout=20)
         log.flush()
         text = read(log.name)
+        stacks = text[text.rfind("Fatal Python error"):] if "Fatal Python error" in text else "(no stacks)"
+        noise = ("env", "GDAL", "PROJ", "Nodata", "Dataset", "Sharing flag", "filesystem handler", "boto3")
+        said = [ln for ln in text.splitlines() if ln.startswith("label-image:") and not any(w in ln for w in noise)]
         logs = cluster.logs() if cluster is not None else ""
-        pytest.fail(f"label-image did not end within {timeout} s; its log ends:\n{text[-6000:]}\n{logs}")
+        pytest.fail(f"label-image did not end within {timeout} s; what it said last:\n" + "\n".join(said[-40:])
+                    + f"\nits threads:\n{stacks[:12000]}\n{logs}")
 
 
 def stop_client(p, log):
