@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         "Turn sparse scribbles on an image into a dense per-pixel label image: a random forest on "
         "multiscale pixel features gives class probabilities, a dense CRF refines them. Without "
         "--scribbles an annotation window opens to draw them."),
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False)  # a shortened or mistyped option is an error, not silently another option
     p.add_argument("inputs", nargs="*", metavar="INPUT", help=(
         "image to label: JPEG, PNG, TIFF or GeoTIFF (asked for if omitted); several images or folders (a "
         "folder's images in name order): a collection walked in the annotator, the model carried from image "

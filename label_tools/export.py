@@ -459,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
         "DATASET/dataset.json. Label tiles: 0-based class ids, 255 = no-data or padding. The split is by "
         "source image, never by tile."),
         epilog="example:\n  label-export out/day1 out/day2 -o dataset --tile 256 --val-fraction 0.2",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result folders (the -o folders of label-image)")
     p.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder to write")
     p.add_argument("--tile", type=lambda t: _number(int, t), default=512,

@@ -491,6 +491,30 @@ def _(j):
     return j.argv("--frobnicate"), 2, ["--frobnicate"]
 
 
+@pytest.mark.parametrize("argv", [["--save-prob"], ["--over"], ["--crf-w", "0.5"], ["--scrib", "s.png"]])
+def test_option_prefix_is_an_error(argv, tmp_path, capsys):
+    """A shortened option is not taken for the option it begins (``--save-prob`` is not ``--save-probs``)."""
+    j = Job(tmp_path)
+    before = tree(tmp_path)
+    assert run_cli(j.argv(*argv)) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "unrecognized arguments" in lines[0] and argv[0] in lines[0], lines
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("argv", [["--val", "0.3"], ["--til", "64"], ["--over"]])
+def test_export_option_prefix_is_an_error(argv, tmp_path, capsys):
+    from label_tools.export import main as export_main
+
+    (tmp_path / "res").mkdir()
+    with pytest.raises(SystemExit) as e:
+        export_main([str(tmp_path / "res"), "-o", str(tmp_path / "ds"), *argv])
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "unrecognized arguments" in lines[0] and argv[0] in lines[0], lines
+    assert not (tmp_path / "ds").exists()
+
+
 @case("option-bands-out-of-range")
 def _(j):
     return j.argv("--bands", "5,6,7"), 2, ["--bands", "5"]
