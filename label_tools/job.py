@@ -347,7 +347,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         if job.scribbles is None and job.annotate is None and job.init is None:
             raise OptionError("no scribbles and no model: give --scribbles FILE or --model FILE "
                               "(or leave out --headless to draw scribbles in the annotator)")
-    pre, k_pre = _prelabels(job, src, model)
+    pre, k_pre, own = _prelabels(job, src, model)
     if job.scribbles is not None:
         if model is not None:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
@@ -357,7 +357,11 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             if scr is None:
                 scr = read_scribbles(job.scribbles, src.shape)
             check_shape(job.scribbles, scr.shape, src.shape)
-            classes = load_classes(None, None, n_classes=max(int(scr.max()), 1, k_pre))
+            if own is not None and int(scr.max()) > len(own):
+                raise InputError(f"--scribbles {job.scribbles!r}: holds class {int(scr.max())} but --init "
+                                 f"{job.init!r} names {len(own)} classes ({', '.join(own.names)}); "
+                                 "give --labels with every class")
+            classes = own if own is not None else load_classes(None, None, n_classes=max(int(scr.max()), 1, k_pre))
         else:
             classes = load_classes(job.labels, job.colors, n_classes=None)
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
@@ -366,8 +370,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         from .annotate import annotate
 
         if model is None:
-            classes = load_classes(job.labels, job.colors,
-                                   n_classes=None if (job.labels or job.colors) else max(2, k_pre))
+            classes = own if own is not None and len(own) >= 2 else load_classes(
+                job.labels, job.colors, n_classes=None if (job.labels or job.colors) else max(2, k_pre))
         opts = dict(job.annotate)
         if pre is not None:  # the pre-labels, for the person to correct
             opts["prelabels"] = pre
@@ -377,7 +381,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
                                            **opts)
         check_not_existing(paths.values(), overwrite=job.overwrite)
     elif model is None:  # pre-labels alone
-        classes = load_classes(job.labels, job.colors, n_classes=None if (job.labels or job.colors) else max(2, k_pre))
+        classes = own if own is not None and len(own) >= 2 else load_classes(
+            job.labels, job.colors, n_classes=None if (job.labels or job.colors) else max(2, k_pre))
 
     t0 = time.perf_counter()
     strong = scr is not None and bool(scr.any())
@@ -426,7 +431,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             raise type(e)(f"scribble file {os.path.abspath(job.scribbles)!r}: {e}") from None
         raise
     seconds = time.perf_counter() - t0
-    used = _report_settings(job, result, settings, classes)
+    used = _report_settings(job, result, settings, classes, init_classes=own is not None and classes is own)
     scribbled = None if scr is None else value_counts(scr)[1:len(classes) + 1]
     if pre is not None:  # the pre-labels supply classes too
         scribbled = value_counts(pre)[:len(classes)] + (0 if scribbled is None else scribbled)
@@ -494,19 +499,23 @@ def _write(c: _Computed):
 
 
 def _prelabels(job, src, model):
-    """(pre-labels uint8 (H, W) 0-based 255 = unknown, or None; classes they imply, 0 if none)."""
+    """(pre-labels uint8 (H, W) 0-based 255 = unknown, or None; classes they imply, 0 if none;
+    the classes stored in label_tools' own ``_mres_geo.tif`` when no --labels/--colors/--model
+    says them, else None)."""
     if job.init is None:
-        return None, 0
+        return None, 0, None
     from .classes import load_classes
-    from .prelabels import read_prelabels
+    from .prelabels import own_classes, read_prelabels
 
     if model is None and job.labels is None and job.colors is None:
-        pre = read_prelabels(job.init, src.shape, None, offset=job.init_offset)
+        own = own_classes(job.init) if job.init_offset == 0 else None
+        pre = read_prelabels(job.init, src.shape, None if own is None else len(own), offset=job.init_offset)
         known = pre[pre != 255]
-        return pre, (int(known.max()) + 1 if known.size else 0)
+        return pre, (len(own) if own is not None else int(known.max()) + 1 if known.size else 0), own
     classes = model.classes if model is not None else load_classes(job.labels, job.colors, n_classes=None)
     colors = classes.colors if (job.colors or model is not None) else None
-    return read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors), len(classes)
+    return (read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors), len(classes),
+            None)
 
 
 def _probability_writer(job, src, classes):
@@ -522,7 +531,7 @@ def _probability_writer(job, src, classes):
     return ProbabilityWriter(tmp, src.shape, classes, georef=src.georef)
 
 
-def _report_settings(job, result, settings, classes) -> dict:
+def _report_settings(job, result, settings, classes, *, init_classes=False) -> dict:
     used = {}
     if job.model is not None:
         used["model"] = os.path.abspath(job.model) + (" (refitted with the scribbles)" if job.scribbles else "")
@@ -530,8 +539,11 @@ def _report_settings(job, result, settings, classes) -> dict:
         "scribbles": os.path.abspath(job.scribbles) if job.scribbles else
         ("drawn in the annotator" if job.annotate is not None else "none (model applied)"),
         "labels": os.path.abspath(job.labels) if job.labels else
-        ("(the model's)" if job.model else "(none: class1..classK)"),
-        "colors": os.path.abspath(job.colors) if job.colors else ("(the model's)" if job.model else "(default palette)"),
+        ("(the model's)" if job.model else "(the --init file's: " + ", ".join(classes.names) + ")" if init_classes
+         else "(none: class1..classK)"),
+        "colors": os.path.abspath(job.colors) if job.colors else ("(the model's)" if job.model else
+                                                                  "(the --init file's)" if init_classes else
+                                                                  "(default palette)"),
     })
     if job.init:
         used["init (pre-labels, weak labels)"] = os.path.abspath(job.init) + (" (ids from 1)" if job.init_offset else "")

@@ -118,6 +118,55 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     return ids.astype(np.uint8)
 
 
+def own_classes(path: str):
+    """The classes of label_tools' own ``<stem>_mres_geo.tif``, read back from its metadata.
+
+    :func:`label_tools.writers.write_geotiff` stores the class names in labels-file order as band
+    tags ``CLASS_1 .. CLASS_K`` (so K counts classes no pixel has) and their colours as the colour
+    table (entry ``i + 1`` = class ``i``).
+
+    Parameters
+    ----------
+    path : str
+
+    Returns
+    -------
+    label_tools.classes.Classes or None
+        None for any other file (not a TIFF, not written by label_tools, or without the tags).
+    """
+    if not path.lower().endswith((".tif", ".tiff")) or not os.path.isfile(path):
+        return None
+    import warnings
+
+    from .classes import Classes, default_colors
+    from .io import rasterio_module
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio_module().open(path) as ds:
+                if ds.count != 1 or ds.tags().get("SOFTWARE") != "label_tools" or \
+                        not (ds.descriptions[0] or "").startswith("class id + 1"):
+                    return None
+                band = ds.tags(1)
+                try:
+                    cmap = ds.colormap(1)
+                except ValueError:  # no colour table
+                    cmap = {}
+    except Exception:
+        return None  # read_prelabels says what is wrong with the file
+    names = []
+    while f"CLASS_{len(names) + 1}" in band:
+        names.append(band[f"CLASS_{len(names) + 1}"])
+    if not names:
+        return None
+    colors = default_colors(len(names))
+    for i in range(len(names)):
+        if i + 1 in cmap:
+            colors[i] = cmap[i + 1][:3]
+    return Classes(tuple(names), colors)
+
+
 def _from_colors(rgb, colors, path):
     flat = rgb.reshape(-1, 3).astype(np.int32)
     out = np.full(len(flat), UNKNOWN, np.uint8)

@@ -165,3 +165,62 @@ def test_weak_scribbles_keep_off_edges_and_strokes():
     assert (w[:, 8:12] == 0).all()  # no weak label within 2 px of the edge
     assert (w[5, 1:4] == 0).all() and (w[4:7, 2] == 0).all()  # none under or next to the stroke
     assert (w[15, :7] == 1).all() and (w[15, 13:] == 2).all()
+
+
+def _georef_scene(path, h=70, w=90):
+    from affine import Affine
+
+    img, mask = make_scene(h, w)
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=3, dtype="uint8", crs="EPSG:32633",
+                       transform=Affine(10, 0, 500000, 0, -10, 6000000)) as dst:
+        dst.write(np.moveaxis(img, -1, 0))
+    return mask
+
+
+def test_own_geotiff_as_init_keeps_class_names_colours_and_absent_classes(tmp_path, capsys):
+    """``--init x_mres_geo.tif`` without --labels: the classes are the ones of the run that wrote it
+    (names with a comma, a class no pixel has, the colours), so label-export mixes the two results."""
+    from scipy.io import loadmat
+
+    from conftest import scene_scribbles
+    from label_tools.export import main as export_main
+
+    mask = _georef_scene(tmp_path / "a.tif")
+    (tmp_path / "b.tif").write_bytes((tmp_path / "a.tif").read_bytes())  # another source, same size
+
+    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
+    (tmp_path / "classes.txt").write_text("water\nsand, dry\ngrass\nroad\n")  # road: never drawn
+    (tmp_path / "colors.txt").write_text("blue\n#e0c080\ntab:green\n#123456\n")
+    assert main([str(tmp_path / "a.tif"), "--scribbles", str(tmp_path / "scr.png"), "--labels",
+                 str(tmp_path / "classes.txt"), "--colors", str(tmp_path / "colors.txt"), "-o", str(tmp_path / "A"),
+                 "-q"]) == 0
+    geo = tmp_path / "A" / "a_mres_geo.tif"
+    assert main([str(tmp_path / "b.tif"), "--init", str(geo), "--headless", "-o", str(tmp_path / "B"), "-q"]) == 0
+
+    def class_lines(report):
+        lines = report.read_text().splitlines()
+        i = lines.index("classes (fraction of labelled pixels):")
+        return [ln.split(":")[0] for ln in lines[i + 1: i + 5]]
+
+    assert class_lines(tmp_path / "A" / "a_report.txt") == ["water", "sand, dry", "grass", "road"]
+    assert class_lines(tmp_path / "B" / "b_report.txt") == ["water", "sand, dry", "grass", "road"]
+    report = (tmp_path / "B" / "b_report.txt").read_text()
+    assert "  labels: (the --init file's: water, sand, dry, grass, road)\n" in report
+    assert "  colors: (the --init file's)\n" in report
+    a, b = (loadmat(tmp_path / d / f"{s}_mres.mat") for d, s in (("A", "a"), ("B", "b")))
+    assert [str(np.ravel(x)[0]) for x in np.ravel(b["labels"])] == ["water", "sand, dry", "grass", "road"]
+    np.testing.assert_array_equal(a["colors"], b["colors"])
+    la = np.array(Image.open(tmp_path / "A" / "a_mres_label.png"))
+    lb = np.array(Image.open(tmp_path / "B" / "b_mres_label.png"))
+    assert (la == lb).mean() > 0.95 and lb.max() <= 2
+    assert export_main([str(tmp_path / "A"), str(tmp_path / "B"), "-o", str(tmp_path / "ds"), "--tile", "32",
+                        "-q"]) == 0
+    # strokes of a class the file does not name: one line asking for --labels
+    scr = np.zeros(mask.shape, np.uint8)
+    scr[5:8, 5:20] = 5
+    Image.fromarray(scr).save(tmp_path / "scr5.png")
+    assert main([str(tmp_path / "b.tif"), "--init", str(geo), "--scribbles", str(tmp_path / "scr5.png"),
+                 "-o", str(tmp_path / "C"), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds class 5 but --init" in err[0] and "names 4 classes" in err[0], err
+    assert "give --labels" in err[0] and not (tmp_path / "C").exists()
