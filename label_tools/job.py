@@ -576,7 +576,10 @@ def _report_settings(job, result, settings, classes, *, init_classes=False) -> d
 
 def _crf_weight_text(job, settings, result):
     """The CRF weight and where it came from: given (``--crf-weight``), chosen from held-out strokes
-    (on this image, or on the image a model was fitted on), or the default."""
+    (on this image, or on the image a model was fitted on), or the default; or that the CRF was off
+    (``--crf-iter 0``: no weight applies)."""
+    if settings.crf.n_iter == 0:
+        return "off (--crf-iter 0: the CRF did not run; labels from the forest)"
     given = job.overrides.get("crf_weight", getattr(job.settings, "crf_weight", None))
     if given is not None:
         return given
