@@ -12,7 +12,9 @@ from ``label_tools.synthetic``), two methods:
           written beside them (the pixel's own uncertainty averaged with its neighbourhood's).
 
 Scores over the pixels with ground truth (255 ignored):
-  AUROC   of the uncertainty ranking wrong pixels (argmax != mask) above right ones (higher is better);
+  AUROC   of the uncertainty ranking wrong pixels (argmax != mask) above right ones (higher is better),
+          each method on its own errors; and both maps on label-image's errors (the same pixels to find:
+          which map points at them better, apart from how many there are and where);
   ECE     expected calibration error, 15 equal bins of the top probability (lower is better);
   mIoU    of the labels, for context.
 
@@ -114,18 +116,21 @@ def main():
             lab, p8, u, raw, cal = ours(ip, scr, n)
             s_us = scores(lab, p8.max(0), u, mask)
             raw_ece = scores(lab, raw, 1 - raw, mask)[1]
+            same = scores(lab, top_f, 1 - top_f, mask)[0]  # the forest's map on label-image's errors
             t2 = time.perf_counter()
-            acc.append((s_rf, s_us, raw_ece))
+            acc.append((s_rf, s_us, raw_ece, same))
             print(f"{name} {os.path.basename(ip)} rf AUROC {s_rf[0]:.3f} ECE {s_rf[1]:.3f} mIoU {s_rf[2]:.3f} "
                   f"({t1 - t0:.1f} s) | ours AUROC {s_us[0]:.3f} ECE {s_us[1]:.3f} (uncalibrated {raw_ece:.3f}) "
-                  f"mIoU {s_us[2]:.3f} ({t2 - t1:.1f} s) [{cal}]", flush=True)
+                  f"mIoU {s_us[2]:.3f} ({t2 - t1:.1f} s) | on ours' errors: rf map AUROC {same:.3f} [{cal}]", flush=True)
         if acc:
-            rows[name] = np.array([[a[0][0], a[0][1], a[1][0], a[1][1], a[2], a[0][2], a[1][2]] for a in acc])
-    print("\n| dataset | AUROC rf | AUROC label-image | ECE rf | ECE label-image (uncalibrated) | mIoU rf / label-image |")
-    print("|---|---|---|---|---|---|")
+            rows[name] = np.array([[a[0][0], a[0][1], a[1][0], a[1][1], a[2], a[0][2], a[1][2], a[3]] for a in acc])
+    print("\n| dataset | AUROC rf | AUROC label-image | AUROC on label-image's errors: rf map / label-image map "
+          "| ECE rf | ECE label-image (uncalibrated) | mIoU rf / label-image |")
+    print("|---|---|---|---|---|---|---|")
     for name, a in rows.items():
         m = np.nanmean(a, axis=0)
-        print(f"| {name} | {m[0]:.3f} | {m[2]:.3f} | {m[1]:.3f} | {m[3]:.3f} ({m[4]:.3f}) | {m[5]:.3f} / {m[6]:.3f} |")
+        print(f"| {name} | {m[0]:.3f} | {m[2]:.3f} | {m[7]:.3f} / {m[2]:.3f} | {m[1]:.3f} | {m[3]:.3f} ({m[4]:.3f}) "
+              f"| {m[5]:.3f} / {m[6]:.3f} |")
 
 
 if __name__ == "__main__":
