@@ -15,6 +15,8 @@ Compute only: returns the lines; the caller writes them to the report and stderr
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from .scribbles import value_counts
@@ -40,6 +42,25 @@ def _view(labels, max_pixels=VIEW_PIXELS):
     h, w = labels.shape
     step = int(np.ceil(np.sqrt(h * w / max_pixels))) if h * w > max_pixels else 1
     return labels[::step, ::step], step
+
+
+def inspect_source(src) -> list:
+    """Warnings about the input image itself (before any labels).
+
+    Parameters
+    ----------
+    src : label_tools.io.ImageSource
+
+    Returns
+    -------
+    list of str, each starting with ``warning:``
+    """
+    pages = getattr(src, "pages", 1)
+    if pages > 1:
+        name = os.path.basename(src.path)
+        return [f"warning: {name} holds {pages} images (TIFF pages); only the first was labelled: save each page "
+                f"as a file of its own (e.g. `tiffsplit {name}`) and label a folder of them to label the others"]
+    return []
 
 
 def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None, known=None) -> list:

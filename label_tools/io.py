@@ -342,6 +342,9 @@ class RasterSource(ImageSource):
         names = tuple(ds.descriptions[b - 1] or f"band {b}" for b in fb)
         super().__init__(path, ds.height, ds.width, len(self._bands), georef=georef, dtype=dtype, band_names=names)
         self._display = tuple(self._bands.index(b) for b in db)
+        # a multi-page TIFF (a z-stack, a time series): GDAL opens the first page, the others are
+        # subdatasets ``GTIFF_DIR:<n>:<path>`` (reduced-resolution overviews and masks are not)
+        self.pages = sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets) or 1
         self._nodata = ds.nodata
         self._gdal_mask = ds.nodata is not None or any(
             f & rasterio.enums.MaskFlags.per_dataset or not (f & rasterio.enums.MaskFlags.all_valid)

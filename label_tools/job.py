@@ -295,7 +295,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     from .io import open_image, stem
     from .model import Model
     from .pipeline import Settings
-    from .inspect import inspect_run
+    from .inspect import inspect_run, inspect_source
     from .scribbles import check_shape, read_scribbles, value_counts
     from .uncertainty import calibrate_existing, predict_calibrated
     from .writers import uncertainty_notes
@@ -438,7 +438,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     known = None
     if model is not None and getattr(model, "y", None) is not None:  # a model refitted or carried over knows more
         known = np.bincount(np.asarray(model.y, np.int64), minlength=len(classes))[:len(classes)] > 0
-    warnings = inspect_run(result.labels, classes, scribbled=scribbled,
+    warnings = inspect_source(src) + inspect_run(result.labels, classes, scribbled=scribbled,
                            strokes=getattr(fitted, "strokes", None) if strong else None,
                            uncertain=calibrated.counts if calibrated is not None else None, known=known)
     notes = (uncertainty_notes(calibrated.counts, classes, calibrated.calibration) if calibrated is not None

@@ -100,3 +100,25 @@ def test_refit_on_a_model_names_only_classes_nobody_scribbled(tmp_path):
     assert main([str(ip), "--scribbles", str(tmp_path / "two.png"), "--labels", str(lp), "-o", str(tmp_path / "c"),
                  "-q"]) == 0
     assert "warning: class never scribbled: grass" in (tmp_path / "c" / "scene_report.txt").read_text()
+
+
+def test_multipage_tiff_warned_first_page_labelled(tmp_path, capsys):
+    """A two-page TIFF (a stack): the first page is labelled, and the report and stderr say the second
+    was not and how to label it; a one-page TIFF of the same pixels gives no such warning."""
+    img, mask = make_scene(90, 140)
+    scr = scene_scribbles(mask)
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    pages = [Image.fromarray(img), Image.fromarray(np.ascontiguousarray(img[::-1]))]
+    pages[0].save(tmp_path / "stack.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(tmp_path / "single.tif")
+    for name in ("stack", "single"):
+        assert main([str(tmp_path / f"{name}.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o",
+                     str(tmp_path / name)]) == 0
+    stack = (tmp_path / "stack" / "stack_report.txt").read_text()
+    assert "warning: stack.tif holds 2 images (TIFF pages); only the first was labelled" in stack
+    assert "tiffsplit stack.tif" in stack
+    assert "TIFF pages" not in (tmp_path / "single" / "single_report.txt").read_text()
+    # the first page it is: the labels equal the one-page file's
+    a, b = (np.asarray(Image.open(tmp_path / n / f"{n}_mres_label.png")) for n in ("stack", "single"))
+    assert np.array_equal(a, b)
+    assert "holds 2 images (TIFF pages)" in capsys.readouterr().err
