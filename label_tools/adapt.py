@@ -181,11 +181,15 @@ def refit(classifier, X, y, Xp, yp, *, weight: float = WEIGHT, trees: int = TREE
     """
     from sklearn.base import clone
 
+    from . import unary
+
     clf = clone(classifier)
     if trees:
         clf.set_params(n_estimators=int(trees))
-    if bootstrap:
-        clf.set_params(max_samples=float(bootstrap))
     w = np.concatenate([np.ones(len(y)), np.full(len(yp), float(weight))])
-    clf.fit(np.concatenate([X, Xp]), np.concatenate([y, yp]), sample_weight=w)
+    labels = np.concatenate([y, yp])
+    if bootstrap:
+        clf.set_params(max_samples=unary.bootstrap_size(float(bootstrap), labels, sample_weight=w,
+                                                        class_weight=clf.get_params().get("class_weight")))
+    clf.fit(np.concatenate([X, Xp]), labels, sample_weight=w)
     return clf

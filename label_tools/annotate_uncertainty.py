@@ -47,7 +47,7 @@ class QuickUncertainty:
     def map(self, scribbles) -> np.ndarray | None:
         """float32 (h, w) in [0, 1] (1 = most uncertain); None before two classes are scribbled."""
         from .scribbles import downscale
-        from .unary import SampleBuffer, default_classifier
+        from .unary import SampleBuffer, bootstrap_size, default_classifier
 
         small = downscale(scribbles, self.shape, self.n_classes)
         key = hash(small.tobytes())
@@ -61,7 +61,7 @@ class QuickUncertainty:
         buf = SampleBuffer(self.n_classes, max_per_class=1000)
         buf.add(self.features[m], y)
         X, y = buf.arrays()
-        clf = default_classifier(n_estimators=10, max_depth=8, max_samples=0.5, n_jobs=1)
+        clf = default_classifier(n_estimators=10, max_depth=8, max_samples=bootstrap_size(0.5, y), n_jobs=1)
         clf.fit(X, y)
         h, w, f = self.features.shape
         p = clf.predict_proba(self.features.reshape(-1, f))

@@ -31,6 +31,36 @@ def default_classifier(*, n_estimators: int = 24, max_depth: int | None = 14, ma
         max_samples=max_samples, class_weight=class_weight, n_jobs=n_jobs, random_state=random_state)
 
 
+def bootstrap_size(fraction: float, labels, *, class_weight=None, sample_weight=None) -> int:
+    """Samples each tree's bootstrap draws for ``max_samples=fraction``, as scikit-learn counts them.
+
+    ``max(int(fraction * total weight), 1)``, the total weight being that of the class weights times
+    the sample weights, exactly as the forest computes it. Passed as an integer ``max_samples`` the
+    forest draws the same number of samples, but does not warn (``UserWarning``, on stderr) when that
+    number is small, as it is for the few strokes of a tiny image.
+
+    Parameters
+    ----------
+    fraction : float
+    labels : ndarray of int, shape (N,)
+    class_weight : dict, optional
+    sample_weight : ndarray of float, shape (N,), optional
+
+    Returns
+    -------
+    int
+    """
+    from sklearn.utils.class_weight import compute_sample_weight
+
+    w = None
+    if class_weight is not None:
+        w = compute_sample_weight(class_weight, labels)
+    if sample_weight is not None:
+        w = np.asarray(sample_weight, np.float64) if w is None else np.asarray(sample_weight, np.float64) * w
+    total = len(labels) if w is None else w.sum()
+    return max(int(fraction * total), 1)
+
+
 def class_weights(labels, *, power: float = CLASS_WEIGHT_POWER) -> dict:
     """Class weights ``n_k ** -power`` (mean weight per sample 1).
 
