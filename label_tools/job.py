@@ -534,10 +534,13 @@ def _probability_writer(job, src, classes):
 def _report_settings(job, result, settings, classes, *, init_classes=False) -> dict:
     used = {}
     if job.model is not None:
-        used["model"] = os.path.abspath(job.model) + (" (refitted with the scribbles)" if job.scribbles else "")
+        with_ = " and ".join(w for w, on in (("the scribbles", job.scribbles), ("the --init pre-labels", job.init)) if on)
+        used["model"] = os.path.abspath(job.model) + (f" (refitted with {with_})" if with_ else "")
     used.update({
         "scribbles": os.path.abspath(job.scribbles) if job.scribbles else
-        ("drawn in the annotator" if job.annotate is not None else "none (model applied)"),
+        "drawn in the annotator" if job.annotate is not None else
+        "none: no strokes; fitted on the --init pre-labels as weak labels" +
+        (" and the model's samples" if job.model else "") if job.init else "none (model applied)",
         "labels": os.path.abspath(job.labels) if job.labels else
         ("(the model's)" if job.model else "(the --init file's: " + ", ".join(classes.names) + ")" if init_classes
          else "(none: class1..classK)"),
@@ -587,6 +590,7 @@ def _crf_weight_text(job, settings, result):
     if "crf_weight" in chosen:
         scores = chosen.get("holdout", {}).get("scores", {})
         where = "held-out strokes" if job.scribbles or job.annotate is not None else \
+            "held-out --init pre-labels (weak labels) of this image" if job.init else \
             "held-out strokes of the image the model was fitted on"
         return f"{chosen['crf_weight']:g} (chosen from {where}; balanced accuracy per weight: {scores})"
     if settings.crf_weight is not None:
