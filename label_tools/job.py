@@ -441,6 +441,11 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     warnings = inspect_source(src) + inspect_run(result.labels, classes, scribbled=scribbled,
                            strokes=getattr(fitted, "strokes", None) if strong else None,
                            uncertain=calibrated.counts if calibrated is not None else None, known=known)
+    why = _crf_scale_changed(settings, result)
+    if why:  # the person asked for another scale than the CRF ran at
+        whose = " (the model's)" if model is not None and "crf_scale" not in job.overrides else ""
+        warnings.append(f"warning: -s/--scale {settings.crf_scale:g}{whose} not used: the CRF ran at scale "
+                        f"{result.crf_scale:.4g}, {why}")
     notes = (uncertainty_notes(calibrated.counts, classes, calibrated.calibration) if calibrated is not None
              else []) + warnings
     return _Computed(job, paths, src, scr, result, classes, used, annotation_seconds, seconds, notes, warnings,
@@ -557,7 +562,9 @@ def _report_settings(job, result, settings, classes, *, init_classes=False) -> d
     used.update({
         "grid scale": f"{result.scale:.4g}" + (" (auto)" if settings.scale is None else ""),
         "crf scale (-s)": "off" if getattr(result, "crf_scale", None) is None else
-        f"{result.crf_scale:.4g}" + (" (auto)" if settings.crf_scale is None else ""),
+        f"{result.crf_scale:.4g}" + (" (auto)" if settings.crf_scale is None else
+                                     f" (asked {settings.crf_scale:g}: {why})" if (why := _crf_scale_changed(
+                                         settings, result)) else ""),
         "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": _crf_weight_text(job, settings, result),
         "crf": settings.crf, "bands": list(job.bands) if job.bands else "default",
         "feature bands": list(job.feature_bands) if job.feature_bands else "all",
@@ -575,6 +582,30 @@ def _report_settings(job, result, settings, classes, *, init_classes=False) -> d
     if prior and "adapted" in prior:  # a carried model refitted with this image's surest pixels (label_tools.adapt)
         used["adapted to this image (carried model refitted with pseudo-labels per class)"] = prior["adapted"]
     return used
+
+
+def _crf_scale_changed(settings, result):
+    """Why the CRF ran at another scale than ``-s`` asked (:func:`label_tools.pipeline.crf_factor`
+    raises it so the CRF grid keeps ``Settings.crf_pixels`` pixels, and caps it at the model grid's
+    scale), or None when it ran at the asked scale, at an automatic one, or not at all.
+
+    Returns
+    -------
+    str or None
+    """
+    from .pipeline import crf_factor
+
+    asked = settings.crf_scale
+    probs = getattr(result, "probs", None)
+    if asked is None or getattr(result, "crf_scale", None) is None or probs is None:
+        return None
+    grid = probs.shape[-2:]
+    factor = crf_factor(grid, result.scale, crf_scale=asked, crf_pixels=settings.crf_pixels)
+    if factor > asked / result.scale * (1 + 1e-9):
+        return f"raised so the CRF grid keeps at least {settings.crf_pixels / 1e6:g} MP"
+    if factor < asked / result.scale * (1 - 1e-9):
+        return "capped at the model grid's scale (the CRF runs no finer than the forest; --grid-scale sets that)"
+    return None
 
 
 def _crf_weight_text(job, settings, result):

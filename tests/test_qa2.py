@@ -74,3 +74,50 @@ def test_init_without_strokes_says_the_prelabels_were_the_labels(scene_files, tm
                  str(tmp_path / "d"), "-q"]) == 0
     s = settings_lines(tmp_path / "d" / "scene_report.txt")
     assert s["scribbles"] == "none (model applied)" and s["model"] == str(tmp_path / "m.skops")
+
+
+def test_scale_raised_or_capped_is_said_in_report_and_on_stderr(scene_files, tmp_path, capsys):
+    """``-s`` below the 0.1 MP floor is raised, above the model grid capped: the report's crf scale line
+    and a warning (report, and stderr unless -q) give the asked and used scale and why."""
+    from conftest import SAMPLE
+
+    d = scene_files
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "-s", "0.05", "-o",
+                 str(tmp_path / "raised")]) == 0
+    err = capsys.readouterr().err
+    line = ("warning: -s/--scale 0.05 not used: the CRF ran at scale 1, raised so the CRF grid keeps at least "
+            "0.1 MP")
+    assert f"label-image: scene.png: {line}\n" in err
+    report = (tmp_path / "raised" / "scene_report.txt").read_text()
+    assert f"\n{line}\n" in report
+    assert settings_lines(tmp_path / "raised" / "scene_report.txt")["crf scale (-s)"] == \
+        "1 (asked 0.05: raised so the CRF grid keeps at least 0.1 MP)"
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "-s", "0.05", "-o",
+                 str(tmp_path / "quiet"), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "--grid-scale", "0.5", "-s", "1",
+                 "-o", str(tmp_path / "capped"), "-q"]) == 0
+    report = (tmp_path / "capped" / "scene_report.txt").read_text()
+    why = "capped at the model grid's scale (the CRF runs no finer than the forest; --grid-scale sets that)"
+    assert f"\nwarning: -s/--scale 1 not used: the CRF ran at scale 0.5, {why}\n" in report
+    assert settings_lines(tmp_path / "capped" / "scene_report.txt")["crf scale (-s)"] == f"0.5 (asked 1: {why})"
+    # a scale that is used as asked (the 0.56 MP sample at its auto model grid 0.84): no warning, no remark
+    assert main([f"{SAMPLE}/beach.png", "--scribbles", f"{SAMPLE}/beach_scribbles.png", "-s", "0.45", "-o",
+                 str(tmp_path / "kept")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    s = settings_lines(tmp_path / "kept" / "beach_report.txt")
+    assert s["crf scale (-s)"] == "0.4492" and s["grid scale"] == "0.8415 (auto)"
+
+
+def test_scale_of_a_model_is_named_as_the_models(scene_files, tmp_path):
+    d = scene_files
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "-s", "0.05", "-o",
+                 str(tmp_path / "a"), "--save-model", str(tmp_path / "m.skops"), "-q"]) == 0
+    assert main([str(d / "scene.png"), "--model", str(tmp_path / "m.skops"), "--headless", "-o", str(tmp_path / "b"),
+                 "-q"]) == 0
+    report = (tmp_path / "b" / "scene_report.txt").read_text()
+    assert "\nwarning: -s/--scale 0.05 (the model's) not used: the CRF ran at scale 1, raised so" in report
+    assert main([str(d / "scene.png"), "--model", str(tmp_path / "m.skops"), "--headless", "-s", "0.1", "-o",
+                 str(tmp_path / "c"), "-q"]) == 0
+    report = (tmp_path / "c" / "scene_report.txt").read_text()
+    assert "\nwarning: -s/--scale 0.1 not used: the CRF ran at scale 1, raised so" in report
