@@ -46,6 +46,95 @@ HELP = [
 ]
 
 
+HELP_SCALES = (0.5, 0.45, 0.4, 0.35, 0.3)  # OpenCV font scales tried, largest first (0.3: 8 px capitals)
+
+
+def help_layout(class_names, width: int, height: int, cv2, *, margin: int = 6, gap: int = 14):
+    """Where the help overlay's lines go in a ``width`` x ``height`` frame, every line inside it.
+
+    The lines are :data:`HELP`, a blank line and the classes (``classes: 1 water, 2 sand, ...``,
+    wrapped to the width of the help lines). The largest font of :data:`HELP_SCALES` wins at which
+    all lines fit in 1, 2 or 3 columns (fewest first; columns filled top to bottom). A frame too
+    small for that (narrow and short at once) gets the layout showing the most lines, the last of
+    them saying how many more there are.
+
+    Parameters
+    ----------
+    class_names : sequence of str
+    width, height : int
+        The frame (the annotation window's image) in pixels.
+    cv2 : module
+        OpenCV, for ``getTextSize``.
+
+    Returns
+    -------
+    scale : float
+        Font scale for ``cv2.FONT_HERSHEY_SIMPLEX``, thickness 1.
+    placed : list of (str, int, int)
+        Each line's text and its baseline origin (x, y), as ``cv2.putText`` takes it.
+    box : (int, int)
+        Width and height of the darkened box behind the text (top-left corner at 0, 0).
+    """
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    classes = "classes: " + ", ".join(f"{i + 1} {n}" for i, n in enumerate(class_names[:9]))
+
+    def text_w(t, s):
+        return cv2.getTextSize(t, font, s, 1)[0][0]
+
+    best = None  # the layout showing the most lines: (shown, scale, lines, rows, cols)
+    for s in HELP_SCALES:
+        lines = HELP + [""] + _wrap(classes, lambda t: text_w(t, s), max(text_w(t, s) for t in HELP))
+        (_, asc), desc = cv2.getTextSize("Hg", font, s, 1)
+        pitch = max(int(np.ceil(44 * s)), asc + desc + 2)  # 22 px at 0.5
+        fit_rows = max(0, (height - 2 * margin - asc - desc) // pitch + 1)
+        for cols in (1, 2, 3):
+            rows = -(-len(lines) // cols)
+            widths = [max(text_w(t, s) for t in lines[c * rows:(c + 1) * rows]) for c in range(cols)]
+            if 2 * margin + sum(widths) + gap * (cols - 1) > width:
+                break  # more columns are wider still
+            if rows <= fit_rows:
+                return _place(lines, rows, s, cv2, margin, gap)
+            if best is None or cols * fit_rows > best[0]:
+                best = (cols * fit_rows, s, lines, fit_rows, cols)
+    if best is None:  # narrower than one column of the smallest font: one column, clipped on the right
+        s = HELP_SCALES[-1]
+        (_, asc), desc = cv2.getTextSize("Hg", font, s, 1)
+        lines = HELP + [""] + [classes]
+        best = (0, s, lines, max(0, (height - 2 * margin - asc - desc) // max(int(np.ceil(44 * s)), asc + desc + 2) + 1), 1)
+    _, s, lines, rows, cols = best
+    rows = max(rows, 1)
+    if len(lines) > rows * cols:
+        lines = lines[: rows * cols - 1] + [f"... {len(lines) - rows * cols + 1} more lines: enlarge the window"]
+    return _place(lines, rows, s, cv2, margin, gap, width=width, height=height)
+
+
+def _wrap(text, measure, width):
+    """``text`` split after its commas into lines no wider than ``width`` (by ``measure``, an item may be wider)."""
+    out, cur = [], ""
+    for item in text.split(", "):
+        cand = item if not cur else f"{cur}, {item}"
+        if cur and measure(cand + ",") > width:
+            out.append(cur + ",")
+            cur = "  " + item
+        else:
+            cur = cand
+    return out + [cur]
+
+
+def _place(lines, rows, s, cv2, margin, gap, *, width=None, height=None):
+    """(scale, [(text, x, y)], box) of ``lines`` filled into columns of ``rows`` lines, top to bottom."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (_, asc), desc = cv2.getTextSize("Hg", font, s, 1)
+    pitch = max(int(np.ceil(44 * s)), asc + desc + 2)
+    cols = -(-len(lines) // rows)
+    widths = [max(cv2.getTextSize(t, font, s, 1)[0][0] for t in lines[c * rows:(c + 1) * rows]) for c in range(cols)]
+    placed = [(t, margin + sum(widths[:c]) + gap * c, margin + asc + r * pitch)
+              for i, t in enumerate(lines) for c, r in [divmod(i, rows)]]
+    bw = 2 * margin + sum(widths) + gap * (cols - 1)
+    bh = 2 * margin + asc + desc + (min(rows, len(lines)) - 1) * pitch
+    return s, placed, (bw if width is None else min(bw, width), bh if height is None else min(bh, height))
+
+
 # ---------------------------------------------------------------------------- display availability, dialogs
 def has_display() -> bool:
     """True where a window can open (an X or Wayland display, or a non-Linux desktop)."""
@@ -325,15 +414,14 @@ class Annotator:
             self.cv2.setWindowTitle(name, title)
 
     def _draw_help(self, out):
-        cv2 = self.cv2
-        lines = HELP + ["", "classes: " + ", ".join(f"{i + 1} {n}" for i, n in enumerate(self.classes.names[:9]))]
-        scale = 0.5
-        hh = 22 * len(lines) + 16
-        ww = min(out.shape[1], 520)
-        box = out[:hh, :ww]
+        from .annotate_uncertainty import STATUS_BAND
+
+        cv2 = self.cv2  # above the status line that the window's bottom band shows
+        scale, placed, (bw, bh) = help_layout(self.classes.names, out.shape[1], max(out.shape[0] - STATUS_BAND, 1), cv2)
+        box = out[:bh, :bw]
         box[:] = (box * 0.25).astype(np.uint8)
-        for i, t in enumerate(lines):
-            cv2.putText(out, t, (10, 24 + 22 * i), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        for t, x, y in placed:
+            cv2.putText(out, t, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
     def render_overview(self):
         cv2 = self.cv2

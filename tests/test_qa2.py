@@ -121,3 +121,57 @@ def test_scale_of_a_model_is_named_as_the_models(scene_files, tmp_path):
                  str(tmp_path / "c"), "-q"]) == 0
     report = (tmp_path / "c" / "scene_report.txt").read_text()
     assert "\nwarning: -s/--scale 0.1 not used: the CRF ran at scale 1, raised so" in report
+@pytest.mark.parametrize("width, height, names", [
+    (1250, 200, ["water", "sand", "grass"]),  # a short edge window, scaled up to the screen's width
+    (800, 200, ["water", "sand", "grass"]),
+    (500, 200, ["water", "sand", "grass"]),
+    (520, 420, ["water", "sand", "grass"]),
+    (600, 200, [f"class with a long name {i}" for i in range(1, 10)]),
+])
+def test_help_overlay_every_line_inside_the_window(width, height, names):
+    import cv2
+
+    from label_tools.annotate import HELP, Annotator, help_layout
+    from label_tools.annotate_uncertainty import STATUS_BAND
+
+    height -= STATUS_BAND  # the window's bottom band shows the status line
+    scale, placed, (bw, bh) = help_layout(names, width, height, cv2)
+    texts = [t for t, _, _ in placed]
+    assert texts[: len(HELP) + 1] == HELP + [""]
+    classes = "classes: " + ", ".join(f"{i + 1} {n}" for i, n in enumerate(names))
+    assert " ".join(t.strip() for t in texts[len(HELP) + 1:]) == classes
+    boxes = []
+    for t, x, y in placed:
+        (w, h), base = cv2.getTextSize(t or " ", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        assert 0 <= x and x + w <= min(width, bw) and 0 <= y - h and y + base <= min(height, bh), (t, x, y)
+        boxes.append((x, y - h, x + w, y + base))
+    for i, a in enumerate(boxes):  # no two lines overlap
+        for b in boxes[i + 1:]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+    assert scale >= 0.3
+    # drawn by the annotator: white text in every line's box, on a darkened box that fits the frame
+    frame = np.full((height + STATUS_BAND, width, 3), 200, np.uint8)
+
+    class Fake:
+        pass
+
+    fake = Fake()
+    fake.cv2, fake.classes = cv2, type("C", (), {"names": tuple(names)})()
+    Annotator._draw_help(fake, frame)
+    assert (frame[:bh, :bw] <= 50).mean() > 0.5 and (frame[bh:, :] == 200).all() and (frame[:, bw:] == 200).all()
+    for (t, x, y), (x0, y0, x1, y1) in zip(placed, boxes):
+        if t:
+            assert frame[y0:y1, x0:x1].max() >= 200, t
+
+
+def test_help_overlay_in_a_tiny_window_says_what_is_left_out():
+    import cv2
+
+    from label_tools.annotate import HELP, help_layout
+
+    scale, placed, (bw, bh) = help_layout(["a", "b"], 300, 120, cv2)
+    assert scale == 0.3 and 1 < len(placed) < len(HELP)
+    assert placed[-1][0] == f"... {len(HELP) + 2 - len(placed) + 1} more lines: enlarge the window"
+    for t, x, y in placed:
+        (w, h), base = cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        assert x + w <= 300 and y + base <= 120
