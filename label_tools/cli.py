@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="annotation window side in image pixels (default 500; >= 16)")
     p.add_argument("-s", "--scale", type=_scale, default=None, metavar="S", help=(
         "downscale factor in (0, 1] of the grid the dense CRF runs on, as in dl_tools (e.g. 0.2: fast); "
-        "the forest and the labels keep their detail; at least 0.1 MP (default auto: the model grid shrunk to about 0.1 MP)"))
+        "the forest and the labels keep their detail; at least 0.1 MP and at most the model grid (a scale raised or "
+        "capped is reported) (default auto: the model grid shrunk to about 0.1 MP)"))
     p.add_argument("--grid-scale", type=_scale, default=None, metavar="G", help=(
         "scale in (0, 1] of the grid the features and forest run on (default auto, from the image and "
         "the scribbles); labels always come out at full resolution"))
@@ -147,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf-weight", type=_unit, default=None, metavar="X", help=(
         "weight of the CRF against the forest, 0..1 (default: chosen per image from held-out strokes, 0.6 unless "
         "another weight is clearly better; 0 = forest only, keeps the thinnest structures)"))
-    p.add_argument("--crf-iter", type=_nonneg_int, default=None, metavar="N", help="CRF mean-field iterations (default 10)")
+    p.add_argument("--crf-iter", type=_nonneg_int, default=None, metavar="N",
+                   help="CRF mean-field iterations (default 10; 0 = CRF off)")
     p.add_argument("--no-adapt", dest="adapt", action="store_false", help=(
         "with --model on images it was not fitted on: apply the model's forest as it is, without refitting it on "
         "the pixels it is surest of in each image (see README: Applying a model)"))
@@ -164,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         "opencv-python-headless)"))
     p.add_argument("--init", metavar="LABELS", help=(
         "start from existing labels to correct: a single-channel image the size of IMAGE with 0-based class ids "
-        "(255 = unknown), label_tools' own _mres_geo.tif, or a colour label image (with --colors); scribbles then "
+        "(255 = unknown), label_tools' own _mres_geo.tif (without --labels, its class names and colours are used), "
+        "or a colour label image (with --colors); scribbles then "
         "need cover one class or none"))
     p.add_argument("--init-offset", type=int, choices=(0, 1), default=0, metavar="N",
                    help="1: the --init file's ids start at 1 and 0 is no-data (default 0)")
