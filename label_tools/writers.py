@@ -398,7 +398,9 @@ class ProbabilityWriter:
     The GeoTIFF: one band per class (band k = class k-1 in labels-file order, band description =
     class name), uint8 = ``round(p * 255)`` with the labelled class's byte strictly the largest
     (:func:`label_tools.uncertainty.probs_to_uint8`), so its argmax is exactly the label image;
-    no-data pixels are 0 in every band. Tiled 256 x 256, deflate with horizontal predictor, band
+    no-data pixels are 0 in every band and, when there are any, outside the file's internal mask
+    (a GDAL per-dataset mask, as ``gdal_translate -mask`` writes: GIS clients show them as no-data,
+    while 0 stays a probability elsewhere). Tiled 256 x 256, deflate with horizontal predictor, band
     interleaved; CRS and transform of the source when it is georeferenced.
 
     uint8 rather than float32: a quarter of the size (5 classes at 100 MP: 0.5 GB raw instead of
@@ -429,6 +431,7 @@ class ProbabilityWriter:
             warnings.simplefilter("ignore")  # NotGeoreferencedWarning for photos
             self._ds = rasterio.open(path, "w", **prof)
         self.uncertainty = np.empty(shape, np.uint8)
+        self.valid = None  # bool (H, W), made at the first no-data pixel (photos never need it)
 
     def __call__(self, window, probs, labels):
         """Write one tile: ``probs`` float32 (K, h, w) calibrated, ``labels`` uint8 (h, w) their argmax."""
@@ -439,6 +442,11 @@ class ProbabilityWriter:
         r0, r1, c0, c1 = window
         self._ds.write(probs_to_uint8(probs, labels), window=Window(c0, r0, c1 - c0, r1 - r0))
         self.uncertainty[r0:r1, c0:c1] = uncertainty_to_uint8(uncertainty(probs), labels)
+        nodata = labels == 255
+        if nodata.any():
+            if self.valid is None:
+                self.valid = np.ones(self.shape, bool)
+            self.valid[r0:r1, c0:c1] = ~nodata
 
     def put_uncertainty(self, window, umap, labels):
         """Replace one tile of the uncertainty map (``on_uncertainty`` of
@@ -450,6 +458,8 @@ class ProbabilityWriter:
 
     def close(self):
         if self._ds is not None and not self._ds.closed:
+            if self.valid is not None:
+                _write_mask(self._ds, self.valid)
             for i, name in enumerate(self.classes.names):
                 self._ds.set_band_description(i + 1, name)
             self._ds.update_tags(CLASS_NAMES=",".join(self.classes.names), SOFTWARE="label_tools",
@@ -496,7 +506,17 @@ class ProbabilityWriter:
         self.path = probs_path
         write_uncertainty(png_path, self.uncertainty)
         if tif_path is not None:
-            write_uncertainty_geotiff(tif_path, self.uncertainty, self.georef)
+            write_uncertainty_geotiff(tif_path, self.uncertainty, self.georef, valid=self.valid)
+
+
+def _write_mask(ds, valid, *, block: int = 512):
+    """The dataset's internal per-dataset mask from ``valid`` (bool (H, W)), in row blocks."""
+    from rasterio.windows import Window
+
+    h, w = valid.shape
+    for r in range(0, h, block):
+        rows = valid[r: r + block]
+        ds.write_mask(np.where(rows, np.uint8(255), np.uint8(0)), window=Window(0, r, w, rows.shape[0]))
 
 
 def write_uncertainty(path: str, uncertainty):
@@ -504,8 +524,12 @@ def write_uncertainty(path: str, uncertainty):
     write_label_png(path, uncertainty)
 
 
-def write_uncertainty_geotiff(path: str, uncertainty, georef, *, block: int = 512):
-    """The uncertainty map as a one-band uint8 GeoTIFF on the source's grid (0 = certain, 255 = most uncertain)."""
+def write_uncertainty_geotiff(path: str, uncertainty, georef, *, valid=None, block: int = 512):
+    """The uncertainty map as a one-band uint8 GeoTIFF on the source's grid (0 = certain, 255 = most uncertain).
+
+    ``valid`` (bool (H, W), optional): pixels with data; the others (255 in the map, like the most
+    uncertain) are left out of the file's internal mask, so GIS clients tell the two apart.
+    """
     from rasterio.windows import Window
 
     from .io import rasterio_module
@@ -522,6 +546,8 @@ def write_uncertainty_geotiff(path: str, uncertainty, georef, *, block: int = 51
             for r in range(0, h, block):
                 rows = uncertainty[r: r + block]
                 dst.write(rows[None], window=Window(0, r, w, rows.shape[0]))
+            if valid is not None:
+                _write_mask(dst, valid, block=block)
             dst.set_band_description(1, "uncertainty x 255 (0 = certain, 255 = most uncertain)")
             dst.update_tags(SOFTWARE="label_tools")
 

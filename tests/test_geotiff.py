@@ -162,3 +162,37 @@ def test_bad_rasters(tmp_path, case, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and expect in err, err
     assert not out.exists()
+
+
+def test_probs_and_uncertainty_geotiffs_mask_the_no_data(tmp_path):
+    """--save-probs on a Landsat scene with no-data borders: the probability and uncertainty GeoTIFFs
+    carry an internal mask that is exactly the label GeoTIFF's valid area (gdalinfo: PER_DATASET), so a
+    GIS client tells no-data from a 0 probability or a most-uncertain 255; a photo's files get no mask."""
+    src = shared("geotiff_rasterio", "images", "RGB.byte.tif")
+    scr, valid = brightness_scribbles(src, tmp_path)
+    out = tmp_path / "out"
+    assert run_cli(src, "--scribbles", scr, "-o", out, "--save-probs", "-q") == 0
+    with rasterio.open(out / "RGB.byte_mres_geo.tif") as ds:
+        labelled = ds.read(1) > 0  # id + 1, 0 = no-data
+    assert 0.1 < 1 - labelled.mean() < 0.9  # the scene really has no-data borders
+    for name in ("RGB.byte_probs.tif", "RGB.byte_uncertainty.tif"):
+        with rasterio.open(out / name) as ds:
+            assert all(f == [rasterio.enums.MaskFlags.per_dataset] for f in ds.mask_flag_enums), name
+            assert np.array_equal(ds.dataset_mask() > 0, labelled), name
+            if name.endswith("probs.tif"):
+                p = ds.read()
+                assert (p[:, ~labelled] == 0).all() and (p[:, labelled].sum(0) > 200).all()
+            else:
+                assert (ds.read(1)[~labelled] == 255).all()
+        info = subprocess.run(["gdalinfo", str(out / name)], capture_output=True, text=True, check=True).stdout
+        assert "Mask Flags: PER_DATASET" in info, info
+    # a photo (no no-data): no mask in the probability file
+    photo = tmp_path / "photo"
+    assert run_cli(os.path.join(SAMPLE, "beach.png"), "--scribbles", os.path.join(SAMPLE, "beach_scribbles.png"),
+                   "--labels", LABELS, "-o", photo, "--save-probs", "-q") == 0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(photo / "beach_probs.tif") as ds:
+            assert all(f == [rasterio.enums.MaskFlags.all_valid] for f in ds.mask_flag_enums)
