@@ -38,15 +38,23 @@ def display():
         if os.environ.get("CI"):
             pytest.fail("Xvfb is not installed (CI installs it with apt-get)")
         pytest.skip("Xvfb not installed")
-    for n in range(90, 110):
-        if not os.path.exists(f"/tmp/.X11-unix/X{n}") and not os.path.exists(f"/tmp/.X{n}-lock"):
+    # a free display number; another test run on this machine may take the same one at the same
+    # moment, so our Xvfb must be the one that stays up (else it exits on the lock: try the next)
+    proc = None
+    for n in range(90, 130):
+        if os.path.exists(f"/tmp/.X11-unix/X{n}") or os.path.exists(f"/tmp/.X{n}-lock"):
+            continue
+        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            if proc.poll() is not None or os.path.exists(f"/tmp/.X11-unix/X{n}"):
+                break
+            time.sleep(0.05)
+        time.sleep(0.2)
+        if proc.poll() is None:
             break
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(100):
-        if os.path.exists(f"/tmp/.X11-unix/X{n}"):
-            break
-        time.sleep(0.05)
+        proc = None
+    assert proc is not None, "no X display number free for Xvfb in :90-:129"
     yield f":{n}"
     proc.terminate()
     proc.wait(10)
