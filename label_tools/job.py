@@ -290,7 +290,7 @@ class _Computed:
 def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     """Read, fit or apply, predict, inspect: all but writing (nothing is written but a ``--save-probs``
     temporary file, which :func:`_write` moves into the output set or :meth:`discard` removes)."""
-    from .classes import load_classes
+    from .classes import MAX_CLASSES, load_classes
     from .files import check_not_existing, check_writable_dir
     from .io import open_image, stem
     from .model import Model
@@ -357,6 +357,10 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             if scr is None:
                 scr = read_scribbles(job.scribbles, src.shape)
             check_shape(job.scribbles, scr.shape, src.shape)
+            if int(scr.max()) > MAX_CLASSES:  # e.g. 0-based ids with 255 = not scribbled
+                raise InputError(f"scribble file {os.path.abspath(job.scribbles)!r} has value {int(scr.max())}: "
+                                 f"expected 0 = unlabelled, k = class k (at most {MAX_CLASSES}); 0-based ids with "
+                                 "255 = not scribbled need ids + 1 and 255 -> 0")
             if own is not None and int(scr.max()) > len(own):
                 raise InputError(f"--scribbles {job.scribbles!r}: holds class {int(scr.max())} but --init "
                                  f"{job.init!r} names {len(own)} classes ({', '.join(own.names)}); "

@@ -370,6 +370,15 @@ def _(j):
     return j.argv(scribbles=p, labels=None, colors=None), 2, ["only2.png"]
 
 
+@case("scribbles-255-unscribbled-no-labels")
+def _(j):  # Doodler's convention (0-based ids, 255 = not scribbled), given without --labels
+    a = np.full((H, W), 255, np.uint8)
+    a[10:20, 10:40], a[50:60, 70:100] = 0, 1
+    p = j.d / "doodler.png"
+    Image.fromarray(a).save(p)
+    return j.argv(scribbles=p, labels=None, colors=None), 2, ["doodler.png", "value 255", "0 = unlabelled"]
+
+
 @case("scribbles-colour-without-colors")
 def _(j):
     rgb = np.zeros((H, W, 3), np.uint8)
