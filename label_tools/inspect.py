@@ -6,7 +6,9 @@ Checks (thresholds are shares of the image or of a class, so they hold at any im
 * a class scribbled but almost absent from the result (fewer labelled pixels than
   ``ABSENT_SHARE`` of the image and than its own scribbled pixels);
 * a stroke that a prediction made *without* it mostly contradicts (held-out agreement below
-  ``CONTRADICTED``; :mod:`label_tools.holdout`): likely drawn with the wrong class;
+  ``CONTRADICTED``; :mod:`label_tools.holdout`): likely drawn with the wrong class. Not when the
+  model fitted without it saw less than ``KNOWN_SHARE`` of its class's scribbled pixels (one huge
+  stroke holding most of a class: that model hardly knew the class, its verdict says nothing);
 * many tiny fragments of a class (speckle: more than ``FRAGMENTS`` pieces smaller than
   ``FRAGMENT_SHARE`` of the image, making most of the class's pieces);
 * a large share of uncertain pixels (above ``UNCERTAIN_SHARE``; :mod:`label_tools.uncertainty`).
@@ -25,6 +27,7 @@ NODATA = 255
 ABSENT_SHARE = 0.001
 CONTRADICTED = 0.3  # held-out agreement below this: the stroke is mostly contradicted
 MIN_STROKE_PIXELS = 12  # model-grid pixels; smaller strokes are too small to judge
+KNOWN_SHARE = 0.25  # a held-out verdict counts when its model saw at least this share of the stroke's class
 MAX_STROKE_WARNINGS = 5
 FRAGMENTS = 150
 FRAGMENT_SHARE = 2e-5
@@ -61,6 +64,18 @@ def inspect_source(src) -> list:
         return [f"warning: {name} holds {pages} images (TIFF pages); only the first was labelled: save each page "
                 f"as a file of its own (e.g. `tiffsplit {name}`) and label a folder of them to label the others"]
     return []
+
+
+def _judged(strokes) -> np.ndarray:
+    """bool (n,): the model fitted without stroke ``i`` (on the other folds) saw at least
+    :data:`KNOWN_SHARE` of the scribbled pixels of ``i``'s class."""
+    cls, fold = np.asarray(strokes.cls, np.int64), np.asarray(strokes.fold, np.int64)
+    px = np.asarray(strokes.pixels, np.int64)
+    out = np.ones(len(cls), bool)
+    for i in range(len(cls)):
+        same = cls == cls[i]
+        out[i] = px[same & (fold != fold[i])].sum() >= KNOWN_SHARE * px[same].sum()
+    return out
 
 
 def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None, known=None) -> list:
@@ -106,7 +121,7 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
     if strokes is not None and len(strokes):
         agree = np.asarray(strokes.agreement, np.float64)
         big = np.asarray(strokes.pixels) >= MIN_STROKE_PIXELS
-        bad = np.nonzero(big & (agree < CONTRADICTED))[0]  # NaN compares False: strokes not held out
+        bad = np.nonzero(big & (agree < CONTRADICTED) & _judged(strokes))[0]  # NaN compares False: not held out
         bad = bad[np.argsort(agree[bad], kind="stable")]
         for s in bad[:MAX_STROKE_WARNINGS]:
             c, p = int(strokes.cls[s]), int(strokes.predicted[s])

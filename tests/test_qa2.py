@@ -175,3 +175,40 @@ def test_help_overlay_in_a_tiny_window_says_what_is_left_out():
     for t, x, y in placed:
         (w, h), base = cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         assert x + w <= 300 and y + base <= 120
+
+
+def test_stroke_holding_most_of_its_class_is_not_called_contradicted():
+    """A held-out verdict counts only when the model fitted without the stroke saw at least a quarter
+    of its class (here the 1000 px stroke's fold model saw 40 of 1040 px of class a)."""
+    from label_tools.classes import load_classes
+    from label_tools.holdout import Strokes
+    from label_tools.inspect import inspect_run
+
+    strokes = Strokes(ids=np.zeros((60, 20), np.int32), cls=np.array([0, 0, 0, 1, 1]),
+                      pixels=np.array([1000, 20, 20, 500, 500]), fold=np.array([0, 1, 2, 0, 1]),
+                      bbox=np.array([[0, 10, 0, 10], [20, 30, 0, 10], [40, 50, 0, 10], [0, 1, 0, 1], [0, 1, 0, 1]]),
+                      agreement=np.array([0.0, 0.1, 0.9, 1.0, 1.0], np.float32), predicted=np.array([1, 1, 0, 1, 1]))
+    labels = np.zeros((60, 20), np.uint8)
+    labels[:, 10:] = 1
+    warnings = inspect_run(labels, load_classes(None, None, n_classes=2), strokes=strokes)
+    contradicted = [w for w in warnings if "mostly contradicted" in w]
+    assert contradicted == ["warning: stroke of class class1 at x0,y0,x1,y1 = 0,20,9,29 is mostly contradicted: a "
+                            "model fitted without it calls 90% of it class2; if it was drawn with the wrong class, "
+                            "erase it or redraw it as class2"]
+
+
+def test_real_doodler_strokes_only_the_misdrawn_one_warned(tmp_path):
+    """A real Doodler session (Sentinel-2 crop; 0-based ids, 255 = not scribbled, converted): two water
+    strokes hold 97 % of the water, so holding them out left a model that hardly knew water; only the
+    small water stroke on land (Doodler's own result calls it all land) is pointed at."""
+    from conftest import shared
+
+    img = shared("doodler_sessions", "images", "s2_20171221_rgb03.png")
+    raw = np.array(Image.open(shared("doodler_sessions", "scribbles", "s2_20171221_rgb03.png"))).astype(int)
+    Image.fromarray(np.where(raw == 255, 0, raw + 1).astype(np.uint8)).save(tmp_path / "scr.png")
+    (tmp_path / "classes.txt").write_text("water\nland\n")
+    assert main([img, "--scribbles", str(tmp_path / "scr.png"), "--labels", str(tmp_path / "classes.txt"), "-o",
+                 str(tmp_path / "out"), "-q"]) == 0
+    report = (tmp_path / "out" / "s2_20171221_rgb03_report.txt").read_text()
+    strokes = [ln for ln in report.splitlines() if "mostly contradicted" in ln]
+    assert len(strokes) == 1 and "stroke of class water at x0,y0,x1,y1 = 164,2,171,48 " in strokes[0], strokes
