@@ -2,7 +2,7 @@
 
 Checks (thresholds are shares of the image or of a class, so they hold at any image size):
 
-* a class of the labels file never scribbled;
+* a class of the labels file never scribbled (nor, with ``--init``, in the pre-labels);
 * a class scribbled but almost absent from the result (fewer labelled pixels than
   ``ABSENT_SHARE`` of the image and than its own scribbled pixels);
 * a stroke that a prediction made *without* it mostly contradicts (held-out agreement below
@@ -78,7 +78,8 @@ def _judged(strokes) -> np.ndarray:
     return out
 
 
-def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None, known=None) -> list:
+def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None, known=None, prelabelled=None,
+                class_list="labels file") -> list:
     """Warnings about a finished run.
 
     Parameters
@@ -87,13 +88,22 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
         0-based class ids, 255 = no-data.
     classes : label_tools.classes.Classes
     scribbled : ndarray of int64, shape (K,), optional
-        Scribbled pixels per class (None: no scribbles, e.g. a model applied; those checks are skipped).
+        Scribbled pixels per class (None: no scribbles, e.g. a model applied; those checks are skipped
+        unless ``prelabelled`` is given).
     strokes : label_tools.holdout.Strokes, optional
         Strokes with their held-out ``agreement`` and ``predicted`` class.
     uncertain : label_tools.uncertainty.UncertainCounts, optional
     known : ndarray of bool, shape (K,), optional
         Classes the model knows from elsewhere (the samples of a model refitted or carried over):
         never reported as never scribbled.
+    prelabelled : ndarray of int64, shape (K,), optional
+        Pixels per class of the ``--init`` pre-labels (which supply classes as scribbles do): a class
+        they hold is not reported as never scribbled, and the warning about a class given but absent
+        from the result says which of the two gave it.
+    class_list : {"labels file", "colours file", "scribble values"} or None
+        Where the class list came from, for the advice on a class nobody gave: drop it from that
+        file, or renumber the scribbles without it; None: no such advice (the ids are fixed by the
+        ``--init`` pre-labels or a model, and dropping a class would shift the others).
 
     Returns
     -------
@@ -104,20 +114,22 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
     out = []
     counts = value_counts(labels)[:k]  # in row blocks: a whole-image bincount makes an int64 copy (800 MB at 100 MP)
     total = max(int(counts.sum()), 1)
-    if scribbled is not None:
-        scribbled = np.asarray(scribbled, np.int64)
-        never = [names[i] for i in range(k) if scribbled[i] == 0 and not (known is not None and known[i])]
-        if len(never) == 1:
-            out.append(f"warning: class never scribbled: {never[0]}; it cannot appear in the labels: draw a few "
-                       "strokes of it, or drop it from the labels file")
-        elif never:
-            out.append(f"warning: classes never scribbled: {', '.join(never)}; they cannot appear in the labels: "
-                       "draw a few strokes of each, or drop them from the labels file")
+    if scribbled is not None or prelabelled is not None:
+        scribbled = np.zeros(k, np.int64) if scribbled is None else np.asarray(scribbled, np.int64)
+        pre = None if prelabelled is None else np.asarray(prelabelled, np.int64)
+        given = scribbled + (0 if pre is None else pre)
+        never = [names[i] for i in range(k) if given[i] == 0 and not (known is not None and known[i])]
+        if never:
+            out.append(_never_text(never, pre is not None, class_list))
         for i in range(k):
-            if scribbled[i] > 0 and counts[i] < ABSENT_SHARE * total and counts[i] < scribbled[i]:
-                out.append(f"warning: class {names[i]} was scribbled ({int(scribbled[i])} px) but is almost absent "
-                           f"from the result ({int(counts[i])} px, {counts[i] / total:.4%}); draw longer strokes "
-                           "of it across its typical look, or check that its strokes are not drawn with another class")
+            if given[i] > 0 and counts[i] < ABSENT_SHARE * total and counts[i] < given[i]:
+                how = [f"{w} ({int(n)} px)" for w, n in (("scribbled", scribbled[i]),
+                                                        ("pre-labelled by --init", 0 if pre is None else pre[i])) if n]
+                advice = ("draw longer strokes of it across its typical look, or check that its strokes are not drawn "
+                          "with another class") if scribbled[i] else \
+                    "if it is in the image, draw a few strokes of it across its typical look"
+                out.append(f"warning: class {names[i]} was {' and '.join(how)} but is almost absent from the result "
+                           f"({int(counts[i])} px, {counts[i] / total:.4%}); {advice}")
     if strokes is not None and len(strokes):
         agree = np.asarray(strokes.agreement, np.float64)
         big = np.asarray(strokes.pixels) >= MIN_STROKE_PIXELS
@@ -138,6 +150,23 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
                    "add strokes where the model is unsure (run with --save-probs and look at the bright parts of "
                    "<stem>_uncertainty.png, or use --order uncertainty / N in the annotator)")
     return out
+
+
+def _never_text(never, init, class_list) -> str:
+    """The warning about classes nobody gave: never scribbled (and, with ``init``, not in the pre-labels)."""
+    one = len(never) == 1
+    if init:  # likely not in the image at all: the pre-labels cover it
+        head = "in neither the --init pre-labels nor the scribbles"
+        advice = "if it is in the image, draw a few strokes of it" if one else \
+            "if any of them is in the image, draw a few strokes of it"
+    else:
+        head = "never scribbled"
+        advice = "draw a few strokes of it" if one else "draw a few strokes of each"
+    them = "it" if one else "them"
+    drop = {"labels file": f"drop {them} from the labels file", "colours file": f"drop {them} from the colours file",
+            "scribble values": f"renumber the scribbles without {them}"}.get(class_list)
+    return (f"warning: {'class' if one else 'classes'} {head}: {', '.join(never)}; {'it' if one else 'they'} cannot "
+            f"appear in the labels: {advice}" + (f", or {drop}" if drop else ""))
 
 
 def _fragments(labels, names) -> list:

@@ -437,14 +437,18 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     seconds = time.perf_counter() - t0
     used = _report_settings(job, result, settings, classes, init_classes=own is not None and classes is own)
     scribbled = None if scr is None else value_counts(scr)[1:len(classes) + 1]
-    if pre is not None:  # the pre-labels supply classes too
-        scribbled = value_counts(pre)[:len(classes)] + (0 if scribbled is None else scribbled)
+    prelabelled = None if pre is None else value_counts(pre)[:len(classes)]  # the pre-labels supply classes too
     known = None
     if model is not None and getattr(model, "y", None) is not None:  # a model refitted or carried over knows more
         known = np.bincount(np.asarray(model.y, np.int64), minlength=len(classes))[:len(classes)] > 0
+    # where the class list came from, for the advice on a class nobody gave (none with pre-labels or a
+    # model: their ids fix the list, dropping a class would shift the others)
+    class_list = None if pre is not None or model is not None else "labels file" if job.labels else \
+        "colours file" if job.colors else "scribble values"
     warnings = inspect_source(src) + inspect_run(result.labels, classes, scribbled=scribbled,
                            strokes=getattr(fitted, "strokes", None) if strong else None,
-                           uncertain=calibrated.counts if calibrated is not None else None, known=known)
+                           uncertain=calibrated.counts if calibrated is not None else None, known=known,
+                           prelabelled=prelabelled, class_list=class_list)
     why = _crf_scale_changed(settings, result)
     if why:  # the person asked for another scale than the CRF ran at
         whose = " (the model's)" if model is not None and "crf_scale" not in job.overrides else ""

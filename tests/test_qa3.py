@@ -1,0 +1,95 @@
+"""Report and warning lines a third QA pass found untrue for --init pre-labels (and their neighbours)."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_scene, scene_scribbles
+from label_tools.classes import load_classes
+from label_tools.cli import main
+from label_tools.inspect import inspect_run
+
+
+def settings_lines(report_path):
+    """{key: value} of the report's ``settings:`` block (one level, as written)."""
+    lines = report_path.read_text().splitlines()
+    out = {}
+    for ln in lines[lines.index("settings:") + 1:]:
+        if not ln.startswith("  "):
+            break
+        if not ln.startswith("   ") and ": " in ln:
+            k, v = ln.strip().split(": ", 1)
+            out[k] = v
+    return out
+
+
+def warning_lines(report_path):
+    return [ln for ln in report_path.read_text().splitlines() if ln.startswith("warning:")]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A scene of three regions; pre-labels holding two of them (the third's pixels unknown: 255)."""
+    d = tmp_path_factory.mktemp("qa3")
+    img, mask = make_scene(90, 130)
+    Image.fromarray(img).save(d / "scene.png")
+    Image.fromarray(scene_scribbles(mask)).save(d / "scribbles.png")
+    pre = np.where(mask == 2, 255, mask).astype(np.uint8)  # class 'grass' (id 2) not pre-labelled
+    Image.fromarray(pre).save(d / "pre.png")
+    (d / "classes.txt").write_text("water\nsand\ngrass\n")
+    return d, mask
+
+
+def test_class_missing_from_prelabels_is_not_told_to_be_dropped_from_the_labels_file(files, tmp_path):
+    """--init with --labels: a class neither pre-labelled nor scribbled. Dropping it from the labels file
+    would shift the ids the pre-labels are read with; the warning says it cannot appear and to stroke it
+    if it is there. Before: 'class never scribbled: grass; ... or drop it from the labels file'."""
+    d, _ = files
+    out = tmp_path / "o"
+    assert main([str(d / "scene.png"), "--init", str(d / "pre.png"), "--labels", str(d / "classes.txt"),
+                 "--headless", "-o", str(out), "-q"]) == 0
+    assert warning_lines(out / "scene_report.txt") == [
+        "warning: class in neither the --init pre-labels nor the scribbles: grass; it cannot appear in the labels: "
+        "if it is in the image, draw a few strokes of it"]
+
+
+def test_never_scribbled_advice_fits_where_the_classes_came_from():
+    classes = load_classes(None, None, n_classes=3)
+    labels = np.repeat(np.arange(3, dtype=np.uint8), 100).reshape(15, 20)
+    scribbled = np.array([40, 0, 30])
+    assert inspect_run(labels, classes, scribbled=scribbled)[0].endswith(
+        "draw a few strokes of it, or drop it from the labels file")
+    assert inspect_run(labels, classes, scribbled=scribbled, class_list="scribble values")[0].endswith(
+        "draw a few strokes of it, or renumber the scribbles without it")
+    assert inspect_run(labels, classes, scribbled=scribbled, class_list=None)[0].endswith("draw a few strokes of it")
+    # pre-labels supply the class: nothing to warn; both missing: the --init wording, no dropping
+    assert inspect_run(labels, classes, scribbled=scribbled, prelabelled=np.array([0, 500, 0]), class_list=None) == []
+    w = inspect_run(labels, classes, scribbled=None, prelabelled=np.array([90, 0, 0]), class_list=None)
+    assert w == ["warning: classes in neither the --init pre-labels nor the scribbles: class2, class3; they cannot "
+                 "appear in the labels: if any of them is in the image, draw a few strokes of it"]
+
+
+def test_almost_absent_class_says_whether_it_was_scribbled_or_prelabelled():
+    classes = load_classes(None, None, n_classes=3)
+    labels = np.zeros((200, 200), np.uint8)
+    labels[:, 100:] = 1
+    labels[0, 0] = 2  # 1 px of class3
+    w = inspect_run(labels, classes, scribbled=np.array([300, 300, 0]), prelabelled=np.array([5000, 5000, 400]),
+                    class_list=None)
+    assert w == ["warning: class class3 was pre-labelled by --init (400 px) but is almost absent from the result "
+                 "(1 px, 0.0025%); if it is in the image, draw a few strokes of it across its typical look"]
+    w = inspect_run(labels, classes, scribbled=np.array([300, 300, 20]), prelabelled=np.array([5000, 5000, 400]))
+    assert w[0].startswith("warning: class class3 was scribbled (20 px) and pre-labelled by --init (400 px) but is "
+                           "almost absent")
+
+
+def test_scribble_values_with_a_gap_without_labels_file(files, tmp_path):
+    """No --labels: classes are the scribble values; a value never used is not in any labels file."""
+    d, mask = files
+    scr = np.array(Image.open(d / "scribbles.png"))
+    gap = np.where(scr == 2, 0, scr).astype(np.uint8)  # values 1 and 3: class2 never scribbled
+    Image.fromarray(gap).save(tmp_path / "gap.png")
+    out = tmp_path / "g"
+    assert main([str(d / "scene.png"), "--scribbles", str(tmp_path / "gap.png"), "-o", str(out), "-q"]) == 0
+    assert warning_lines(out / "scene_report.txt")[0] == (
+        "warning: class never scribbled: class2; it cannot appear in the labels: draw a few strokes of it, "
+        "or renumber the scribbles without it")
