@@ -390,12 +390,14 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
 
     t0 = time.perf_counter()
     strong = scr is not None and bool(scr.any())
+    weak_counts = None
     try:
         if pre is not None:  # weak labels first, then the strokes, which win where they disagree
             from .prelabels import weak_scribbles
 
             weak = weak_scribbles(pre, scr)
             fitted = Model.fit(src, weak, classes=classes, settings=settings, base=model, progress=progress)
+            weak_counts = fitted.counts  # pre-labelled pixels the model was fitted on, per class (model grid)
             if strong:
                 fitted = Model.fit(src, scr, classes=classes, base=fitted, progress=progress)
             fit_timings = dict(fitted.info.get("timings", {}))
@@ -435,7 +437,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             raise type(e)(f"scribble file {os.path.abspath(job.scribbles)!r}: {e}") from None
         raise
     seconds = time.perf_counter() - t0
-    used = _report_settings(job, result, settings, classes, init_classes=own is not None and classes is own)
+    used = _report_settings(job, result, settings, classes, init_classes=own is not None and classes is own,
+                            strong=strong, weak_counts=weak_counts)
     scribbled = None if scr is None else value_counts(scr)[1:len(classes) + 1]
     prelabelled = None if pre is None else value_counts(pre)[:len(classes)]  # the pre-labels supply classes too
     known = None
@@ -544,7 +547,12 @@ def _probability_writer(job, src, classes):
     return ProbabilityWriter(tmp, src.shape, classes, georef=src.georef)
 
 
-def _report_settings(job, result, settings, classes, *, init_classes=False) -> dict:
+def _report_settings(job, result, settings, classes, *, init_classes=False, strong=True, weak_counts=None) -> dict:
+    """The report's settings section (``name: value``, in order).
+
+    ``strong``: strokes were drawn or given on this image; ``weak_counts``: with ``--init``, the
+    pre-labelled pixels per class the model was fitted on (model grid), else None.
+    """
     used = {}
     if job.model is not None:
         with_ = " and ".join(w for w, on in (("the scribbles", job.scribbles), ("the --init pre-labels", job.init)) if on)
@@ -576,7 +584,7 @@ def _report_settings(job, result, settings, classes, *, init_classes=False) -> d
         "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": _crf_weight_text(job, settings, result),
         "crf": settings.crf, "bands": list(job.bands) if job.bands else "default",
         "feature bands": list(job.feature_bands) if job.feature_bands else "all",
-        "classifier": repr(result.classifier), "scribbled pixels per class (model grid)": result.samples.tolist(),
+        "classifier": repr(result.classifier), **_sample_lines(job, result, strong, weak_counts),
         "step timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
     })
     prior = getattr(result, "class_prior", None)
@@ -590,6 +598,18 @@ def _report_settings(job, result, settings, classes, *, init_classes=False) -> d
     if prior and "adapted" in prior:  # a carried model refitted with this image's surest pixels (label_tools.adapt)
         used["adapted to this image (carried model refitted with pseudo-labels per class)"] = prior["adapted"]
     return used
+
+
+def _sample_lines(job, result, strong, weak_counts) -> dict:
+    """What the model was fitted on, per class: scribbled pixels and, with ``--init``, pre-labelled ones
+    (the pre-labels' pixels away from label edges and strokes, used as weak labels), on the model grid."""
+    out = {"scribbled pixels per class (model grid)": result.samples.tolist() if strong else
+           "none (no strokes on this image)" if job.init or job.scribbles or job.annotate is not None else
+           "none (model applied)"}
+    if weak_counts is not None:
+        out["pre-labelled pixels per class (--init weak labels, away from label edges and strokes; model grid)"] = \
+            np.asarray(weak_counts).tolist()
+    return out
 
 
 def _crf_scale_changed(settings, result):

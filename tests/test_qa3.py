@@ -39,6 +39,9 @@ def files(tmp_path_factory):
     return d, mask
 
 
+PRE_KEY = "pre-labelled pixels per class (--init weak labels, away from label edges and strokes; model grid)"
+
+
 def test_class_missing_from_prelabels_is_not_told_to_be_dropped_from_the_labels_file(files, tmp_path):
     """--init with --labels: a class neither pre-labelled nor scribbled. Dropping it from the labels file
     would shift the ids the pre-labels are read with; the warning says it cannot appear and to stroke it
@@ -50,6 +53,47 @@ def test_class_missing_from_prelabels_is_not_told_to_be_dropped_from_the_labels_
     assert warning_lines(out / "scene_report.txt") == [
         "warning: class in neither the --init pre-labels nor the scribbles: grass; it cannot appear in the labels: "
         "if it is in the image, draw a few strokes of it"]
+
+
+def test_prelabelled_and_scribbled_counts_reported_apart(files, tmp_path):
+    """The report's 'scribbled pixels per class' line held the pre-labels' weak-label counts when there
+    were no strokes (--init alone); it now says there were none, and the pre-labelled pixels get a line
+    of their own. With strokes, each line holds its own counts."""
+    d, mask = files
+    out = tmp_path / "alone"
+    assert main([str(d / "scene.png"), "--init", str(d / "pre.png"), "--labels", str(d / "classes.txt"),
+                 "--headless", "-o", str(out), "-q"]) == 0
+    s = settings_lines(out / "scene_report.txt")
+    assert s["scribbled pixels per class (model grid)"] == "none (no strokes on this image)"
+    weak = [int(v) for v in s[PRE_KEY].strip("[]").split(",")]
+    assert weak[0] > 1000 and weak[1] > 1000 and weak[2] == 0  # grass is unknown in the pre-labels
+
+    scr = np.zeros(mask.shape, np.uint8)
+    scr[60:63, 80:100] = 2  # one stroke of sand: 60 px on the full-resolution (= model) grid
+    Image.fromarray(scr).save(tmp_path / "fix.png")
+    out = tmp_path / "fix"
+    assert main([str(d / "scene.png"), "--init", str(d / "pre.png"), "--labels", str(d / "classes.txt"),
+                 "--scribbles", str(tmp_path / "fix.png"), "-o", str(out), "-q"]) == 0
+    s = settings_lines(out / "scene_report.txt")
+    assert "grid scale: 1" in (out / "scene_report.txt").read_text()
+    assert s["scribbled pixels per class (model grid)"] == "[0, 60, 0]"
+    weak2 = [int(v) for v in s[PRE_KEY].strip("[]").split(",")]
+    assert weak2[0] == weak[0] and weak2[1] < weak[1] and weak2[2] == 0  # weak labels cleared under the stroke
+
+
+def test_scribbles_alone_keep_their_line_and_model_applied_says_none(files, tmp_path):
+    d, _ = files
+    out = tmp_path / "s"
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "--labels", str(d / "classes.txt"),
+                 "-o", str(out), "--save-model", str(tmp_path / "m.skops"), "-q"]) == 0
+    s = settings_lines(out / "scene_report.txt")
+    scr = np.array(Image.open(d / "scribbles.png"))
+    assert s["scribbled pixels per class (model grid)"] == str([int((scr == k).sum()) for k in (1, 2, 3)])
+    assert PRE_KEY not in s
+    out = tmp_path / "m"
+    assert main([str(d / "scene.png"), "--model", str(tmp_path / "m.skops"), "--headless", "-o", str(out), "-q"]) == 0
+    assert settings_lines(out / "scene_report.txt")["scribbled pixels per class (model grid)"] == \
+        "none (model applied)"  # before: [0, 0, 0]
 
 
 def test_never_scribbled_advice_fits_where_the_classes_came_from():
