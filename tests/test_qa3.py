@@ -137,3 +137,30 @@ def test_scribble_values_with_a_gap_without_labels_file(files, tmp_path):
     assert warning_lines(out / "scene_report.txt")[0] == (
         "warning: class never scribbled: class2; it cannot appear in the labels: draw a few strokes of it, "
         "or renumber the scribbles without it")
+
+
+def test_cluster_run_reports_a_raised_scale_as_in_process(files, tmp_path, monkeypatch):
+    """--workers 2 on a raster cut into window tasks (the grid stage on a worker, the report written by
+    the client): the '-s not used' warning and the report's crf scale line are those of the in-process
+    run, and the labels are identical. Checked because the client's result comes from the workers."""
+    pytest.importorskip("distributed")
+    from conftest import shared
+    from label_tools import blocks
+
+    d, _ = files
+    tif = shared("geotiff_rasterio", "images", "RGB.byte.tif")  # 0.57 MP: -s 0.05 is raised to keep 0.1 MP
+    model = tmp_path / "m.skops"
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "-o", str(tmp_path / "fit"),
+                 "--save-model", str(model), "-q"]) == 0
+    args = ["--model", str(model), "--headless", tif, "-s", "0.05", "-q"]
+    assert main(args + ["-o", str(tmp_path / "here")]) == 0
+    monkeypatch.setattr(blocks, "WINDOWED_PIXELS", 1e5)  # this raster takes the window-task path
+    assert main(args + ["-o", str(tmp_path / "cluster"), "--workers", "2"]) == 0
+    here, there = (tmp_path / w / "RGB.byte_report.txt" for w in ("here", "cluster"))
+    assert "'grid': " in settings_lines(there)["step timings (s)"]  # predict_on_cluster's grid stage ran
+    assert warning_lines(there) == warning_lines(here)
+    assert any(w.startswith("warning: -s/--scale 0.05 not used: the CRF ran at scale 0.4") for w in warning_lines(here))
+    assert settings_lines(there)["crf scale (-s)"] == settings_lines(here)["crf scale (-s)"]
+    assert settings_lines(here)["crf scale (-s)"].endswith(" (asked 0.05: raised so the CRF grid keeps at least 0.1 MP)")
+    a, b = (np.array(Image.open(tmp_path / w / "RGB.byte_mres_label.png")) for w in ("here", "cluster"))
+    assert np.array_equal(a, b)
