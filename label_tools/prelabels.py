@@ -7,6 +7,7 @@ One rule for what is read:
 * label_tools' own ``<stem>_mres_geo.tif`` (class id + 1, 0 = no-data) is recognised by the
   metadata it writes (``SOFTWARE=label_tools`` and its band description);
 * ``offset=1`` (``--init-offset 1``) reads other rasters whose ids start at 1, 0 = no-data;
+* a raster's declared no-data value (other than 0, which ``offset`` decides) is unknown too;
 * a 3-channel image is a colour label image: each pixel the colour of a class (``--colors``)
   is that class, any other colour unknown.
 
@@ -22,13 +23,14 @@ import os
 
 import numpy as np
 
+from .classes import MAX_CLASSES
 from .errors import InputError
 
 UNKNOWN = 255
 
 
 def _read(path: str):
-    """-> (array (H, W) or (H, W, C), tags dict, band description or None)."""
+    """-> (array (H, W) or (H, W, C), tags dict, band description or None, declared no-data value or None)."""
     low = path.lower()
     if low.endswith((".tif", ".tiff")):
         import warnings
@@ -43,11 +45,12 @@ def _read(path: str):
                     a = ds.read()
                     tags = ds.tags()
                     desc = ds.descriptions[0] if ds.descriptions else None
+                    nodata = ds.nodata
         except Exception as e:
             raise InputError(f"--init {path!r}: cannot be read as a raster ({str(e).splitlines()[0]}); "
                              "give a label image (PNG, TIFF or GeoTIFF)") from None
         a = a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)
-        return a, tags, desc
+        return a, tags, desc, nodata
     from PIL import Image
 
     try:
@@ -56,7 +59,7 @@ def _read(path: str):
     except Exception as e:
         raise InputError(f"--init {path!r}: cannot be read as an image ({str(e).splitlines()[0]}); "
                          "give a label image (PNG, TIFF or GeoTIFF)") from None
-    return a, {}, None
+    return a, {}, None, None
 
 
 def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, colors=None) -> np.ndarray:
@@ -85,7 +88,7 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     """
     if not os.path.isfile(path):
         raise InputError(f"--init {path!r}: no such file; give the pre-label image")
-    a, tags, desc = _read(path)
+    a, tags, desc, nodata = _read(path)
     H, W = shape
     if a.shape[:2] != (H, W):
         raise InputError(f"--init {path!r}: size {a.shape[1]} x {a.shape[0]} does not match the image's "
@@ -105,6 +108,8 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
         ids = np.where(a == 0, UNKNOWN, a - 1)
     else:
         ids = a
+    if nodata is not None and np.isfinite(nodata) and nodata != 0 and a.ndim == 2:  # the raster's own no-data
+        ids = np.where(a == nodata, UNKNOWN, ids)  # (0 is no-data only with --init-offset 1, as documented)
     if (ids < 0).any():
         raise InputError(f"--init {path!r}: holds negative values; give class ids")
     known = ids[ids != UNKNOWN]
@@ -113,8 +118,12 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
         hint = " (ids start at 1? pass --init-offset 1)" if top == n_classes and offset == 0 and not own else ""
         raise InputError(f"--init {path!r}: holds class id {top} but there are only {n_classes} classes "
                          f"(ids 0..{n_classes - 1}, 255 = unknown){hint}")
-    if top >= UNKNOWN:
-        raise InputError(f"--init {path!r}: holds value {top}; class ids must be below 255")
+    if top >= MAX_CLASSES:
+        value = top + (1 if own or offset == 1 else 0)
+        raise InputError(f"--init {path!r}: holds value {value}, class id {top}; class ids must be below "
+                         f"{MAX_CLASSES} (255 = unknown{', 0 = no-data with --init-offset 1' if offset else ''})"
+                         + ("; if 255 marks unknown pixels here, leave out --init-offset 1" if offset and value == 255
+                            else ""))
     return ids.astype(np.uint8)
 
 

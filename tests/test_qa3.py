@@ -1,4 +1,6 @@
 """Report and warning lines a third QA pass found untrue for --init pre-labels (and their neighbours)."""
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -164,3 +166,41 @@ def test_cluster_run_reports_a_raised_scale_as_in_process(files, tmp_path, monke
     assert settings_lines(here)["crf scale (-s)"].endswith(" (asked 0.05: raised so the CRF grid keeps at least 0.1 MP)")
     a, b = (np.array(Image.open(tmp_path / w / "RGB.byte_mres_label.png")) for w in ("here", "cluster"))
     assert np.array_equal(a, b)
+
+
+def test_init_offset_1_keeps_a_rasters_declared_nodata_unknown(files, tmp_path, capsys):
+    """An --init GeoTIFF with ids from 1 and its no-data value declared as 255 (s2_slovenia_lulc's mask
+    with --init-offset 1): 255 is unknown, not class 254. Before: 'error: expected 1..254 classes, got 255',
+    naming neither the file nor the option."""
+    import rasterio
+
+    from label_tools.prelabels import read_prelabels
+
+    d, mask = files
+    a = (mask + 1).astype(np.uint8)
+    a[:10] = 255
+    path = tmp_path / "pre.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=a.shape[1], height=a.shape[0], count=1, dtype="uint8",
+                       nodata=255, crs="EPSG:32633", transform=rasterio.Affine(10, 0, 500000, 0, -10, 6000000)) as ds:
+        ds.write(a, 1)
+    expect = mask.astype(np.uint8)
+    expect[:10] = 255
+    np.testing.assert_array_equal(read_prelabels(str(path), mask.shape, None, offset=1), expect)
+    out = tmp_path / "o"
+    assert main([str(d / "scene.png"), "--init", str(path), "--init-offset", "1", "--headless", "-o", str(out),
+                 "-q"]) == 0
+    assert settings_lines(out / "scene_report.txt")["labels"] == "(none: class1..classK)"
+    assert "class3: " in (out / "scene_report.txt").read_text()
+
+
+def test_init_id_beyond_the_class_limit_is_one_line_naming_the_file(files, tmp_path, capsys):
+    d, mask = files
+    a = mask.astype(np.uint8)
+    a[0, 0] = 254  # no --labels: 255 classes would be needed
+    Image.fromarray(a).save(tmp_path / "pre.png")
+    out = tmp_path / "o"
+    assert main([str(d / "scene.png"), "--init", str(tmp_path / "pre.png"), "--headless", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"label-image: error: --init {str(tmp_path / 'pre.png')!r}: holds value 254, class id 254; "
+                   "class ids must be below 254 (255 = unknown)"), err
+    assert not out.exists() or not os.listdir(out)
