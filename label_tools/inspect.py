@@ -102,8 +102,9 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
         from the result says which of the two gave it.
     class_list : {"labels file", "colours file", "scribble values"} or None
         Where the class list came from, for the advice on a class nobody gave: drop it from that
-        file, or renumber the scribbles without it; None: no such advice (the ids are fixed by the
-        ``--init`` pre-labels or a model, and dropping a class would shift the others).
+        file; with "scribble values" (no labels file: class k = value k) stroke it with its value if
+        it is in the image; None: no advice to drop it (the ids are fixed by the ``--init``
+        pre-labels or a model, and dropping a class would shift the others).
 
     Returns
     -------
@@ -118,9 +119,9 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
         scribbled = np.zeros(k, np.int64) if scribbled is None else np.asarray(scribbled, np.int64)
         pre = None if prelabelled is None else np.asarray(prelabelled, np.int64)
         given = scribbled + (0 if pre is None else pre)
-        never = [names[i] for i in range(k) if given[i] == 0 and not (known is not None and known[i])]
+        never = [i for i in range(k) if given[i] == 0 and not (known is not None and known[i])]
         if never:
-            out.append(_never_text(never, pre is not None, class_list))
+            out.append(_never_text([names[i] for i in never], pre is not None, class_list, [i + 1 for i in never]))
         for i in range(k):
             if given[i] > 0 and counts[i] < ABSENT_SHARE * total and counts[i] < given[i]:
                 how = [f"{w} ({int(n)} px)" for w, n in (("scribbled", scribbled[i]),
@@ -152,19 +153,23 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
     return out
 
 
-def _never_text(never, init, class_list) -> str:
-    """The warning about classes nobody gave: never scribbled (and, with ``init``, not in the pre-labels)."""
+def _never_text(never, init, class_list, values=()) -> str:
+    """The warning about classes nobody gave: never scribbled (and, with ``init``, not in the pre-labels).
+    ``values``: their scribble values (1-based), named when the class list came from the scribble values."""
     one = len(never) == 1
-    if init:  # likely not in the image at all: the pre-labels cover it
-        head = "in neither the --init pre-labels nor the scribbles"
-        advice = "if it is in the image, draw a few strokes of it" if one else \
-            "if any of them is in the image, draw a few strokes of it"
+    if_there = "if it is in the image, draw a few strokes of it" if one else \
+        "if any of them is in the image, draw a few strokes of it"
+    if init:  # pre-labels cover the image: the class is likely not in it
+        head, advice = "in neither the --init pre-labels nor the scribbles", if_there
+    elif class_list == "scribble values":  # classes numbered by the values drawn: a gap, or a class not here
+        head = "never scribbled"
+        advice = f"{if_there} (scribble value{'' if one else 's'} {', '.join(str(v) for v in values)})"
     else:
         head = "never scribbled"
         advice = "draw a few strokes of it" if one else "draw a few strokes of each"
     them = "it" if one else "them"
-    drop = {"labels file": f"drop {them} from the labels file", "colours file": f"drop {them} from the colours file",
-            "scribble values": f"renumber the scribbles without {them}"}.get(class_list)
+    drop = {"labels file": f"drop {them} from the labels file",
+            "colours file": f"drop {them} from the colours file"}.get(class_list) if not init else None
     return (f"warning: {'class' if one else 'classes'} {head}: {', '.join(never)}; {'it' if one else 'they'} cannot "
             f"appear in the labels: {advice}" + (f", or {drop}" if drop else ""))
 
