@@ -3,6 +3,7 @@
 Checks (thresholds are shares of the image or of a class, so they hold at any image size):
 
 * a class of the labels file never scribbled (nor, with ``--init``, in the pre-labels);
+* a class whose strokes all vanish on the model grid (a coarse ``--grid-scale``);
 * a class scribbled but almost absent from the result (fewer labelled pixels than
   ``ABSENT_SHARE`` of the image and than its own scribbled pixels);
 * a stroke that a prediction made *without* it mostly contradicts (held-out agreement below
@@ -79,7 +80,7 @@ def _judged(strokes) -> np.ndarray:
 
 
 def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None, known=None, prelabelled=None,
-                class_list="labels file") -> list:
+                class_list="labels file", grid_samples=None, grid_text="") -> list:
     """Warnings about a finished run.
 
     Parameters
@@ -105,6 +106,10 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
         file; with "scribble values" (no labels file: class k = value k) stroke it with its value if
         it is in the image; None: no advice to drop it (the ids are fixed by the ``--init``
         pre-labels or a model, and dropping a class would shift the others).
+    grid_samples : ndarray of int64, shape (K,), optional
+        Scribbled pixels per class on the model grid: a class scribbled whose strokes all vanish
+        there (a coarse ``--grid-scale``) is named with ``grid_text`` (e.g. `` (3 x 2 px, grid scale
+        0.01)``) instead of being called almost absent with advice about its strokes.
 
     Returns
     -------
@@ -122,7 +127,16 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
         never = [i for i in range(k) if given[i] == 0 and not (known is not None and known[i])]
         if never:
             out.append(_never_text([names[i] for i in never], pre is not None, class_list, [i + 1 for i in never]))
+        lost = [] if grid_samples is None else \
+            [i for i in range(k) if scribbled[i] > 0 and np.asarray(grid_samples)[i] == 0]
+        if lost:
+            one = len(lost) == 1
+            out.append(f"warning: the strokes of {'class' if one else 'classes'} {', '.join(names[i] for i in lost)} "
+                       f"vanish on the model grid{grid_text}: the forest never saw {'it' if one else 'them'}; "
+                       "raise --grid-scale (or leave it out: auto keeps at least 0.4 MP or the whole image)")
         for i in range(k):
+            if i in lost:
+                continue
             if given[i] > 0 and counts[i] < ABSENT_SHARE * total and counts[i] < given[i]:
                 how = [f"{w} ({int(n)} px)" for w, n in (("scribbled", scribbled[i]),
                                                         ("pre-labelled by --init", 0 if pre is None else pre[i])) if n]

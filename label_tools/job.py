@@ -451,7 +451,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     warnings = inspect_source(src) + inspect_run(result.labels, classes, scribbled=scribbled,
                            strokes=getattr(fitted, "strokes", None) if strong else None,
                            uncertain=calibrated.counts if calibrated is not None else None, known=known,
-                           prelabelled=prelabelled, class_list=class_list)
+                           prelabelled=prelabelled, class_list=class_list,
+                           grid_samples=result.samples if strong else None, grid_text=_grid_text(result))
     why = _crf_scale_changed(settings, result)
     if why:  # the person asked for another scale than the CRF ran at
         whose = " (the model's)" if model is not None and "crf_scale" not in job.overrides else ""
@@ -610,6 +611,15 @@ def _sample_lines(job, result, strong, weak_counts) -> dict:
         out["pre-labelled pixels per class (--init weak labels, away from label edges and strokes; model grid)"] = \
             np.asarray(weak_counts).tolist()
     return out
+
+
+def _grid_text(result) -> str:
+    """`` (W x H px, grid scale S)``: the model grid, for a warning (empty when unknown)."""
+    probs = getattr(result, "probs", None)
+    if probs is None:
+        return ""
+    h, w = probs.shape[-2:]
+    return f" ({w} x {h} px, grid scale {result.scale:.4g})"
 
 
 def _crf_scale_changed(settings, result):

@@ -208,3 +208,31 @@ def test_init_id_beyond_the_class_limit_is_one_line_naming_the_file(files, tmp_p
     assert err == (f"label-image: error: --init {str(tmp_path / 'pre.png')!r}: holds value 254, class id 254; "
                    "class ids must be below 254 (255 = unknown)"), err
     assert not out.exists() or not os.listdir(out)
+
+
+def test_strokes_lost_on_a_coarse_grid_are_named_with_the_grid_not_called_too_short(files, tmp_path):
+    """--grid-scale 0.03 on a 130 x 90 scene: a 4 x 3 px model grid on which a class's strokes vanish.
+    Before: 'class ... was scribbled (N px) but is almost absent ...; draw longer strokes of it', advice
+    that cannot help; now the grid is named and the fix is --grid-scale."""
+    import re
+
+    d, _ = files
+    out = tmp_path / "o"
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "--labels", str(d / "classes.txt"),
+                 "--grid-scale", "0.03", "-o", str(out), "-q"]) == 0
+    grid = [int(v) for v in settings_lines(out / "scene_report.txt")["scribbled pixels per class (model grid)"]
+            .strip("[]").split(",")]
+    lost = [n for n, g in zip(["water", "sand", "grass"], grid) if g == 0]
+    assert lost, grid  # the scene's ellipse (grass) is thinner than a grid cell
+    w = warning_lines(out / "scene_report.txt")
+    m = [ln for ln in w if ln.startswith("warning: the strokes of class")]
+    assert m == [f"warning: the strokes of class {', '.join(lost)} vanish on the model grid (4 x 3 px, grid scale "
+                 "0.03): the forest never saw it; raise --grid-scale (or leave it out: auto keeps at least 0.4 MP or "
+                 "the whole image)"], w
+    assert not any(ln.startswith(f"warning: class {n} was scribbled") for n in lost for ln in w), w
+    grid_samples = np.array([5, 0, 3])
+    labels = np.zeros((20, 20), np.uint8)
+    classes = load_classes(None, None, n_classes=3)
+    assert inspect_run(labels, classes, scribbled=np.array([50, 40, 30]), grid_samples=grid_samples)[0] == (
+        "warning: the strokes of class class2 vanish on the model grid: the forest never saw it; raise --grid-scale "
+        "(or leave it out: auto keeps at least 0.4 MP or the whole image)")
