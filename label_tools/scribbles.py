@@ -107,7 +107,9 @@ def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None):
         bad = [int(v) for v in present if v > n_classes]
         raise InputError(
             f"scribble file {path!r} has value{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:5]))} "
-            f"but the labels give only {n_classes} classes (values 1..{n_classes}; 0 = unlabelled)")
+            f"but the labels give only {n_classes} classes (values 1..{n_classes}; 0 = unlabelled)"
+            + ("; 0-based ids with 255 = not scribbled (as Doodler's) need ids + 1 and 255 -> 0" if bad == [255] else
+               ""))
     return a
 
 

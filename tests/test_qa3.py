@@ -236,3 +236,18 @@ def test_strokes_lost_on_a_coarse_grid_are_named_with_the_grid_not_called_too_sh
     assert inspect_run(labels, classes, scribbled=np.array([50, 40, 30]), grid_samples=grid_samples)[0] == (
         "warning: the strokes of class class2 vanish on the model grid: the forest never saw it; raise --grid-scale "
         "(or leave it out: auto keeps at least 0.4 MP or the whole image)")
+
+
+def test_doodler_scribbles_with_a_labels_file_say_the_conversion(tmp_path, capsys):
+    """A real Doodler session's scribbles (0-based ids, 255 = not scribbled) with --labels: the line says
+    what 255 likely is and how to convert, as it already did without --labels (0d5c618)."""
+    from conftest import shared
+
+    img = shared("doodler_sessions", "images", "s2_20171221_rgb03.png")
+    scr = shared("doodler_sessions", "scribbles", "s2_20171221_rgb03.png")
+    (tmp_path / "classes.txt").write_text("water\nland\n")
+    assert main([img, "--scribbles", scr, "--labels", str(tmp_path / "classes.txt"), "-o", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"label-image: error: scribble file {scr!r} has value 255 but the labels give only 2 classes (values 1..2; "
+        "0 = unlabelled); 0-based ids with 255 = not scribbled (as Doodler's) need ids + 1 and 255 -> 0")
+
