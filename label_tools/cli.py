@@ -295,6 +295,9 @@ def _check_options(args):
     several = len(args.inputs) > 1 or any(os.path.isdir(p) for p in args.inputs)
     if args.headless and args.model is None and args.scribbles is None and args.init is None:
         raise OptionError("--headless needs --model FILE (apply a saved model), --scribbles FILE or --init LABELS")
+    if args.init is None and args.init_offset:
+        raise OptionError("--init-offset 1 says how the --init file's ids are numbered, but no --init LABELS is "
+                          "given; add --init LABELS or leave out --init-offset")
     if args.init is not None and (len(args.inputs) > 1 or any(os.path.isdir(p) for p in args.inputs)):
         raise OptionError("--init belongs to one image; give a single IMAGE with it")
     if args.headless and not args.inputs:

@@ -251,3 +251,13 @@ def test_doodler_scribbles_with_a_labels_file_say_the_conversion(tmp_path, capsy
         f"label-image: error: scribble file {scr!r} has value 255 but the labels give only 2 classes (values 1..2; "
         "0 = unlabelled); 0-based ids with 255 = not scribbled (as Doodler's) need ids + 1 and 255 -> 0")
 
+
+def test_init_offset_without_init_is_refused(files, tmp_path, capsys):
+    d, _ = files
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "--init-offset", "1", "-o",
+                 str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "label-image: error: --init-offset 1 says how the --init file's ids are numbered, but no --init LABELS is "
+        "given; add --init LABELS or leave out --init-offset")
+    assert not (tmp_path / "o").exists()
+
