@@ -157,8 +157,10 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
                        f"contradicted: a model fitted without it calls {1 - agree[s]:.0%} of it {other}; "
                        f"if it was drawn with the wrong class, erase it or redraw it as {other}")
         if len(bad) > MAX_STROKE_WARNINGS:
-            out.append(f"warning: {len(bad) - MAX_STROKE_WARNINGS} more strokes are mostly contradicted "
-                       "(the worst are listed above); check them the same way")
+            more = len(bad) - MAX_STROKE_WARNINGS
+            out.append(f"warning: {more} more stroke{' is' if more == 1 else 's are'} mostly contradicted "
+                       "(the worst are listed above); check "
+                       f"{'it' if more == 1 else 'them'} the same way")
     out += _fragments(labels, names)
     if uncertain is not None and uncertain.total.sum() and uncertain.fraction > UNCERTAIN_SHARE:
         out.append(f"warning: {uncertain.fraction:.0%} of the pixels are uncertain (uncertainty > {uncertain.level:g}); "

@@ -261,3 +261,24 @@ def test_init_offset_without_init_is_refused(files, tmp_path, capsys):
         "given; add --init LABELS or leave out --init-offset")
     assert not (tmp_path / "o").exists()
 
+
+def test_one_more_contradicted_stroke_reads_singular():
+    """Six contradicted strokes: five listed, then '1 more stroke is' (was '1 more strokes are')."""
+    from label_tools import inspect
+
+    n = inspect.MAX_STROKE_WARNINGS + 1  # strokes of class1, each in its own fold; 5 of class2 in another
+    strokes = _Strokes(cls=[0] * n + [1] * 5, fold=list(range(n)) + [n] * 5, pixels=[50] * (n + 5),
+                       agreement=[0.0] * n + [1.0] * 5, predicted=[1] * (n + 5), bbox=[(0, 2, 0, 2)] * (n + 5))
+    w = inspect_run(np.zeros((20, 20), np.uint8), load_classes(None, None, n_classes=2), strokes=strokes)
+    assert sum(ln.startswith("warning: stroke of class class1") for ln in w) == inspect.MAX_STROKE_WARNINGS
+    assert w[-1] == "warning: 1 more stroke is mostly contradicted (the worst are listed above); check it the same way"
+
+
+class _Strokes:
+    """holdout.Strokes' fields, as inspect_run reads them."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+    def __len__(self):
+        return len(self.cls)
