@@ -428,6 +428,8 @@ def _run_headless(args, several: bool) -> int:
         from .files import check_model_path
 
         check_model_path(args.save_model, overwrite=args.overwrite)
+    if (args.scheduler is not None or args.workers is not None) and args.save_probs:
+        _check_cluster_probs(jobs, "--scheduler" if args.scheduler is not None else "--workers")
     for d in sorted({j.outdir for j in jobs}):
         os.makedirs(d, exist_ok=True)
     if args.scheduler is not None or args.workers is not None:
@@ -446,6 +448,20 @@ def _run_headless(args, several: bool) -> int:
     failed = any(o.status == "failed" for o in outcomes)
     (log.warning if failed else log.info)("%s", line)
     return 1 if failed else 0
+
+
+def _check_cluster_probs(jobs, option: str):
+    """Refuse --save-probs for a raster a cluster cuts into window tasks (which write no probabilities
+    yet) before anything runs, instead of failing that image after the rest of the batch."""
+    from .blocks import WINDOWED_PIXELS
+    from .cluster import _is_large
+
+    large = [j.image for j in jobs if _is_large(j.image)]
+    if large:
+        more = f" (and {len(large) - 1} more)" if len(large) > 1 else ""
+        raise OptionError(f"--save-probs with {option}: {large[0]!r}{more} is a raster of {WINDOWED_PIXELS / 1e6:g} MP "
+                          "or more, which the cluster cuts into window tasks that do not write probabilities yet; "
+                          f"label it without {option}, or leave out --save-probs")
 
 
 def _run_cluster(args, jobs, several: bool, t0: float) -> int:

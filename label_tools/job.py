@@ -410,7 +410,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         sink, calibrated = None, None
         if predict is not None:  # elsewhere (a cluster): labels only
             if job.save_probs:
-                raise OptionError("--save-probs: not available with --scheduler/--workers yet; run without them")
+                raise OptionError("--save-probs: not available for a raster cut into window tasks on a cluster yet; "
+                                  "label it without --scheduler/--workers")
             result = predict(fitted, src, settings=settings if model is not None else None, progress=progress)
             calibrated = calibrate_existing(fitted, src, scr, result, settings=settings if model is not None else None,
                                             prelabels=pre)

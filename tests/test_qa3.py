@@ -282,3 +282,28 @@ class _Strokes:
 
     def __len__(self):
         return len(self.cls)
+
+
+def test_save_probs_with_a_windowed_raster_on_a_cluster_is_refused_before_anything_runs(files, tmp_path, capsys,
+                                                                                       monkeypatch):
+    """--workers 2 --save-probs on a folder holding a raster the cluster cuts into window tasks: before,
+    the batch ran and that image failed late with '--save-probs: not available with --scheduler/--workers
+    yet' (untrue for the other images, which wrote theirs). Now one line before any cluster starts."""
+    from conftest import shared
+    from label_tools import blocks
+
+    d, _ = files
+    model = tmp_path / "m.skops"
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "-o", str(tmp_path / "fit"),
+                 "--save-model", str(model), "-q"]) == 0
+    monkeypatch.setattr(blocks, "WINDOWED_PIXELS", 1e5)  # RGB.byte.tif (0.57 MP) is cut, the tenth copy is not
+    folder = shared("geotiff_rasterio", "images")
+    capsys.readouterr()
+    out = tmp_path / "o"
+    assert main(["--model", str(model), "--headless", folder, "--save-probs", "--workers", "2", "-o", str(out)]) == 2
+    big = os.path.join(folder, "RGB.byte.tif")
+    assert capsys.readouterr().err.strip() == (
+        f"label-image: error: --save-probs with --workers: {big!r} is a raster of 0.1 MP or more, which the cluster "
+        "cuts into window tasks that do not write probabilities yet; label it without --workers, or leave out "
+        "--save-probs")
+    assert not out.exists()
