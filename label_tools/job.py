@@ -216,9 +216,15 @@ def expected_outputs(job: Job, georef: bool) -> dict:
 
 
 def _all_exist(job: Job):
-    """Outputs if every one of them exists (the GeoTIFF only for georeferenced input), else None."""
+    """Outputs if every one of them exists (the GeoTIFF only for georeferenced input), else None.
+
+    A set a killed run was renaming into place is finished first (:func:`label_tools.files.recover_output_dir`):
+    judged half-renamed, the image would be run again and refused for the half that exists.
+    """
+    from .files import recover_output_dir
     from .io import RASTER_EXT, open_image
 
+    recover_output_dir(job.outdir)
     paths = expected_outputs(job, False)
     if not all(os.path.exists(p) for p in paths.values()):
         return None

@@ -316,3 +316,29 @@ def test_save_model_path_checked_before_any_work(trained, tmp_path, capsys, wher
         assert run(d / "first.png", "--scribbles", d / "first_scribbles.png", "--labels", d / "classes.txt",
                    "-o", out, "--save-model", target, "--overwrite", "-q") == 0
         assert load_model(str(target)).classes.names == tuple(NAMES)
+
+
+def test_resume_finishes_a_set_killed_while_renaming(trained, tmp_path, caplog):
+    """A batch run again after a kill in the middle of renaming an image's finished outputs into place
+    skips that image with its whole set, instead of failing on the half already renamed."""
+    import subprocess
+    import sys
+
+    from label_tools.files import STAGING_PREFIX
+
+    _, model, folder, _ = trained
+    out = tmp_path / "out"
+    assert run("--model", model, "--headless", folder, "-o", out, "-q") == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    staging = out / f"{STAGING_PREFIX}f1-{dead.pid}"
+    staging.mkdir()
+    names = sorted(n for n in before if n.startswith("f1_"))
+    for n in names[:2]:  # not yet renamed when the run was killed
+        (out / n).rename(staging / n)
+    (staging / ".complete").write_text("".join(n + "\n" for n in names))
+    caplog.set_level("INFO", logger="label_tools")
+    assert run("--model", model, "--headless", folder, "-o", out) == 0
+    assert "3 images: 0 done, 3 skipped, 0 failed" in caplog.text
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
