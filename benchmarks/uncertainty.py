@@ -18,7 +18,7 @@ Scores over the pixels with ground truth (255 ignored):
   ECE     expected calibration error, 15 equal bins of the top probability (lower is better);
   mIoU    of the labels, for context.
 
-  python benchmarks/uncertainty.py --data ../shared/data --max-images 4
+  python benchmarks/uncertainty.py --data ../shared/data --max-images 4 [--seeds 0,1,2]
 """
 import argparse
 import os
@@ -97,16 +97,20 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--fraction", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="",
+                    help="comma-separated scribble seeds (e.g. 0,1,2): every image is scored once per seed and the "
+                         "table gives the mean over images and seeds; default: --seed alone")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     from label_tools.synthetic import synthetic_scribbles
 
     rows = {}
     for name in args.only.split(",") if args.only else DATASETS:
         acc = []
-        for ip, mp in cases(args.data, name, args.max_images):
+        for (ip, mp), seed in [(c, s) for c in cases(args.data, name, args.max_images) for s in seeds]:
             mask = mask_classes(mp)
             n = int(mask.max()) + 1
-            scr = synthetic_scribbles(mask, fraction=args.fraction, seed=args.seed)
+            scr = synthetic_scribbles(mask, fraction=args.fraction, seed=seed)
             t0 = time.perf_counter()
             pf = forest_probs(read_any(ip), scr, n)
             lab_f = pf.argmax(0)
@@ -119,18 +123,19 @@ def main():
             same = scores(lab, top_f, 1 - top_f, mask)[0]  # the forest's map on label-image's errors
             t2 = time.perf_counter()
             acc.append((s_rf, s_us, raw_ece, same))
-            print(f"{name} {os.path.basename(ip)} rf AUROC {s_rf[0]:.3f} ECE {s_rf[1]:.3f} mIoU {s_rf[2]:.3f} "
+            print(f"{name} {os.path.basename(ip)} seed {seed} rf AUROC {s_rf[0]:.3f} ECE {s_rf[1]:.3f} mIoU {s_rf[2]:.3f} "
                   f"({t1 - t0:.1f} s) | ours AUROC {s_us[0]:.3f} ECE {s_us[1]:.3f} (uncalibrated {raw_ece:.3f}) "
                   f"mIoU {s_us[2]:.3f} ({t2 - t1:.1f} s) | on ours' errors: rf map AUROC {same:.3f} [{cal}]", flush=True)
         if acc:
             rows[name] = np.array([[a[0][0], a[0][1], a[1][0], a[1][1], a[2], a[0][2], a[1][2], a[3]] for a in acc])
     print("\n| dataset | AUROC rf | AUROC label-image | AUROC on label-image's errors: rf map / label-image map "
-          "| ECE rf | ECE label-image (uncalibrated) | mIoU rf / label-image |")
-    print("|---|---|---|---|---|---|---|")
+          "| ECE rf | ECE label-image (uncalibrated) | mIoU rf / label-image | runs: AUROC >= rf, ECE <= rf |")
+    print("|---|---|---|---|---|---|---|---|")
     for name, a in rows.items():
         m = np.nanmean(a, axis=0)
         print(f"| {name} | {m[0]:.3f} | {m[2]:.3f} | {m[7]:.3f} / {m[2]:.3f} | {m[1]:.3f} | {m[3]:.3f} ({m[4]:.3f}) "
-              f"| {m[5]:.3f} / {m[6]:.3f} |")
+              f"| {m[5]:.3f} / {m[6]:.3f} | {int((a[:, 2] >= a[:, 0]).sum())} / {int((a[:, 3] <= a[:, 1]).sum())} "
+              f"of {len(a)} |")
 
 
 if __name__ == "__main__":
