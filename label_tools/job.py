@@ -402,8 +402,11 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             from .prelabels import weak_scribbles
 
             weak = weak_scribbles(pre, scr)
+            weak, added = _weak_with_stroke_classes(job, weak, scr, classes) if model is None else (weak, [])
             fitted = Model.fit(src, weak, classes=classes, settings=settings, base=model, progress=progress)
             weak_counts = fitted.counts  # pre-labelled pixels the model was fitted on, per class (model grid)
+            if added:
+                weak_counts = np.where(np.isin(np.arange(len(weak_counts)), added), 0, weak_counts)
             if strong:
                 fitted = Model.fit(src, scr, classes=classes, base=fitted, progress=progress)
             fit_timings = dict(fitted.info.get("timings", {}))
@@ -540,6 +543,39 @@ def _prelabels(job, src, model):
     colors = classes.colors if (job.colors or model is not None) else None
     return (read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors), len(classes),
             None)
+
+
+def _weak_with_stroke_classes(job, weak, scr, classes):
+    """Weak labels the first fit can use: when the pre-labels hold fewer than two classes (a network that
+    found only background), the strokes of the classes they lack join them (the refit on the strokes
+    then drops the weak samples those strokes contradict, as usual).
+
+    Returns
+    -------
+    (weak uint8 (H, W), added: list of 0-based classes taken from the strokes)
+
+    Raises
+    ------
+    InputError
+        Pre-labels and strokes together hold fewer than two classes.
+    """
+    from .scribbles import value_counts
+
+    k = len(classes)
+    have = [int(c) for c in np.nonzero(value_counts(weak)[1:k + 1])[0]]
+    if len(have) >= 2:
+        return weak, []
+    stroked = [] if scr is None else [int(c) for c in np.nonzero(value_counts(scr)[1:k + 1])[0]]
+    added = [c for c in stroked if c not in have]
+    if len(have) + len(added) < 2:
+        held = f"hold one class ({classes.names[have[0]]})" if have else "hold no class (all unknown)"
+        strokes = f" and the strokes add no other" if stroked else ""
+        raise InputError(f"--init {job.init!r}: the pre-labels {held}{strokes}; the model needs two classes to tell "
+                         "apart: add strokes of another class (--scribbles FILE, or draw them in the annotator)")
+    weak = weak.copy()
+    at = np.isin(scr, [c + 1 for c in added])
+    weak[at] = scr[at]
+    return weak, added
 
 
 def _probability_writer(job, src, classes):
