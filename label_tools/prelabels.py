@@ -8,6 +8,8 @@ One rule for what is read:
   metadata it writes (``SOFTWARE=label_tools`` and its band description);
 * ``offset=1`` (``--init-offset 1``) reads other rasters whose ids start at 1, 0 = no-data;
 * a raster's declared no-data value (other than 0, which ``offset`` decides) is unknown too;
+* label_tools' other outputs (probabilities, uncertainty map, overlay, autosaved scribbles) are
+  refused, by name or metadata, with the file to give instead;
 * a 3-channel image is a colour label image: each pixel the colour of a class (``--colors``)
   is that class, any other colour unknown.
 
@@ -89,6 +91,7 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     if not os.path.isfile(path):
         raise InputError(f"--init {path!r}: no such file; give the pre-label image")
     a, tags, desc, nodata = _read(path)
+    _refuse_other_outputs(path, tags, desc)
     H, W = shape
     if a.shape[:2] != (H, W):
         raise InputError(f"--init {path!r}: size {a.shape[1]} x {a.shape[0]} does not match the image's "
@@ -125,6 +128,27 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
                          + ("; if 255 marks unknown pixels here, leave out --init-offset 1" if offset and value == 255
                             else ""))
     return ids.astype(np.uint8)
+
+
+#: label_tools' outputs that are not label images, by name: what they are.
+NOT_LABELS = {"_uncertainty.png": "uncertainty map", "_uncertainty.tif": "uncertainty map",
+              "_probs.tif": "class-probability raster", "_mres.png": "overlay figure",
+              "_scribbles.png": "autosaved scribbles (class k = value k, 0 = none)"}
+
+
+def _refuse_other_outputs(path, tags, desc):
+    """label_tools' probabilities, uncertainty map, overlay or autosaved scribbles given as --init
+    (each would be read as some hundred classes or mis-shifted ids): one line saying which file to give."""
+    low = os.path.basename(path).lower()
+    what = next((w for suffix, w in NOT_LABELS.items() if low.endswith(suffix)), None)
+    if what is None and tags.get("SOFTWARE") == "label_tools" and not (desc or "").startswith("class id + 1"):
+        what = "uncertainty map" if (desc or "").startswith("uncertainty") else "class-probability raster"
+    if what is None:
+        return
+    if what.startswith("autosaved"):
+        raise InputError(f"--init {path!r}: this is label_tools' {what}, not pre-labels: give it with --scribbles")
+    raise InputError(f"--init {path!r}: this is label_tools' {what}, not a label image: give the same run's "
+                     "<stem>_mres_label.png (or <stem>_mres_geo.tif)")
 
 
 def own_classes(path: str):

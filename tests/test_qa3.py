@@ -350,3 +350,36 @@ def test_prelabels_of_one_class_corrected_by_strokes_of_the_missing_one(files, t
         f"label-image: error: --init {str(tmp_path / 'water.png')!r}: the pre-labels hold one class (water); the model "
         "needs two classes to tell apart: add strokes of another class (--scribbles FILE, or draw them in the "
         "annotator)")
+
+
+def test_label_tools_other_outputs_given_as_init_are_refused(files, tmp_path, capsys):
+    """A run's uncertainty map or probabilities given as --init: before, the uncertainty map (uint8
+    0..255) was read as ~200 classes and 'labelled' in 12 s with a warning naming class1..class23; the
+    probability GeoTIFF with --colors ended in 'scribbles cover 1 class'. Now one line saying which file
+    to give; recognised by name, and a renamed GeoTIFF by its metadata."""
+    import shutil
+
+    d, _ = files
+    run = tmp_path / "run"
+    assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "--save-probs", "-o", str(run),
+                 "-q"]) == 0
+    shutil.copy(run / "scene_probs.tif", tmp_path / "renamed.tif")
+    Image.fromarray(np.array(Image.open(d / "scribbles.png"))).save(tmp_path / "scene_scribbles.png")
+    expect = {
+        run / "scene_uncertainty.png": "uncertainty map, not a label image: give the same run's "
+                                       "<stem>_mres_label.png (or <stem>_mres_geo.tif)",
+        run / "scene_probs.tif": "class-probability raster, not a label image: give the same run's "
+                                 "<stem>_mres_label.png (or <stem>_mres_geo.tif)",
+        tmp_path / "renamed.tif": "class-probability raster, not a label image: give the same run's "
+                                  "<stem>_mres_label.png (or <stem>_mres_geo.tif)",
+        tmp_path / "scene_scribbles.png": "autosaved scribbles (class k = value k, 0 = none), not pre-labels: "
+                                          "give it with --scribbles",
+    }
+    for path, what in expect.items():
+        capsys.readouterr()
+        assert main([str(d / "scene.png"), "--init", str(path), "--headless", "-o", str(tmp_path / "o")]) == 2
+        assert capsys.readouterr().err.strip() == f"label-image: error: --init {str(path)!r}: this is label_tools' {what}"
+    assert not (tmp_path / "o").exists() or not os.listdir(tmp_path / "o")
+    # the label image of that run is taken
+    assert main([str(d / "scene.png"), "--init", str(run / "scene_mres_label.png"), "--headless", "-o",
+                 str(tmp_path / "ok"), "-q"]) == 0
