@@ -30,6 +30,7 @@ CONTRADICTED = 0.3  # held-out agreement below this: the stroke is mostly contra
 MIN_STROKE_PIXELS = 12  # model-grid pixels; smaller strokes are too small to judge
 KNOWN_SHARE = 0.25  # a held-out verdict counts when its model saw at least this share of the stroke's class
 MAX_STROKE_WARNINGS = 5
+MAX_ABSENT_WARNINGS = 5  # classes almost absent from the result listed one by one; the others in one line
 FRAGMENTS = 150
 FRAGMENT_SHARE = 2e-5
 UNCERTAIN_SHARE = 0.3
@@ -134,10 +135,14 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
             out.append(f"warning: the strokes of {'class' if one else 'classes'} {', '.join(names[i] for i in lost)} "
                        f"vanish on the model grid{grid_text}: the forest never saw {'it' if one else 'them'}; "
                        "raise --grid-scale (or leave it out: auto keeps at least 0.4 MP or the whole image)")
+        absent = []
         for i in range(k):
             if i in lost:
                 continue
             if given[i] > 0 and counts[i] < ABSENT_SHARE * total and counts[i] < given[i]:
+                absent.append(i)
+                if len(absent) > MAX_ABSENT_WARNINGS:
+                    continue
                 how = [f"{w} ({int(n)} px)" for w, n in (("scribbled", scribbled[i]),
                                                         ("pre-labelled by --init", 0 if pre is None else pre[i])) if n]
                 advice = ("draw longer strokes of it across its typical look, or check that its strokes are not drawn "
@@ -145,6 +150,10 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
                     "if it is in the image, draw a few strokes of it across its typical look"
                 out.append(f"warning: class {names[i]} was {' and '.join(how)} but is almost absent from the result "
                            f"({int(counts[i])} px, {counts[i] / total:.4%}); {advice}")
+        if len(absent) > MAX_ABSENT_WARNINGS:
+            more = [names[i] for i in absent[MAX_ABSENT_WARNINGS:]]
+            out.append(f"warning: {len(more)} more class{'es are' if len(more) > 1 else ' is'} almost absent from the "
+                       f"result in the same way: {', '.join(more)}")
     if strokes is not None and len(strokes):
         agree = np.asarray(strokes.agreement, np.float64)
         big = np.asarray(strokes.pixels) >= MIN_STROKE_PIXELS

@@ -383,3 +383,21 @@ def test_label_tools_other_outputs_given_as_init_are_refused(files, tmp_path, ca
     # the label image of that run is taken
     assert main([str(d / "scene.png"), "--init", str(run / "scene_mres_label.png"), "--headless", "-o",
                  str(tmp_path / "ok"), "-q"]) == 0
+
+
+def test_many_almost_absent_classes_are_listed_in_one_line_after_five():
+    """An instance mask given as --init (he_nuclei_miccai/instances: 128 ids) gave 29 'almost absent'
+    lines on stderr and in the report; now five, then one line naming the rest."""
+    from label_tools import inspect
+
+    k = 12
+    labels = np.zeros((100, 100), np.uint8)
+    w = inspect_run(labels, load_classes(None, None, n_classes=k), prelabelled=np.array([9000] + [50] * (k - 1)),
+                    class_list=None)
+    assert len(w) == inspect.MAX_ABSENT_WARNINGS + 1
+    assert all(ln.startswith(f"warning: class class{i + 2} was pre-labelled by --init (50 px)") for i, ln in
+               enumerate(w[:-1]))
+    assert w[-1] == ("warning: 6 more classes are almost absent from the result in the same way: class7, class8, "
+                     "class9, class10, class11, class12")
+    w = inspect_run(labels, load_classes(None, None, n_classes=7), prelabelled=np.array([9000] + [50] * 6))
+    assert w[-1] == "warning: 1 more class is almost absent from the result in the same way: class7"
