@@ -8,6 +8,7 @@ One rule for what is read:
   metadata it writes (``SOFTWARE=label_tools`` and its band description);
 * ``offset=1`` (``--init-offset 1``) reads other rasters whose ids start at 1, 0 = no-data;
 * a raster's declared no-data value (other than 0, which ``offset`` decides) is unknown too;
+* a georeferenced pre-label raster must lie on the image's grid (another tile of the same size is refused);
 * label_tools' other outputs (probabilities, uncertainty map, overlay, autosaved scribbles) are
   refused, by name or metadata, with the file to give instead;
 * a 3-channel image is a colour label image: each pixel the colour of a class (``--colors``)
@@ -32,7 +33,8 @@ UNKNOWN = 255
 
 
 def _read(path: str):
-    """-> (array (H, W) or (H, W, C), tags dict, band description or None, declared no-data value or None)."""
+    """-> (array (H, W) or (H, W, C), tags dict, band description or None, declared no-data value or None,
+    (crs, transform) of a georeferenced raster or None)."""
     low = path.lower()
     if low.endswith((".tif", ".tiff")):
         import warnings
@@ -48,11 +50,12 @@ def _read(path: str):
                     tags = ds.tags()
                     desc = ds.descriptions[0] if ds.descriptions else None
                     nodata = ds.nodata
+                    where = (ds.crs, ds.transform) if ds.crs is not None else None
         except Exception as e:
             raise InputError(f"--init {path!r}: cannot be read as a raster ({str(e).splitlines()[0]}); "
                              "give a label image (PNG, TIFF or GeoTIFF)") from None
         a = a[0] if a.shape[0] == 1 else np.moveaxis(a, 0, -1)
-        return a, tags, desc, nodata
+        return a, tags, desc, nodata, where
     from PIL import Image
 
     try:
@@ -61,10 +64,11 @@ def _read(path: str):
     except Exception as e:
         raise InputError(f"--init {path!r}: cannot be read as an image ({str(e).splitlines()[0]}); "
                          "give a label image (PNG, TIFF or GeoTIFF)") from None
-    return a, {}, None, None
+    return a, {}, None, None, None
 
 
-def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, colors=None) -> np.ndarray:
+def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, colors=None,
+                   georef=None) -> np.ndarray:
     """Pre-labels as 0-based class ids, 255 = unknown.
 
     Parameters
@@ -78,6 +82,9 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
         1: the file's ids start at 1 and 0 is no-data.
     colors : ndarray of uint8, shape (K, 3), optional
         Class colours, for a 3-channel colour label image.
+    georef : label_tools.io.Georef, optional
+        The input image's georeferencing: a georeferenced pre-label raster must lie on the same grid
+        (same CRS, origin within half a pixel, same pixel size).
 
     Returns
     -------
@@ -90,8 +97,10 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     """
     if not os.path.isfile(path):
         raise InputError(f"--init {path!r}: no such file; give the pre-label image")
-    a, tags, desc, nodata = _read(path)
+    a, tags, desc, nodata, where = _read(path)
     _refuse_other_outputs(path, tags, desc)
+    if georef is not None and where is not None and getattr(georef, "crs", None) is not None:
+        _check_same_grid(path, where, georef)
     H, W = shape
     if a.shape[:2] != (H, W):
         raise InputError(f"--init {path!r}: size {a.shape[1]} x {a.shape[0]} does not match the image's "
@@ -128,6 +137,20 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
                          + ("; if 255 marks unknown pixels here, leave out --init-offset 1" if offset and value == 255
                             else ""))
     return ids.astype(np.uint8)
+
+
+def _check_same_grid(path, where, georef):
+    """Refuse a georeferenced pre-label raster of the image's size that lies elsewhere (another tile,
+    another CRS): its labels would be laid on the wrong ground."""
+    crs, t = where
+    g = georef.transform
+    same_size = abs(t.a - g.a) <= 1e-6 * abs(g.a) and abs(t.e - g.e) <= 1e-6 * abs(g.e) and \
+        abs(t.b - g.b) <= 1e-6 * abs(g.a) and abs(t.d - g.d) <= 1e-6 * abs(g.e)
+    near = abs(t.c - g.c) <= 0.5 * abs(g.a) and abs(t.f - g.f) <= 0.5 * abs(g.e)
+    if crs != georef.crs or not (same_size and near):
+        raise InputError(f"--init {path!r}: lies elsewhere than the image (its CRS {crs.to_string()}, origin "
+                         f"{t.c:.10g}, {t.f:.10g}, pixel {t.a:.6g} x {t.e:.6g}; the image's {georef.crs.to_string()}, "
+                         f"{g.c:.10g}, {g.f:.10g}, {g.a:.6g} x {g.e:.6g}); give pre-labels made for this image")
 
 
 #: label_tools' outputs that are not label images, by name: what they are.

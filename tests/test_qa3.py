@@ -401,3 +401,31 @@ def test_many_almost_absent_classes_are_listed_in_one_line_after_five():
                      "class9, class10, class11, class12")
     w = inspect_run(labels, load_classes(None, None, n_classes=7), prelabelled=np.array([9000] + [50] * 6))
     assert w[-1] == "warning: 1 more class is almost absent from the result in the same way: class7"
+
+
+def test_init_raster_of_another_place_is_refused(tmp_path, capsys):
+    """s2_slovenia_lulc's mask moved one tile east (same size, same CRS) given as --init: before, laid on
+    the image as if it were its own; now one line with both grids. The mask on its own grid, and one
+    nudged by less than half a pixel, are taken."""
+    import rasterio
+    from affine import Affine
+
+    from conftest import shared
+
+    img, mask = shared("s2_slovenia_lulc", "images", "s2l1c_refscene4.tif"), shared("s2_slovenia_lulc", "masks",
+                                                                                    "s2l1c_refscene2.tif")
+    with rasterio.open(mask) as s:
+        a, prof = s.read(), dict(s.profile)
+    t = prof["transform"]
+    for name, dx in (("east.tif", 1000.0), ("nudged.tif", 3.0)):
+        prof["transform"] = Affine(t.a, t.b, t.c + dx, t.d, t.e, t.f)
+        with rasterio.open(tmp_path / name, "w", **prof) as d:
+            d.write(a)
+    capsys.readouterr()
+    assert main([img, "--init", str(tmp_path / "east.tif"), "--headless", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"label-image: error: --init {str(tmp_path / 'east.tif')!r}: lies elsewhere than the image (its CRS "
+                   f"EPSG:32633, origin {t.c + 1000:.10g}, {t.f:.10g}, pixel 9.99479 x -9.99745; the image's "
+                   f"EPSG:32633, {t.c:.10g}, {t.f:.10g}, 9.99479 x -9.99745); give pre-labels made for this image"), err
+    for init in (mask, str(tmp_path / "nudged.tif")):
+        assert main([img, "--init", init, "--headless", "-o", str(tmp_path / ("out_" + os.path.basename(init))), "-q"]) == 0
