@@ -167,10 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="LABELS", help=(
         "start from existing labels to correct: a single-channel image the size of IMAGE with 0-based class ids "
         "(255 = unknown), label_tools' own _mres_geo.tif (without --labels, its class names and colours are used), "
-        "or a colour label image (with --colors); scribbles then "
-        "need cover one class or none"))
+        "or a colour label image (with --colors); scribbles may then cover one class or none (pre-labels of "
+        "one class need strokes of another)"))
     p.add_argument("--init-offset", type=int, choices=(0, 1), default=0, metavar="N",
-                   help="1: the --init file's ids start at 1 and 0 is no-data (default 0)")
+                   help="with --init: 1 = the --init file's ids start at 1 and 0 is no-data (default 0)")
     p.add_argument("--order", choices=("rows", "uncertainty"), default="rows", help=(
         "annotator: walk the windows row by row (default) or, after the first, to the window where the model "
         "of the scribbles so far is least sure"))

@@ -429,3 +429,11 @@ def test_init_raster_of_another_place_is_refused(tmp_path, capsys):
                    f"EPSG:32633, {t.c:.10g}, {t.f:.10g}, 9.99479 x -9.99745); give pre-labels made for this image"), err
     for init in (mask, str(tmp_path / "nudged.tif")):
         assert main([img, "--init", init, "--headless", "-o", str(tmp_path / ("out_" + os.path.basename(init))), "-q"]) == 0
+
+
+def test_help_for_init_reads_right(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "scribbles may then cover one class or none (pre-labels of one class need strokes of another)" in text
+    assert "--init-offset N with --init: 1 = the --init file's ids start at 1" in text
