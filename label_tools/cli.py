@@ -11,7 +11,7 @@ import sys
 import time
 
 from . import __version__
-from .errors import LabelToolsError, OptionError
+from .errors import InputError, LabelToolsError, OptionError
 
 log = logging.getLogger("label_tools")
 
@@ -374,6 +374,8 @@ def run(args) -> int:
         from .annotate import ask_file
 
         args.image = ask_file("image to label", option="IMAGE")
+    if args.scribbles is None:
+        _check_display(args)
     if args.scribbles is None and args.model is None:
         from .annotate import ask_missing_class_files
 
@@ -495,6 +497,21 @@ def _report_outcome(o, quiet: bool = False):
         log.info("skipped %s: %s", name, o.message)
     else:
         log.warning("failed %s: %s", o.image, o.message)
+
+
+def _check_display(args):
+    """No display for the annotator: one line with every way to label without a window that fits the
+    options given (with --init or --model, --headless labels from them alone)."""
+    from .annotate import has_display
+
+    if has_display():
+        return
+    ways = ["--scribbles FILE to label without a window"]
+    if args.init is not None:
+        ways.append("--headless to label from the --init pre-labels" + (" and --model" if args.model else " alone"))
+    elif args.model is not None:
+        ways.append("--headless to apply --model as it is")
+    raise InputError("no display for the annotation window: pass " + ", or ".join(ways))
 
 
 def run_collection(args) -> int:

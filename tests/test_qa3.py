@@ -437,3 +437,28 @@ def test_help_for_init_reads_right(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "scribbles may then cover one class or none (pre-labels of one class need strokes of another)" in text
     assert "--init-offset N with --init: 1 = the --init file's ids start at 1" in text
+
+
+@pytest.mark.parametrize("extra, way", [
+    ([], ""),
+    (["--init", "pre"], ", or --headless to label from the --init pre-labels alone"),
+    (["--model", "m"], ", or --headless to apply --model as it is"),
+    (["--model", "m", "--init", "pre"], ", or --headless to label from the --init pre-labels and --model"),
+])
+def test_no_display_names_the_headless_way_when_there_is_one(files, tmp_path, capsys, monkeypatch, extra, way):
+    """Without a display the annotator cannot open: with --init or --model, --headless labels anyway, and
+    the line says so (it named only --scribbles)."""
+    d, mask = files
+    from label_tools import annotate
+
+    monkeypatch.setattr(annotate, "has_display", lambda: False)
+    paths = {"pre": str(tmp_path / "pre.png"), "m": str(tmp_path / "m.skops")}
+    Image.fromarray(mask.astype(np.uint8)).save(paths["pre"])
+    if "--model" in extra:
+        assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "-o", str(tmp_path / "fit"),
+                     "--save-model", paths["m"], "-q"]) == 0
+    capsys.readouterr()
+    assert main([str(d / "scene.png"), "-o", str(tmp_path / "o"), "--labels", str(d / "classes.txt")]
+                + [paths.get(a, a) for a in extra]) == 2
+    assert capsys.readouterr().err.strip() == ("label-image: error: no display for the annotation window: pass "
+                                               "--scribbles FILE to label without a window" + way)
