@@ -3,7 +3,8 @@
 Checks (thresholds are shares of the image or of a class, so they hold at any image size):
 
 * a class of the labels file never scribbled (nor, with ``--init``, in the pre-labels);
-* a class whose strokes all vanish on the model grid (a coarse ``--grid-scale``);
+* a class whose strokes all lie on no-data pixels, or all vanish on the model grid (a coarse
+  ``--grid-scale``);
 * a class scribbled but almost absent from the result (fewer labelled pixels than
   ``ABSENT_SHARE`` of the image and than its own scribbled pixels);
 * a stroke that a prediction made *without* it mostly contradicts (held-out agreement below
@@ -81,7 +82,7 @@ def _judged(strokes) -> np.ndarray:
 
 
 def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None, known=None, prelabelled=None,
-                class_list="labels file", grid_samples=None, grid_text="") -> list:
+                class_list="labels file", grid_samples=None, grid_text="", on_nodata=None) -> list:
     """Warnings about a finished run.
 
     Parameters
@@ -111,6 +112,9 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
         Scribbled pixels per class on the model grid: a class scribbled whose strokes all vanish
         there (a coarse ``--grid-scale``) is named with ``grid_text`` (e.g. `` (3 x 2 px, grid scale
         0.01)``) instead of being called almost absent with advice about its strokes.
+    on_nodata : sequence of int, optional
+        Classes (0-based) whose strokes all lie on no-data pixels (ignored when fitting): named as such,
+        not as lost on the grid or almost absent.
 
     Returns
     -------
@@ -128,8 +132,15 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
         never = [i for i in range(k) if given[i] == 0 and not (known is not None and known[i])]
         if never:
             out.append(_never_text([names[i] for i in never], pre is not None, class_list, [i + 1 for i in never]))
+        nodata = [i for i in (on_nodata or ()) if scribbled[i] > 0]
+        if nodata:
+            one = len(nodata) == 1
+            out.append(f"warning: the strokes of {'class' if one else 'classes'} {', '.join(names[i] for i in nodata)} "
+                       "lie on no-data pixels only, which are never labelled (255 in the labels, without a class): "
+                       f"draw {'it' if one else 'them'} where the image has data, or leave "
+                       f"{'it' if one else 'them'} out")
         lost = [] if grid_samples is None else \
-            [i for i in range(k) if scribbled[i] > 0 and np.asarray(grid_samples)[i] == 0]
+            [i for i in range(k) if scribbled[i] > 0 and np.asarray(grid_samples)[i] == 0 and i not in nodata]
         if lost:
             one = len(lost) == 1
             out.append(f"warning: the strokes of {'class' if one else 'classes'} {', '.join(names[i] for i in lost)} "
@@ -137,7 +148,7 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
                        "raise --grid-scale (or leave it out: auto keeps at least 0.4 MP or the whole image)")
         absent = []
         for i in range(k):
-            if i in lost:
+            if i in lost or i in nodata:
                 continue
             if given[i] > 0 and counts[i] < ABSENT_SHARE * total and counts[i] < given[i]:
                 absent.append(i)

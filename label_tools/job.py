@@ -462,7 +462,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
                            strokes=getattr(fitted, "strokes", None) if strong else None,
                            uncertain=calibrated.counts if calibrated is not None else None, known=known,
                            prelabelled=prelabelled, class_list=class_list,
-                           grid_samples=result.samples if strong else None, grid_text=_grid_text(result))
+                           grid_samples=result.samples if strong else None, grid_text=_grid_text(result),
+                           on_nodata=_strokes_on_nodata(src, scr, scribbled, result.samples) if strong else None)
     why = _crf_scale_changed(settings, result)
     if why:  # the person asked for another scale than the CRF ran at
         whose = " (the model's)" if model is not None and "crf_scale" not in job.overrides else ""
@@ -655,6 +656,22 @@ def _sample_lines(job, result, strong, weak_counts) -> dict:
         out["pre-labelled pixels per class (--init weak labels, away from label edges and strokes; model grid)"] = \
             np.asarray(weak_counts).tolist()
     return out
+
+
+def _strokes_on_nodata(src, scr, scribbled, grid_samples) -> list:
+    """Classes (0-based) scribbled that the model grid lost whose strokes all lie on no-data pixels
+    (which fitting ignores). Read only when such a class exists (the image's validity mask)."""
+    from .scribbles import value_counts
+
+    k = len(scribbled)
+    gone = [i for i in range(k) if scribbled[i] > 0 and np.asarray(grid_samples)[i] == 0]
+    if not gone or not getattr(src, "has_nodata", False):
+        return []
+    valid = src.read_valid()
+    if valid is None:
+        return []
+    on_data = value_counts(np.where(valid, scr, 0))[1:k + 1]
+    return [i for i in gone if on_data[i] == 0]
 
 
 def _grid_text(result) -> str:

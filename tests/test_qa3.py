@@ -462,3 +462,31 @@ def test_no_display_names_the_headless_way_when_there_is_one(files, tmp_path, ca
                 + [paths.get(a, a) for a in extra]) == 2
     assert capsys.readouterr().err.strip() == ("label-image: error: no display for the annotation window: pass "
                                                "--scribbles FILE to label without a window" + way)
+
+
+def test_strokes_on_nodata_only_are_named_as_such(files, tmp_path):
+    """A class drawn only on a raster's no-data border (e.g. 'outside' on RGB.byte.tif's black frame):
+    before, 'the strokes ... vanish on the model grid: raise --grid-scale' (or, earlier, 'almost absent:
+    draw longer strokes'); no-data pixels are ignored when fitting and left out of the labels."""
+    import rasterio
+    from affine import Affine
+
+    d, mask = files
+    img = np.array(Image.open(d / "scene.png"))
+    img[:, :12] = 0  # a no-data frame on the left
+    path = tmp_path / "scene.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=img.shape[1], height=img.shape[0], count=3, dtype="uint8",
+                       nodata=0, crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 6000000)) as ds:
+        ds.write(np.moveaxis(img, -1, 0))
+    scr = np.array(Image.open(d / "scribbles.png"))
+    scr = np.where(scr == 3, 0, scr).astype(np.uint8)
+    scr[:, :12] = 0
+    scr[10:80, 3:8] = 3  # 'grass' only on the no-data frame
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    out = tmp_path / "o"
+    assert main([str(path), "--scribbles", str(tmp_path / "scr.png"), "--labels", str(d / "classes.txt"), "-o",
+                 str(out), "-q"]) == 0
+    w = warning_lines(out / "scene_report.txt")
+    assert "warning: the strokes of class grass lie on no-data pixels only, which are never labelled (255 in the " \
+           "labels, without a class): draw it where the image has data, or leave it out" in w, w
+    assert not any("vanish on the model grid" in ln or "grass was scribbled" in ln for ln in w), w
