@@ -354,6 +354,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             raise OptionError("no scribbles and no model: give --scribbles FILE or --model FILE "
                               "(or leave out --headless to draw scribbles in the annotator)")
     pre, k_pre, own = _prelabels(job, src, model)
+    _check_scribble_grid(job, src)
     if job.scribbles is not None:
         if model is not None:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
@@ -545,6 +546,25 @@ def _prelabels(job, src, model):
     colors = classes.colors if (job.colors or model is not None) else None
     return (read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors,
                            georef=src.georef), len(classes), None)
+
+
+def _check_scribble_grid(job, src):
+    """A georeferenced scribble GeoTIFF must lie on the image's grid (QGIS-rasterised strokes of another
+    tile of the same size would be fitted as this one's)."""
+    georef = src.georef
+    if job.scribbles is None or georef is None or georef.crs is None or \
+            not job.scribbles.lower().endswith((".tif", ".tiff")):
+        return
+    from .io import open_raster
+    from .prelabels import check_same_grid
+
+    try:
+        with open_raster(job.scribbles, "scribble file") as ds:
+            where = (ds.crs, ds.transform) if ds.crs is not None else None
+    except (InputError, OSError):  # missing or damaged: read_scribbles says what is wrong
+        return
+    if where is not None:
+        check_same_grid(job.scribbles, where, georef, option="--scribbles", what="scribbles")
 
 
 def _weak_with_stroke_classes(job, weak, scr, classes):

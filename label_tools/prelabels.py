@@ -100,7 +100,7 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     a, tags, desc, nodata, where = _read(path)
     _refuse_other_outputs(path, tags, desc)
     if georef is not None and where is not None and getattr(georef, "crs", None) is not None:
-        _check_same_grid(path, where, georef)
+        check_same_grid(path, where, georef)
     H, W = shape
     if a.shape[:2] != (H, W):
         raise InputError(f"--init {path!r}: size {a.shape[1]} x {a.shape[0]} does not match the image's "
@@ -139,18 +139,29 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     return ids.astype(np.uint8)
 
 
-def _check_same_grid(path, where, georef):
-    """Refuse a georeferenced pre-label raster of the image's size that lies elsewhere (another tile,
-    another CRS): its labels would be laid on the wrong ground."""
+def check_same_grid(path, where, georef, *, option="--init", what="pre-labels"):
+    """Refuse a georeferenced raster of the image's size that lies elsewhere (another tile, another
+    CRS): its labels would be laid on the wrong ground.
+
+    Parameters
+    ----------
+    path : str
+    where : (crs, affine.Affine)
+        The raster's CRS and transform.
+    georef : label_tools.io.Georef
+        The image's.
+    option, what : str
+        For the message (``--scribbles``, ``scribbles``).
+    """
     crs, t = where
     g = georef.transform
     same_size = abs(t.a - g.a) <= 1e-6 * abs(g.a) and abs(t.e - g.e) <= 1e-6 * abs(g.e) and \
         abs(t.b - g.b) <= 1e-6 * abs(g.a) and abs(t.d - g.d) <= 1e-6 * abs(g.e)
     near = abs(t.c - g.c) <= 0.5 * abs(g.a) and abs(t.f - g.f) <= 0.5 * abs(g.e)
     if crs != georef.crs or not (same_size and near):
-        raise InputError(f"--init {path!r}: lies elsewhere than the image (its CRS {crs.to_string()}, origin "
+        raise InputError(f"{option} {path!r}: lies elsewhere than the image (its CRS {crs.to_string()}, origin "
                          f"{t.c:.10g}, {t.f:.10g}, pixel {t.a:.6g} x {t.e:.6g}; the image's {georef.crs.to_string()}, "
-                         f"{g.c:.10g}, {g.f:.10g}, {g.a:.6g} x {g.e:.6g}); give pre-labels made for this image")
+                         f"{g.c:.10g}, {g.f:.10g}, {g.a:.6g} x {g.e:.6g}); give {what} made for this image")
 
 
 #: label_tools' outputs that are not label images, by name: what they are.

@@ -490,3 +490,29 @@ def test_strokes_on_nodata_only_are_named_as_such(files, tmp_path):
     assert "warning: the strokes of class grass lie on no-data pixels only, which are never labelled (255 in the " \
            "labels, without a class): draw it where the image has data, or leave it out" in w, w
     assert not any("vanish on the model grid" in ln or "grass was scribbled" in ln for ln in w), w
+
+
+def test_scribble_geotiff_of_another_place_is_refused(tmp_path, capsys):
+    """Scribbles rasterised in a GIS onto another tile of the same size: refused as --init is."""
+    import rasterio
+    from affine import Affine
+
+    from conftest import shared
+
+    img = shared("s2_slovenia_lulc", "images", "s2l1c_refscene2.tif")
+    with rasterio.open(shared("s2_slovenia_lulc", "masks", "s2l1c_refscene2.tif")) as s:
+        m, prof = s.read(1), dict(s.profile)
+    scr = np.zeros(m.shape, np.uint8)
+    scr[::7, ::7] = np.where(m[::7, ::7] == 1, 1, np.where(m[::7, ::7] == 2, 2, 0))  # forest, grassland dots
+    t = prof["transform"]
+    prof.update(nodata=None)
+    for name, dx in (("here.tif", 0.0), ("east.tif", 1000.0)):
+        prof["transform"] = Affine(t.a, t.b, t.c + dx, t.d, t.e, t.f)
+        with rasterio.open(tmp_path / name, "w", **prof) as d:
+            d.write(scr, 1)
+    assert main([img, "--scribbles", str(tmp_path / "here.tif"), "-o", str(tmp_path / "a"), "-q"]) == 0
+    capsys.readouterr()
+    assert main([img, "--scribbles", str(tmp_path / "east.tif"), "-o", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"label-image: error: --scribbles {str(tmp_path / 'east.tif')!r}: lies elsewhere than the "
+                          "image (its CRS EPSG:32633, origin ") and err.endswith("; give scribbles made for this image")
