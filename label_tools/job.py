@@ -591,7 +591,7 @@ def _weak_with_stroke_classes(job, weak, scr, classes):
     added = [c for c in stroked if c not in have]
     if len(have) + len(added) < 2:
         held = f"hold one class ({classes.names[have[0]]})" if have else "hold no class (all unknown)"
-        strokes = f" and the strokes add no other" if stroked else ""
+        strokes = " and the strokes add no other" if stroked else ""
         raise InputError(f"--init {job.init!r}: the pre-labels {held}{strokes}; the model needs two classes to tell "
                          "apart: add strokes of another class (--scribbles FILE, or draw them in the annotator)")
     weak = weak.copy()
