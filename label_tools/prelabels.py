@@ -12,7 +12,8 @@ One rule for what is read:
 * label_tools' other outputs (probabilities, uncertainty map, overlay, autosaved scribbles) are
   refused, by name or metadata, with the file to give instead;
 * a 3-channel image is a colour label image: each pixel the colour of a class (``--colors``)
-  is that class, any other colour unknown.
+  is that class, any other colour unknown;
+* with an alpha channel (grey + alpha, RGBA), transparent pixels are unknown.
 
 Fitting (:func:`weak_scribbles`): the pre-labels become *weak* scribbles (their pixels away from
 label edges), the person's strokes are the *strong* ones; the model is fitted on the weak ones
@@ -105,10 +106,13 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     if a.shape[:2] != (H, W):
         raise InputError(f"--init {path!r}: size {a.shape[1]} x {a.shape[0]} does not match the image's "
                          f"{W} x {H}; give pre-labels made for this image")
+    # grey + alpha or RGBA: transparent pixels are unknown (as scribbles' are unlabelled)
+    alpha = a[..., -1] if a.ndim == 3 and a.shape[2] in (2, 4) else None
     if a.ndim == 3 and a.shape[2] >= 3:
         if colors is None:
             raise InputError(f"--init {path!r}: a colour label image needs the class colours: pass --colors")
-        return _from_colors(a[..., :3], np.asarray(colors, np.int32), path)
+        rgb = a[..., :3] if alpha is None else np.where((alpha > 0)[..., None], a[..., :3], -1000)
+        return _from_colors(rgb, np.asarray(colors, np.int32), path)
     if a.ndim == 3:
         a = a[..., 0]
     if not np.issubdtype(a.dtype, np.integer):
@@ -122,6 +126,8 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
         ids = a
     if nodata is not None and np.isfinite(nodata) and nodata != 0 and a.ndim == 2:  # the raster's own no-data
         ids = np.where(a == nodata, UNKNOWN, ids)  # (0 is no-data only with --init-offset 1, as documented)
+    if alpha is not None:
+        ids = np.where(alpha > 0, ids, UNKNOWN)
     if (ids < 0).any():
         raise InputError(f"--init {path!r}: holds negative values; give class ids")
     known = ids[ids != UNKNOWN]

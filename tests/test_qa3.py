@@ -516,3 +516,23 @@ def test_scribble_geotiff_of_another_place_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"label-image: error: --scribbles {str(tmp_path / 'east.tif')!r}: lies elsewhere than the "
                           "image (its CRS EPSG:32633, origin ") and err.endswith("; give scribbles made for this image")
+
+
+def test_transparent_prelabel_pixels_are_unknown(tmp_path):
+    """Label PNGs with an alpha channel (grey + alpha, RGBA): transparent pixels are unknown, as they are
+    unlabelled in scribbles. Before, their grey value was taken as an id (7 here: 'holds class id 7 but
+    there are only 3 classes'), and a transparent black pixel as the class coloured black."""
+    from label_tools.prelabels import read_prelabels
+
+    ids = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
+    grey = np.where([[True, True, True], [False, True, True]], ids, 7).astype(np.uint8)
+    alpha = np.array([[255, 255, 255], [0, 255, 255]], np.uint8)
+    Image.fromarray(np.dstack([grey, alpha]), "LA").save(tmp_path / "la.png")
+    expect = ids.copy()
+    expect[1, 0] = 255
+    np.testing.assert_array_equal(read_prelabels(str(tmp_path / "la.png"), (2, 3), 3), expect)
+    colors = np.array([[0, 0, 0], [255, 0, 0], [0, 0, 255]], np.uint8)
+    rgb = colors[ids]
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "rgba.png")
+    out = read_prelabels(str(tmp_path / "rgba.png"), (2, 3), 3, colors=colors)
+    np.testing.assert_array_equal(out, np.where(alpha > 0, ids, 255))
