@@ -156,8 +156,12 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
                     continue
                 how = [f"{w} ({int(n)} px)" for w, n in (("scribbled", scribbled[i]),
                                                         ("pre-labelled by --init", 0 if pre is None else pre[i])) if n]
-                advice = ("draw longer strokes of it across its typical look, or check that its strokes are not drawn "
-                          "with another class") if scribbled[i] else \
+                on_grid = None if grid_samples is None else int(np.asarray(grid_samples)[i])
+                few = on_grid is not None and on_grid < min(MIN_STROKE_PIXELS, scribbled[i])  # shrunk away
+                advice = (f"its strokes keep only {on_grid} px on the model grid{grid_text}: "
+                          "raise --grid-scale") if few else \
+                    ("draw longer strokes of it across its typical look, or check that its strokes are not drawn "
+                     "with another class") if scribbled[i] else \
                     "if it is in the image, draw a few strokes of it across its typical look"
                 out.append(f"warning: class {names[i]} was {' and '.join(how)} but is almost absent from the result "
                            f"({int(counts[i])} px, {counts[i] / total:.4%}); {advice}")

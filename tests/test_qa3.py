@@ -536,3 +536,18 @@ def test_transparent_prelabel_pixels_are_unknown(tmp_path):
     Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "rgba.png")
     out = read_prelabels(str(tmp_path / "rgba.png"), (2, 3), 3, colors=colors)
     np.testing.assert_array_equal(out, np.where(alpha > 0, ids, 255))
+
+
+def test_almost_absent_class_whose_strokes_shrank_on_the_grid_is_told_to_raise_the_grid_scale():
+    """--grid-scale 0.01 on a 172 x 306 Doodler crop: water's 7107 scribbled px keep 3 on the 2 x 3 px grid;
+    'draw longer strokes' cannot help. A class whose few strokes are all on the grid keeps that advice."""
+    classes = load_classes(None, None, n_classes=3)
+    labels = np.full((100, 100), 2, np.uint8)
+    w = inspect_run(labels, classes, scribbled=np.array([7107, 0, 5000]), grid_samples=np.array([3, 0, 3]),
+                    grid_text=" (2 x 3 px, grid scale 0.01)", class_list=None)
+    assert "warning: class class1 was scribbled (7107 px) but is almost absent from the result (0 px, 0.0000%); its " \
+           "strokes keep only 3 px on the model grid (2 x 3 px, grid scale 0.01): raise --grid-scale" in w, w
+    w = inspect_run(labels, classes, scribbled=np.array([8, 0, 5000]), grid_samples=np.array([8, 0, 5000]),
+                    class_list=None)
+    assert any(ln.startswith("warning: class class1 was scribbled (8 px)") and ln.endswith("draw longer strokes of "
+               "it across its typical look, or check that its strokes are not drawn with another class") for ln in w), w
