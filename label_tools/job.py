@@ -409,7 +409,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             if added:
                 weak_counts = np.where(np.isin(np.arange(len(weak_counts)), added), 0, weak_counts)
             if strong:
-                fitted = Model.fit(src, scr, classes=classes, base=fitted, progress=progress)
+                fitted = Model.fit(src, scr, classes=classes, base=fitted, progress=progress, weak_base=True)
             fit_timings = dict(fitted.info.get("timings", {}))
         elif scr is not None:  # fit (from scratch, or on top of the model's samples)
             fitted = Model.fit(src, scr, classes=classes, settings=settings, base=model, progress=progress)

@@ -86,7 +86,7 @@ class Model:
 
     @classmethod
     def fit(cls, image, scribbles, *, classes: Classes, settings: pipeline.Settings = pipeline.Settings(),
-            classifier=None, base: "Model | None" = None, progress=None) -> "Model":
+            classifier=None, base: "Model | None" = None, progress=None, weak_base: bool = False) -> "Model":
         """Fit on one image's scribbles, on top of ``base``'s samples if given.
 
         Parameters
@@ -101,6 +101,9 @@ class Model:
         base : Model, optional
             An earlier model: its samples are kept and this image's are added.
         progress : callable(stage, done, total), optional
+        weak_base : bool
+            ``base`` was fitted on pre-labels (weak labels, ``--init``): the strokes also drop the
+            weak samples they contradict away from them (:func:`drop_weak_conflicts`).
 
         Returns
         -------
@@ -115,7 +118,7 @@ class Model:
             settings = base.settings
 
             def extra(X, y):  # the new scribbles win where they disagree with the model's samples
-                X_old, y_old = drop_conflicts(base.X, base.y, X, y)
+                X_old, y_old = (drop_weak_conflicts if weak_base else drop_conflicts)(base.X, base.y, X, y)
                 return cap_carried(X_old, y_old, y, len(classes), settings)
         tr = pipeline.train(src, scribbles, n_classes=len(classes), settings=settings, classifier=classifier,
                             class_names=classes.names, progress=progress, extra=extra)
@@ -390,6 +393,70 @@ def cap_carried(X_old, y_old, y_new, n_classes: int, settings, seed: int = 0):
     if len(keep) == len(y_old):
         return X_old, y_old
     return X_old[keep], y_old[keep]
+
+
+JUDGE_GROUPS = 8  # k-means groups per pre-labelled class at most (drop_weak_conflicts)
+JUDGE_MIN_GROUP = 50  # weak samples per group at least
+JUDGE_SHARE = 0.25  # share of a class's stroke samples nearest to a group of another class that claims it
+
+
+def drop_weak_conflicts(X_old, y_old, X_new, y_new, *, seed: int = 0):
+    """Weak samples (pre-labels) minus those the strokes contradict, near them or not.
+
+    :func:`drop_conflicts` drops the weak samples next to a stroke of another class in feature
+    space, but a stroke is thin: when the pre-labels put a whole region in the wrong class (a
+    network's beach read as water), most of that region's weak samples lie beyond the stroke's
+    reach, outnumber it and win the refit. So each pre-labelled class's weak samples are grouped
+    (k-means, :data:`JUDGE_GROUPS` groups at most, features standardised over all weak samples) and
+    a group goes whole when strokes of another class are nearer to its centre than to any centre of
+    their own class's groups: the person said that kind of pixel is something else. Groups of the
+    stroked class itself, and groups no stroke is nearest to, stay.
+
+    Parameters
+    ----------
+    X_old : ndarray of float32, shape (M, F)
+        Weak samples.
+    y_old : ndarray of int64, shape (M,)
+    X_new : ndarray of float32, shape (N, F)
+        The strokes' samples.
+    y_new : ndarray of int64, shape (N,)
+    seed : int
+
+    Returns
+    -------
+    X : ndarray of float32, shape (M', F)
+    y : ndarray of int64, shape (M',)
+    """
+    X_old, y_old = drop_conflicts(X_old, y_old, X_new, y_new)
+    X_new, y_new = np.asarray(X_new, np.float32), np.asarray(y_new, np.int64)
+    if len(y_new) < 2 or len(y_old) == 0:
+        return X_old, y_old
+    from scipy.cluster.vq import kmeans2
+
+    sd = X_old.std(axis=0)
+    sd[sd <= 0] = 1
+    a = X_old / sd
+    centres, owner, member = [], [], np.full(len(y_old), -1)
+    rng = np.random.default_rng(seed)
+    for k in np.unique(y_old):
+        idx = np.flatnonzero(y_old == k)
+        g = int(min(JUDGE_GROUPS, max(1, len(idx) // JUDGE_MIN_GROUP)))
+        fit = idx if len(idx) <= 5000 else rng.choice(idx, 5000, replace=False)
+        c, _ = kmeans2(a[fit].astype(np.float64), g, minit="++", seed=seed)
+        d = ((a[idx, None, :] - c[None].astype(np.float32)) ** 2).sum(-1)
+        member[idx] = len(centres) + d.argmin(1)
+        centres.extend(c)
+        owner.extend([int(k)] * len(c))
+    centres, owner = np.asarray(centres, np.float32), np.asarray(owner)
+    b = X_new / sd
+    d = ((b[:, None, :] - centres[None]) ** 2).sum(-1)
+    near = d.argmin(1)
+    claimed = []
+    for k in np.unique(y_new):  # a group goes when a quarter of a class's stroke samples are nearest to it
+        votes = np.bincount(near[(y_new == k) & (owner[near] != k)], minlength=len(centres))
+        claimed.extend(np.flatnonzero(votes >= JUDGE_SHARE * np.count_nonzero(y_new == k)))
+    drop = np.isin(member, claimed)
+    return X_old[~drop], y_old[~drop]
 
 
 def drop_conflicts(X_old, y_old, X_new, y_new):

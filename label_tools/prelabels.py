@@ -286,7 +286,44 @@ def weak_scribbles(prelabels, scribbles=None, *, margin: int = 3, guard: int = 2
     return out
 
 
-def correction_zone(labels, prelabels, scribbles=None, *, radius: int) -> np.ndarray:
+def stroke_corrections(prelabels, scribbles, *, margin: int = 3, min_pixels: int = 5) -> set:
+    """The corrections the strokes show: (pre-label class, stroke class) pairs.
+
+    A stroke of class B drawn inside a region the pre-labels give class A (at least ``min_pixels``
+    stroke pixels ``margin`` px or more inside it, so a brush spilling over a pre-label edge does
+    not count) says "A there is wrong, it is B". Only such corrections replace pre-labels away from
+    the strokes (:func:`correction_zone`): pre-labels the person did not correct are kept.
+
+    Parameters
+    ----------
+    prelabels : ndarray of uint8, shape (H, W)
+        0-based ids, 255 = unknown.
+    scribbles : ndarray of uint8, shape (H, W) or None
+        0 = none, k = class k-1.
+
+    Returns
+    -------
+    set of (int, int)
+    """
+    import cv2
+
+    if scribbles is None or not np.any(scribbles):
+        return set()
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    out = set()
+    for a in np.unique(prelabels[scribbles > 0]):
+        if a == UNKNOWN:
+            continue
+        inner = cv2.erode((prelabels == a).astype(np.uint8), kernel) > 0
+        strokes = scribbles[inner]
+        counts = np.bincount(strokes[strokes > 0], minlength=256)
+        for b in np.flatnonzero(counts >= min_pixels):
+            if int(b) - 1 != int(a):
+                out.add((int(a), int(b) - 1))
+    return out
+
+
+def correction_zone(labels, prelabels, scribbles=None, *, radius: int, corrections=None) -> np.ndarray:
     """Where the model's labels replace the pre-labels.
 
     The model (fitted on the pre-labels as weak labels and the strokes as strong ones) and the
@@ -294,8 +331,9 @@ def correction_zone(labels, prelabels, scribbles=None, *, radius: int) -> np.nda
     edge a pixel or two elsewhere: the pre-labels' own edge is kept) and whole regions (an object
     missing or in the wrong class: the model's region replaces it). A region of disagreement
     counts when it holds a disc of ``radius`` px (a morphological opening keeps something of it)
-    or a stroke; then all of it, edges included, goes to the model. Pixels with unknown
-    pre-labels always go to the model.
+    and is a correction the strokes show (``corrections``), or when a stroke of another class
+    than its pre-label touches it; then all of it, edges included, goes to the model. Pixels with
+    unknown pre-labels always go to the model.
 
     Parameters
     ----------
@@ -304,9 +342,13 @@ def correction_zone(labels, prelabels, scribbles=None, *, radius: int) -> np.nda
     prelabels : ndarray of uint8, shape (H, W)
         0-based ids, 255 = unknown.
     scribbles : ndarray of uint8, shape (H, W), optional
-        The strokes (0 = none): a region of disagreement a stroke touches goes to the model.
+        The strokes (0 = none, k = class k-1).
     radius : int
         In full-resolution pixels (>= 1).
+    corrections : set of (int, int), optional
+        Only disagreements of these (pre-label, model label) pairs count away from the strokes
+        (:func:`stroke_corrections`); None: every disagreement counts. A region touched by a stroke
+        of another class than its pre-label counts whatever its pair.
 
     Returns
     -------
@@ -319,14 +361,25 @@ def correction_zone(labels, prelabels, scribbles=None, *, radius: int) -> np.nda
     unknown = prelabels == UNKNOWN
     if not differ.any():
         return unknown
+    allowed = differ
+    if corrections is not None:
+        lut = np.zeros((256, 256), bool)
+        for a, b in corrections:
+            lut[a, b] = True
+        allowed = differ & lut[prelabels, labels]
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    seeds = cv2.morphologyEx(differ.astype(np.uint8), cv2.MORPH_OPEN, k) > 0
-    if scribbles is not None:
-        seeds |= differ & (scribbles > 0)
-    regions, _ = ndi.label(differ, structure=np.ones((3, 3), bool))
+    seeds = cv2.morphologyEx(allowed.astype(np.uint8), cv2.MORPH_OPEN, k) > 0
+    regions, _ = ndi.label(allowed, structure=np.ones((3, 3), bool))
     keep = np.unique(regions[seeds])
-    keep = keep[keep > 0]
-    return np.isin(regions, keep) | unknown
+    zone = np.isin(regions, keep[keep > 0])
+    # a region a stroke contradicting the pre-label touches: all of it (a stroke that agrees with the
+    # pre-label there confirms it)
+    fix = differ & (scribbles > 0) & (scribbles.astype(np.int16) - 1 != prelabels) if scribbles is not None else None
+    if fix is not None and fix.any():
+        touched, _ = ndi.label(differ, structure=np.ones((3, 3), bool))
+        hit = np.unique(touched[fix])
+        zone |= np.isin(touched, hit[hit > 0])
+    return zone | unknown
 
 
 def zone_radius(full_shape, grid_shape) -> int:

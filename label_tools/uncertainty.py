@@ -1103,9 +1103,10 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
 
 def _prelabel_merge(labels, prelabels, scribbles, grid_shape):
     """(correction zone (H, W) bool, trust in the kept pre-labels) for :func:`predict_calibrated`."""
-    from .prelabels import UNKNOWN, correction_zone, zone_radius
+    from .prelabels import UNKNOWN, correction_zone, stroke_corrections, zone_radius
 
-    zone = correction_zone(labels, prelabels, scribbles, radius=zone_radius(labels.shape, grid_shape))
+    zone = correction_zone(labels, prelabels, scribbles, radius=zone_radius(labels.shape, grid_shape),
+                           corrections=stroke_corrections(prelabels, scribbles))
     kept = ~zone & (labels != UNKNOWN) & (prelabels != UNKNOWN)
     # the model disagrees with the kept pre-labels only in thin bands along their edges: the share
     # of such pixels says how far the pre-labels are to be trusted pixel by pixel

@@ -19,7 +19,7 @@ def test_corrective_strokes_fix_erased_objects_they_do_not_touch(tmp_path, name)
     """Pre-labels = a real nuclei mask with a third of the nuclei erased; strokes on half of those.
 
     The issue's thresholds: mIoU at least 0.03 above the pre-labels', most erased nuclei without a
-    stroke recovered (image02: 0.799 -> 0.895, 81 %; image06: 0.796 -> 0.903, 74 %).
+    stroke recovered (image02: 0.799 -> 0.930, 86 %; image06: 0.796 -> 0.944, 74 %).
     """
     from scipy import ndimage as ndi
 
@@ -224,3 +224,57 @@ def test_own_geotiff_as_init_keeps_class_names_colours_and_absent_classes(tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "holds class 5 but --init" in err[0] and "names 4 classes" in err[0], err
     assert "give --labels" in err[0] and not (tmp_path / "C").exists()
+
+
+def test_one_stroke_corrects_a_whole_region_in_the_wrong_class(tmp_path):
+    """Pre-labels that put the whole sand (45 % of the scene) in the water class, and one short sand
+    stroke in the middle of it: most of the sand comes back, far beyond the stroke's reach, and the
+    water and vegetation the stroke did not contradict stay as they were (before: 0.1 % of the sand)."""
+    from label_tools.synthetic import synthetic_scribbles
+
+    img, mask = make_scene(200, 300, seed=3)
+    pre = mask.astype(np.uint8)
+    pre[mask == 1] = 0
+    s = synthetic_scribbles(mask, fraction=0.03, seed=0)
+    ys, xs = np.nonzero(s == 2)
+    near = np.argsort((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2)[:120]  # 120 px of sand stroke
+    scr = np.zeros(mask.shape, np.uint8)
+    scr[ys[near], xs[near]] = 2
+    for name, a in (("scene.png", img), ("pre.png", pre), ("scr.png", scr)):
+        Image.fromarray(a).save(tmp_path / name)
+    assert main([str(tmp_path / "scene.png"), "--init", str(tmp_path / "pre.png"), "--scribbles",
+                 str(tmp_path / "scr.png"), "-o", str(tmp_path / "out"), "-q"]) == 0
+    lab = np.array(Image.open(tmp_path / "out" / "scene_mres_label.png"))
+    assert (lab[mask == 1] == 1).mean() > 0.6
+    assert (lab[mask == 0] == 0).mean() > 0.99 and (lab[mask == 2] == 2).mean() > 0.99
+
+
+def test_prelabels_the_strokes_agree_with_are_kept(tmp_path):
+    """Right pre-labels (a real mask) and strokes of every class inside their own class: the result is
+    the pre-labels, not the model's own reading of the photo (before: mIoU 0.944 against the mask)."""
+    from label_tools.synthetic import synthetic_scribbles
+
+    ip = shared("obx_coastal_aerial", "images", "2018-10-06_17.36.18-DSC06749-N7251F.jpg")
+    mask = np.array(Image.open(shared("obx_coastal_aerial", "masks", "2018-10-06_17.36.18-DSC06749-N7251F.png")))
+    Image.fromarray(mask.astype(np.uint8)).save(tmp_path / "pre.png")
+    Image.fromarray(synthetic_scribbles(mask, fraction=0.01, seed=0)).save(tmp_path / "scr.png")
+    assert main([ip, "--init", str(tmp_path / "pre.png"), "--scribbles", str(tmp_path / "scr.png"),
+                 "-o", str(tmp_path / "out"), "-q"]) == 0
+    lab = np.array(Image.open(tmp_path / "out" / "2018-10-06_17.36.18-DSC06749-N7251F_mres_label.png"))
+    known = mask != 255
+    assert (lab[known] == mask[known]).mean() > 0.999
+
+
+def test_stroke_corrections_ignore_a_brush_spilling_over_an_edge():
+    from label_tools.prelabels import stroke_corrections
+
+    pre = np.zeros((40, 40), np.uint8)
+    pre[:, 20:] = 1
+    scr = np.zeros_like(pre)
+    scr[5:35, 17:20] = 2  # class 1 strokes just left of the edge: inside class 0 by less than 3 px
+    assert stroke_corrections(pre, scr) == set()
+    scr[10:13, 5:10] = 2  # and some well inside class 0
+    assert stroke_corrections(pre, scr) == {(0, 1)}
+    scr[10:13, 30:35] = 1  # class 0 strokes inside class 1
+    assert stroke_corrections(pre, scr) == {(0, 1), (1, 0)}
+    assert stroke_corrections(pre, None) == set()
