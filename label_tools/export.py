@@ -243,6 +243,11 @@ class Labels:
             self.ds.close()
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 tile``, ``2 tiles``, ``0 tiles``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 # ---------------------------------------------------------------------------- writing tiles
 def _write_png(path, a):
     import cv2
@@ -431,7 +436,7 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
                 counts[split] += np.bincount(lab.ravel(), minlength=256)[:k]
                 out.append({"split": split, "image": ip.replace(os.sep, "/"), "label": lp.replace(os.sep, "/"),
                             "source": it.source, "window": [int(r), int(c), int(th), int(tw)]})
-        log.info("%s: %d tiles -> %s", it.source, len(out), split)
+        log.info("%s: %s -> %s", it.source, _count(len(out), "tile"), split)
         return out
     finally:
         src.close()
@@ -486,8 +491,9 @@ def main(argv=None) -> int:
         sys.stderr.write(f"label-export: error: {e}\n")
         return 2
     n = {s: sum(t["split"] == s for t in info["tiles"]) for s in ("train", "val")}
-    log.info("wrote %s: %d train tiles from %d images, %d val tiles from %d images", args.output, n["train"],
-             len(info["sources"]["train"]), n["val"], len(info["sources"]["val"]))
+    log.info("wrote %s: %s from %s, %s from %s", args.output, _count(n["train"], "train tile"),
+             _count(len(info["sources"]["train"]), "image"), _count(n["val"], "val tile"),
+             _count(len(info["sources"]["val"]), "image"))
     return 0
 
 

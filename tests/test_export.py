@@ -1,5 +1,6 @@
 """label-export: result folders -> tiles; every tile reopened and compared with its source crop."""
 import json
+import logging
 import os
 import shutil
 
@@ -250,3 +251,16 @@ def test_console_script_help():
     exe = os.path.join(os.path.dirname(sys.executable), "label-export")
     r = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "--val-fraction" in r.stdout and "DATASET" in r.stdout
+
+
+def test_counts_in_the_log_agree_with_their_number(results, tmp_path, caplog):
+    """A 70 x 110 photo in one 128-px tile is '1 tile', not '1 tiles'; the summary counts images alike."""
+    out = tmp_path / "one"
+    with caplog.at_level(logging.INFO, logger=export.log.name):
+        assert export.main([str(results / "resA"), "-o", str(out), "--tile", "128", "--val-fraction", "0.5",
+                            "--seed", "1"]) == 0
+    err = caplog.text
+    info = json.loads((out / "dataset.json").read_text())
+    assert len(info["tiles"]) == 2 and len(info["sources"]["train"]) == 1
+    assert "photo0.png: 1 tile -> " in err and "photo1.png: 1 tile -> " in err and "1 tiles" not in err
+    assert "1 train tile from 1 image, 1 val tile from 1 image" in err
