@@ -385,7 +385,7 @@ def run(args) -> int:
     if args.save_model is not None:
         from .files import check_model_path
 
-        check_model_path(args.save_model, overwrite=args.overwrite)
+        check_model_path(args.save_model, overwrite=args.overwrite, outdirs=[outdir])
     annotate = None if args.scribbles is not None else {"window": args.window, "resume": args.resume,
                                                          "backend": args.backend, "order": args.order}
     job = _job(args, args.image, outdir, annotate=annotate, report={"window (-w)": args.window})
@@ -429,7 +429,7 @@ def _run_headless(args, several: bool) -> int:
     if args.save_model is not None:  # a single scribble run: its model is checked before any work
         from .files import check_model_path
 
-        check_model_path(args.save_model, overwrite=args.overwrite)
+        check_model_path(args.save_model, overwrite=args.overwrite, outdirs=[j.outdir for j in jobs])
     if (args.scheduler is not None or args.workers is not None) and args.save_probs:
         _check_cluster_probs(jobs, "--scheduler" if args.scheduler is not None else "--workers")
     for d in sorted({j.outdir for j in jobs}):

@@ -59,15 +59,19 @@ def check_writable_dir(directory: str):
         raise OutputError(f"output directory {directory!r} is not writable ({e.strerror})") from None
 
 
-def check_model_path(path: str, *, overwrite: bool):
+def check_model_path(path: str, *, overwrite: bool, outdirs=()):
     """Raise OutputError unless a model can be saved at ``path`` (``--save-model``), before any work.
 
-    Its directory must exist and be writable; a file already there is replaced only with ``overwrite``
-    (a model is work the user made).
+    Its directory must exist and be writable, or be one of ``outdirs`` (the run's output
+    directories, already checked by :func:`check_writable_dir`, made before the model is saved:
+    ``-o out --save-model out/m.skops`` into a new ``out``); a file already there is replaced only
+    with ``overwrite`` (a model is work the user made).
     """
     if os.path.isdir(path):
         raise OutputError(f"--save-model: {path!r} is a directory; give a file path such as {os.path.join(path, 'model.skops')!r}")
     directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(directory) and directory in {os.path.abspath(d) for d in outdirs}:
+        return  # made with the outputs; its parent was checked as theirs
     if not os.path.isdir(directory):
         what = "is a file" if os.path.exists(directory) else "does not exist"
         raise OutputError(f"--save-model: directory {directory!r} {what}; create it or choose another path")
