@@ -561,7 +561,9 @@ def read_photo(path: str) -> np.ndarray:
         raise InputError(f"image {path!r} is damaged: the decoder says {complaint!r}; re-export or re-copy the file")
     if a is None:
         return _read_photo_pillow(path)
-    if a.ndim == 3 and a.shape[2] == 3:
+    if a.ndim == 3 and shape is not None and shape[2] == 2:
+        a = np.ascontiguousarray(a[..., 0])  # grey + alpha: OpenCV made it BGR, the bands are one grey
+    elif a.ndim == 3 and a.shape[2] == 3:
         _bgr_to_rgb(a)
     elif a.ndim == 3:
         a = np.ascontiguousarray(a[..., 2::-1])  # BGR(A) -> RGB
