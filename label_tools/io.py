@@ -319,7 +319,7 @@ class RasterSource(ImageSource):
     bands : sequence of int, optional
         1-based bands to display (1 or 3). Default: the first three, or the only one.
     feature_bands : sequence of int, optional
-        1-based bands the features are computed from. Default: all bands.
+        1-based bands the features are computed from. Default: all bands but an alpha band (GDAL colour interpretation alpha), which masks no-data.
     """
 
     def __init__(self, path, *, bands=None, feature_bands=None):
@@ -327,8 +327,12 @@ class RasterSource(ImageSource):
         ds = open_raster(path)
         self.ds = ds
         n = ds.count
-        fb = list(range(1, n + 1)) if feature_bands is None else _check_bands(feature_bands, n, path, "--feature-bands")
-        db = ([1, 2, 3] if n >= 3 else [1]) if bands is None else _check_bands(bands, n, path, "--bands")
+        # an alpha band (RGBA orthomosaics) is the mask GDAL reads as no-data, not a feature
+        alpha = [b for b in range(1, n + 1) if ds.colorinterp[b - 1] == rasterio.enums.ColorInterp.alpha]
+        colour = [b for b in range(1, n + 1) if b not in alpha] or list(range(1, n + 1))
+        self.alpha_bands = tuple(b for b in alpha if b not in colour)  # 1-based, left out of the default bands
+        fb = colour if feature_bands is None else _check_bands(feature_bands, n, path, "--feature-bands")
+        db = (colour[:3] if len(colour) >= 3 else colour[:1]) if bands is None else _check_bands(bands, n, path, "--bands")
         if len(db) not in (1, 3):
             raise OptionError(f"--bands: expected 1 or 3 band numbers, got {len(db)}")
         # display bands must be readable: add them to the feature bands' read list if missing

@@ -449,7 +449,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         raise
     seconds = time.perf_counter() - t0
     used = _report_settings(job, result, settings, classes, init_classes=own is not None and classes is own,
-                            strong=strong, weak_counts=weak_counts)
+                            strong=strong, weak_counts=weak_counts, alpha=getattr(src, "alpha_bands", ()))
     scribbled = None if scr is None else value_counts(scr)[1:len(classes) + 1]
     prelabelled = None if pre is None else value_counts(pre)[:len(classes)]  # the pre-labels supply classes too
     known = None
@@ -613,7 +613,8 @@ def _probability_writer(job, src, classes):
     return ProbabilityWriter(tmp, src.shape, classes, georef=src.georef)
 
 
-def _report_settings(job, result, settings, classes, *, init_classes=False, strong=True, weak_counts=None) -> dict:
+def _report_settings(job, result, settings, classes, *, init_classes=False, strong=True, weak_counts=None,
+                     alpha=()) -> dict:
     """The report's settings section (``name: value``, in order).
 
     ``strong``: strokes were drawn or given on this image; ``weak_counts``: with ``--init``, the
@@ -649,7 +650,8 @@ def _report_settings(job, result, settings, classes, *, init_classes=False, stro
                                          settings, result)) else ""),
         "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": _crf_weight_text(job, settings, result),
         "crf": settings.crf, "bands": list(job.bands) if job.bands else "default",
-        "feature bands": list(job.feature_bands) if job.feature_bands else "all",
+        "feature bands": list(job.feature_bands) if job.feature_bands else
+        f"all but the alpha band {','.join(map(str, alpha))} (it masks no-data)" if alpha else "all",
         "classifier": repr(result.classifier), **_sample_lines(job, result, strong, weak_counts),
         "step timings (s)": {k: round(v, 3) for k, v in result.timings.items()},
     })

@@ -60,3 +60,42 @@ def test_grey_png_with_alpha_is_one_grey_band(tmp_path):
     a = np.array(Image.open(tmp_path / "slice_mres_label.png"))
     b = np.array(Image.open(tmp_path / "plain_mres_label.png"))
     assert a.shape == (512, 512) and np.array_equal(a, b)
+
+
+def test_alpha_band_of_an_rgba_geotiff_masks_and_is_no_feature(tmp_path):
+    """An RGBA orthomosaic (alpha 0 outside the footprint, as ODM/Metashape/QGIS write them): the alpha
+    band is the no-data mask, not a fourth colour band. Before: the features used it ('feature bands: all',
+    4 bands), and the model fitted on it refused the same scene as RGB ('has 3 feature bands but the model
+    was fitted on 4')."""
+    import cv2
+    import rasterio
+    from rasterio.enums import ColorInterp
+
+    from label_tools.modelfile import load_model
+
+    src = shared("geotiff_rasterio", "images", "RGB.byte.tif")
+    with rasterio.open(src) as ds:
+        rgb, profile = ds.read(), ds.profile
+    alpha = np.where((rgb > 0).any(axis=0), 255, 0).astype(np.uint8)
+    profile.update(count=4, nodata=None)
+    with rasterio.open(tmp_path / "ortho.tif", "w", **profile) as ds:
+        ds.write(np.concatenate([rgb, alpha[None]]))
+        ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    scr = np.zeros(alpha.shape, np.uint8)
+    for k, line in enumerate([((450, 250), (500, 600)), ((100, 400), (150, 550)), ((250, 300), (330, 450)),
+                              ((320, 200), (360, 210))], 1):  # deep water, shallow water, land, cloud
+        cv2.line(scr, *line, k, 4)
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "ortho.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(out),
+                 "--save-model", str(out / "m.skops"), "-q"]) == 0
+    report = (out / "ortho_report.txt").read_text().splitlines()
+    assert "  feature bands: all but the alpha band 4 (it masks no-data)" in report
+    model = load_model(str(out / "m.skops"))
+    assert model.n_bands == 3 and model.band_names == ("band 1", "band 2", "band 3")
+    with rasterio.open(out / "ortho_mres_geo.tif") as ds:
+        labels = ds.read(1)
+    assert np.array_equal(labels == 0, alpha == 0)  # no-data exactly where alpha is 0
+    assert main(["--model", str(out / "m.skops"), "--headless", src, "-o", str(out), "-q"]) == 0
+    with rasterio.open(out / "RGB.byte_mres_geo.tif") as ds:
+        assert (ds.read(1) == labels).mean() > 0.95
