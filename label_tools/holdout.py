@@ -48,6 +48,11 @@ class Strokes:
     predicted : ndarray of int64, shape (n,)
         The class that held-out prediction gives most of the stroke's pixels; -1 where
         ``agreement`` is NaN.
+    support : ndarray of float32, shape (n,)
+        Mean probability that the held-out fold's forest (before the CRF) gives the stroke's own
+        class on its pixels; NaN where ``agreement`` is. Unlike ``agreement`` it separates a stroke
+        the model without it cannot place (its class merely less likely than another) from one it
+        places firmly in another class (likely drawn with the wrong class).
     forests : dict of int -> fitted estimator
         Each held-out fold's forest (fitted without that fold's strokes), kept so the calibration
         can predict held-out samples without fitting forests of its own; empty before holdout.
@@ -60,7 +65,12 @@ class Strokes:
     bbox: np.ndarray
     agreement: np.ndarray
     predicted: np.ndarray
+    support: np.ndarray = None
     forests: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if self.support is None:
+            self.support = np.full(len(self.cls), np.nan, np.float32)
 
     def __len__(self):
         return len(self.cls)

@@ -675,7 +675,7 @@ def train(image, scribbles, *, n_classes: int, settings: Settings = Settings(), 
 
 
 def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier, progress, on_fitted=None):
-    """Choose the CRF weight from held-out strokes and fill ``strokes.agreement`` / ``.predicted``.
+    """Choose the CRF weight from held-out strokes and fill ``strokes.agreement`` / ``.predicted`` / ``.support``.
 
     For each fold, a small forest fitted without the fold's strokes predicts the tiles holding
     them (at most ``HOLDOUT_PIXELS`` grid pixels, seeded choice), the CRF refines that prediction
@@ -750,7 +750,7 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
         progress and progress("holdout", n_done + 1, 2 * len(chosen_tiles))
     # the fold CRFs reach as far as the full prediction's will (crf_reach of their forests' labels)
     fold_params = replace(crf_reach(params, [p for _, _, p, _ in runs]), n_iter=min(params.n_iter, holdout.FOLD_CRF_ITER))
-    sid, preds = [], {w: [] for w in weights}
+    sid, own, preds = [], [], {w: [] for w in weights}
     for n_done, (i, f, p, m) in enumerate(runs):
         r0, r1, c0, c1 = win = grid_tiles[i].inner
         q = None
@@ -765,6 +765,7 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
             qs = crf_mod.refine(small, img, params=fold_params.scaled(ch / th), valid=v)
             q = np.stack([cv2.resize(qs[j], (tw, th), interpolation=cv2.INTER_LINEAR) for j in range(n_classes)])
         sid.append(strokes.ids[r0:r1, c0:c1][m])
+        own.append(p[:, m][strokes.cls[sid[-1] - 1], np.arange(len(sid[-1]))])  # the fold forest's p(stroke class)
         for w in weights:
             b = p if w == 0 or q is None else _blend(p, q, w)
             preds[w].append(b[:, m].argmax(axis=0))
@@ -789,6 +790,9 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
     votes = np.zeros((n, n_classes), np.int64)
     np.add.at(votes, (sid - 1, pred), 1)
     strokes.predicted = np.where(seen > 0, votes.argmax(axis=1), -1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        strokes.support = np.where(seen > 0, np.bincount(sid - 1, weights=np.concatenate(own), minlength=n)
+                                   / np.maximum(seen, 1), np.nan).astype(np.float32)
     info = {"scores": {f"{k:g}": round(float(v), 4) for k, v in scores.items()}, "folds": len(folds),
             "strokes": int((seen > 0).sum()), "pixels": int(len(sid))}
     out = {"holdout": info}

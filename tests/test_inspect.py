@@ -122,3 +122,66 @@ def test_multipage_tiff_warned_first_page_labelled(tmp_path, capsys):
     a, b = (np.asarray(Image.open(tmp_path / n / f"{n}_mres_label.png")) for n in ("stack", "single"))
     assert np.array_equal(a, b)
     assert "holds 2 images (TIFF pages)" in capsys.readouterr().err
+
+
+def _strokes(cls, agreement, support, predicted):
+    from label_tools.holdout import Strokes
+
+    n = len(cls)
+    return Strokes(ids=np.zeros((40, 40), np.int32), cls=np.asarray(cls), pixels=np.full(n, 50),
+                   fold=np.arange(n) % 3, bbox=np.array([[i, i + 1, 0, 10] for i in range(n)]),
+                   agreement=np.asarray(agreement, np.float32), predicted=np.asarray(predicted),
+                   support=np.asarray(support, np.float32))
+
+
+def test_hard_class_is_not_called_misdrawn_a_stroke_unlike_its_class_is():
+    """Class a: four strokes; the held-out model contradicts two of them. Stroke 1 keeps the probability
+    its class gets on its other strokes (a hard class, 0.40 against a median of 0.42): not suspicious.
+    Stroke 3 gets 0.03: suspicious. Class b has two strokes only: no comparison, agreement decides."""
+    from label_tools.inspect import suspicious_strokes
+
+    st = _strokes(cls=[0, 0, 0, 0, 1, 1], agreement=[0.9, 0.1, 0.8, 0.2, 0.1, 0.9],
+                  support=[0.7, 0.40, 0.44, 0.03, 0.3, 0.8], predicted=[0, 1, 0, 1, 0, 1])
+    order, ratio, ref = suspicious_strokes(st)
+    assert order.tolist() == [4, 3]  # no comparison first (agreement 0.1), then ratio 0.03 / 0.42
+    assert np.isnan(ratio[4]) and np.isclose(ref[3], 0.42) and np.isclose(ratio[3], 0.03 / 0.42)
+    assert suspicious_strokes(st, use_support=False)[0].tolist() == [1, 4, 3]  # agreement alone: 1 too
+    w = inspect_run(np.zeros((40, 40), np.uint8), load_classes(None, None, n_classes=2), strokes=st)
+    lines = [ln for ln in w if "mostly contradicted" in ln]
+    assert lines[1] == ("warning: stroke of class class1 at x0,y0,x1,y1 = 0,3,9,3 is mostly contradicted: a model "
+                        "fitted without it calls 80% of it class2 and gives class1 a mean probability of 0.03 on it "
+                        "(median over the strokes of class1: 0.42); if it was drawn with the wrong class, erase it "
+                        "or redraw it as class2")
+    assert len(lines) == 2 and "mean probability" not in lines[0]
+
+
+def test_misdrawn_stroke_on_a_real_em_slice_is_listed_first(tmp_path):
+    """ISBI slice 00, synthetic strokes from its mask; the largest cell-interior stroke redrawn as membrane.
+    It is the first stroke warned about (agreement alone put it second, after a membrane stroke the
+    held-out model found hard but no harder than other membrane strokes)."""
+    from conftest import shared
+    import cv2
+    from label_tools import pipeline
+    from label_tools.inspect import suspicious_strokes
+    from label_tools.synthetic import synthetic_scribbles
+
+    img = shared("isbi2012_em_membranes", "images", "00.png")
+    mask = np.array(Image.open(shared("isbi2012_em_membranes", "masks", "00.png"))).astype(int)
+    scr = synthetic_scribbles(mask, seed=0)
+    cnt, lab, stats, _ = cv2.connectedComponentsWithStats((scr == 2).astype(np.uint8), connectivity=8)
+    j = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    scr[lab == j] = 1  # cell interior drawn as membrane
+    x, y, w, h = (int(v) for v in stats[j, :4])
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    (tmp_path / "classes.txt").write_text("membrane\ninterior\n")
+    assert main([img, "--scribbles", str(tmp_path / "scr.png"), "--labels", str(tmp_path / "classes.txt"),
+                 "-o", str(tmp_path / "out"), "-q"]) == 0
+    lines = [ln for ln in (tmp_path / "out" / "00_report.txt").read_text().splitlines() if "mostly contradicted" in ln]
+    x0, y0, x1, y1 = (int(v) for v in re.search(r"x0,y0,x1,y1 = (\d+),(\d+),(\d+),(\d+)", lines[0]).groups())
+    assert lines[0].startswith("warning: stroke of class membrane") and "redraw it as interior" in lines[0]
+    assert abs(x0 - x) <= 2 and abs(y0 - y) <= 2 and abs(x1 - (x + w - 1)) <= 2 and abs(y1 - (y + h - 1)) <= 2
+    from label_tools.io import open_image
+
+    strokes = pipeline.train(open_image(img), scr, n_classes=2).strokes  # the same held-out run, judged by agreement alone
+    old = suspicious_strokes(strokes, use_support=False)[0]
+    assert tuple(strokes.bbox[old[0]]) != tuple(strokes.bbox[suspicious_strokes(strokes)[0][0]])
