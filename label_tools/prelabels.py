@@ -132,6 +132,14 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
         raise InputError(f"--init {path!r}: holds negative values; give class ids")
     known = ids[ids != UNKNOWN]
     top = int(known.max()) if known.size else -1
+    if not own and (n_classes is None or top >= n_classes) and top >= INSTANCE_IDS:
+        blobs = _one_blob_ids(ids)
+        if blobs >= INSTANCE_IDS:
+            raise InputError(
+                f"--init {path!r}: holds {len(np.unique(known))} different ids, {blobs} of them a single connected "
+                f"region each: an instance mask (one id per object)? --init takes class ids (0..K-1 in "
+                f"labels-file order, 255 = unknown): give the class mask (e.g. background 0, objects 1), "
+                f"or --labels naming every class if the ids are classes")
     if n_classes is not None and top >= n_classes:
         hint = " (ids start at 1? pass --init-offset 1)" if top == n_classes and offset == 0 and not own else ""
         raise InputError(f"--init {path!r}: holds class id {top} but there are only {n_classes} classes "
@@ -143,6 +151,27 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
                          + ("; if 255 marks unknown pixels here, leave out --init-offset 1" if offset and value == 255
                             else ""))
     return ids.astype(np.uint8)
+
+
+#: An --init file with this many ids or more that are each one connected region (and no labels file naming
+#: as many classes) is taken for an instance mask (nuclei, cells, trees: one id per object) and refused.
+INSTANCE_IDS = 24
+
+
+def _one_blob_ids(ids) -> int:
+    """How many ids of ``ids`` (int (H, W), 255 = unknown) other than the largest form one 8-connected region."""
+    from scipy import ndimage as ndi
+
+    counts = np.bincount(ids.ravel(), minlength=UNKNOWN + 1)
+    counts[UNKNOWN] = 0
+    largest = int(np.argmax(counts))
+    n = 0
+    for k, box in enumerate(ndi.find_objects(ids + 1)):  # label k + 1 = id k
+        if box is None or k in (largest, UNKNOWN):
+            continue
+        if ndi.label(ids[box] == k, structure=np.ones((3, 3)))[1] == 1:
+            n += 1
+    return n
 
 
 def check_same_grid(path, where, georef, *, option="--init", what="pre-labels"):

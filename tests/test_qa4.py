@@ -99,3 +99,24 @@ def test_alpha_band_of_an_rgba_geotiff_masks_and_is_no_feature(tmp_path):
     assert main(["--model", str(out / "m.skops"), "--headless", src, "-o", str(out), "-q"]) == 0
     with rasterio.open(out / "RGB.byte_mres_geo.tif") as ds:
         assert (ds.read(1) == labels).mean() > 0.95
+
+
+@pytest.mark.parametrize("labels", [False, True])
+def test_instance_mask_given_as_init_is_refused(tmp_path, capsys, labels):
+    """The H&E tiles' 16-bit instance mask (one id per nucleus) given to --init. Before: without --labels,
+    a run of 128 classes ('class1' ... 'class128', one per nucleus, a legend of 128 entries); with a
+    2-class labels file, 'holds class id 127 but there are only 2 classes'. Now one line saying it looks
+    like an instance mask and what --init takes."""
+    init = shared("he_nuclei_miccai", "instances", "image02.png")
+    out = tmp_path / "out"
+    args = [shared("he_nuclei_miccai", "images", "image02.png"), "--init", init, "--headless", "-o", str(out)]
+    if labels:
+        (tmp_path / "classes.txt").write_text("background\nnucleus\n")
+        args += ["--labels", str(tmp_path / "classes.txt")]
+    assert main(args) == 2
+    assert capsys.readouterr().err == (
+        f"label-image: error: --init {init!r}: holds 128 different ids, 127 of them a single connected region "
+        "each: an instance mask (one id per object)? --init takes class ids (0..K-1 in labels-file order, "
+        "255 = unknown): give the class mask (e.g. background 0, objects 1), or --labels naming every class "
+        "if the ids are classes\n")
+    assert os.listdir(out) == []  # made before the image was read; nothing in it
