@@ -385,7 +385,7 @@ def run(args) -> int:
     if args.save_model is not None:
         from .files import check_model_path
 
-        check_model_path(args.save_model, overwrite=args.overwrite, outdirs=[outdir])
+        check_model_path(args.save_model, overwrite=args.overwrite, outdirs=[outdir], taken=_taken(args, outdir))
     annotate = None if args.scribbles is not None else {"window": args.window, "resume": args.resume,
                                                          "backend": args.backend, "order": args.order}
     job = _job(args, args.image, outdir, annotate=annotate, report={"window (-w)": args.window})
@@ -404,6 +404,25 @@ def run(args) -> int:
 
         show_image(outcome.outputs["overlay"])
     return 0
+
+
+def _taken(args, outdir, images=None) -> dict:
+    """{path: what it is} of the run's inputs and outputs, which --save-model must not replace."""
+    from .io import stem
+    from .session import scribble_paths
+    from .writers import output_paths
+
+    images = images or [args.image]
+    taken = {im: f"the image {'to label' if len(images) == 1 else 'of this batch'}" for im in images}
+    taken.update({getattr(args, k): f"the {opt} file" for k, opt in (
+        ("scribbles", "--scribbles"), ("init", "--init"), ("labels", "--labels"), ("colors", "--colors"))
+        if getattr(args, k, None)})
+    for im in images:
+        for p in output_paths(outdir, stem(im), geotiff=True, probs=True).values():
+            taken[p] = f"one of this run's outputs ({os.path.basename(p)})"
+        for p in scribble_paths(outdir, stem(im)):
+            taken[p] = f"where the annotator saves your scribbles ({os.path.basename(p)})"
+    return taken
 
 
 def _error_of(outcome):
@@ -429,7 +448,8 @@ def _run_headless(args, several: bool) -> int:
     if args.save_model is not None:  # a single scribble run: its model is checked before any work
         from .files import check_model_path
 
-        check_model_path(args.save_model, overwrite=args.overwrite, outdirs=[j.outdir for j in jobs])
+        check_model_path(args.save_model, overwrite=args.overwrite, outdirs=[j.outdir for j in jobs],
+                         taken=_taken(args, jobs[0].outdir, images))
     if (args.scheduler is not None or args.workers is not None) and args.save_probs:
         _check_cluster_probs(jobs, "--scheduler" if args.scheduler is not None else "--workers")
     for d in sorted({j.outdir for j in jobs}):

@@ -59,14 +59,20 @@ def check_writable_dir(directory: str):
         raise OutputError(f"output directory {directory!r} is not writable ({e.strerror})") from None
 
 
-def check_model_path(path: str, *, overwrite: bool, outdirs=()):
+def check_model_path(path: str, *, overwrite: bool, outdirs=(), taken=None):
     """Raise OutputError unless a model can be saved at ``path`` (``--save-model``), before any work.
 
     Its directory must exist and be writable, or be one of ``outdirs`` (the run's output
     directories, already checked by :func:`check_writable_dir`, made before the model is saved:
     ``-o out --save-model out/m.skops`` into a new ``out``); a file already there is replaced only
-    with ``overwrite`` (a model is work the user made).
+    with ``overwrite`` (a model is work the user made). ``taken`` ({path: what it is}, the run's inputs
+    and outputs) are refused even with ``overwrite``: the model would replace the image or a result.
     """
+    real = os.path.realpath(path)
+    for other, what in (taken or {}).items():
+        if other and os.path.realpath(other) == real:
+            raise OutputError(f"--save-model: {path!r} is {what}; the model would replace it: give another file, "
+                              "such as model.skops")
     if os.path.isdir(path):
         raise OutputError(f"--save-model: {path!r} is a directory; give a file path such as {os.path.join(path, 'model.skops')!r}")
     directory = os.path.dirname(os.path.abspath(path))

@@ -1,5 +1,6 @@
 """What a fourth QA pass, using label-image as its users do, found wrong (each test failed before its fix)."""
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,28 @@ def test_instance_mask_given_as_init_is_refused(tmp_path, capsys, labels):
         "255 = unknown): give the class mask (e.g. background 0, objects 1), or --labels naming every class "
         "if the ids are classes\n")
     assert os.listdir(out) == []  # made before the image was read; nothing in it
+
+
+@pytest.mark.parametrize("target", ["image", "scribbles", "output"])
+def test_save_model_never_replaces_the_image_scribbles_or_an_output(tmp_path, capsys, target):
+    """A slip in the --save-model path with --overwrite (to replace last run's outputs). Before: the model
+    archive was written over the photo, the scribbles or the run's own figure; now one line, exit 2, nothing
+    written, the file as it was."""
+    import shutil
+
+    image, scr = tmp_path / "beach.png", tmp_path / "beach_scribbles.png"
+    shutil.copy(BEACH, image)
+    shutil.copy(BEACH_SCR, scr)
+    out = tmp_path / "out"
+    out.mkdir()
+    path = {"image": image, "scribbles": scr, "output": out / "beach_mres.png"}[target]
+    before = path.read_bytes() if path.exists() else None
+    assert main([str(image), "--scribbles", str(scr), "-o", str(out), "--save-model", str(path), "--overwrite",
+                 "-q"]) == 2
+    what = {"image": "the image to label", "scribbles": "the --scribbles file",
+            "output": "one of this run's outputs (beach_mres.png)"}[target]
+    assert capsys.readouterr().err == (f"label-image: error: --save-model: {str(path)!r} is {what}; the model "
+                                       "would replace it: give another file, such as model.skops\n")
+    assert os.listdir(out) == []
+    assert (path.read_bytes() if path.exists() else None) == before
+    assert image.read_bytes() == Path(BEACH).read_bytes() and scr.read_bytes() == Path(BEACH_SCR).read_bytes()
