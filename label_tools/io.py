@@ -528,17 +528,24 @@ def _resample(x, out_shape, nearest=False):
     return np.stack(chans, axis=-1)
 
 
-def read_photo(path: str) -> np.ndarray:
+def read_photo(path: str, *, with_alpha: bool = False):
     """Read a JPEG/PNG/BMP/WebP or plain TIFF into memory, EXIF orientation applied.
 
     The file's structure is checked first (:mod:`label_tools.imagecheck`: truncation, broken
     markers, PNG CRCs, a declared size that cannot fit in memory), and anything the decoder
     complains about is an error: a damaged photo is refused, never labelled half grey.
 
+    Parameters
+    ----------
+    with_alpha : bool
+        Also return the alpha channel of a PNG (grey + alpha, RGBA) that has transparent pixels.
+
     Returns
     -------
     ndarray, shape (H, W) or (H, W, 3)
         uint8 or uint16 (16-bit files keep their depth); alpha is dropped.
+    alpha : ndarray of uint8 or uint16, shape (H, W), or None
+        Only with ``with_alpha``: the alpha channel when some pixel of it is 0, else None.
 
     Raises
     ------
@@ -556,15 +563,24 @@ def read_photo(path: str) -> np.ndarray:
     if shape is not None:
         check_declared_size(path, shape)
         if shape[0] * shape[1] > CV_MAX_PIXELS:
-            return _read_photo_pillow(path)
+            return _read_photo_pillow(path, with_alpha=with_alpha)
+    # a PNG with alpha (no EXIF orientation in PNGs): read whole, alpha kept for the no-data mask
+    png_alpha = with_alpha and shape is not None and shape[2] in (2, 4) and _is_png(path)
     # ANYDEPTH|ANYCOLOR: keeps 16 bits and grey, drops alpha, applies EXIF orientation
     with _decoder_messages() as said:
-        a = cv2.imread(path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+        a = cv2.imread(path, cv2.IMREAD_UNCHANGED if png_alpha else cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     complaint = _decoder_complaint(said, echo=a is not None)  # nothing decoded: Pillow's error says why
     if complaint:
         raise InputError(f"image {path!r} is damaged: the decoder says {complaint!r}; re-export or re-copy the file")
     if a is None:
-        return _read_photo_pillow(path)
+        return _read_photo_pillow(path, with_alpha=with_alpha)
+    alpha = None
+    if png_alpha and a.ndim == 3 and a.shape[2] in (2, 4):
+        alpha = a[..., -1]
+        alpha = np.ascontiguousarray(alpha) if (alpha == 0).any() else None
+        a = np.ascontiguousarray(a[..., :-1]) if a.shape[2] == 4 else a[..., :1]
+        a = a[..., :1] if shape[2] == 2 else a  # grey + alpha may come as BGRA: the bands are one grey
+        a = a[..., 0] if a.shape[2] == 1 else a
     if a.ndim == 3 and shape is not None and shape[2] == 2:
         a = np.ascontiguousarray(a[..., 0])  # grey + alpha: OpenCV made it BGR, the bands are one grey
     elif a.ndim == 3 and a.shape[2] == 3:
@@ -573,7 +589,14 @@ def read_photo(path: str) -> np.ndarray:
         a = np.ascontiguousarray(a[..., 2::-1])  # BGR(A) -> RGB
     if a.dtype not in (np.uint8, np.uint16):
         a = a.astype(np.float32)
-    return a
+    return (a, alpha) if with_alpha else a
+
+
+def _is_png(path) -> bool:
+    from .imagecheck import _PNG_SIG
+
+    with open(path, "rb") as f:
+        return f.read(8).startswith(_PNG_SIG)
 
 
 def _bgr_to_rgb(a, *, block_pixels: int = 4_000_000):
@@ -652,7 +675,7 @@ def _pillow_header(path):
     return (h, w, c, b)
 
 
-def _read_photo_pillow(path):
+def _read_photo_pillow(path, *, with_alpha: bool = False):
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -662,9 +685,13 @@ def _read_photo_pillow(path):
             try:
                 with Image.open(path) as im:
                     im = ImageOps.exif_transpose(im)
+                    alpha = np.array(im.getchannel("A")) if with_alpha and im.mode in ("LA", "RGBA") else None
                     if im.mode not in ("L", "RGB", "I;16", "I", "F"):
                         im = im.convert("L" if im.mode in ("LA", "1") else "RGB")
-                    return np.array(im)
+                    a = np.array(im)
+                    if not with_alpha:
+                        return a
+                    return a, (alpha if alpha is not None and (alpha == 0).any() else None)
             finally:
                 Image.MAX_IMAGE_PIXELS = old
     except FileNotFoundError:
@@ -707,12 +734,13 @@ def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
         raise InputError(f"image {path!r} is not readable (permission denied)")
     if path.lower().endswith(RASTER_EXT):
         return RasterSource(path, bands=bands, feature_bands=feature_bands)
-    arr = read_photo(path)
+    arr, alpha = read_photo(path, with_alpha=True)
     if feature_bands is not None:
         n = 1 if arr.ndim == 2 else arr.shape[2]
         fb = [b - 1 for b in _check_bands(feature_bands, n, path, "--feature-bands")]
         arr = arr[..., fb] if arr.ndim == 3 else arr
-    return ArraySource(arr, path, display_bands=bands)
+    # transparent pixels are no-data, as an RGBA GeoTIFF's alpha band makes them
+    return ArraySource(arr, path, display_bands=bands, valid=None if alpha is None else alpha > 0)
 
 
 def stem(path: str) -> str:

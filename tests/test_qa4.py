@@ -146,3 +146,24 @@ def test_save_model_never_replaces_the_image_scribbles_or_an_output(tmp_path, ca
     assert os.listdir(out) == []
     assert (path.read_bytes() if path.exists() else None) == before
     assert image.read_bytes() == Path(BEACH).read_bytes() and scr.read_bytes() == Path(BEACH_SCR).read_bytes()
+
+
+def test_transparent_pixels_of_a_png_are_no_data(tmp_path):
+    """An H&E tile cut out as RGBA with its left 100 columns transparent (alpha 0). Before: alpha was
+    dropped and the transparent strip labelled like tissue (no 'no-data' line, 239,120 px in the fractions);
+    now it is no-data as in an RGBA GeoTIFF: 255 in the label PNG, out of the fractions."""
+    from label_tools.synthetic import synthetic_scribbles
+
+    rgba = np.array(Image.open(shared("he_nuclei_miccai", "images", "image02.png")))
+    mask = np.array(Image.open(shared("he_nuclei_miccai", "masks", "image02.png")))
+    assert rgba.shape == (490, 488, 4) and (rgba[..., 3] == 255).all()
+    rgba[:, :100, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "cut.png")
+    Image.fromarray(synthetic_scribbles(mask)).save(tmp_path / "scr.png")
+    assert main([str(tmp_path / "cut.png"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(tmp_path),
+                 "-q"]) == 0
+    labels = np.array(Image.open(tmp_path / "cut_mres_label.png"))
+    assert (labels[:, :100] == 255).all() and (labels[:, 100:] < 2).all()
+    report = (tmp_path / "cut_report.txt").read_text().splitlines()
+    assert report[3:5] == ["size: 488 x 490 px (width x height), 3 band(s)",
+                           "no-data: 49000 px (excluded from the fractions)"]
