@@ -397,6 +397,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
 
     t0 = time.perf_counter()
     strong = scr is not None and bool(scr.any())
+    fit_scr = _on_data(src, scr) if strong else scr  # what the model learns from and judges
     weak_counts = None
     try:
         if pre is not None:  # weak labels first, then the strokes, which win where they disagree
@@ -409,10 +410,10 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             if added:
                 weak_counts = np.where(np.isin(np.arange(len(weak_counts)), added), 0, weak_counts)
             if strong:
-                fitted = Model.fit(src, scr, classes=classes, base=fitted, progress=progress, weak_base=True)
+                fitted = Model.fit(src, fit_scr, classes=classes, base=fitted, progress=progress, weak_base=True)
             fit_timings = dict(fitted.info.get("timings", {}))
         elif scr is not None:  # fit (from scratch, or on top of the model's samples)
-            fitted = Model.fit(src, scr, classes=classes, settings=settings, base=model, progress=progress)
+            fitted = Model.fit(src, fit_scr, classes=classes, settings=settings, base=model, progress=progress)
             fit_timings = dict(fitted.info.get("timings", {}))
         else:  # apply: no training at all
             fitted, fit_timings = model, {}
@@ -423,12 +424,12 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
                 raise OptionError("--save-probs: not available for a raster cut into window tasks on a cluster yet; "
                                   "label it without --scheduler/--workers")
             result = predict(fitted, src, settings=settings if model is not None else None, progress=progress)
-            calibrated = calibrate_existing(fitted, src, scr, result, settings=settings if model is not None else None,
+            calibrated = calibrate_existing(fitted, src, fit_scr, result, settings=settings if model is not None else None,
                                             prelabels=pre)
         else:
             sink = _probability_writer(job, src, classes) if job.save_probs else None
             try:
-                calibrated = predict_calibrated(fitted, src, scr if strong else None,
+                calibrated = predict_calibrated(fitted, src, fit_scr if strong else None,
                                             settings=settings if model is not None else None,
                                             on_probs=sink, progress=progress, prelabels=pre,
                                             on_uncertainty=None if sink is None else sink.put_uncertainty)
@@ -677,6 +678,29 @@ def _sample_lines(job, result, strong, weak_counts) -> dict:
     if weak_counts is not None:
         out["pre-labelled pixels per class (--init weak labels, away from label edges and strokes; model grid)"] = \
             np.asarray(weak_counts).tolist()
+    return out
+
+
+def _on_data(src, scr, *, rows: int = 2048):
+    """``scr`` (uint8 (H, W)) without its strokes on the image's no-data pixels, which fitting ignores, so
+    that held-out strokes and their warnings are only those on data. ``scr`` itself when nothing is on
+    no-data, or when fewer than two classes would be left (the pipeline then says why it cannot fit)."""
+    from .scribbles import value_counts
+
+    if not getattr(src, "has_nodata", False):
+        return scr
+    out = None
+    for r0 in range(0, scr.shape[0], rows):
+        win = (r0, min(r0 + rows, scr.shape[0]), 0, scr.shape[1])
+        valid = src.read_valid(win)
+        if valid is None:
+            continue
+        drop = (scr[win[0]:win[1]] > 0) & ~valid
+        if drop.any():
+            out = scr.copy() if out is None else out
+            out[win[0]:win[1]][drop] = 0
+    if out is None or np.count_nonzero(value_counts(out)[1:]) < 2:
+        return scr
     return out
 
 

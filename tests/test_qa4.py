@@ -68,7 +68,6 @@ def test_alpha_band_of_an_rgba_geotiff_masks_and_is_no_feature(tmp_path):
     band is the no-data mask, not a fourth colour band. Before: the features used it ('feature bands: all',
     4 bands), and the model fitted on it refused the same scene as RGB ('has 3 feature bands but the model
     was fitted on 4')."""
-    import cv2
     import rasterio
     from rasterio.enums import ColorInterp
 
@@ -82,11 +81,7 @@ def test_alpha_band_of_an_rgba_geotiff_masks_and_is_no_feature(tmp_path):
     with rasterio.open(tmp_path / "ortho.tif", "w", **profile) as ds:
         ds.write(np.concatenate([rgb, alpha[None]]))
         ds.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
-    scr = np.zeros(alpha.shape, np.uint8)
-    for k, line in enumerate([((450, 250), (500, 600)), ((100, 400), (150, 550)), ((250, 300), (330, 450)),
-                              ((320, 200), (360, 210))], 1):  # deep water, shallow water, land, cloud
-        cv2.line(scr, *line, k, 4)
-    Image.fromarray(scr).save(tmp_path / "scr.png")
+    Image.fromarray(_landsat_strokes(alpha.shape)).save(tmp_path / "scr.png")
     out = tmp_path / "out"
     assert main([str(tmp_path / "ortho.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(out),
                  "--save-model", str(out / "m.skops"), "-q"]) == 0
@@ -167,3 +162,41 @@ def test_transparent_pixels_of_a_png_are_no_data(tmp_path):
     report = (tmp_path / "cut_report.txt").read_text().splitlines()
     assert report[3:5] == ["size: 488 x 490 px (width x height), 3 band(s)",
                            "no-data: 49000 px (excluded from the fractions)"]
+
+
+def _landsat_strokes(shape):
+    import cv2
+
+    scr = np.zeros(shape, np.uint8)
+    for k, line in enumerate([((450, 250), (500, 600)), ((100, 400), (150, 550)), ((250, 300), (330, 450)),
+                              ((320, 200), (360, 210))], 1):  # deep water, shallow water, land, cloud
+        cv2.line(scr, *line, k, 4)
+    return scr
+
+
+def test_stroke_on_no_data_changes_nothing(tmp_path):
+    """RGB.byte.tif (Landsat, no-data collar) with a land stroke drawn entirely in the black collar
+    beside four strokes on data. 'Scribbles on no-data pixels are ignored' (README), but the held-out
+    check still took it for a stroke. Before: 'warning: stroke of class class3 at x0,y0,x1,y1 =
+    7,27,102,32 is mostly contradicted: ... redraw it as class1' and, with the land class's real stroke
+    held out beside it, a second false warning on that one; now no warning and the same labels as
+    without the collar stroke."""
+    import cv2
+    import rasterio
+
+    src = shared("geotiff_rasterio", "images", "RGB.byte.tif")
+    with rasterio.open(src) as ds:
+        valid = ds.dataset_mask() > 0
+    scr = _landsat_strokes(valid.shape)
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    collar = scr.copy()
+    cv2.line(collar, (10, 30), (100, 30), 3, 4)
+    assert not valid[collar != scr].any() and (collar != scr).sum() > 300
+    Image.fromarray(collar).save(tmp_path / "collar.png")
+    for name in ("scr", "collar"):
+        assert main([src, "--scribbles", str(tmp_path / f"{name}.png"), "-o", str(tmp_path / name), "-q"]) == 0
+    report = (tmp_path / "collar" / "RGB.byte_report.txt").read_text().splitlines()
+    assert [ln for ln in report if ln.startswith("warning:")] == []
+    with rasterio.open(tmp_path / "scr" / "RGB.byte_mres_geo.tif") as a, \
+            rasterio.open(tmp_path / "collar" / "RGB.byte_mres_geo.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))
