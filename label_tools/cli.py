@@ -550,6 +550,15 @@ def run_collection(args) -> int:
     name = collection.collection_name(args.inputs)
     outdir = args.output or os.path.dirname(images[0])
     check_writable_dir(outdir)
+    if args.save_model is not None:  # before any window opens, as for one image
+        from .files import check_model_path
+
+        state = collection.CollectionState.load(os.path.join(outdir, f"{name}{collection.STATE_SUFFIX}"))
+        ours = os.path.abspath(args.save_model)
+        mine = (state is not None and state.model == ours) or (  # this walk's own model, or refitting --model
+            args.model is not None and os.path.realpath(args.model) == os.path.realpath(ours))
+        check_model_path(args.save_model, overwrite=args.overwrite or mine, outdirs=[outdir],
+                         taken=_taken(args, outdir, images))
     start = collection.load_model(args.model) if args.model else None
     if start is not None:
         classes = start.classes

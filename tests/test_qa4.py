@@ -200,3 +200,96 @@ def test_stroke_on_no_data_changes_nothing(tmp_path):
     with rasterio.open(tmp_path / "scr" / "RGB.byte_mres_geo.tif") as a, \
             rasterio.open(tmp_path / "collar" / "RGB.byte_mres_geo.tif") as b:
         assert np.array_equal(a.read(1), b.read(1))
+
+
+@pytest.mark.parametrize("case", ["missing folder", "existing model"])
+def test_collection_save_model_checked_before_the_first_image(tmp_path, capsys, monkeypatch, case):
+    """A collection walk (a folder, in the annotator) with --save-model. Before: a path in a missing
+    folder failed only after the first image was annotated and written, leaving outputs the walk had not
+    finished (the next run then stopped on them unless --overwrite); an existing model file (another
+    survey's) was replaced without --overwrite. Now both stop in one line before any window opens."""
+    import shutil
+
+    import label_tools.annotate as annotate_mod
+
+    folder = tmp_path / "survey"
+    folder.mkdir()
+    for name in ("00", "05"):
+        shutil.copy(shared("isbi2012_em_membranes", "images", f"{name}.png"), folder / f"{name}.png")
+    opened = []
+
+    def fake_annotate(src, classes, **kw):  # the window: the person strokes both classes
+        from label_tools.synthetic import synthetic_scribbles
+
+        opened.append(src.path)
+        stem = os.path.splitext(os.path.basename(src.path))[0]
+        return synthetic_scribbles(np.array(Image.open(shared("isbi2012_em_membranes", "masks", f"{stem}.png")))), 1.0
+
+    monkeypatch.setattr(annotate_mod, "annotate", fake_annotate)
+    monkeypatch.setattr(annotate_mod, "has_display", lambda: True)
+    out = tmp_path / "out"
+    out.mkdir()
+    if case == "missing folder":
+        target = tmp_path / "models" / "em.skops"
+        message = f"--save-model: directory {str(tmp_path / 'models')!r} does not exist; create it or choose another path"
+    else:
+        target = tmp_path / "other_survey.skops"
+        target.write_bytes(b"another survey's model")
+        message = f"--save-model: {str(target)!r} already exists; pass --overwrite to replace it or choose another path"
+    (tmp_path / "classes.txt").write_text("membrane\ncell\n")
+    assert main([str(folder), "--labels", str(tmp_path / "classes.txt"), "-o", str(out),
+                 "--save-model", str(target), "-q"]) == 2
+    assert capsys.readouterr().err == f"label-image: error: {message}\n"
+    assert opened == [] and os.listdir(out) == []
+    if case == "existing model":
+        assert target.read_bytes() == b"another survey's model"
+
+
+def test_colour_scribbles_in_other_colours_than_colors_file(tmp_path, capsys):
+    """The beach strokes painted in a paint program's pure blue and a light orange, with the sample's
+    colours file (#1f5fbf, #d9b36c). Before: 'scribbles cover 0 classes (none); scribble at least two
+    classes', which does not say that the colours were the problem; now the line names the class colours
+    and the file's own."""
+    scr = np.array(Image.open(BEACH_SCR))
+    rgb = np.zeros(scr.shape + (3,), np.uint8)
+    rgb[scr == 1] = (0, 0, 255)
+    rgb[scr == 2] = (255, 200, 100)
+    Image.fromarray(rgb).save(tmp_path / "painted.png")
+    out = tmp_path / "out"
+    assert main([BEACH, "--scribbles", str(tmp_path / "painted.png"), "--labels", CLASSES, "--colors", COLORS,
+                 "-o", str(out), "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"label-image: error: scribble file {str(tmp_path / 'painted.png')!r}: no pixel is within colour distance "
+        "40 of a --colors colour (water #1f5fbf, land #d9b36c); its commonest painted colours are #0000ff, "
+        "#ffc864: paint with the class colours, or give those in --colors\n")
+    assert not out.exists()
+
+
+def test_collection_walk_run_again_keeps_using_its_own_saved_model(tmp_path, monkeypatch):
+    """The check above must not stop the walk's own model file: the same command run again (a resumed
+    or finished walk) goes on without --overwrite."""
+    import shutil
+
+    import label_tools.annotate as annotate_mod
+    from label_tools.modelfile import load_model
+    from label_tools.synthetic import synthetic_scribbles
+
+    folder = tmp_path / "survey"
+    folder.mkdir()
+    for name in ("00", "05"):
+        shutil.copy(shared("isbi2012_em_membranes", "images", f"{name}.png"), folder / f"{name}.png")
+
+    def fake_annotate(src, classes, **kw):
+        stem = os.path.splitext(os.path.basename(src.path))[0]
+        return synthetic_scribbles(np.array(Image.open(shared("isbi2012_em_membranes", "masks", f"{stem}.png")))), 1.0
+
+    monkeypatch.setattr(annotate_mod, "annotate", fake_annotate)
+    monkeypatch.setattr(annotate_mod, "has_display", lambda: True)
+    (tmp_path / "classes.txt").write_text("membrane\ncell\n")
+    args = [str(folder), "--labels", str(tmp_path / "classes.txt"), "-o", str(tmp_path / "out"),
+            "--save-model", str(tmp_path / "em.skops"), "-q"]
+    assert main(args) == 0
+    first = (tmp_path / "em.skops").read_bytes()
+    assert main(args) == 0  # finished images skipped, the model file is the walk's own
+    assert (tmp_path / "em.skops").read_bytes() == first
+    assert load_model(str(tmp_path / "em.skops")).classes.names == ("membrane", "cell")
