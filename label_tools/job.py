@@ -359,6 +359,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         if model is not None:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes))
+            if job.colors:
+                _check_colours_found(job.scribbles, scr, classes)
         elif job.labels is None and job.colors is None:
             scr = early.result() if early is not None else None
             if scr is None:
@@ -377,6 +379,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             classes = load_classes(job.labels, job.colors, n_classes=None)
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes))
+            if job.colors:
+                _check_colours_found(job.scribbles, scr, classes)
     elif job.annotate is not None:  # drawn now (on top of the model's samples, if one is given)
         from .annotate import annotate
 
@@ -679,6 +683,36 @@ def _sample_lines(job, result, strong, weak_counts) -> dict:
         out["pre-labelled pixels per class (--init weak labels, away from label edges and strokes; model grid)"] = \
             np.asarray(weak_counts).tolist()
     return out
+
+
+def _check_colours_found(path, scr, classes, *, max_pixels: int = 4_000_000):
+    """Colour scribbles in which no pixel is near a class colour, though some are painted: one line with
+    the class colours and the file's commonest painted colours (else the run would stop on 'scribbles
+    cover 0 classes', which does not say why)."""
+    from PIL import Image
+
+    from .scribbles import COLOR_TOLERANCE
+
+    if scr.any():
+        return
+    try:
+        with Image.open(path) as im:
+            a = np.asarray(im.convert("RGBA"))
+    except Exception:  # read by rasterio, not Pillow: leave it to the usual message
+        return
+    step = max(1, int(np.sqrt(a.shape[0] * a.shape[1] / max_pixels)))
+    px = a[::step, ::step].reshape(-1, 4)
+    px = px[px[:, 3] > 0, :3]
+    px = px[~((px == 0).all(axis=1) | (px == 255).all(axis=1))]  # black, white: not painted
+    if not len(px):
+        return
+    colours, counts = np.unique(px, axis=0, return_counts=True)
+    top = colours[np.argsort(-counts, kind="stable")[:3]]
+    raise InputError(
+        f"scribble file {os.path.abspath(path)!r}: no pixel is within colour distance {COLOR_TOLERANCE:g} of a "
+        f"--colors colour ({', '.join(f'{n} {h}' for n, h in zip(classes.names, classes.hex_colors))}); its "
+        f"commonest painted colours are {', '.join('#%02x%02x%02x' % tuple(int(v) for v in c) for c in top)}: "
+        "paint with the class colours, or give those in --colors")
 
 
 def _on_data(src, scr, *, rows: int = 2048):
