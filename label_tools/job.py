@@ -332,7 +332,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             opened.wait()
             src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
     else:
-        src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
+        src, job = _open_with_model_bands(job, model)
     paths = expected_outputs(job, src.georef is not None)
     check_not_existing(paths.values(), overwrite=job.overwrite)
     if model is not None:
@@ -421,6 +421,9 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             fit_timings = dict(fitted.info.get("timings", {}))
         else:  # apply: no training at all
             fitted, fit_timings = model, {}
+        if fitted is not model:  # bands it was fitted with, applied again by --model without --bands
+            fitted.info = {**fitted.info, "bands": list(job.bands) if job.bands else None,
+                           "feature_bands": list(job.feature_bands) if job.feature_bands else None}
         settings = _model_settings(fitted, job.overrides) if model is not None else fitted.effective_settings()
         sink, calibrated = None, None
         if predict is not None:  # elsewhere (a cluster): labels only
@@ -683,6 +686,31 @@ def _sample_lines(job, result, strong, weak_counts) -> dict:
         out["pre-labelled pixels per class (--init weak labels, away from label edges and strokes; model grid)"] = \
             np.asarray(weak_counts).tolist()
     return out
+
+
+def _with_model_bands(job, model):
+    """``job`` with the display and feature bands the model was fitted with, where the options give none."""
+    info = getattr(model, "info", None) or {}
+    kw = {}
+    if not job.bands and info.get("bands"):
+        kw["bands"] = tuple(int(b) for b in info["bands"])
+    if not job.feature_bands and info.get("feature_bands"):
+        kw["feature_bands"] = tuple(int(b) for b in info["feature_bands"])
+    return replace(job, **kw) if kw else job
+
+
+def _open_with_model_bands(job, model):
+    """(source, job) of ``job.image`` opened with the model's bands (:func:`_with_model_bands`); an image
+    without those bands is opened with the options' (the model's misfit is then told by ``check_source``)."""
+    from .io import open_image
+
+    mjob = _with_model_bands(job, model)
+    try:
+        return open_image(mjob.image, bands=mjob.bands, feature_bands=mjob.feature_bands), mjob
+    except OptionError:
+        if mjob is job:
+            raise
+    return open_image(job.image, bands=job.bands, feature_bands=job.feature_bands), job
 
 
 def _check_colours_found(path, scr, classes, *, max_pixels: int = 4_000_000):

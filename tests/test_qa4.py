@@ -293,3 +293,29 @@ def test_collection_walk_run_again_keeps_using_its_own_saved_model(tmp_path, mon
     assert main(args) == 0  # finished images skipped, the model file is the walk's own
     assert (tmp_path / "em.skops").read_bytes() == first
     assert load_model(str(tmp_path / "em.skops")).classes.names == ("membrane", "cell")
+
+
+def test_model_applies_the_bands_it_was_fitted_with(tmp_path):
+    """A Sentinel-2 model fitted with --bands 4,3,2 --feature-bands 2,3,4,8 (true colour, 10 m bands),
+    applied to the other date with --model --headless and no band options. Before: 'image ... has 13
+    feature bands but the model was fitted on 4' (and with the feature bands given, the CRF and the
+    figure used bands 1,2,3: 5 % of the labels changed); now the model's bands are used, as if given."""
+    import rasterio
+
+    from label_tools.synthetic import synthetic_scribbles
+
+    scene2 = shared("s2_slovenia_lulc", "images", "s2l1c_refscene2.tif")
+    scene4 = shared("s2_slovenia_lulc", "images", "s2l1c_refscene4.tif")
+    with rasterio.open(shared("s2_slovenia_lulc", "masks", "s2l1c_refscene2.tif")) as ds:
+        Image.fromarray(synthetic_scribbles(ds.read(1))).save(tmp_path / "scr.png")
+    bands = ["--bands", "4,3,2", "--feature-bands", "2,3,4,8"]
+    model = tmp_path / "fit" / "s2.skops"
+    assert main([scene2, "--scribbles", str(tmp_path / "scr.png"), *bands, "-o", str(tmp_path / "fit"),
+                 "--save-model", str(model), "-q"]) == 0
+    assert main(["--model", str(model), "--headless", scene4, "-o", str(tmp_path / "plain"), "-q"]) == 0
+    assert main(["--model", str(model), "--headless", scene4, *bands, "-o", str(tmp_path / "given"), "-q"]) == 0
+    report = (tmp_path / "plain" / "s2l1c_refscene4_report.txt").read_text().splitlines()
+    assert "  bands: [4, 3, 2]" in report and "  feature bands: [2, 3, 4, 8]" in report
+    with rasterio.open(tmp_path / "plain" / "s2l1c_refscene4_mres_geo.tif") as a, \
+            rasterio.open(tmp_path / "given" / "s2l1c_refscene4_mres_geo.tif") as b:
+        assert np.array_equal(a.read(1), b.read(1))
