@@ -569,6 +569,10 @@ def run_collection(args) -> int:
         classes = load_classes(args.labels, args.colors, n_classes=None if (args.labels or args.colors) else 2)
     os.makedirs(outdir, exist_ok=True)
     progress = Progress(enabled=not args.quiet)
+    # a --model's own band choice, as one image uses it (job._with_model_bands): pre-labels and labels alike
+    fitted_with = (start.info or {}) if start is not None else {}
+    bands = args.bands or fitted_with.get("bands")
+    feature_bands = args.feature_bands or fitted_with.get("feature_bands")
 
     def step(src, index, *, base, prelabels, resume, title_note, model_path):
         annotate = {"window": args.window, "resume": resume, "backend": args.backend, "prelabels": prelabels,
@@ -585,7 +589,7 @@ def run_collection(args) -> int:
         return collection.load_model(model_path)
 
     state = collection.walk(images, outdir=outdir, name=name, step=step,
-                            open_image=lambda p: open_image(p, bands=args.bands, feature_bands=args.feature_bands),
+                            open_image=lambda p: open_image(p, bands=bands, feature_bands=feature_bands),
                             classes=classes, settings=_settings(args), model_path=args.save_model,
                             start_model=args.model, resume=args.resume, overwrite=args.overwrite, progress=progress,
                             outputs_of=lambda p: list(output_paths(outdir, stem(p)).values()))

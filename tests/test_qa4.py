@@ -319,3 +319,39 @@ def test_model_applies_the_bands_it_was_fitted_with(tmp_path):
     with rasterio.open(tmp_path / "plain" / "s2l1c_refscene4_mres_geo.tif") as a, \
             rasterio.open(tmp_path / "given" / "s2l1c_refscene4_mres_geo.tif") as b:
         assert np.array_equal(a.read(1), b.read(1))
+
+
+def test_collection_prelabels_use_the_model_bands(tmp_path, monkeypatch):
+    """A collection walk started from a Sentinel-2 model fitted with --bands 4,3,2: the pre-labels shown
+    in the window are the model's labels with those bands, as the image's final labels use them. Before:
+    the walk opened the scenes with bands 1,2,3, so the pre-labels differed from what the model gives."""
+    import shutil
+
+    import rasterio
+
+    import label_tools.annotate as annotate_mod
+    from label_tools.io import open_image
+    from label_tools.modelfile import load_model
+    from label_tools.synthetic import synthetic_scribbles
+
+    scene2 = shared("s2_slovenia_lulc", "images", "s2l1c_refscene2.tif")
+    with rasterio.open(shared("s2_slovenia_lulc", "masks", "s2l1c_refscene2.tif")) as ds:
+        Image.fromarray(synthetic_scribbles(ds.read(1))).save(tmp_path / "scr.png")
+    model = tmp_path / "fit" / "s2.skops"
+    assert main([scene2, "--scribbles", str(tmp_path / "scr.png"), "--bands", "4,3,2", "-o", str(tmp_path / "fit"),
+                 "--save-model", str(model), "-q"]) == 0
+    folder = tmp_path / "day2"
+    folder.mkdir()
+    shutil.copy(shared("s2_slovenia_lulc", "images", "s2l1c_refscene4.tif"), folder / "scene4.tif")
+    seen = {}
+
+    def fake_annotate(src, classes, **kw):
+        seen["prelabels"] = kw["prelabels"]
+        return np.zeros(src.shape, np.uint8), 1.0  # the pre-labels accepted as they are
+
+    monkeypatch.setattr(annotate_mod, "annotate", fake_annotate)
+    monkeypatch.setattr(annotate_mod, "has_display", lambda: True)
+    assert main([str(folder), "--model", str(model), "-o", str(tmp_path / "out"), "-q"]) == 0
+    want = load_model(str(model)).predict(open_image(str(folder / "scene4.tif"), bands=[4, 3, 2])).labels
+    assert np.array_equal(seen["prelabels"], want)
+
