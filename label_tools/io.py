@@ -57,11 +57,15 @@ class Georef:
         The source's rasterio profile (driver, crs, transform, width, height, ...).
     crs : rasterio.crs.CRS or None
     transform : affine.Affine
+    gcps : tuple (list of rasterio.control.GroundControlPoint, rasterio.crs.CRS) or None
+        Ground control points of a raster georeferenced by them alone (no CRS, identity transform):
+        written to every output raster, so it lands where the source does.
     """
 
     profile: dict
     crs: object
     transform: object
+    gcps: object = None  # (list of rasterio GroundControlPoint, CRS) of a raster placed by GCPs only
 
     @property
     def is_projected(self) -> bool:
@@ -343,6 +347,8 @@ class RasterSource(ImageSource):
         georef = None
         if ds.crs is not None or not ds.transform.is_identity:
             georef = Georef(dict(ds.profile), ds.crs, ds.transform)
+        elif ds.gcps[0]:  # placed by ground control points only (an unrectified scene, a drone frame)
+            georef = Georef(dict(ds.profile), None, ds.transform, gcps=ds.gcps)
         names = tuple(ds.descriptions[b - 1] or f"band {b}" for b in fb)
         super().__init__(path, ds.height, ds.width, len(self._bands), georef=georef, dtype=dtype, band_names=names)
         self._display = tuple(self._bands.index(b) for b in db)

@@ -248,6 +248,10 @@ def write_report(path: str, *, image_path, shape, classes, labels, annotation_se
     area = None
     if georef is not None:
         lines.append(f"crs: {georef.crs.to_string() if georef.crs is not None else 'none'}")
+        if getattr(georef, "gcps", None):
+            gcps, gcrs = georef.gcps
+            lines.append(f"ground control points: {len(gcps)} ({gcrs.to_string() if gcrs else 'no crs'}), "
+                         "copied to the output rasters")
         lines.append(f"transform: {tuple(georef.transform)[:6]}")
         px = georef.pixel_area()
         f = georef.linear_units_factor
@@ -294,6 +298,7 @@ def write_geotiff(path: str, labels, georef, classes, *, block: int = 512):
         prof.pop(k, None)
     prof.update(driver="GTiff", count=1, dtype="uint8", nodata=0, compress="deflate", tiled=True,
                 blockxsize=256, blockysize=256)
+    prof = _without_transform(prof, georef)
     h, w = labels.shape
     if (prof["height"], prof["width"]) != (h, w):
         raise ValueError(f"labels {labels.shape} do not match the raster's {prof['height']} x {prof['width']}")
@@ -302,7 +307,8 @@ def write_geotiff(path: str, labels, georef, classes, *, block: int = 512):
     cmap = {0: (0, 0, 0, 0)}
     cmap.update({i + 1: tuple(int(v) for v in c) + (255,) for i, c in enumerate(classes.colors)})
     with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **prof) as dst:
+        with _create(rasterio, tmp, prof) as dst:
+            _copy_gcps(dst, georef)
             dst.write_colormap(1, cmap)  # before the pixels: GDAL sets the palette tag only then
             for r in range(0, h, block):
                 rows = labels[r: r + block]
@@ -423,13 +429,14 @@ class ProbabilityWriter:
         prof = dict(driver="GTiff", width=shape[1], height=shape[0], count=len(classes), dtype="uint8",
                     tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2,
                     interleave="band", BIGTIFF="IF_SAFER")
-        if georef is not None:
+        if georef is not None and not getattr(georef, "gcps", None):
             prof.update(crs=georef.profile.get("crs"), transform=georef.profile.get("transform"))
         import warnings
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # NotGeoreferencedWarning for photos
             self._ds = rasterio.open(path, "w", **prof)
+        _copy_gcps(self._ds, georef)
         self.uncertainty = np.empty(shape, np.uint8)
         self.valid = None  # bool (H, W), made at the first no-data pixel (photos never need it)
 
@@ -540,9 +547,11 @@ def write_uncertainty_geotiff(path: str, uncertainty, georef, *, valid=None, blo
         prof.pop(k, None)
     prof.update(driver="GTiff", count=1, dtype="uint8", compress="deflate", tiled=True, blockxsize=256,
                 blockysize=256)
+    prof = _without_transform(prof, georef)
     h, w = uncertainty.shape
     with atomic_path(path) as tmp:
-        with rasterio.open(tmp, "w", **prof) as dst:
+        with _create(rasterio, tmp, prof) as dst:
+            _copy_gcps(dst, georef)
             for r in range(0, h, block):
                 rows = uncertainty[r: r + block]
                 dst.write(rows[None], window=Window(0, r, w, rows.shape[0]))
@@ -550,6 +559,29 @@ def write_uncertainty_geotiff(path: str, uncertainty, georef, *, valid=None, blo
                 _write_mask(dst, valid, block=block)
             dst.set_band_description(1, "uncertainty x 255 (0 = certain, 255 = most uncertain)")
             dst.update_tags(SOFTWARE="label_tools")
+
+
+def _copy_gcps(dst, georef):
+    """The source's ground control points onto an output raster (a GCP-only source has no transform)."""
+    if georef is not None and getattr(georef, "gcps", None):
+        dst.gcps = georef.gcps
+
+
+def _create(rasterio, path, prof):
+    """``rasterio.open(path, "w", **prof)``; a profile without transform (GCPs set next) is not a warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        if "transform" not in prof:
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        return rasterio.open(path, "w", **prof)
+
+
+def _without_transform(prof, georef) -> dict:
+    """``prof`` without the identity transform (and empty CRS) of a GCP-only source: its GCPs place it."""
+    if georef is not None and getattr(georef, "gcps", None):
+        prof = {k: v for k, v in prof.items() if k not in ("transform", "crs")}
+    return prof
 
 
 def mat_grid_note(mat_shape, full_shape) -> str:

@@ -355,3 +355,40 @@ def test_collection_prelabels_use_the_model_bands(tmp_path, monkeypatch):
     want = load_model(str(model)).predict(open_image(str(folder / "scene4.tif"), bands=[4, 3, 2])).labels
     assert np.array_equal(seen["prelabels"], want)
 
+
+def test_raster_placed_by_ground_control_points_keeps_them(tmp_path):
+    """A Landsat tile georeferenced by ground control points only (no geotransform: an unrectified scene,
+    a frame placed in QGIS's georeferencer). Before: no '_mres_geo.tif' and plain, unplaced outputs (the
+    source counted as not georeferenced); now the label GeoTIFF, probabilities and uncertainty map carry
+    the source's GCPs and CRS, and the report names them."""
+    import warnings
+
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    with rasterio.open(shared("geotiff_rasterio", "images", "rgb-byte-tenth.tif")) as ds:
+        data = ds.read()
+    h, w = data.shape[1:]
+    gcps = [GroundControlPoint(row=r, col=c, x=101985.0 + c * 3004.177, y=2826915.0 - r * 3034.225)
+            for r, c in [(0, 0), (0, w), (h, 0), (h, w)]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "frame.tif", "w", driver="GTiff", width=w, height=h, count=3,
+                           dtype="uint8") as ds:
+            ds.write(data)
+            ds.gcps = (gcps, CRS.from_epsg(32618))
+    scr = np.zeros((h, w), np.uint8)
+    scr[40:45, 45:55] = 1  # sea
+    scr[30:35, 20:28] = 2  # land
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "frame.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(out),
+                 "--save-probs", "-q"]) == 0
+    report = (out / "frame_report.txt").read_text().splitlines()
+    assert "ground control points: 4 (EPSG:32618), copied to the output rasters" in report
+    for name in ("frame_mres_geo.tif", "frame_probs.tif", "frame_uncertainty.tif"):
+        with rasterio.open(out / name) as ds:
+            got, crs = ds.gcps
+            assert crs.to_epsg() == 32618 and (ds.width, ds.height) == (w, h)
+            assert [(p.row, p.col, p.x, p.y) for p in got] == [(p.row, p.col, p.x, p.y) for p in gcps]
