@@ -452,11 +452,11 @@ def _run_headless(args, several: bool) -> int:
                          taken=_taken(args, jobs[0].outdir, images))
     if (args.scheduler is not None or args.workers is not None) and args.save_probs:
         _check_cluster_probs(jobs, "--scheduler" if args.scheduler is not None else "--workers")
-    for d in sorted({j.outdir for j in jobs}):
-        os.makedirs(d, exist_ok=True)
     if args.scheduler is not None or args.workers is not None:
+        for d in sorted({j.outdir for j in jobs}):
+            os.makedirs(d, exist_ok=True)
         return _run_cluster(args, jobs, several, t0)
-    if not several:  # one image: a bad input is exit 2, as a plain run
+    if not several:  # one image: a bad input is exit 2, as a plain run (its folder is made when it writes)
         from .job import run_job
 
         o = run_job(jobs[0], progress=Progress(enabled=not args.quiet))
@@ -465,6 +465,8 @@ def _run_headless(args, several: bool) -> int:
         _report_outcome(o, args.quiet)
         log.info("%s", summary([o], time.perf_counter() - t0))
         return 0
+    for d in sorted({j.outdir for j in jobs}):
+        os.makedirs(d, exist_ok=True)
     outcomes = run_batch(jobs, on_outcome=lambda o: _report_outcome(o, args.quiet))
     line = summary(outcomes, time.perf_counter() - t0)
     failed = any(o.status == "failed" for o in outcomes)
