@@ -226,8 +226,15 @@ def load_model(path: str):
                  stretch=stretch, band_names=band_names)
 
 
+#: skops nodes that rebuild a reference to a function or method (and can call it): a model file never
+#: holds one. What such a node names is in its content, not in its ``__class__``/``__module__``
+#: (which the file may set to anything, e.g. ``builtins.dict``), so the node itself is refused.
+CALLABLE_LOADERS = frozenset({"FunctionNode", "MethodNode", "PartialNode", "OperatorFuncNode"})
+
+
 def _schema_types(path: str) -> list:
-    """Every ``module.class`` the archive's schema names (read as JSON, nothing rebuilt)."""
+    """Every ``module.class`` the archive's schema names (read as JSON, nothing rebuilt); a node that
+    rebuilds a function is listed as ``function <module.name>`` (never allowed)."""
     with zipfile.ZipFile(path) as z:
         schema = json.loads(z.read("schema.json"))
     found = set()
@@ -237,6 +244,10 @@ def _schema_types(path: str) -> list:
         if isinstance(o, dict):
             if "__class__" in o or "__module__" in o:
                 found.add(f"{o.get('__module__')}.{o.get('__class__')}")
+            if o.get("__loader__") in CALLABLE_LOADERS:
+                c = o.get("content") if isinstance(o.get("content"), dict) else {}
+                target = ".".join(str(c[k]) for k in ("module_path", "function") if k in c) or o["__loader__"]
+                found.add(f"function {target}")
             stack.extend(o.values())
         elif isinstance(o, list):
             stack.extend(o)

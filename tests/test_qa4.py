@@ -392,3 +392,37 @@ def test_raster_placed_by_ground_control_points_keeps_them(tmp_path):
             got, crs = ds.gcps
             assert crs.to_epsg() == 32618 and (ds.width, ds.height) == (w, h)
             assert [(p.row, p.col, p.x, p.y) for p in got] == [(p.row, p.col, p.x, p.y) for p in gcps]
+
+
+def test_model_file_with_a_disguised_function_node_is_refused_before_skops_loads_it(tmp_path, capsys,
+                                                                                    monkeypatch):
+    """A model archive edited so that one node rebuilds ``os.system`` while its ``__class__``/``__module__``
+    say ``builtins.dict``. Before: label_tools' own type check passed it and only skops' trust check
+    stopped it, inside ``skops.io.load`` ('cannot load ... (UntrustedTypesFoundException: Untrusted types
+    found in the file: ['builtins.dict'].)'); now the node is refused before skops is called, naming it."""
+    import json
+    import zipfile
+
+    import skops.io
+
+    model = tmp_path / "beach.skops"
+    assert main([BEACH, "--scribbles", BEACH_SCR, "--labels", CLASSES, "-o", str(tmp_path / "fit"),
+                 "--save-model", str(model), "-q"]) == 0
+    with zipfile.ZipFile(model) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    schema = json.loads(members["schema.json"])
+    schema["content"]["info"] = {"__class__": "dict", "__module__": "builtins", "__loader__": "FunctionNode",
+                                 "content": {"module_path": "os", "function": "system"}}
+    members["schema.json"] = json.dumps(schema).encode()
+    evil = tmp_path / "evil.skops"
+    with zipfile.ZipFile(evil, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    calls = []
+    real_load = skops.io.load
+    monkeypatch.setattr(skops.io, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    assert main(["--model", str(evil), "--headless", BEACH, "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"label-image: error: --model: {str(evil)!r} holds types outside the trusted list (function os.system); "
+        "refused without loading it (only files written by --save-model are accepted)\n")
+    assert calls == [] and not (tmp_path / "out").exists()
