@@ -317,7 +317,25 @@ def _check_options(args):
     if cluster and (args.model is None or not args.headless or args.scribbles is not None):
         raise OptionError(f"{cluster} runs saved models on a cluster: it needs --model FILE and --headless "
                           "(and no --scribbles)")
+    _check_labels_not_colours(args.labels)
     return several
+
+
+def _check_labels_not_colours(path):
+    """--labels given the colours file (the two swapped): every line a ``#rrggbb`` colour is no list of names."""
+    import re
+
+    if path is None:
+        return
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = [ln.strip() for ln in f.read(1 << 16).splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError):
+        return  # the labels reader says what is wrong with it
+    if lines and all(re.fullmatch(r"#[0-9a-fA-F]{6}", ln) for ln in lines):
+        raise OptionError(f"--labels {path!r}: every line is a colour ({', '.join(lines[:3])}"
+                          f"{', ...' if len(lines) > 3 else ''}): is it the colours file? give the class names "
+                          "with --labels and the colours with --colors")
 
 
 def _settings(args):

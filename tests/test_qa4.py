@@ -426,3 +426,15 @@ def test_model_file_with_a_disguised_function_node_is_refused_before_skops_loads
         f"label-image: error: --model: {str(evil)!r} holds types outside the trusted list (function os.system); "
         "refused without loading it (only files written by --save-model are accepted)\n")
     assert calls == [] and not (tmp_path / "out").exists()
+
+
+def test_labels_given_the_colours_file(tmp_path, capsys):
+    """--labels and --colors swapped by one: the sample's colours file as the labels. Before: a run whose
+    classes were named '#1f5fbf' and '#d9b36c' (report, figure legend, .mat, GeoTIFF categories); now one
+    line naming the file."""
+    out = tmp_path / "out"
+    assert main([BEACH, "--scribbles", BEACH_SCR, "--labels", COLORS, "-o", str(out), "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"label-image: error: --labels {COLORS!r}: every line is a colour (#1f5fbf, #d9b36c): is it the colours "
+        "file? give the class names with --labels and the colours with --colors\n")
+    assert not out.exists()
