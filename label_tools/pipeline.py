@@ -529,6 +529,32 @@ def cache_budget(grid, tile_windows, settings) -> int:
     return int(full if need <= full else full / 2)
 
 
+def _on_valid(small, grid, grid_tiles):
+    """Grid scribbles without their pixels on no-data, which fitting ignores: a stroke there would
+    still be held out, predicted and judged (a false 'mostly contradicted' warning, a held-out fold
+    without samples). Validity is read only for tiles that hold scribbles.
+
+    Returns
+    -------
+    ndarray of uint8, shape (h, w): ``small`` itself when nothing lies on no-data, else a copy with
+    those pixels 0.
+    """
+    out = small
+    for t in grid_tiles:
+        r0, r1, c0, c1 = t.inner
+        s = small[r0:r1, c0:c1]
+        if not s.any():
+            continue
+        v = grid.valid(t.inner)
+        if v is None:
+            continue
+        drop = (s > 0) & ~v
+        if drop.any():
+            out = small.copy() if out is small else out
+            out[r0:r1, c0:c1][drop] = 0
+    return out
+
+
 def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Settings(), progress=None,
                     keep_cache: bool = False):
     """Features of the scribbled pixels, gathered tile by tile on the model grid.
@@ -556,7 +582,7 @@ def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Sett
     """
     progress = progress or (lambda stage, done, total: None)
     scale, shape, grid, side, grid_tiles = _layout(src, settings)
-    small = downscale(scribbles, shape, n_classes)
+    small = _on_valid(downscale(scribbles, shape, n_classes), grid, grid_tiles)
     strokes = holdout.find_strokes(small, n_classes, src.shape, seed=settings.seed)
     buf = unary.SampleBuffer(n_classes, max_per_class=samples_per_class(shape, n_classes, settings), seed=settings.seed)
     cache, cached_bytes = {}, 0
@@ -575,8 +601,7 @@ def collect_samples(src, scribbles, *, n_classes: int, settings: Settings = Sett
             cache[i] = fo
             cached_bytes += held
         f = _inner(fo, t.inner, outer, axis=1)
-        v = grid.valid(t.inner)
-        m = s > 0 if v is None else (s > 0) & v
+        m = s > 0  # on data only (_on_valid)
         if m.any():
             buf.add(np.ascontiguousarray(f[:, m].T), s[m].astype(np.int64) - 1, strokes.ids[r0:r1, c0:c1][m])
         progress("features", i + 1, len(grid_tiles))

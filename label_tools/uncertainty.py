@@ -109,7 +109,7 @@ def find_strokes(src, scribbles, *, n_classes: int, settings, max_per_stroke: in
     feats = {}
     if cache is not None and cache.get("key") == (id(src), shape, side):
         feats, grid = cache["tiles"], cache["grid"]
-    small = downscale(scribbles, shape, n_classes)
+    small = pipeline._on_valid(downscale(scribbles, shape, n_classes), grid, grid_tiles)  # strokes on data only
     H, W = scribbles.shape
     sr, sc = H / shape[0], W / shape[1]
     rng = np.random.default_rng(seed)

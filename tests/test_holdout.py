@@ -71,3 +71,38 @@ def test_choose_weight_keeps_default_unless_clearly_better_per_stroke():
     clear = default + 0.1
     assert holdout.choose_weight({0.6: 0.85, 0.0: 0.875}, 0.6, per_stroke={0.6: default, 0.0: noisy}) == 0.6
     assert holdout.choose_weight({0.6: 0.85, 0.0: 0.95}, 0.6, per_stroke={0.6: default, 0.0: clear}) == 0.0
+
+
+def test_strokes_on_no_data_are_not_held_out_when_fitting_through_the_api():
+    """RGB.byte.tif (Landsat, black no-data collar): a class-3 line drawn in the collar beside strokes on
+    data. Fitting ignores no-data pixels; the held-out strokes (and the calibration's) must too, also
+    for callers of pipeline.train / Model.fit (the CLI drops such strokes itself). Before: the collar
+    line was a held-out stroke, predicted and judged (agreement 0)."""
+    import cv2
+    import rasterio
+
+    from conftest import shared
+    from label_tools import uncertainty
+    from label_tools.classes import load_classes
+    from label_tools.io import open_image
+    from label_tools.model import Model
+
+    path = shared("geotiff_rasterio", "images", "RGB.byte.tif")
+    with rasterio.open(path) as ds:
+        valid = ds.dataset_mask() > 0
+    scr = np.zeros(valid.shape, np.uint8)
+    for k, line in enumerate([((450, 250), (500, 600)), ((100, 400), (150, 550)), ((250, 300), (330, 450)),
+                              ((320, 200), (360, 210)), ((470, 300), (520, 640)), ((260, 330), (340, 480))]):
+        cv2.line(scr, *line, k % 4 + 1, 4)  # on data: deep water, shallow water, land, cloud, water, land
+    assert valid[scr > 0].all()
+    cv2.line(scr, (10, 30), (100, 30), 3, 4)
+    collar = np.zeros_like(valid)
+    cv2.line(collar.view(np.uint8), (10, 30), (100, 30), 1, 4)
+    assert not valid[collar].any()
+    src = open_image(path)
+    model = Model.fit(src, scr, classes=load_classes(None, None, n_classes=4))
+    st = model.strokes
+    top = np.asarray(st.bbox)[:, 0]  # row0 of each stroke's box, full resolution
+    assert len(st) == 6 and (top > 100).all(), st.bbox  # the collar line (rows 28-32) is no stroke
+    cal_strokes = uncertainty.find_strokes(src, scr, n_classes=4, settings=model.effective_settings())
+    assert all(b[1] > 100 for b in cal_strokes.bboxes)  # (x0, y0, x1, y1): none in the collar
