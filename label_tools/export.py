@@ -10,7 +10,8 @@ into ``tile x tile`` image/label pairs with identical names::
 
 Label tiles hold 0-based class ids with 255 = no-data or padding (PNG and GeoTIFF alike; nodata
 255 in the GeoTIFF profile). Image tiles keep the source's bands and dtype; edge tiles are padded
-with 0. Tiles whose labels are all no-data are skipped. The split is by source image, never by
+with the source's no-data value, or 0 without one. A source placed by ground control points alone gives
+chips carrying its GCPs, moved into each chip's pixels. Tiles whose labels are all no-data are skipped. The split is by source image, never by
 tile, so no image leaks from train into val.
 
 The whole dataset is built in a temporary folder beside DATASET and renamed into place at the end:
@@ -170,6 +171,9 @@ class _Source:
         self.path = path
         self.ds = None
         self.georef = None
+        self.gcps = None  # (list of GroundControlPoint, CRS) of a source placed by ground control points alone
+        self.nodata = None
+        self.descriptions = None
         if path.lower().endswith(RASTER_EXT):
             self.ds = open_raster(path, "source image")
             self.shape = (self.ds.height, self.ds.width)
@@ -177,6 +181,11 @@ class _Source:
             self.dtype = np.dtype(self.ds.dtypes[0])
             if self.ds.crs is not None or not self.ds.transform.is_identity:
                 self.georef = self.ds.profile
+            elif self.ds.gcps[0]:
+                self.gcps = self.ds.gcps
+            self.nodata = self.ds.nodata
+            if any(self.ds.descriptions):
+                self.descriptions = self.ds.descriptions
         else:
             a = read_photo(path)
             self.array = a if a.ndim == 3 else a[..., None]
@@ -186,8 +195,9 @@ class _Source:
 
     @property
     def fmt(self) -> str:
-        """``tif`` for georeferenced sources and what PNG cannot hold, else ``png``."""
-        if self.georef is not None:
+        """``tif`` for georeferenced sources (a transform or ground control points) and what PNG cannot hold,
+        else ``png``."""
+        if self.georef is not None or self.gcps is not None:
             return "tif"
         if self.dtype in (np.uint8, np.uint16) and self.count in (1, 3, 4):
             return "png"
@@ -260,7 +270,8 @@ def _write_png(path, a):
         raise OutputError(f"could not write {path!r}")
 
 
-def _write_tif(path, a, *, profile, transform, nodata):
+def _write_tif(path, a, *, profile, transform, nodata, gcps=None, descriptions=None):
+    """A GeoTIFF chip: ``profile``'s CRS with ``transform``, or ``gcps`` = (points, CRS) placing it."""
     from .io import rasterio_module
 
     rasterio = rasterio_module()
@@ -278,6 +289,11 @@ def _write_tif(path, a, *, profile, transform, nodata):
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path, "w", **prof) as dst:
             dst.write(np.moveaxis(a, -1, 0))
+            if gcps is not None:
+                dst.gcps = gcps
+            for i, d in enumerate(descriptions or ()):
+                if d:
+                    dst.set_band_description(i + 1, d)
 
 
 def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, val_fraction: float = 0.2,
@@ -394,6 +410,30 @@ def chip_transform(transform, row: int, col: int):
     return Affine(t.a, t.b, t.c + t.a * col + t.b * row, t.d, t.e, t.f + t.d * col + t.e * row)
 
 
+def chip_gcps(gcps, row: int, col: int):
+    """Ground control points (points, CRS) of a chip whose pixel (0, 0) is the source's pixel (row, col).
+
+    Every point is kept, moved into the chip's pixel coordinates (also those outside the chip), so a GIS
+    fits the same warp to the chip as to the source and the chip lands where it came from.
+    """
+    from rasterio.control import GroundControlPoint
+
+    points, crs = gcps
+    return [GroundControlPoint(row=p.row - row, col=p.col - col, x=p.x, y=p.y, z=p.z, id=p.id, info=p.info)
+            for p in points], crs
+
+
+def _pad_value(nodata, dtype):
+    """What edge tiles are padded with: the source's no-data value where it declares one that ``dtype``
+    holds (0 may be data: int16 with negative values, reflectances), else 0."""
+    if nodata is None:
+        return 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        v = np.array(nodata).astype(dtype)
+    same = v == nodata or (np.dtype(dtype).kind == "f" and np.isnan(v) and np.isnan(nodata))
+    return v if same else 0
+
+
 def _umask() -> int:
     m = os.umask(0)
     os.umask(m)
@@ -420,7 +460,7 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
                 lab[:th, :tw] = labels.read(r, c, th, tw)
                 if (lab == NODATA).all():
                     continue
-                img = np.zeros((tile, tile, src.count), src.dtype)
+                img = np.full((tile, tile, src.count), _pad_value(src.nodata, src.dtype), src.dtype)
                 img[:th, :tw] = src.read(r, c, th, tw)
                 name = f"{base}_r{r:05d}_c{c:05d}.{fmt}"
                 ip = os.path.join(split, "images", name)
@@ -430,9 +470,11 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
                     _write_png(os.path.join(root, lp), lab)
                 else:
                     tr = chip_transform(src.georef["transform"], r, c) if src.georef else None
-                    nod = src.georef.get("nodata") if src.georef else None
-                    _write_tif(os.path.join(root, ip), img, profile=src.georef, transform=tr, nodata=nod)
-                    _write_tif(os.path.join(root, lp), lab[..., None], profile=src.georef, transform=tr, nodata=NODATA)
+                    gcps = chip_gcps(src.gcps, r, c) if src.gcps else None
+                    _write_tif(os.path.join(root, ip), img, profile=src.georef, transform=tr, nodata=src.nodata,
+                               gcps=gcps, descriptions=src.descriptions)
+                    _write_tif(os.path.join(root, lp), lab[..., None], profile=src.georef, transform=tr, nodata=NODATA,
+                               gcps=gcps)
                 counts[split] += np.bincount(lab.ravel(), minlength=256)[:k]
                 out.append({"split": split, "image": ip.replace(os.sep, "/"), "label": lp.replace(os.sep, "/"),
                             "source": it.source, "window": [int(r), int(c), int(th), int(tw)]})

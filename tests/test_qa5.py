@@ -1,0 +1,126 @@
+"""What a fifth QA pass, using label-image and label-export as their users do, found wrong (each test failed
+before its fix)."""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import SAMPLE, shared
+from label_tools import export
+from label_tools.cli import main
+
+BEACH = os.path.join(SAMPLE, "beach.png")
+BEACH_SCR = os.path.join(SAMPLE, "beach_scribbles.png")
+CLASSES = os.path.join(SAMPLE, "classes.txt")
+COLORS = os.path.join(SAMPLE, "colors.txt")
+
+
+def _landsat_tenth():
+    """The real Landsat 7 RGB tile (79 x 71, uint8, nodata 0) and scribbles of sea (1) and land (2)."""
+    import rasterio
+
+    with rasterio.open(shared("geotiff_rasterio", "images", "rgb-byte-tenth.tif")) as ds:
+        data, profile = ds.read(), dict(ds.profile)
+    scr = np.zeros(data.shape[1:], np.uint8)
+    scr[40:45, 45:55] = 1  # sea
+    scr[30:35, 20:28] = 2  # land
+    return data, profile, scr
+
+
+def _write(path, data, **profile):
+    import rasterio
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                           count=data.shape[0], dtype=data.dtype, **profile) as ds:
+            ds.write(data)
+            for i in range(data.shape[0]):
+                ds.set_band_description(i + 1, f"B{i + 1}")
+            return ds
+
+
+def test_export_of_a_raster_placed_by_ground_control_points_carries_them(tmp_path):
+    """label-export of the results of a raster georeferenced by ground control points alone (an unrectified
+    scene, a frame placed in QGIS's georeferencer). Before: PNG chips with no placement at all
+    ('Corner Coordinates: Upper Left (0.0, 0.0)' in gdalinfo), although label-image's own outputs carry the
+    GCPs; now GeoTIFF chips (image and label) carrying every GCP moved into the chip's pixels, so a GIS puts
+    each chip's pixels where they are in the source."""
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+    from rasterio.transform import GCPTransformer
+
+    data, _, scr = _landsat_tenth()
+    h, w = data.shape[1:]
+    gcps = [GroundControlPoint(row=r, col=c, x=101985.0 + c * 3004.177 + r * 150.0, y=2826915.0 - r * 3034.225,
+                               id=str(i)) for i, (r, c) in enumerate([(0, 0), (0, w), (h, 0), (h, w)])]
+    _write(tmp_path / "frame.tif", data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "frame.tif", "r+") as ds:
+            ds.gcps = (gcps, CRS.from_epsg(32618))
+        with rasterio.open(tmp_path / "frame.tif") as ds:
+            gcps = ds.gcps[0]  # as GDAL stored them (ids renumbered from 1)
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    assert main([str(tmp_path / "frame.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(tmp_path / "out"),
+                 "-q"]) == 0
+    assert export.main([str(tmp_path / "out"), "-o", str(tmp_path / "ds"), "--tile", "32", "-q"]) == 0
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert len(info["tiles"]) == 9  # 79 x 71 in 32-px tiles
+    labels = np.array(Image.open(tmp_path / "out" / "frame_mres_label.png"))
+    source = GCPTransformer(gcps)
+    for t in info["tiles"]:
+        r, c, th, tw = t["window"]
+        assert t["image"].endswith(".tif") and t["label"].endswith(".tif")
+        for name in (t["image"], t["label"]):
+            with rasterio.open(tmp_path / "ds" / name) as chip:
+                got, crs = chip.gcps
+                assert crs.to_epsg() == 32618 and chip.crs is None and chip.transform.is_identity
+                assert [(p.row, p.col, p.x, p.y, p.id) for p in got] == [
+                    (p.row - r, p.col - c, p.x, p.y, p.id) for p in gcps]
+                # the chip's pixel (5, 7) lands where the source's pixel (r + 5, c + 7) does
+                assert np.allclose(GCPTransformer(got).xy(5, 7), source.xy(r + 5, c + 7))
+                a = chip.read()
+        with rasterio.open(tmp_path / "ds" / t["image"]) as chip:
+            assert np.array_equal(chip.read()[:, :th, :tw], data[:, r: r + th, c: c + tw])
+            assert chip.descriptions == ("B1", "B2", "B3")
+        assert np.array_equal(a[0, :th, :tw], labels[r: r + th, c: c + tw])
+
+
+@pytest.mark.parametrize("dtype, nodata", [("int16", -32768), ("float32", np.nan), ("float32", -9999.0)])
+def test_export_pads_edge_chips_with_the_source_nodata(tmp_path, dtype, nodata):
+    """Edge chips of a georeferenced int16 raster with negative values (nodata -32768) or a float32 raster
+    (nodata NaN, or -9999). Before: padded with 0, a valid value there, so a GIS showed a strip of zeros as
+    data beside the chip's real no-data (and 13-band chips lost their band names); now padded with the
+    source's no-data value, and the band descriptions are kept."""
+    import rasterio
+
+    data, profile, scr = _landsat_tenth()
+    valid = (data != 0).any(axis=0)
+    x = data.astype(np.float32) * 10 - 1200 if dtype == "int16" else data.astype(np.float32) / 255
+    x[:, ~valid] = nodata
+    _write(tmp_path / "scene.tif", x.astype(dtype), crs=profile["crs"], transform=profile["transform"],
+           nodata=nodata)
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    assert main([str(tmp_path / "scene.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(tmp_path / "out"),
+                 "-q"]) == 0
+    assert export.main([str(tmp_path / "out"), "-o", str(tmp_path / "ds"), "--tile", "32", "-q"]) == 0
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    edge = [t for t in info["tiles"] if t["window"][2] < 32 or t["window"][3] < 32]
+    assert len(edge) == 4  # of 5: the all-no-data corner chip is skipped
+    for t in edge:
+        r, c, th, tw = t["window"]
+        with rasterio.open(tmp_path / "ds" / t["image"]) as chip:
+            a = chip.read()
+            assert chip.dtypes[0] == dtype and np.array_equal(chip.nodata, nodata, equal_nan=True)
+            assert chip.descriptions == ("B1", "B2", "B3")
+            # padding is no-data to GDAL: outside the chip's mask
+            pad = np.ones((32, 32), bool)
+            pad[:th, :tw] = False
+            assert np.array_equal(a[:, pad], np.full((3, pad.sum()), nodata, dtype), equal_nan=True)
+            assert not chip.read_masks(1)[pad].any()
+            assert np.array_equal(a[:, :th, :tw], x.astype(dtype)[:, r: r + th, c: c + tw], equal_nan=True)
