@@ -100,9 +100,14 @@ def main():
     ap.add_argument("--seeds", default="",
                     help="comma-separated scribble seeds (e.g. 0,1,2): every image is scored once per seed and the "
                          "table gives the mean over images and seeds; default: --seed alone")
+    ap.add_argument("--style", choices=("pieces", "long"), default="pieces",
+                    help="synthetic scribbles: short skeleton pieces per class (label_tools.synthetic."
+                         "synthetic_scribbles, default), or one long connected stroke per class (long_strokes)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
-    from label_tools.synthetic import synthetic_scribbles
+    from label_tools.synthetic import long_strokes, synthetic_scribbles
+
+    draw = long_strokes if args.style == "long" else synthetic_scribbles
 
     rows = {}
     for name in args.only.split(",") if args.only else DATASETS:
@@ -110,7 +115,7 @@ def main():
         for (ip, mp), seed in [(c, s) for c in cases(args.data, name, args.max_images) for s in seeds]:
             mask = mask_classes(mp)
             n = int(mask.max()) + 1
-            scr = synthetic_scribbles(mask, fraction=args.fraction, seed=seed)
+            scr = draw(mask, fraction=args.fraction, seed=seed)
             t0 = time.perf_counter()
             pf = forest_probs(read_any(ip), scr, n)
             lab_f = pf.argmax(0)

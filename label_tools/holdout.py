@@ -23,6 +23,11 @@ FOLD_SAMPLES = 1500  # per class, for each fold's forest
 FOLD_CRF_ITER = 5  # mean-field iterations of each fold's CRF (most of the change happens in the first few)
 WEIGHTS = (0.0, 0.2, 0.4, 0.6, 0.8)
 TOLERANCE = 0.003  # scores this close to the best count as ties (the weight nearest the default wins)
+# A class drawn as one stroke (a person's long zig-zag across the class, Doodler-style) is cut into
+# N_FOLDS parts along its longest axis when it covers at least this many model-grid pixels, so it can be
+# held out part by part; with every class drawn so, nothing could be held out and the CRF weight,
+# the stroke warnings and the calibration's held-out term all fell back to defaults.
+SPLIT_MIN_PIXELS = 60
 
 
 @dataclass
@@ -38,7 +43,8 @@ class Strokes:
     pixels : ndarray of int64, shape (n,)
         Model-grid pixels of each stroke.
     fold : ndarray of int64, shape (n,)
-        Fold each stroke is held out in; -1 = never held out (the only stroke of its class).
+        Fold each stroke is held out in; -1 = never held out (the only stroke of its class, when too
+        small to be cut in parts).
     bbox : ndarray of int64, shape (n, 4)
         (row0, row1, col0, col1) of each stroke in full-resolution pixels (half-open).
     agreement : ndarray of float32, shape (n,)
@@ -56,6 +62,9 @@ class Strokes:
     forests : dict of int -> fitted estimator
         Each held-out fold's forest (fitted without that fold's strokes), kept so the calibration
         can predict held-out samples without fitting forests of its own; empty before holdout.
+    part : ndarray of int64, shape (n,)
+        -1 for a stroke as drawn; ``j`` for the ``j``-th part of a class's only stroke, cut in
+        :data:`N_FOLDS` parts (:func:`find_strokes`).
     """
 
     ids: np.ndarray
@@ -67,10 +76,13 @@ class Strokes:
     predicted: np.ndarray
     support: np.ndarray = None
     forests: dict = field(default_factory=dict, repr=False)
+    part: np.ndarray = None
 
     def __post_init__(self):
         if self.support is None:
             self.support = np.full(len(self.cls), np.nan, np.float32)
+        if self.part is None:
+            self.part = np.full(len(self.cls), -1, np.int64)
 
     def __len__(self):
         return len(self.cls)
@@ -78,6 +90,10 @@ class Strokes:
 
 def find_strokes(small, n_classes: int, full_shape, *, seed: int = 0, n_folds: int = N_FOLDS) -> Strokes:
     """Strokes of grid scribbles and their folds.
+
+    A class's only stroke of at least :data:`SPLIT_MIN_PIXELS` grid pixels is cut into ``n_folds``
+    parts of equal size along its longest axis (:func:`_parts`); each part counts as a stroke (its
+    own id, box and fold), so the class can be held out a part at a time, the others training.
 
     Parameters
     ----------
@@ -98,13 +114,25 @@ def find_strokes(small, n_classes: int, full_shape, *, seed: int = 0, n_folds: i
 
     h, w = small.shape
     ids = np.zeros((h, w), np.int32)
-    cls, pixels, boxes = [], [], []
+    cls, pixels, boxes, parts = [], [], [], []
     n = 0
     for k in range(n_classes):
         m = (small == k + 1).astype(np.uint8)
         if not m.any():
             continue
         count, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8, ltype=cv2.CV_32S)
+        if count == 2 and n_folds > 1 and int(stats[1, 4]) >= SPLIT_MIN_PIXELS:
+            rr, cc = np.nonzero(lab)
+            part = _parts(rr, cc, n_folds)
+            ids[rr, cc] = part + n + 1
+            for j in range(n_folds):
+                r, c = rr[part == j], cc[part == j]
+                cls.append(k)
+                pixels.append(len(r))
+                boxes.append((int(r.min()), int(r.max()) + 1, int(c.min()), int(c.max()) + 1))
+                parts.append(j)
+            n += n_folds
+            continue
         sel = lab > 0
         ids[sel] = lab[sel] + n
         for j in range(1, count):
@@ -112,6 +140,7 @@ def find_strokes(small, n_classes: int, full_shape, *, seed: int = 0, n_folds: i
             cls.append(k)
             pixels.append(area)
             boxes.append((y, y + bh, x, x + bw))
+            parts.append(-1)
         n += count - 1
     cls = np.asarray(cls, np.int64)
     sr, sc = h / float(full_shape[0]), w / float(full_shape[1])
@@ -130,7 +159,32 @@ def find_strokes(small, n_classes: int, full_shape, *, seed: int = 0, n_folds: i
         start = int(rng.integers(n_folds))
         fold[idx] = (np.arange(len(idx)) + start) % n_folds
     nan = np.full(len(cls), np.nan, np.float32)
-    return Strokes(ids, cls, np.asarray(pixels, np.int64), fold, bbox, nan, np.full(len(cls), -1, np.int64))
+    return Strokes(ids, cls, np.asarray(pixels, np.int64), fold, bbox, nan, np.full(len(cls), -1, np.int64),
+                   part=np.asarray(parts, np.int64))
+
+
+def _parts(rows, cols, n: int) -> np.ndarray:
+    """Part (0..n-1) of each pixel of one stroke: equal counts of pixels along the stroke's longest axis.
+
+    The axis is the principal axis of the pixel coordinates, so the parts of a zig-zag are
+    separate stretches of the image (each may hold several legs), not neighbouring bits of one leg.
+
+    Parameters
+    ----------
+    rows, cols : ndarray of int, shape (N,), N >= n
+
+    Returns
+    -------
+    ndarray of int64, shape (N,)
+    """
+    xy = np.stack([rows, cols], axis=1).astype(np.float64)
+    xy -= xy.mean(axis=0)
+    _, vecs = np.linalg.eigh(xy.T @ xy)
+    t = xy @ vecs[:, -1]
+    order = np.argsort(t, kind="stable")
+    part = np.empty(len(t), np.int64)
+    part[order] = np.arange(len(t)) * n // len(t)
+    return part
 
 
 def usable_folds(strokes: Strokes, sample_strokes, n_folds: int = N_FOLDS):

@@ -131,7 +131,8 @@ def suspicious_strokes(strokes, *, use_support: bool = True):
     Returns
     -------
     order : ndarray of int64, shape (m,)
-        Indices of the suspicious strokes, worst first.
+        Indices of the suspicious strokes, worst first: by ``ratio`` (none = 0), then agreement,
+        then ``support``.
     ratio, ref : ndarray of float64, shape (n,)
         See :func:`_support_ratio` (all NaN with ``use_support=False``).
     """
@@ -144,7 +145,11 @@ def suspicious_strokes(strokes, *, use_support: bool = True):
     else:
         ratio, ref = np.full(n, np.nan), np.full(n, np.nan)
     bad = np.nonzero(judged & (agree < CONTRADICTED) & ~(ratio >= SUPPORT_RATIO))[0]  # NaN ratio: no comparison
-    return bad[np.lexsort((agree[bad], np.nan_to_num(ratio[bad], nan=0.0)))], ratio, ref
+    # worst ratio first, then worst agreement, then the least own-class probability (of two strokes of a
+    # class that contradict each other, the one unlike what the model makes of its class comes first)
+    sup = getattr(strokes, "support", None)
+    sup = np.zeros(n) if sup is None or not use_support else np.nan_to_num(np.asarray(sup, np.float64), nan=1.0)
+    return bad[np.lexsort((sup[bad], agree[bad], np.nan_to_num(ratio[bad], nan=0.0)))], ratio, ref
 
 
 def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None, known=None, prelabelled=None,
@@ -244,7 +249,9 @@ def inspect_run(labels, classes, *, scribbled=None, strokes=None, uncertain=None
             why = "" if not np.isfinite(ratio[s]) else \
                 (f" and gives {names[c]} a mean probability of {strokes.support[s]:.2f} on it "
                  f"(median over the strokes of {names[c]}: {ref[s]:.2f})")
-            out.append(f"warning: stroke of class {names[c]} at x0,y0,x1,y1 = {bbox_text(strokes.bbox[s])} is mostly "
+            what = "stroke" if getattr(strokes, "part", None) is None or strokes.part[s] < 0 else \
+                "stretch of the only stroke"  # a part of a class's single stroke (holdout.find_strokes)
+            out.append(f"warning: {what} of class {names[c]} at x0,y0,x1,y1 = {bbox_text(strokes.bbox[s])} is mostly "
                        f"contradicted: a model fitted without it calls {1 - agree[s]:.0%} of it {other}{why}; "
                        f"if it was drawn with the wrong class, erase it or redraw it as {other}")
         if len(bad) > MAX_STROKE_WARNINGS:

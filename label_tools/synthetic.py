@@ -74,3 +74,69 @@ def _disk(r: int) -> np.ndarray:
     r = max(int(r), 0)
     y, x = np.ogrid[-r: r + 1, -r: r + 1]
     return x * x + y * y <= r * r
+
+
+def long_strokes(mask, *, fraction: float = 0.01, seed: int = 0, brush: int = 3, erode: int = 3) -> np.ndarray:
+    """One connected stroke per class, as a person drawing one zig-zag across each class would.
+
+    For each class: its largest connected region, eroded ``erode`` pixels where wide enough,
+    skeletonized; the skeleton's largest connected piece, walked breadth-first from a seeded
+    pixel until about ``fraction`` of the image over the classes is labelled (a connected
+    stretch), painted with a ``brush``-pixel brush inside the region.
+
+    Parameters
+    ----------
+    mask : ndarray of int, shape (H, W)
+        Class ids 0..K-1; negative values (or 255 with K < 255) are ignored and never scribbled.
+    fraction, seed, brush, erode
+        As :func:`synthetic_scribbles`.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W): 0 = unlabelled, k + 1 = class k.
+    """
+    from scipy import ndimage as ndi
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import breadth_first_order
+    from skimage.morphology import skeletonize
+
+    mask = np.asarray(mask)
+    valid = (mask >= 0) & (mask != 255)
+    classes = [int(c) for c in np.unique(mask[valid])]
+    out = np.zeros(mask.shape, np.uint8)
+    if not classes:
+        return out
+    budget = fraction * mask.size / len(classes) / max(brush, 1)  # skeleton pixels per class
+    eight = np.ones((3, 3), bool)
+    for c in classes:
+        lab, n = ndi.label(valid & (mask == c), structure=eight)
+        region = lab == (1 + int(np.argmax(np.bincount(lab.ravel())[1:])))
+        core = ndi.binary_erosion(region, structure=_disk(erode), border_value=1)
+        if core.sum() < 4 * brush:
+            core = region
+        skel = skeletonize(core)
+        comp, m = ndi.label(skel, structure=eight)
+        if m == 0:
+            continue
+        skel = comp == (1 + int(np.argmax(np.bincount(comp.ravel())[1:])))
+        ys, xs = np.nonzero(skel)
+        index = np.full(mask.shape, -1, np.int64)
+        index[ys, xs] = np.arange(len(ys))
+        a, b = [], []
+        for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
+            y2, x2 = ys + dy, xs + dx
+            ok = (y2 < mask.shape[0]) & (x2 >= 0) & (x2 < mask.shape[1])
+            j = np.full(len(ys), -1, np.int64)
+            j[ok] = index[y2[ok], x2[ok]]
+            a.append(np.nonzero(j >= 0)[0])
+            b.append(j[j >= 0])
+        a, b = np.concatenate(a), np.concatenate(b)
+        graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ys), len(ys))).tocsr()
+        start = int(np.random.default_rng([seed, c]).integers(len(ys)))
+        order = breadth_first_order(graph, start, directed=False, return_predecessors=False)
+        keep = order[: max(1, int(budget))]
+        stroke = np.zeros(mask.shape, bool)
+        stroke[ys[keep], xs[keep]] = True
+        painted = ndi.binary_dilation(stroke, structure=_disk(brush // 2)) & region
+        out[painted & (out == 0)] = c + 1
+    return out

@@ -103,6 +103,48 @@ def test_strokes_on_no_data_are_not_held_out_when_fitting_through_the_api():
     model = Model.fit(src, scr, classes=load_classes(None, None, n_classes=4))
     st = model.strokes
     top = np.asarray(st.bbox)[:, 0]  # row0 of each stroke's box, full resolution
-    assert len(st) == 6 and (top > 100).all(), st.bbox  # the collar line (rows 28-32) is no stroke
+    drawn = int((st.part <= 0).sum())  # the only strokes of land and cloud are cut in three parts each
+    assert drawn == 6 and (top > 100).all(), st.bbox  # the collar line (rows 28-32) is no stroke
     cal_strokes = uncertainty.find_strokes(src, scr, n_classes=4, settings=model.effective_settings())
     assert all(b[1] > 100 for b in cal_strokes.bboxes)  # (x0, y0, x1, y1): none in the collar
+
+
+def test_only_stroke_of_a_class_is_cut_in_parts_along_its_length():
+    small = np.zeros((60, 90), np.uint8)
+    small[10:12, 5:85] = 1              # class 0: one long stroke (160 px): three parts, left to right
+    small[40:42, 10:20] = 2             # class 1: two short strokes, kept whole
+    small[50:52, 60:70] = 2
+    small[30:32, 40:45] = 3             # class 2: one stroke of 10 px (< SPLIT_MIN_PIXELS): kept whole
+    st = holdout.find_strokes(small, 3, (120, 180), seed=1)
+    assert st.cls.tolist() == [0, 0, 0, 1, 1, 2] and st.part.tolist() == [0, 1, 2, -1, -1, -1]
+    assert st.pixels[:3].sum() == 160 and max(st.pixels[:3]) - min(st.pixels[:3]) <= 1
+    cols = [np.nonzero(st.ids == i + 1)[1] for i in range(3)]
+    assert cols[0].max() <= cols[1].min() and cols[1].max() <= cols[2].min()  # consecutive stretches
+    assert sorted(st.fold[:3].tolist()) == [0, 1, 2] and st.fold[5] == -1  # each part in its own fold
+    assert st.bbox[0].tolist() == [20, 24, 10, 2 * (cols[0].max() + 1)]  # full-resolution box of part 0
+    assert (st.ids[small > 0] > 0).all() and (st.ids[small == 0] == 0).all()
+    # a diagonal zig-zag is cut along its longest axis
+    import cv2
+
+    zz = np.zeros((40, 200), np.uint8)
+    pts = np.array([[5 + 20 * i, 5 if i % 2 == 0 else 34] for i in range(10)], np.int32)  # (x, y)
+    cv2.polylines(zz, [pts], False, 1, 2)
+    st2 = holdout.find_strokes(zz, 1, zz.shape)
+    assert st2.part.tolist() == [0, 1, 2]
+    c2 = [np.nonzero(st2.ids == i + 1)[1] for i in range(3)]
+    assert c2[0].max() <= c2[1].min() and c2[1].max() <= c2[2].min()
+
+
+def test_long_strokes_draw_one_connected_stroke_per_class_inside_it():
+    from scipy import ndimage as ndi
+
+    from label_tools.synthetic import long_strokes
+
+    img, mask = make_scene(150, 220)
+    s = long_strokes(mask, fraction=0.02, seed=4)
+    for k in range(3):
+        on = s == k + 1
+        assert on.any() and (mask[on] == k).all()
+        assert ndi.label(on, structure=np.ones((3, 3)))[1] == 1
+    assert 0.01 <= (s > 0).mean() <= 0.03
+    assert np.array_equal(s, long_strokes(mask, fraction=0.02, seed=4))
