@@ -333,6 +333,8 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
         raise OptionError(f"--overlap: expected a whole number in [0, tile) = [0, {tile}), got {overlap}")
     if not 0 <= val_fraction < 1:
         raise OptionError(f"--val-fraction: expected a number in [0, 1), got {val_fraction}")
+    if int(seed) != seed or seed < 0:
+        raise OptionError(f"--seed: expected a whole number >= 0, got {seed}")
     if not results:
         raise InputError("no results folders given: pass the -o folders of label-image runs")
     items, seen = [], {}
@@ -354,6 +356,7 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
     out = os.path.abspath(output)
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputError(f"-o/--output {output!r} is a file; give a folder for the dataset")
+    _check_not_inside(out, output, results, [it.source for it in items])
     if os.path.isdir(out) and os.listdir(out) and not overwrite:
         raise OutputError(f"-o/--output {output!r} exists and is not empty; pass --overwrite to replace it "
                           "or give a new folder")
@@ -400,6 +403,18 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return info
+
+
+def _check_not_inside(out: str, output: str, results, sources):
+    """OutputError when DATASET is, or holds, a results folder or a source image: writing the dataset there
+    (with --overwrite, replacing the folder) would delete what it is made from."""
+    real = os.path.realpath(out)
+    for what, paths in (("the results folder", results), ("the source image", sources)):
+        for p in paths:
+            rp = os.path.realpath(p)
+            if rp == real or rp.startswith(real.rstrip(os.sep) + os.sep):
+                raise OutputError(f"-o/--output {output!r} holds {what} {p!r} being exported; replacing it would "
+                                  "delete it: give a new folder for the dataset")
 
 
 def chip_transform(transform, row: int, col: int):

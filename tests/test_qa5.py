@@ -124,3 +124,46 @@ def test_export_pads_edge_chips_with_the_source_nodata(tmp_path, dtype, nodata):
             assert np.array_equal(a[:, pad], np.full((3, pad.sum()), nodata, dtype), equal_nan=True)
             assert not chip.read_masks(1)[pad].any()
             assert np.array_equal(a[:, :th, :tw], x.astype(dtype)[:, r: r + th, c: c + tw], equal_nan=True)
+
+
+@pytest.fixture
+def tenth_results(tmp_path):
+    """A real label-image run on the small Landsat tile: (results folder, source image)."""
+    import shutil
+
+    _, _, scr = _landsat_tenth()
+    src = tmp_path / "src" / "scene.tif"
+    src.parent.mkdir()
+    shutil.copy(shared("geotiff_rasterio", "images", "rgb-byte-tenth.tif"), src)
+    Image.fromarray(scr).save(tmp_path / "src" / "scr.png")
+    assert main([str(src), "--scribbles", str(tmp_path / "src" / "scr.png"), "-o", str(tmp_path / "res"), "-q"]) == 0
+    return tmp_path / "res", src
+
+
+def _listing(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("where", ["results", "parent of results", "source folder"])
+def test_export_never_replaces_what_it_exports(tenth_results, tmp_path, capsys, where):
+    """``label-export res -o res --overwrite`` (the results folder given as the dataset too, or a folder
+    holding it or the source images). Before: exit 0, and the results (or the source images) were deleted,
+    replaced by the dataset; now one line naming the folder and what it holds, exit 2, nothing touched."""
+    res, src = tenth_results
+    out = {"results": res, "parent of results": tmp_path, "source folder": src.parent}[where]
+    before = _listing(tmp_path)
+    assert export.main([str(res), "-o", str(out), "--overwrite", "--tile", "32"]) == 2
+    what = f"the source image {str(src)!r}" if where == "source folder" else f"the results folder {str(res)!r}"
+    assert capsys.readouterr().err == (f"label-export: error: -o/--output {str(out)!r} holds {what} being exported; "
+                                       "replacing it would delete it: give a new folder for the dataset\n")
+    assert _listing(tmp_path) == before
+
+
+def test_export_negative_seed_is_one_line(tenth_results, tmp_path, capsys):
+    """``label-export res -o ds --seed -1``. Before: a numpy traceback ('ValueError: expected non-negative
+    integer'), exit 1; now one line, exit 2, nothing written."""
+    res, _ = tenth_results
+    before = _listing(tmp_path)
+    assert export.main([str(res), "-o", str(tmp_path / "ds"), "--seed", "-1"]) == 2
+    assert capsys.readouterr().err == "label-export: error: --seed: expected a whole number >= 0, got -1\n"
+    assert _listing(tmp_path) == before
