@@ -358,7 +358,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     if job.scribbles is not None:
         if model is not None:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
-                                 n_classes=len(classes))
+                                 n_classes=len(classes), classes_from=f"--model {job.model or '<model>'!r}")
             if job.colors:
                 _check_colours_found(job.scribbles, scr, classes)
         elif job.labels is None and job.colors is None:
@@ -378,7 +378,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         else:
             classes = load_classes(job.labels, job.colors, n_classes=None)
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
-                                 n_classes=len(classes))
+                                 n_classes=len(classes), classes_from=f"labels file {job.labels!r}" if job.labels
+                                 else f"colours file {job.colors!r}")
             if job.colors:
                 _check_colours_found(job.scribbles, scr, classes)
     elif job.annotate is not None:  # drawn now (on top of the model's samples, if one is given)

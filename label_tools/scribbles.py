@@ -11,7 +11,7 @@ COLOR_TOLERANCE = 40.0
 
 
 def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = None,
-                   max_pixels: float | None = None, on_open=None) -> np.ndarray | None:
+                   max_pixels: float | None = None, on_open=None, classes_from: str = "the labels") -> np.ndarray | None:
     """Read a scribble image.
 
     A single-channel PNG/TIFF holds class numbers (0 = unlabelled, k = k-th class). An RGB(A)
@@ -30,6 +30,9 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
         Class colours, needed for colour scribbles.
     n_classes : int, optional
         Number of classes in the labels file; larger scribble values are an error.
+    classes_from : str
+        What gave ``n_classes``, for that error (``"labels file 'classes.txt'"``, ``"colours file ..."``,
+        ``"--model 'm.skops'"``).
     max_pixels : float, optional
         With ``shape`` None: return None, having decoded nothing, when the file is larger.
     on_open : callable(), optional
@@ -54,7 +57,7 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     except OSError as e:
         raise InputError(f"scribble file {path!r} cannot be read ({e.strerror or e})") from None
     try:
-        return _read(path, shape, colors, n_classes, max_pixels, on_open)
+        return _read(path, shape, colors, n_classes, max_pixels, on_open, classes_from)
     except InputError:
         raise
     except Exception as e:
@@ -66,7 +69,7 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
                          "save it again") from None
 
 
-def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None):
+def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None, classes_from="the labels"):
     from .io import open_raster
 
     with open_raster(path, "scribble file") as ds:
@@ -107,7 +110,8 @@ def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None):
         bad = [int(v) for v in present if v > n_classes]
         raise InputError(
             f"scribble file {path!r} has value{'s' if len(bad) > 1 else ''} {', '.join(map(str, bad[:5]))} "
-            f"but the labels give only {n_classes} classes (values 1..{n_classes}; 0 = unlabelled)"
+            f"but {classes_from} give{'s' if classes_from != 'the labels' else ''} only {n_classes} "
+            f"class{'es' if n_classes != 1 else ''} (values 1..{n_classes}; 0 = unlabelled)"
             + ("; 0-based ids with 255 = not scribbled (as Doodler's) need ids + 1 and 255 -> 0" if bad == [255] else
                ""))
     return a

@@ -248,8 +248,8 @@ def test_doodler_scribbles_with_a_labels_file_say_the_conversion(tmp_path, capsy
     (tmp_path / "classes.txt").write_text("water\nland\n")
     assert main([img, "--scribbles", scr, "--labels", str(tmp_path / "classes.txt"), "-o", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"label-image: error: scribble file {scr!r} has value 255 but the labels give only 2 classes (values 1..2; "
-        "0 = unlabelled); 0-based ids with 255 = not scribbled (as Doodler's) need ids + 1 and 255 -> 0")
+        f"label-image: error: scribble file {scr!r} has value 255 but labels file "
+        f"{str(tmp_path / 'classes.txt')!r} gives only 2 classes (values 1..2; 0 = unlabelled); 0-based ids with 255 = not scribbled (as Doodler's) need ids + 1 and 255 -> 0")
 
 
 def test_init_offset_without_init_is_refused(files, tmp_path, capsys):

@@ -167,3 +167,16 @@ def test_export_negative_seed_is_one_line(tenth_results, tmp_path, capsys):
     assert export.main([str(res), "-o", str(tmp_path / "ds"), "--seed", "-1"]) == 2
     assert capsys.readouterr().err == "label-export: error: --seed: expected a whole number >= 0, got -1\n"
     assert _listing(tmp_path) == before
+
+
+def test_scribble_value_beyond_the_colours_file_names_it(tmp_path, capsys):
+    """The sample's scribbles (values 1, 2) with a colours file of one colour and no --labels. Before:
+    '... has value 2 but the labels give only 1 classes', blaming a labels file never given; now the line
+    names the colours file that set the number of classes."""
+    (tmp_path / "colors.txt").write_text("navy\n")
+    assert main([BEACH, "--scribbles", BEACH_SCR, "--colors", str(tmp_path / "colors.txt"), "-o",
+                 str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (
+        f"label-image: error: scribble file {BEACH_SCR!r} has value 2 but colours file "
+        f"{str(tmp_path / 'colors.txt')!r} gives only 1 class (values 1..1; 0 = unlabelled)\n")
+    assert not (tmp_path / "o").exists()
