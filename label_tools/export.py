@@ -174,7 +174,10 @@ class _Source:
         self.gcps = None  # (list of GroundControlPoint, CRS) of a source placed by ground control points alone
         self.nodata = None
         self.descriptions = None
+        self.masked = False
         if path.lower().endswith(RASTER_EXT):
+            from rasterio.enums import MaskFlags
+
             self.ds = open_raster(path, "source image")
             self.shape = (self.ds.height, self.ds.width)
             self.count = self.ds.count
@@ -184,6 +187,9 @@ class _Source:
             elif self.ds.gcps[0]:
                 self.gcps = self.ds.gcps
             self.nodata = self.ds.nodata
+            # a per-dataset mask (GDAL's internal .msk) marks no-data without a nodata value: chips keep it
+            flags = self.ds.mask_flag_enums
+            self.masked = self.nodata is None and all(f == [MaskFlags.per_dataset] for f in flags)
             if any(self.ds.descriptions):
                 self.descriptions = self.ds.descriptions
         else:
@@ -210,6 +216,12 @@ class _Source:
         from rasterio.windows import Window
 
         return np.moveaxis(self.ds.read(window=Window(c, r, w, h)), 0, -1)
+
+    def read_mask(self, r, c, h, w) -> np.ndarray:
+        """uint8 (h, w) per-dataset mask (255 = data, 0 = no-data) at rows r..r+h, cols c..c+w."""
+        from rasterio.windows import Window
+
+        return self.ds.dataset_mask(window=Window(c, r, w, h))
 
     def close(self):
         if self.ds is not None:
@@ -270,8 +282,9 @@ def _write_png(path, a):
         raise OutputError(f"could not write {path!r}")
 
 
-def _write_tif(path, a, *, profile, transform, nodata, gcps=None, descriptions=None):
-    """A GeoTIFF chip: ``profile``'s CRS with ``transform``, or ``gcps`` = (points, CRS) placing it."""
+def _write_tif(path, a, *, profile, transform, nodata, gcps=None, descriptions=None, mask=None):
+    """A GeoTIFF chip: ``profile``'s CRS with ``transform``, or ``gcps`` = (points, CRS) placing it; ``mask``
+    (uint8 (h, w), 0 = no-data) its internal per-dataset mask."""
     from .io import rasterio_module
 
     rasterio = rasterio_module()
@@ -291,6 +304,8 @@ def _write_tif(path, a, *, profile, transform, nodata, gcps=None, descriptions=N
             dst.write(np.moveaxis(a, -1, 0))
             if gcps is not None:
                 dst.gcps = gcps
+            if mask is not None:
+                dst.write_mask(mask)
             for i, d in enumerate(descriptions or ()):
                 if d:
                     dst.set_band_description(i + 1, d)
@@ -486,8 +501,12 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
                 else:
                     tr = chip_transform(src.georef["transform"], r, c) if src.georef else None
                     gcps = chip_gcps(src.gcps, r, c) if src.gcps else None
+                    mask = None
+                    if src.masked:  # padding is outside the mask too
+                        mask = np.zeros((tile, tile), np.uint8)
+                        mask[:th, :tw] = src.read_mask(r, c, th, tw)
                     _write_tif(os.path.join(root, ip), img, profile=src.georef, transform=tr, nodata=src.nodata,
-                               gcps=gcps, descriptions=src.descriptions)
+                               gcps=gcps, descriptions=src.descriptions, mask=mask)
                     _write_tif(os.path.join(root, lp), lab[..., None], profile=src.georef, transform=tr, nodata=NODATA,
                                gcps=gcps)
                 counts[split] += np.bincount(lab.ravel(), minlength=256)[:k]

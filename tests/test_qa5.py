@@ -180,3 +180,32 @@ def test_scribble_value_beyond_the_colours_file_names_it(tmp_path, capsys):
         f"label-image: error: scribble file {BEACH_SCR!r} has value 2 but colours file "
         f"{str(tmp_path / 'colors.txt')!r} gives only 1 class (values 1..1; 0 = unlabelled)\n")
     assert not (tmp_path / "o").exists()
+
+
+def test_export_chips_keep_the_source_internal_mask(tmp_path):
+    """A GeoTIFF whose no-data is an internal per-dataset mask, not a nodata value (as ``gdal_translate -mask``
+    writes it). Before: the chips had no mask ('Mask Flags:
+    ALL_VALID'), so the collar and the padding showed as 0-valued data; now each chip carries the source's
+    mask over its window, the padding outside it."""
+    import rasterio
+
+    data, profile, scr = _landsat_tenth()
+    valid = (data != 0).any(axis=0)
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", width=data.shape[2], height=data.shape[1],
+                           count=3, dtype="uint16", crs=profile["crs"], transform=profile["transform"]) as ds:
+            ds.write(data.astype(np.uint16) * 100)
+            ds.write_mask(np.where(valid, 255, 0).astype(np.uint8))
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    assert main([str(tmp_path / "scene.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(tmp_path / "out"),
+                 "-q"]) == 0
+    assert export.main([str(tmp_path / "out"), "-o", str(tmp_path / "ds"), "--tile", "32", "-q"]) == 0
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert len(info["tiles"]) == 8 and not list((tmp_path / "ds").rglob("*.msk"))
+    for t in info["tiles"]:
+        r, c, th, tw = t["window"]
+        with rasterio.open(tmp_path / "ds" / t["image"]) as chip:
+            assert chip.nodata is None and chip.mask_flag_enums[0] == [rasterio.enums.MaskFlags.per_dataset]
+            want = np.zeros((32, 32), bool)
+            want[:th, :tw] = valid[r: r + th, c: c + tw]
+            assert np.array_equal(chip.dataset_mask() > 0, want)
