@@ -390,12 +390,13 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
         for s in ("train", "val"):
             for kind in ("images", "labels"):
                 os.makedirs(os.path.join(tmp, s, kind))
+        stems = {it.stem for it in items}
         for it in items:
-            base = it.stem
-            n = names_used.get(base, 0)
-            names_used[base] = n + 1
-            if n:
-                base = f"{base}_{n + 1}"
+            base, n = it.stem, 1
+            while base in names_used or (n > 1 and base in stems):  # <stem>_2, _3, ...: never another's stem
+                n += 1
+                base = f"{it.stem}_{n}"
+            names_used[base] = it.source
             records += _export_one(it, tmp, base, split[it.source], tile=tile, overlap=overlap, counts=counts)
         info = {
             "classes": list(first.names), "colors": list(first.colors), "tile": int(tile), "overlap": int(overlap),

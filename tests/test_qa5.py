@@ -209,3 +209,33 @@ def test_export_chips_keep_the_source_internal_mask(tmp_path):
             want = np.zeros((32, 32), bool)
             want[:th, :tw] = valid[r: r + th, c: c + tw]
             assert np.array_equal(chip.dataset_mask() > 0, want)
+
+
+def test_export_names_of_same_stem_sources_never_collide(tmp_path):
+    """Three result folders: ``a/photo.png``, ``b/photo.png`` and ``c/photo_2.png`` (real photo crops). Before:
+    the second 'photo' was renamed 'photo_2', the very name of the third source, whose tiles then overwrote
+    its tiles (dataset.json listed the same file twice, for two sources); now every source's tiles have names
+    of their own."""
+    from conftest import scene_scribbles
+
+    grey = np.array(Image.open(shared("isbi2012_em_membranes", "images", "00.png")))
+    mask = np.array(Image.open(shared("isbi2012_em_membranes", "masks", "00.png")))
+    for i, (folder, name) in enumerate([("a", "photo"), ("b", "photo"), ("c", "photo_2")]):
+        (tmp_path / folder).mkdir()
+        img = tmp_path / folder / f"{name}.png"
+        crop = (slice(40 * i, 40 * i + 64), slice(0, 48))
+        Image.fromarray(grey[crop]).save(img)
+        Image.fromarray(scene_scribbles(mask[crop], seed=i)).save(tmp_path / folder / "scr.png")
+        assert main([str(img), "--scribbles", str(tmp_path / folder / "scr.png"), "-o",
+                     str(tmp_path / f"res_{folder}"), "-q"]) == 0
+    assert export.main([str(tmp_path / f"res_{f}") for f in "abc"] + ["-o", str(tmp_path / "ds"), "--tile", "32",
+                                                                     "--val-fraction", "0", "-q"]) == 0
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    names = [t["image"] for t in info["tiles"]]
+    assert len(info["tiles"]) == 3 * 4 and len(set(names)) == len(names)
+    assert len(list((tmp_path / "ds" / "train" / "images").iterdir())) == 12
+    assert sorted({n.split("/")[-1].split("_r0")[0] for n in names}) == ["photo", "photo_2", "photo_3"]
+    for t in info["tiles"]:
+        r, c, th, tw = t["window"]
+        src = np.array(Image.open(t["source"]))
+        assert np.array_equal(np.array(Image.open(tmp_path / "ds" / t["image"]))[:th, :tw], src[r: r + th, c: c + tw])
