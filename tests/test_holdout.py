@@ -112,17 +112,21 @@ def test_strokes_on_no_data_are_not_held_out_when_fitting_through_the_api():
 def test_only_stroke_of_a_class_is_cut_in_parts_along_its_length():
     small = np.zeros((60, 90), np.uint8)
     small[10:12, 5:85] = 1              # class 0: one long stroke (160 px): three parts, left to right
-    small[40:42, 10:20] = 2             # class 1: two short strokes, kept whole
-    small[50:52, 60:70] = 2
+    small[40:42, 10:50] = 2             # class 1: one stroke of 80 px: three parts
     small[30:32, 40:45] = 3             # class 2: one stroke of 10 px (< SPLIT_MIN_PIXELS): kept whole
     st = holdout.find_strokes(small, 3, (120, 180), seed=1)
-    assert st.cls.tolist() == [0, 0, 0, 1, 1, 2] and st.part.tolist() == [0, 1, 2, -1, -1, -1]
+    assert st.cls.tolist() == [0, 0, 0, 1, 1, 1, 2] and st.part.tolist() == [0, 1, 2, 0, 1, 2, -1]
     assert st.pixels[:3].sum() == 160 and max(st.pixels[:3]) - min(st.pixels[:3]) <= 1
     cols = [np.nonzero(st.ids == i + 1)[1] for i in range(3)]
     assert cols[0].max() <= cols[1].min() and cols[1].max() <= cols[2].min()  # consecutive stretches
-    assert sorted(st.fold[:3].tolist()) == [0, 1, 2] and st.fold[5] == -1  # each part in its own fold
+    assert sorted(st.fold[:3].tolist()) == [0, 1, 2] and st.fold[6] == -1  # each part in its own fold
     assert st.bbox[0].tolist() == [20, 24, 10, 2 * (cols[0].max() + 1)]  # full-resolution box of part 0
     assert (st.ids[small > 0] > 0).all() and (st.ids[small == 0] == 0).all()
+    # a class with two strokes: they are held out, no stroke is cut
+    small[50:52, 60:70] = 2
+    st = holdout.find_strokes(small, 3, (120, 180), seed=1)
+    assert st.cls.tolist() == [0, 1, 1, 2] and st.part.tolist() == [-1, -1, -1, -1]
+    assert st.fold[0] == -1 and st.fold[3] == -1 and sorted(st.fold[1:3].tolist()) in ([0, 1], [1, 2], [0, 2])
     # a diagonal zig-zag is cut along its longest axis
     import cv2
 
