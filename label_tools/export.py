@@ -20,6 +20,7 @@ a failure leaves nothing behind, and an existing DATASET is only replaced with `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -215,17 +216,34 @@ class _Source:
             return self.array[r: r + h, c: c + w]
         from rasterio.windows import Window
 
-        return np.moveaxis(self.ds.read(window=Window(c, r, w, h)), 0, -1)
+        with _read_errors("source image", self.path, r, c, h, w):
+            return np.moveaxis(self.ds.read(window=Window(c, r, w, h)), 0, -1)
 
     def read_mask(self, r, c, h, w) -> np.ndarray:
         """uint8 (h, w) per-dataset mask (255 = data, 0 = no-data) at rows r..r+h, cols c..c+w."""
         from rasterio.windows import Window
 
-        return self.ds.dataset_mask(window=Window(c, r, w, h))
+        with _read_errors("source image", self.path, r, c, h, w):
+            return self.ds.dataset_mask(window=Window(c, r, w, h))
 
     def close(self):
         if self.ds is not None:
             self.ds.close()
+
+
+@contextlib.contextmanager
+def _read_errors(what: str, path: str, r: int, c: int, h: int, w: int):
+    """A GDAL read failure (damaged or truncated data) -> InputError naming the file and window."""
+    try:
+        yield
+    except Exception as e:
+        if not type(e).__module__.startswith("rasterio"):
+            raise
+        from .io import _first_line
+
+        raise InputError(f"{what} {path!r} cannot be read at rows {r}..{r + h}, columns {c}..{c + w} "
+                         f"({_first_line(e.__cause__ or e)}): the file is damaged or truncated; put back an intact "
+                         "copy") from None
 
 
 class Labels:
@@ -255,7 +273,8 @@ class Labels:
             return self.array[r: r + h, c: c + w]
         from rasterio.windows import Window
 
-        a = self.ds.read(1, window=Window(c, r, w, h))
+        with _read_errors("label GeoTIFF", self.path, r, c, h, w):
+            a = self.ds.read(1, window=Window(c, r, w, h))
         out = (a.astype(np.int16) - 1).astype(np.uint8)
         out[a == 0] = NODATA
         return out

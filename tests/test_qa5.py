@@ -239,3 +239,28 @@ def test_export_names_of_same_stem_sources_never_collide(tmp_path):
         r, c, th, tw = t["window"]
         src = np.array(Image.open(t["source"]))
         assert np.array_equal(np.array(Image.open(tmp_path / "ds" / t["image"]))[:th, :tw], src[r: r + th, c: c + tw])
+
+
+def test_export_of_a_damaged_source_is_one_line(tenth_results, tmp_path, capsys):
+    """The source GeoTIFF got damaged after label-image ran (a bad copy). Before: a rasterio traceback
+    ('RasterioIOError: Read failed. See previous exception for details.'), exit 1; now one line naming the
+    file and the window, exit 2, and no dataset folder."""
+    import rasterio
+
+    res, src = tenth_results
+    with rasterio.open(src) as ds:
+        data, profile = ds.read(), dict(ds.profile)
+    profile.update(compress="deflate", tiled=True, blockxsize=16, blockysize=16)
+    with rasterio.open(src, "w", **profile) as ds:
+        ds.write(data)
+    n = os.path.getsize(src)
+    rng = np.random.default_rng(0)
+    with open(src, "r+b") as f:
+        for off in range(n // 5, 4 * n // 5, n // 20):
+            f.seek(off)
+            f.write(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
+    assert export.main([str(res), "-o", str(tmp_path / "ds"), "--tile", "32"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"label-export: error: source image {str(src)!r} cannot be read at rows ")
+    assert err.endswith("the file is damaged or truncated; put back an intact copy\n") and err.count("\n") == 1
+    assert not (tmp_path / "ds").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".ds")]
