@@ -371,8 +371,12 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
         raise OptionError(f"--seed: expected a whole number >= 0, got {seed}")
     if not results:
         raise InputError("no results folders given: pass the -o folders of label-image runs")
-    items, seen = [], {}
+    items, seen, folders = [], {}, {}
     for folder in results:
+        real = os.path.realpath(folder)
+        if real in folders:
+            raise InputError(f"results folder {folder!r} is given twice (also as {folders[real]!r}); give it once")
+        folders[real] = folder
         for it in find_results(folder):
             if it.source in seen:
                 raise InputError(f"source image {it.source!r} is labelled twice, in {seen[it.source]!r} and "

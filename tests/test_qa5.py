@@ -264,3 +264,14 @@ def test_export_of_a_damaged_source_is_one_line(tenth_results, tmp_path, capsys)
     assert err.startswith(f"label-export: error: source image {str(src)!r} cannot be read at rows ")
     assert err.endswith("the file is damaged or truncated; put back an intact copy\n") and err.count("\n") == 1
     assert not (tmp_path / "ds").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".ds")]
+
+
+def test_export_results_folder_given_twice_says_so(tenth_results, tmp_path, capsys):
+    """``label-export res res/ -o ds`` (a shell glob or a repeated argument). Before: 'source image ... is
+    labelled twice, in 'res/scene_mres_geo.tif' and 'res/scene_mres_geo.tif'', one file named twice as if two;
+    now the line says the folder is given twice."""
+    res, _ = tenth_results
+    assert export.main([str(res), str(res) + os.sep, "-o", str(tmp_path / "ds")]) == 2
+    assert capsys.readouterr().err == (f"label-export: error: results folder {str(res) + os.sep!r} is given twice "
+                                       f"(also as {str(res)!r}); give it once\n")
+    assert not (tmp_path / "ds").exists()
