@@ -375,7 +375,8 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
     for folder in results:
         real = os.path.realpath(folder)
         if real in folders:
-            raise InputError(f"results folder {folder!r} is given twice (also as {folders[real]!r}); give it once")
+            also = f" (also as {folders[real]!r})" if folders[real] != folder else ""
+            raise InputError(f"results folder {folder!r} is given twice{also}; give it once")
         folders[real] = folder
         for it in find_results(folder):
             if it.source in seen:

@@ -232,8 +232,13 @@ def test_bad_inputs(results, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "gone.png" in err and "does not exist" in err and not out.exists()
     # the same source in two folders
-    assert export.main([str(results / "resA"), str(results / "resA"), "-o", str(out)]) == 2
+    shutil.copytree(results / "resA", tmp_path / "resA_copy")
+    assert export.main([str(results / "resA"), str(tmp_path / "resA_copy"), "-o", str(out)]) == 2
     assert "labelled twice" in capsys.readouterr().err and not out.exists()
+    # one folder given twice
+    assert export.main([str(results / "resA"), str(results / "resA"), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == (f"label-export: error: results folder {str(results / 'resA')!r} is given "
+                                       "twice; give it once\n") and not out.exists()
     # an existing non-empty dataset is kept without --overwrite, replaced with it
     out.mkdir()
     (out / "mine.txt").write_text("keep")
