@@ -10,8 +10,8 @@ into ``tile x tile`` image/label pairs with identical names::
 
 Label tiles hold 0-based class ids with 255 = no-data or padding (PNG and GeoTIFF alike; nodata
 255 in the GeoTIFF profile). Image tiles keep the source's bands and dtype; edge tiles are padded
-with the source's no-data value, or 0 without one. A source placed by ground control points alone gives
-chips carrying its GCPs, moved into each chip's pixels. Tiles whose labels are all no-data are skipped. The split is by source image, never by
+with the source's no-data value, or 0 without one. A source placed by ground control points (or RPCs)
+alone gives chips carrying its GCPs (RPCs), moved into each chip's pixels. Tiles whose labels are all no-data are skipped. The split is by source image, never by
 tile, so no image leaks from train into val.
 
 The whole dataset is built in a temporary folder beside DATASET and renamed into place at the end:
@@ -173,6 +173,7 @@ class _Source:
         self.ds = None
         self.georef = None
         self.gcps = None  # (list of GroundControlPoint, CRS) of a source placed by ground control points alone
+        self.rpcs = None  # rasterio.rpc.RPC of a source placed by RPCs alone
         self.nodata = None
         self.descriptions = None
         self.masked = False
@@ -187,6 +188,8 @@ class _Source:
                 self.georef = self.ds.profile
             elif self.ds.gcps[0]:
                 self.gcps = self.ds.gcps
+            elif self.ds.rpcs is not None:
+                self.rpcs = self.ds.rpcs
             self.nodata = self.ds.nodata
             # a per-dataset mask (GDAL's internal .msk) marks no-data without a nodata value: chips keep it
             flags = self.ds.mask_flag_enums
@@ -204,7 +207,7 @@ class _Source:
     def fmt(self) -> str:
         """``tif`` for georeferenced sources (a transform or ground control points) and what PNG cannot hold,
         else ``png``."""
-        if self.georef is not None or self.gcps is not None:
+        if self.georef is not None or self.gcps is not None or self.rpcs is not None:
             return "tif"
         if self.dtype in (np.uint8, np.uint16) and self.count in (1, 3, 4):
             return "png"
@@ -301,9 +304,9 @@ def _write_png(path, a):
         raise OutputError(f"could not write {path!r}")
 
 
-def _write_tif(path, a, *, profile, transform, nodata, gcps=None, descriptions=None, mask=None):
-    """A GeoTIFF chip: ``profile``'s CRS with ``transform``, or ``gcps`` = (points, CRS) placing it; ``mask``
-    (uint8 (h, w), 0 = no-data) its internal per-dataset mask."""
+def _write_tif(path, a, *, profile, transform, nodata, gcps=None, rpcs=None, descriptions=None, mask=None):
+    """A GeoTIFF chip: ``profile``'s CRS with ``transform``, or ``gcps`` = (points, CRS) or ``rpcs`` placing it;
+    ``mask`` (uint8 (h, w), 0 = no-data) its internal per-dataset mask."""
     from .io import rasterio_module
 
     rasterio = rasterio_module()
@@ -323,6 +326,8 @@ def _write_tif(path, a, *, profile, transform, nodata, gcps=None, descriptions=N
             dst.write(np.moveaxis(a, -1, 0))
             if gcps is not None:
                 dst.gcps = gcps
+            if rpcs is not None:
+                dst.rpcs = rpcs
             if mask is not None:
                 dst.write_mask(mask)
             for i, d in enumerate(descriptions or ()):
@@ -478,6 +483,16 @@ def chip_gcps(gcps, row: int, col: int):
             for p in points], crs
 
 
+def chip_rpcs(rpcs, row: int, col: int):
+    """The RPCs of a chip whose pixel (0, 0) is the source's pixel (row, col): the same model, its line and
+    sample offsets moved into the chip's pixels."""
+    from rasterio.rpc import RPC
+
+    d = rpcs.to_dict()
+    d.update(line_off=rpcs.line_off - row, samp_off=rpcs.samp_off - col)
+    return RPC(**d)
+
+
 def _pad_value(nodata, dtype):
     """What edge tiles are padded with: the source's no-data value where it declares one that ``dtype``
     holds (0 may be data: int16 with negative values, reflectances), else 0."""
@@ -526,14 +541,15 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
                 else:
                     tr = chip_transform(src.georef["transform"], r, c) if src.georef else None
                     gcps = chip_gcps(src.gcps, r, c) if src.gcps else None
+                    rpcs = chip_rpcs(src.rpcs, r, c) if src.rpcs is not None else None
                     mask = None
                     if src.masked:  # padding is outside the mask too
                         mask = np.zeros((tile, tile), np.uint8)
                         mask[:th, :tw] = src.read_mask(r, c, th, tw)
                     _write_tif(os.path.join(root, ip), img, profile=src.georef, transform=tr, nodata=src.nodata,
-                               gcps=gcps, descriptions=src.descriptions, mask=mask)
+                               gcps=gcps, rpcs=rpcs, descriptions=src.descriptions, mask=mask)
                     _write_tif(os.path.join(root, lp), lab[..., None], profile=src.georef, transform=tr, nodata=NODATA,
-                               gcps=gcps)
+                               gcps=gcps, rpcs=rpcs)
                 counts[split] += np.bincount(lab.ravel(), minlength=256)[:k]
                 out.append({"split": split, "image": ip.replace(os.sep, "/"), "label": lp.replace(os.sep, "/"),
                             "source": it.source, "window": [int(r), int(c), int(th), int(tw)]})

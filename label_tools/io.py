@@ -60,12 +60,16 @@ class Georef:
     gcps : tuple (list of rasterio.control.GroundControlPoint, rasterio.crs.CRS) or None
         Ground control points of a raster georeferenced by them alone (no CRS, identity transform):
         written to every output raster, so it lands where the source does.
+    rpcs : rasterio.rpc.RPC or None
+        Rational polynomial coefficients of a raster placed by them alone (a satellite scene before
+        orthorectification): written to every output raster, as the GCPs are.
     """
 
     profile: dict
     crs: object
     transform: object
     gcps: object = None  # (list of rasterio GroundControlPoint, CRS) of a raster placed by GCPs only
+    rpcs: object = None  # rasterio.rpc.RPC of a raster placed by RPCs only
 
     @property
     def is_projected(self) -> bool:
@@ -349,6 +353,8 @@ class RasterSource(ImageSource):
             georef = Georef(dict(ds.profile), ds.crs, ds.transform)
         elif ds.gcps[0]:  # placed by ground control points only (an unrectified scene, a drone frame)
             georef = Georef(dict(ds.profile), None, ds.transform, gcps=ds.gcps)
+        elif ds.rpcs is not None:  # placed by rational polynomial coefficients only (a satellite L1 scene)
+            georef = Georef(dict(ds.profile), None, ds.transform, rpcs=ds.rpcs)
         names = tuple(ds.descriptions[b - 1] or f"band {b}" for b in fb)
         super().__init__(path, ds.height, ds.width, len(self._bands), georef=georef, dtype=dtype, band_names=names)
         self._display = tuple(self._bands.index(b) for b in db)

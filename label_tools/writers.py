@@ -252,6 +252,8 @@ def write_report(path: str, *, image_path, shape, classes, labels, annotation_se
             gcps, gcrs = georef.gcps
             lines.append(f"ground control points: {len(gcps)} ({gcrs.to_string() if gcrs else 'no crs'}), "
                          "copied to the output rasters")
+        if getattr(georef, "rpcs", None):
+            lines.append("rational polynomial coefficients (RPCs): copied to the output rasters")
         lines.append(f"transform: {tuple(georef.transform)[:6]}")
         px = georef.pixel_area()
         f = georef.linear_units_factor
@@ -429,7 +431,7 @@ class ProbabilityWriter:
         prof = dict(driver="GTiff", width=shape[1], height=shape[0], count=len(classes), dtype="uint8",
                     tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2,
                     interleave="band", BIGTIFF="IF_SAFER")
-        if georef is not None and not getattr(georef, "gcps", None):
+        if georef is not None and not _placed_by_points(georef):
             prof.update(crs=georef.profile.get("crs"), transform=georef.profile.get("transform"))
         import warnings
 
@@ -561,10 +563,16 @@ def write_uncertainty_geotiff(path: str, uncertainty, georef, *, valid=None, blo
             dst.update_tags(SOFTWARE="label_tools")
 
 
+def _placed_by_points(georef) -> bool:
+    return bool(getattr(georef, "gcps", None) or getattr(georef, "rpcs", None))
+
+
 def _copy_gcps(dst, georef):
-    """The source's ground control points onto an output raster (a GCP-only source has no transform)."""
+    """The source's ground control points or RPCs onto an output raster (such a source has no transform)."""
     if georef is not None and getattr(georef, "gcps", None):
         dst.gcps = georef.gcps
+    if georef is not None and getattr(georef, "rpcs", None):
+        dst.rpcs = georef.rpcs
 
 
 def _create(rasterio, path, prof):
@@ -578,8 +586,8 @@ def _create(rasterio, path, prof):
 
 
 def _without_transform(prof, georef) -> dict:
-    """``prof`` without the identity transform (and empty CRS) of a GCP-only source: its GCPs place it."""
-    if georef is not None and getattr(georef, "gcps", None):
+    """``prof`` without the identity transform (and empty CRS) of a GCP- or RPC-only source: they place it."""
+    if georef is not None and _placed_by_points(georef):
         prof = {k: v for k, v in prof.items() if k not in ("transform", "crs")}
     return prof
 

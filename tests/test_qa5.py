@@ -275,3 +275,82 @@ def test_export_results_folder_given_twice_says_so(tenth_results, tmp_path, caps
     assert capsys.readouterr().err == (f"label-export: error: results folder {str(res) + os.sep!r} is given twice "
                                        f"(also as {str(res)!r}); give it once\n")
     assert not (tmp_path / "ds").exists()
+
+
+def _rpc_scene(path):
+    """The small Landsat tile placed by rational polynomial coefficients alone (no CRS, no transform, no
+    GCPs), as a satellite scene before orthorectification is; returns (data, RPC, scribbles)."""
+    import rasterio
+    from rasterio.rpc import RPC
+
+    data, _, scr = _landsat_tenth()
+    h, w = data.shape[1:]
+    one = [1.0] + [0.0] * 19
+    line = [0.0] * 20
+    line[1], line[2] = 0.1, -1.0  # line from latitude, a little from longitude: not a plain grid
+    samp = [0.0] * 20
+    samp[1], samp[2] = 1.0, 0.05
+    rpc = RPC(height_off=0.0, height_scale=500.0, lat_off=25.0, lat_scale=0.5, line_den_coeff=one,
+              line_num_coeff=line, line_off=h / 2, line_scale=h / 2, long_off=-77.5, long_scale=0.5,
+              samp_den_coeff=one, samp_num_coeff=samp, samp_off=w / 2, samp_scale=w / 2)
+    _write(path, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path, "r+") as ds:
+            ds.rpcs = rpc
+        with rasterio.open(path) as ds:
+            assert ds.crs is None and ds.transform.is_identity and not ds.gcps[0]
+            rpc = ds.rpcs  # as GDAL stored it
+    return data, rpc, scr
+
+
+def _lonlat(path, row, col):
+    """(lon, lat) of a pixel's corner through the raster's RPCs, as GDAL computes it."""
+    import rasterio
+    from rasterio.transform import RPCTransformer
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as ds:
+            with RPCTransformer(ds.rpcs) as t:
+                return t.xy(row, col, offset="ul")
+
+
+def test_raster_placed_by_rpcs_keeps_them_on_every_output_and_chip(tmp_path):
+    """A scene georeferenced by RPCs alone (a satellite L1 product). Before: treated as a plain photo: no
+    '_mres_geo.tif', unplaced probabilities and uncertainty rasters, and label-export wrote PNG chips; now
+    the label GeoTIFF, probabilities and uncertainty map carry the source's RPCs (the report says so), and
+    every exported chip carries them with its offsets moved, so its pixels land where they came from."""
+    import rasterio
+
+    data, rpc, scr = _rpc_scene(tmp_path / "scene.tif")
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "scene.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(out),
+                 "--save-probs", "-q"]) == 0
+    report = (out / "scene_report.txt").read_text().splitlines()
+    assert "rational polynomial coefficients (RPCs): copied to the output rasters" in report
+    labels = np.array(Image.open(out / "scene_mres_label.png"))
+    for name in ("scene_mres_geo.tif", "scene_probs.tif", "scene_uncertainty.tif"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(out / name) as ds:
+                assert ds.rpcs.to_dict() == rpc.to_dict() and ds.crs is None and ds.transform.is_identity
+                assert (ds.width, ds.height) == (data.shape[2], data.shape[1])
+                if name == "scene_mres_geo.tif":
+                    assert np.array_equal(ds.read(1), np.where(labels == 255, 0, labels + 1))
+        assert np.allclose(_lonlat(out / name, 30, 40), _lonlat(tmp_path / "scene.tif", 30, 40))
+    assert export.main([str(out), "-o", str(tmp_path / "ds"), "--tile", "32", "-q"]) == 0
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    assert len(info["tiles"]) == 9
+    for t in info["tiles"]:
+        r, c, th, tw = t["window"]
+        for name in (t["image"], t["label"]):
+            assert name.endswith(".tif")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+                with rasterio.open(tmp_path / "ds" / name) as chip:
+                    got = chip.rpcs.to_dict()
+            want = dict(rpc.to_dict(), line_off=rpc.line_off - r, samp_off=rpc.samp_off - c)
+            assert got.keys() == want.keys() and all(np.allclose(got[k], want[k]) for k in want)
+            assert np.allclose(_lonlat(tmp_path / "ds" / name, 5, 7), _lonlat(tmp_path / "scene.tif", r + 5, c + 7))
