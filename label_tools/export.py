@@ -177,6 +177,7 @@ class _Source:
         self.nodata = None
         self.descriptions = None
         self.masked = False
+        self.colorinterp = None
         if path.lower().endswith(RASTER_EXT):
             from rasterio.enums import MaskFlags
 
@@ -194,6 +195,7 @@ class _Source:
             # a per-dataset mask (GDAL's internal .msk) marks no-data without a nodata value: chips keep it
             flags = self.ds.mask_flag_enums
             self.masked = self.nodata is None and all(f == [MaskFlags.per_dataset] for f in flags)
+            self.colorinterp = self.ds.colorinterp
             if any(self.ds.descriptions):
                 self.descriptions = self.ds.descriptions
         else:
@@ -304,14 +306,16 @@ def _write_png(path, a):
         raise OutputError(f"could not write {path!r}")
 
 
-def _write_tif(path, a, *, profile, transform, nodata, gcps=None, rpcs=None, descriptions=None, mask=None):
+def _write_tif(path, a, *, profile, transform, nodata, gcps=None, rpcs=None, descriptions=None, mask=None,
+               colorinterp=None):
     """A GeoTIFF chip: ``profile``'s CRS with ``transform``, or ``gcps`` = (points, CRS) or ``rpcs`` placing it;
-    ``mask`` (uint8 (h, w), 0 = no-data) its internal per-dataset mask."""
+    ``mask`` (uint8 (h, w), 0 = no-data) its internal per-dataset mask; ``colorinterp`` the source's band
+    colour interpretations (else grey: GDAL would make 3 or 4 bytes RGB(A), a near-infrared 4th band alpha)."""
     from .io import rasterio_module
 
     rasterio = rasterio_module()
     prof = {"driver": "GTiff", "height": a.shape[0], "width": a.shape[1], "count": a.shape[2],
-            "dtype": a.dtype.name, "compress": "deflate", "nodata": nodata}
+            "dtype": a.dtype.name, "compress": "deflate", "nodata": nodata, "photometric": "MINISBLACK"}
     if profile is not None:
         prof.update(crs=profile.get("crs"), transform=transform)
     if a.shape[0] % 16 == 0 and a.shape[1] % 16 == 0:
@@ -330,6 +334,9 @@ def _write_tif(path, a, *, profile, transform, nodata, gcps=None, rpcs=None, des
                 dst.rpcs = rpcs
             if mask is not None:
                 dst.write_mask(mask)
+            if colorinterp is not None and len(colorinterp) == a.shape[2] and \
+                    rasterio.enums.ColorInterp.palette not in colorinterp:  # (a palette needs its colour table)
+                dst.colorinterp = colorinterp
             for i, d in enumerate(descriptions or ()):
                 if d:
                     dst.set_band_description(i + 1, d)
@@ -547,7 +554,8 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
                         mask = np.zeros((tile, tile), np.uint8)
                         mask[:th, :tw] = src.read_mask(r, c, th, tw)
                     _write_tif(os.path.join(root, ip), img, profile=src.georef, transform=tr, nodata=src.nodata,
-                               gcps=gcps, rpcs=rpcs, descriptions=src.descriptions, mask=mask)
+                               gcps=gcps, rpcs=rpcs, descriptions=src.descriptions, mask=mask,
+                               colorinterp=src.colorinterp)
                     _write_tif(os.path.join(root, lp), lab[..., None], profile=src.georef, transform=tr, nodata=NODATA,
                                gcps=gcps, rpcs=rpcs)
                 counts[split] += np.bincount(lab.ravel(), minlength=256)[:k]

@@ -430,7 +430,10 @@ class ProbabilityWriter:
         self.path, self.shape, self.classes, self.georef = path, tuple(shape), classes, georef
         prof = dict(driver="GTiff", width=shape[1], height=shape[0], count=len(classes), dtype="uint8",
                     tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2,
-                    interleave="band", BIGTIFF="IF_SAFER")
+                    interleave="band", BIGTIFF="IF_SAFER",
+                    # bands of classes, not colours: GDAL would make 3 or 4 bytes RGB(A), and the 4th class's
+                    # probability the alpha band that masks every pixel where it is 0
+                    photometric="MINISBLACK")
         if georef is not None and not _placed_by_points(georef):
             prof.update(crs=georef.profile.get("crs"), transform=georef.profile.get("transform"))
         import warnings

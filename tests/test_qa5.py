@@ -354,3 +354,57 @@ def test_raster_placed_by_rpcs_keeps_them_on_every_output_and_chip(tmp_path):
             want = dict(rpc.to_dict(), line_off=rpc.line_off - r, samp_off=rpc.samp_off - c)
             assert got.keys() == want.keys() and all(np.allclose(got[k], want[k]) for k in want)
             assert np.allclose(_lonlat(tmp_path / "ds" / name, 5, 7), _lonlat(tmp_path / "scene.tif", r + 5, c + 7))
+
+
+def test_probabilities_of_four_classes_are_not_an_alpha_band(tmp_path):
+    """``--save-probs`` with four classes (the sample's strokes and a labels file of four). Before: GDAL made
+    the 4-band uint8 file RGBA, so the 4th class's probability was its alpha band ('ColorInterp=Alpha', mask
+    flags 'PER_DATASET ALPHA'): every pixel where that class has probability 0, here all of them, was
+    no-data to GDAL and QGIS; now the bands are plain grey bands and every pixel holds data."""
+    import rasterio
+    from rasterio.enums import ColorInterp, MaskFlags
+
+    (tmp_path / "classes.txt").write_text("water\nland\nsurf\nsky\n")
+    assert main([BEACH, "--scribbles", BEACH_SCR, "--labels", str(tmp_path / "classes.txt"), "-o", str(tmp_path / "o"),
+                 "--save-probs", "-q"]) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "o" / "beach_probs.tif") as ds:
+            assert ds.count == 4 and ColorInterp.alpha not in ds.colorinterp
+            assert all(f == [MaskFlags.all_valid] for f in ds.mask_flag_enums)
+            assert (ds.dataset_mask() == 255).all()
+            assert ds.descriptions == ("water", "land", "surf", "sky")
+
+
+def test_export_chips_of_a_four_band_source_keep_its_band_meaning(tmp_path):
+    """label-export of a 4-band uint8 GeoTIFF (red, green, blue, near-infrared, as NAIP-like aerial imagery
+    comes). Before: GDAL made each chip RGBA, its near-infrared band the alpha band (mask flags 'PER_DATASET
+    ALPHA': dark water pixels no-data in a GIS); now the chips keep the source's colour interpretation
+    (RGB + undefined), and an RGBA source's chips keep their alpha."""
+    import rasterio
+    from rasterio.enums import ColorInterp as C
+
+    data, profile, scr = _landsat_tenth()
+    nir = (255 - data[2]).astype(np.uint8)[None]
+    for name, ci in [("rgbn", (C.red, C.green, C.blue, C.undefined)), ("rgba", (C.red, C.green, C.blue, C.alpha))]:
+        folder = tmp_path / name
+        folder.mkdir()
+        four = np.concatenate([data, nir if name == "rgbn" else np.full_like(nir, 255)])
+        with rasterio.open(folder / "scene.tif", "w", driver="GTiff", width=four.shape[2], height=four.shape[1],
+                           count=4, dtype="uint8", crs=profile["crs"], transform=profile["transform"],
+                           photometric="MINISBLACK") as ds:
+            ds.write(four)
+            ds.colorinterp = ci
+        Image.fromarray(scr).save(folder / "scr.png")
+        assert main([str(folder / "scene.tif"), "--scribbles", str(folder / "scr.png"), "-o", str(folder / "out"),
+                     "-q"]) == 0
+        assert export.main([str(folder / "out"), "-o", str(folder / "ds"), "--tile", "32", "-q"]) == 0
+        info = json.loads((folder / "ds" / "dataset.json").read_text())
+        assert len(info["tiles"]) == 9
+        for t in info["tiles"]:
+            r, c, th, tw = t["window"]
+            with rasterio.open(folder / "ds" / t["image"]) as chip:
+                assert chip.colorinterp == ci
+                assert np.array_equal(chip.read()[:, :th, :tw], four[:, r: r + th, c: c + tw])
+                if name == "rgbn":
+                    assert (chip.dataset_mask() == 255).all()
