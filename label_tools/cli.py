@@ -97,6 +97,14 @@ def _nonneg_int(text):
     return v
 
 
+def _folder(text):
+    """-o DIR: an empty value (an unset shell variable, ``-o "$OUT"``) is no folder, not the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty value: give a folder, or leave out -o "
+                                         "to write beside each image")
+    return text
+
+
 def _workers(text):
     try:
         v = int(text)
@@ -132,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
         "the class colours (needs --colors). Without it, the annotator opens."))
     p.add_argument("--labels", metavar="FILE", help="class names, one per line (default: class1..classK)")
     p.add_argument("--colors", metavar="FILE", help="class colours, one matplotlib name or #hex per line")
-    p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: the image's directory)")
+    p.add_argument("-o", "--output", metavar="DIR", type=_folder,
+                   help="output directory (default: the image's directory)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("-w", "--window", type=_window, default=500, metavar="W",
                    help="annotation window side in image pixels (default 500; >= 16)")

@@ -404,6 +404,8 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
         if it.names != first.names:
             raise InputError(f"{it.label_path!r} has classes {', '.join(it.names)} but {first.label_path!r} has "
                              f"{', '.join(first.names)}; export results labelled with the same classes together")
+    if not str(output).strip():
+        raise OutputError("-o/--output is empty: give the dataset folder")
     out = os.path.abspath(output)
     if os.path.exists(out) and not os.path.isdir(out):
         raise OutputError(f"-o/--output {output!r} is a file; give a folder for the dataset")
@@ -582,6 +584,13 @@ def _number(kind, text):
         raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") from None
 
 
+def _folder(text):
+    """-o DATASET: an empty value (an unset shell variable) would be the current folder, replaced with --overwrite."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a dataset folder, got an empty value")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="label-export", description=(
         "Cut label-image results into image/label tile pairs for training a segmentation network: "
@@ -591,7 +600,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example:\n  label-export out/day1 out/day2 -o dataset --tile 256 --val-fraction 0.2",
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result folders (the -o folders of label-image)")
-    p.add_argument("-o", "--output", required=True, metavar="DATASET", help="dataset folder to write")
+    p.add_argument("-o", "--output", required=True, metavar="DATASET", type=_folder, help="dataset folder to write")
     p.add_argument("--tile", type=lambda t: _number(int, t), default=512,
                    help="tile side in pixels (default 512, >= 16)")
     p.add_argument("--overlap", type=lambda t: _number(int, t), default=0,

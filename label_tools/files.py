@@ -68,6 +68,8 @@ def check_model_path(path: str, *, overwrite: bool, outdirs=(), taken=None):
     with ``overwrite`` (a model is work the user made). ``taken`` ({path: what it is}, the run's inputs
     and outputs) are refused even with ``overwrite``: the model would replace the image or a result.
     """
+    if not str(path).strip() or not os.path.basename(path):  # "" (an unset variable) or "models/"
+        raise OutputError(f"--save-model: expected a file path such as model.skops, got {path!r}")
     real = os.path.realpath(path)
     for other, what in (taken or {}).items():
         if other and os.path.realpath(other) == real:

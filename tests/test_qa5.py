@@ -408,3 +408,40 @@ def test_export_chips_of_a_four_band_source_keep_its_band_meaning(tmp_path):
                 assert np.array_equal(chip.read()[:, :th, :tw], four[:, r: r + th, c: c + tw])
                 if name == "rgbn":
                     assert (chip.dataset_mask() == 255).all()
+
+
+def test_empty_output_option_is_refused(tenth_results, tmp_path, capsys, monkeypatch):
+    """``-o "$OUT"`` with OUT unset. Before: label-export ... -o "" --overwrite replaced the current folder
+    (every file in it deleted, the dataset put there), and label-image -o "" wrote beside the image as if -o
+    were left out; now both stop with one line, exit 2, nothing written."""
+    res, src = tenth_results
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "mine.txt").write_text("keep")
+    monkeypatch.chdir(cwd)
+    before = _listing(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        export.main([str(res), "-o", "", "--overwrite"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("label-export: error: argument -o/--output: expected a dataset folder, got an "
+                                       "empty value (see label-export --help)\n")
+    with pytest.raises(SystemExit) as e:
+        main([str(src), "--scribbles", str(src.parent / "scr.png"), "-o", ""])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == ("label-image: error: argument -o/--output: expected a folder, got an empty "
+                                       "value: give a folder, or leave out -o to write beside each image (see "
+                                       "label-image --help)\n")
+    assert _listing(tmp_path) == before
+
+
+@pytest.mark.parametrize("model", ["", "models/"])
+def test_save_model_path_that_is_no_file_is_refused_before_any_work(tmp_path, capsys, monkeypatch, model):
+    """``--save-model ""`` (an unset variable) or ``--save-model models/`` (a folder not made yet). Before:
+    the run labelled the image, wrote its four outputs, then stopped with '--save-model: cannot write ''' and
+    exit 2, its outputs left behind; now it stops before any work, nothing written."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+    assert main([BEACH, "--scribbles", BEACH_SCR, "-o", str(out), "--save-model", model, "-q"]) == 2
+    assert capsys.readouterr().err == (f"label-image: error: --save-model: expected a file path such as model.skops, "
+                                       f"got {model!r}\n")
+    assert os.listdir(tmp_path) == []
