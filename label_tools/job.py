@@ -561,11 +561,14 @@ def _check_scribble_grid(job, src):
     """A georeferenced scribble GeoTIFF must lie on the image's grid (QGIS-rasterised strokes of another
     tile of the same size would be fitted as this one's)."""
     georef = src.georef
+    from .prelabels import check_same_grid, check_same_points
+
+    if job.scribbles is not None:
+        check_same_points(job.scribbles, georef, option="--scribbles", what="scribbles")
     if job.scribbles is None or georef is None or georef.crs is None or \
             not job.scribbles.lower().endswith((".tif", ".tiff")):
         return
     from .io import open_raster
-    from .prelabels import check_same_grid
 
     try:
         with open_raster(job.scribbles, "scribble file") as ds:

@@ -102,6 +102,7 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     _refuse_other_outputs(path, tags, desc)
     if georef is not None and where is not None and getattr(georef, "crs", None) is not None:
         check_same_grid(path, where, georef)
+    check_same_points(path, georef)
     H, W = shape
     if a.shape[:2] != (H, W):
         raise InputError(f"--init {path!r}: size {a.shape[1]} x {a.shape[0]} does not match the image's "
@@ -197,6 +198,43 @@ def check_same_grid(path, where, georef, *, option="--init", what="pre-labels"):
         raise InputError(f"{option} {path!r}: lies elsewhere than the image (its CRS {crs.to_string()}, origin "
                          f"{t.c:.10g}, {t.f:.10g}, pixel {t.a:.6g} x {t.e:.6g}; the image's {georef.crs.to_string()}, "
                          f"{g.c:.10g}, {g.f:.10g}, {g.a:.6g} x {g.e:.6g}); give {what} made for this image")
+
+
+def check_same_points(path, georef, *, option="--init", what="pre-labels"):
+    """For an image placed by ground control points alone: refuse a GeoTIFF of its size that lies
+    elsewhere (another frame's GCPs, or a map grid), as :func:`check_same_grid` does for map grids.
+
+    A raster without any placement is taken as drawn on the image's pixels.
+    """
+    if georef is None or not getattr(georef, "gcps", None) or not str(path).lower().endswith((".tif", ".tiff")):
+        return
+    import warnings
+
+    from .io import rasterio_module
+
+    rasterio = rasterio_module()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as ds:
+                crs, transform, (points, pcrs) = ds.crs, ds.transform, ds.gcps
+    except Exception:  # unreadable: the reader says what is wrong
+        return
+    own, own_crs = georef.gcps
+    if crs is not None or not transform.is_identity:
+        raise InputError(f"{option} {path!r}: lies on a map grid ({crs.to_string() if crs else 'a transform'}) but "
+                         f"the image is placed by {len(own)} ground control points alone: give {what} drawn on "
+                         "the image's own pixels")
+    if not points:
+        return
+    a, b = (sorted(pts, key=lambda p: (p.row, p.col)) for pts in (points, own))
+    span = max(1.0, *(abs(p.x) + abs(p.y) for p in b))
+    same = len(a) == len(b) and (pcrs is None or own_crs is None or pcrs == own_crs) and all(
+        abs(p.row - q.row) <= 0.5 and abs(p.col - q.col) <= 0.5 and abs(p.x - q.x) <= 1e-6 * span
+        and abs(p.y - q.y) <= 1e-6 * span for p, q in zip(a, b))
+    if not same:
+        raise InputError(f"{option} {path!r}: is placed by other ground control points than the image ({len(a)} "
+                         f"against the image's {len(b)}, not at the same places): give {what} made for this image")
 
 
 #: label_tools' outputs that are not label images, by name: what they are.

@@ -445,3 +445,57 @@ def test_save_model_path_that_is_no_file_is_refused_before_any_work(tmp_path, ca
     assert capsys.readouterr().err == (f"label-image: error: --save-model: expected a file path such as model.skops, "
                                        f"got {model!r}\n")
     assert os.listdir(tmp_path) == []
+
+
+def test_gcp_placed_frame_refuses_another_frames_labels_and_scribbles(tmp_path, capsys):
+    """Two drone frames of one size, each placed by its own ground control points. Before: frame A's label
+    GeoTIFF (carrying A's GCPs) was taken as --init for frame B, and A's georeferenced scribbles as B's,
+    without a word (the grid check looked at CRS and transform only); now both are refused in one line, as
+    a map raster given for a GCP-placed frame is; frame A's own files are still taken."""
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    data, profile, scr = _landsat_tenth()
+    h, w = data.shape[1:]
+
+    def frame(name, east):
+        gcps = [GroundControlPoint(row=r, col=c, x=east + c * 3004.177, y=2826915.0 - r * 3034.225)
+                for r, c in [(0, 0), (0, w), (h, 0), (h, w)]]
+        _write(tmp_path / name, data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            with rasterio.open(tmp_path / name, "r+") as ds:
+                ds.gcps = (gcps, CRS.from_epsg(32618))
+
+    frame("a.tif", 101985.0)
+    frame("b.tif", 151985.0)
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    assert main([str(tmp_path / "a.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(tmp_path / "a"),
+                 "-q"]) == 0
+    a_labels = str(tmp_path / "a" / "a_mres_geo.tif")
+    # A's labels as pre-labels: taken for A, refused for B
+    assert main([str(tmp_path / "a.tif"), "--init", a_labels, "--headless", "-o", str(tmp_path / "a2"), "-q"]) == 0
+    capsys.readouterr()
+    assert main([str(tmp_path / "b.tif"), "--init", a_labels, "--headless", "-o", str(tmp_path / "b"), "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"label-image: error: --init {a_labels!r}: is placed by other ground control points than the image (4 "
+        "against the image's 4, not at the same places): give pre-labels made for this image\n")
+    # A's scribbles as a GCP-placed GeoTIFF: refused for B
+    shutil_src = tmp_path / "a_scr.tif"
+    _write(shutil_src, scr[None])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "a.tif") as ds, rasterio.open(shutil_src, "r+") as dst:
+            dst.gcps = ds.gcps
+    assert main([str(tmp_path / "b.tif"), "--scribbles", str(shutil_src), "-o", str(tmp_path / "b"), "-q"]) == 2
+    assert "is placed by other ground control points than the image" in capsys.readouterr().err
+    # a map raster of the frame's size given for a GCP-placed frame
+    _write(tmp_path / "map.tif", scr[None], crs=profile["crs"], transform=profile["transform"])
+    assert main([str(tmp_path / "b.tif"), "--scribbles", str(tmp_path / "map.tif"), "-o", str(tmp_path / "b"),
+                 "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"label-image: error: --scribbles {str(tmp_path / 'map.tif')!r}: lies on a map grid "
+        f"({profile['crs'].to_string()}) but the image is placed by 4 ground control points alone: give scribbles "
+        "drawn on the image's own pixels\n")
+    assert not (tmp_path / "b").exists()
