@@ -38,23 +38,27 @@ def display():
         if os.environ.get("CI"):
             pytest.fail("Xvfb is not installed (CI installs it with apt-get)")
         pytest.skip("Xvfb not installed")
-    # a free display number; another test run on this machine may take the same one at the same
-    # moment, so our Xvfb must be the one that stays up (else it exits on the lock: try the next)
-    proc = None
-    for n in range(90, 130):
-        if os.path.exists(f"/tmp/.X11-unix/X{n}") or os.path.exists(f"/tmp/.X{n}-lock"):
-            continue
-        proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for _ in range(200):
-            if proc.poll() is not None or os.path.exists(f"/tmp/.X11-unix/X{n}"):
+    # Xvfb picks a free display number itself and writes it to a pipe once it accepts clients
+    # (-displayfd): no race with another test run on this machine choosing the same number
+    import select
+
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    number = b""
+    deadline = time.monotonic() + 60
+    while not number.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
+        if select.select([r], [], [], 0.5)[0]:
+            chunk = os.read(r, 16)
+            if not chunk:
                 break
-            time.sleep(0.05)
-        time.sleep(0.2)
-        if proc.poll() is None:
-            break
-        proc = None
-    assert proc is not None, "no X display number free for Xvfb in :90-:129"
+            number += chunk
+    os.close(r)
+    if not number.strip().isdigit():
+        proc.kill()
+        raise AssertionError(f"Xvfb did not start (-displayfd gave {number!r})")
+    n = int(number)
     yield f":{n}"
     proc.terminate()
     proc.wait(10)
