@@ -13,7 +13,7 @@ fitted on (with strokes of its own) is never adapted.
 
 The forest refitted is smaller than the model's (12 trees on half bootstraps, :data:`TREES`,
 :data:`BOOTSTRAP`), which keeps the refit and the second forest pass cheap (a 0.2 MP photo: +0.15 s
-in-process). Measured with ``benchmarks/collections.py accuracy`` (README, Collections): over three
+in-process). Measured with ``benchmarks/collections.py accuracy`` (docs/benchmarks.md, Collections): over three
 scribble seeds, ISBI membranes 0.643 -> 0.658, H&E 0.385 -> 0.60, Sentinel-2 0.376 -> 0.42; it costs
 the texture and photo collages 0.02-0.03 and the coast 0.006 (all still above scikit-image).
 """
@@ -30,7 +30,7 @@ RATIO = 1.0
 WEIGHT = 0.5
 #: Trees of the refitted forest (the model's own has 24), each on a bootstrap sample of half the
 #: samples: a quarter of the refit time and half the prediction time of 24 trees on all, and better
-#: measured (ISBI 0.654 -> 0.660, H&E 0.546 -> 0.605; README, Collections).
+#: measured (ISBI 0.654 -> 0.660, H&E 0.546 -> 0.605; docs/benchmarks.md, Collections).
 TREES = 12
 BOOTSTRAP = 0.5
 #: The features of at most about this many grid pixels are kept to draw pseudo-labels from

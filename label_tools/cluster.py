@@ -71,7 +71,7 @@ def _dask():
 #: in each worker; setting it switches off glibc's adaptive mmap threshold, so every large numpy
 #: temporary (a 4 MP image's features and probabilities are many) is a fresh zero-filled mapping:
 #: unset here (``None`` removes it). The statistical profiler (a sample every 10 ms) is off too: it
-#: only feeds the dashboard's profile page. Measured in benchmarks/cluster.py (README).
+#: only feeds the dashboard's profile page. Measured in benchmarks/cluster.py (docs/benchmarks.md).
 LOCAL_WORKER_CONFIG = {
     "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
     "distributed.worker.profile.enabled": False,

@@ -41,7 +41,7 @@ def band_stats(sample, valid=None) -> tuple:
     The robust stretch :mod:`label_tools.io` gives rasters (0.5 and 99.5 percentiles of each band),
     taken for every image, 8-bit photos included: a model fitted on stretched features carries
     over to images of the same kind taken under other light or stain (a model from the first
-    H&E tile: mean IoU 0.12 -> 0.29 on the others, see README). Extreme percentiles move less with
+    H&E tile: mean IoU 0.12 -> 0.29 on the others, see docs/benchmarks.md). Extreme percentiles move less with
     the share of each class in an image than the mean or median do (texture collages: mean and
     spread 0.567, median and quartiles 0.527, these 0.651 against 0.653 unstretched). A random
     forest is invariant to a per-feature affine map, so the labels of the image fitted on do not

@@ -227,7 +227,7 @@ class Model:
             None (default): True unless ``image`` is the one the model was fitted on, with
             strokes of its own (:func:`fitted_on`). A model from the first H&E tile scores mean IoU
             0.271 -> 0.385 on the other four (three scribble seeds), other collections move by
-            -0.004..+0.010 (README, Collections).
+            -0.004..+0.010 (docs/benchmarks.md, Collections).
 
         Returns
         -------

@@ -995,7 +995,7 @@ def crf_reach(params, probs_list, *, widths: float | None = None):
     kernel is what cleans them. The width is measured on the forest's own labels, so it follows
     each image: :func:`region_width` (the mean distance to a class edge), pixel-weighted over
     the arrays given. Native yardstick, mean IoU: ISBI membranes 0.666 -> 0.692, Drosophila
-    0.554 -> 0.584, every other dataset within -0.013..+0.006 (README, Benchmarks).
+    0.554 -> 0.584, every other dataset within -0.013..+0.006 (docs/benchmarks.md).
 
     Parameters
     ----------
@@ -1080,7 +1080,7 @@ def fine_radius(grid_scale: float, structure_scale: float | None) -> int:
     coefficients fitted on the grid, which blurs objects a few cells wide; a guided filter of half a
     grid cell (``round(0.5 / grid_scale)`` pixels, at least 1) fitted on the full-resolution image
     snaps the edges to it. Measured on images mirror-tiled to 12 MP with the grid forced to 0.245:
-    H&E nuclei 0.821 -> 0.828, EM membranes 0.683 -> 0.695, coastal 0.746 -> 0.748 (README).
+    H&E nuclei 0.821 -> 0.828, EM membranes 0.683 -> 0.695, coastal 0.746 -> 0.748 (docs/benchmarks.md).
     """
     if not structure_scale or grid_scale >= float(structure_scale) * (1 - 1e-6):
         return 0

@@ -20,7 +20,7 @@ grid task computes the same numbers as this process.
 
 It runs on the model grid (a few MB), inside :func:`label_tools.pipeline.predict`, only when the
 grid is capped coarser than the structures (:func:`applies`) and the CRF is off (the CRF's smoothing
-removes the same specks: with both, nuclei are eroded, measured in the README). Smaller images,
+removes the same specks: with both, nuclei are eroded, measured in docs/benchmarks.md). Smaller images,
 whose grid follows the scribbles, are untouched.
 """
 from __future__ import annotations
@@ -200,11 +200,11 @@ def carry(probs, classifier, *, target=None, valid=None, keep: float = KEEP_SHAR
     (``Model.chosen["class_shares"]``, the mean of its probabilities there), or, when the model
     does not carry them, the mean of its probabilities on this image (one step of Saerens' EM; the
     full EM, :func:`image_prior`, drives small classes to nothing: 5-class Drosophila EM
-    carry-over 0.509 -> 0.393, README). The shares moved to are ``t**(1 - strength) *
+    carry-over 0.509 -> 0.393, docs/benchmarks.md). The shares moved to are ``t**(1 - strength) *
     s**strength`` (normalised): the forest's probabilities are not calibrated, and the full shift
     (strength 1) overshoots where they are soft (ISBI membranes with another seed of scribbles:
     27 % membrane -> 11 %, mean IoU -0.07; over three scribble seeds and seven collections strength
-    0.5 lost at most 0.004 in a collection's mean, strength 1 up to 0.014, README). The shift is
+    0.5 lost at most 0.004 in a collection's mean, strength 1 up to 0.014, docs/benchmarks.md). The shift is
     skipped when it would take more than ``1 - keep`` of the grid pixels of some class away
     (argmax before and after): a class the image shows little of would vanish (Drosophila).
 

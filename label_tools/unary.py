@@ -22,7 +22,7 @@ def default_classifier(*, n_estimators: int = 24, max_depth: int | None = 14, ma
 
     Full bootstrap samples against 32 trees on half the samples each (the earlier default), same
     CPU time: mean IoU +0.005 / +0.006 over the seven datasets of the two native benchmarks, and
-    models that carry over better to other images (README, Benchmarks).
+    models that carry over better to other images (docs/benchmarks.md).
     """
     from sklearn.ensemble import RandomForestClassifier
 
@@ -66,7 +66,7 @@ def class_weights(labels, *, power: float = CLASS_WEIGHT_POWER) -> dict:
 
     A mild correction for unequal scribbling: full balancing (power 1) over-predicts a class
     scribbled with a handful of pixels; none (power 0) lets the most-scribbled class swallow
-    small ones. 0.25 scored best across the benchmark datasets (see README).
+    small ones. 0.25 scored best across the benchmark datasets (see docs/benchmarks.md).
     """
     ks, n = np.unique(labels, return_counts=True)
     w = n.astype(float) ** -power

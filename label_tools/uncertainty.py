@@ -440,7 +440,7 @@ TEMPERATURES = np.geomspace(0.5, 20.0, 37)
 # term in fit_calibration: the forest is under-confident, the held-out strokes (region interiors) ask for
 # too sharp probabilities; with both at 1, 13 of 16 runs that missed the forest's ECE were under-
 # confident. 0.5: mean ECE over the 7 shared datasets (2 images x seeds 0-2) 0.039 -> 0.036; chosen
-# with each dataset left out in turn (0.4-0.6 chosen), README "Where the model is unsure"
+# with each dataset left out in turn (0.4-0.6 chosen), docs/uncertainty.md, "The forest's term weighted one half"
 FOREST_TERM = 0.5
 FLOORS = np.concatenate([[0.0], np.geomspace(0.005, 0.4, 16)])
 

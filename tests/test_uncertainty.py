@@ -226,7 +226,7 @@ def test_uncertainty_ranks_errors_at_least_as_well_as_plain_forest(dataset, stem
     # the map ranks errors better than each pixel's own uncertainty (H&E 0.906 vs 0.899, ISBI 0.846 vs 0.801)
     assert auc > unc.auroc(U, wrong) + gain, (auc, unc.auroc(U, wrong))
     # within 0.01 of the forest's own ECE (H&E 0.020, ours 0.027; ISBI 0.073, ours 0.066): not always at
-    # most it (see README)
+    # most it (see README, "Where the model is unsure")
     assert unc.ece(P.max(0), ~wrong) <= unc.ece(pf.max(-1), pf.argmax(-1) == mask) + 0.01
 
 
