@@ -283,13 +283,22 @@ def show_image(path: str):
         img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
     cv2.namedWindow("label_tools result", cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
     cv2.imshow("label_tools result", img)
-    while cv2.getWindowProperty("label_tools result", cv2.WND_PROP_VISIBLE) >= 1:
+    while window_open(cv2, "label_tools result"):
         if cv2.waitKey(100) != -1:
             break
     cv2.destroyAllWindows()
 
 
 # ---------------------------------------------------------------------------- helpers (pure)
+def window_open(cv2, name: str) -> bool:
+    """Whether OpenCV window ``name`` is still shown. Closed by the window manager as the last window left
+    (the overview closed first), Qt's GUI object is gone and OpenCV raises instead of answering: closed too."""
+    try:
+        return cv2.getWindowProperty(name, cv2.WND_PROP_VISIBLE) >= 1
+    except cv2.error:
+        return False
+
+
 def window_worth(rgb, valid) -> bool:
     """Whether a window is worth showing: some data, and not one uniform colour.
 
@@ -604,7 +613,7 @@ class Annotator:
                     self.render_overview()
                 if key != -1:
                     self.on_key(key)
-                elif cv2.getWindowProperty(WIN_ANNOTATE, cv2.WND_PROP_VISIBLE) < 1:
+                elif not window_open(cv2, WIN_ANNOTATE):
                     log.info("annotation window closed: computing with the scribbles so far")
                     self.s.finish()
         finally:
