@@ -114,6 +114,7 @@ class ImageSource:
     georef: Georef | None = None
     dtype: str = "uint8"
     band_names: tuple = ()
+    orientation: int = 1  # EXIF orientation of a photo (1..8), applied when read; rasters: 1 (read as stored)
     _lo: np.ndarray = field(default=None, repr=False)
     _hi: np.ndarray = field(default=None, repr=False)
     _display: tuple = ()  # indices into the feature bands used for display, 1 or 3 of them
@@ -586,6 +587,8 @@ def read_photo(path: str, *, with_alpha: bool = False):
         raise InputError(f"image {path!r} is damaged: the decoder says {complaint!r}; re-export or re-copy the file")
     if a is None:
         return _read_photo_pillow(path, with_alpha=with_alpha)
+    if png_alpha:  # IMREAD_UNCHANGED leaves the EXIF orientation out: turn as the other reads do
+        a = apply_orientation(a, exif_orientation(path))
     alpha = None
     if png_alpha and a.ndim == 3 and a.shape[2] in (2, 4):
         alpha = a[..., -1]
@@ -602,6 +605,49 @@ def read_photo(path: str, *, with_alpha: bool = False):
     if a.dtype not in (np.uint8, np.uint16):
         a = a.astype(np.float32)
     return (a, alpha) if with_alpha else a
+
+
+#: EXIF orientation -> what turns the stored pixels upright, and the words for it
+_ORIENTATIONS = {2: "mirrored left to right", 3: "turned 180\u00b0", 4: "mirrored top to bottom",
+                 5: "mirrored along its diagonal", 6: "turned 90\u00b0 clockwise",
+                 7: "mirrored along its other diagonal", 8: "turned 90\u00b0 anticlockwise"}
+
+
+def exif_orientation(path: str) -> int:
+    """EXIF orientation tag (1..8) of a JPEG/PNG/WebP/TIFF from its header; 1 (as stored) when absent or unreadable."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                v = im.getexif().get(0x0112, 1)
+    except Exception:  # not an image Pillow knows, or a damaged header: reported by the decoder
+        return 1
+    return int(v) if v in range(1, 9) else 1
+
+
+def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, ...) stored pixels -> upright, as Pillow's ``exif_transpose`` turns them (orientation 1..8)."""
+    if orientation in (5, 6, 7, 8):
+        a = np.swapaxes(a, 0, 1)  # transpose; then 6 mirrors columns, 8 rows, 7 both
+    if orientation in (2, 3, 6, 7):
+        a = a[:, ::-1]
+    if orientation in (3, 4, 7, 8):
+        a = a[::-1]
+    return np.ascontiguousarray(a) if orientation != 1 else a
+
+
+def orientation_note(orientation: int, image_shape, shape) -> str:
+    """Why a file of ``shape`` (H, W) drawn for an image of ``image_shape`` (H, W, upright) has the wrong size:
+    the photo is used turned by its EXIF ``orientation`` and ``shape`` is its stored size. '' otherwise."""
+    h, w = image_shape
+    if orientation not in (5, 6, 7, 8) or tuple(shape) != (w, h):
+        return ""
+    return (f"; the image carries EXIF orientation {orientation}, so it is used {_ORIENTATIONS[orientation]} (as "
+            f"photo viewers and the annotator show it): the file matches the stored, unturned {h} x {w} pixels "
+            "(as GDAL/QGIS show them); draw it on the photo as viewers show it, or save the photo turned and "
+            "without the tag")
 
 
 def _is_png(path) -> bool:
@@ -752,7 +798,9 @@ def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
         fb = [b - 1 for b in _check_bands(feature_bands, n, path, "--feature-bands")]
         arr = arr[..., fb] if arr.ndim == 3 else arr
     # transparent pixels are no-data, as an RGBA GeoTIFF's alpha band makes them
-    return ArraySource(arr, path, display_bands=bands, valid=None if alpha is None else alpha > 0)
+    src = ArraySource(arr, path, display_bands=bands, valid=None if alpha is None else alpha > 0)
+    src.orientation = exif_orientation(path)  # already applied; named when a scribble file has the stored size
+    return src
 
 
 def stem(path: str) -> str:

@@ -358,14 +358,15 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     if job.scribbles is not None:
         if model is not None:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
-                                 n_classes=len(classes), classes_from=f"--model {job.model or '<model>'!r}")
+                                 n_classes=len(classes), classes_from=f"--model {job.model or '<model>'!r}",
+                                 orientation=src.orientation)
             if job.colors:
                 _check_colours_found(job.scribbles, scr, classes)
         elif job.labels is None and job.colors is None:
             scr = early.result() if early is not None else None
             if scr is None:
-                scr = read_scribbles(job.scribbles, src.shape)
-            check_shape(job.scribbles, scr.shape, src.shape)
+                scr = read_scribbles(job.scribbles, src.shape, orientation=src.orientation)
+            check_shape(job.scribbles, scr.shape, src.shape, orientation=src.orientation)
             if int(scr.max()) > MAX_CLASSES:  # e.g. 0-based ids with 255 = not scribbled
                 raise InputError(f"scribble file {os.path.abspath(job.scribbles)!r} has value {int(scr.max())}: "
                                  f"expected 0 = unlabelled, k = class k (at most {MAX_CLASSES}); 0-based ids with "
@@ -379,7 +380,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             classes = load_classes(job.labels, job.colors, n_classes=None)
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes), classes_from=f"labels file {job.labels!r}" if job.labels
-                                 else f"colours file {job.colors!r}")
+                                 else f"colours file {job.colors!r}", orientation=src.orientation)
             if job.colors:
                 _check_colours_found(job.scribbles, scr, classes)
     elif job.annotate is not None:  # drawn now (on top of the model's samples, if one is given)
@@ -548,13 +549,13 @@ def _prelabels(job, src, model):
     if model is None and job.labels is None and job.colors is None:
         own = own_classes(job.init) if job.init_offset == 0 else None
         pre = read_prelabels(job.init, src.shape, None if own is None else len(own), offset=job.init_offset,
-                             georef=src.georef)
+                             georef=src.georef, orientation=src.orientation)
         known = pre[pre != 255]
         return pre, (len(own) if own is not None else int(known.max()) + 1 if known.size else 0), own
     classes = model.classes if model is not None else load_classes(job.labels, job.colors, n_classes=None)
     colors = classes.colors if (job.colors or model is not None) else None
     return (read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors,
-                           georef=src.georef), len(classes), None)
+                           georef=src.georef, orientation=src.orientation), len(classes), None)
 
 
 def _check_scribble_grid(job, src):

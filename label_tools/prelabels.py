@@ -69,7 +69,7 @@ def _read(path: str):
 
 
 def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, colors=None,
-                   georef=None) -> np.ndarray:
+                   georef=None, orientation: int = 1) -> np.ndarray:
     """Pre-labels as 0-based class ids, 255 = unknown.
 
     Parameters
@@ -86,6 +86,8 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     georef : label_tools.io.Georef, optional
         The input image's georeferencing: a georeferenced pre-label raster must lie on the same grid
         (same CRS, origin within half a pixel, same pixel size).
+    orientation : int
+        EXIF orientation the image was turned by, named when the file has the image's stored size.
 
     Returns
     -------
@@ -105,8 +107,11 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     check_same_points(path, georef)
     H, W = shape
     if a.shape[:2] != (H, W):
+        from .io import orientation_note
+
         raise InputError(f"--init {path!r}: size {a.shape[1]} x {a.shape[0]} does not match the image's "
-                         f"{W} x {H}; give pre-labels made for this image")
+                         f"{W} x {H}; give pre-labels made for this image" + orientation_note(orientation, shape,
+                                                                                               a.shape[:2]))
     # grey + alpha or RGBA: transparent pixels are unknown (as scribbles' are unlabelled)
     alpha = a[..., -1] if a.ndim == 3 and a.shape[2] in (2, 4) else None
     if a.ndim == 3 and a.shape[2] >= 3:

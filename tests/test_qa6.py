@@ -92,3 +92,65 @@ def test_show_window_closed_with_the_close_button_ends_cleanly(display, tmp_path
     assert proc.wait(60) == 0, drv.log.read_text()[-2000:]
     assert drv.log.read_text() == ""
     assert (tmp_path / "out" / "beach_mres_label.png").exists()
+
+
+def _phone_photo(tmp_path, orientation=6):
+    """beach.png stored turned back, with the EXIF tag that turns it upright again (as phones save portraits)."""
+    im = Image.open(os.path.join(SAMPLE, "beach.png"))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    p = tmp_path / "phone.jpg"
+    im.transpose(Image.Transpose.ROTATE_90).save(p, quality=95, exif=exif.tobytes())
+    return p
+
+
+@pytest.mark.parametrize("option", ["--scribbles", "--init"])
+def test_file_drawn_on_the_unturned_pixels_of_a_phone_photo_says_so(tmp_path, capsys, option):
+    from label_tools.cli import main
+
+    photo = _phone_photo(tmp_path)
+    unturned = tmp_path / "drawn_in_qgis.png"
+    scr = np.array(Image.open(os.path.join(SAMPLE, "beach_scribbles.png")))
+    Image.fromarray(np.rot90(scr)).save(unturned)
+    extra = ["--scribbles", str(unturned)] if option == "--scribbles" else ["--init", str(unturned), "--headless"]
+    rc = main([str(photo), *extra, "--labels", os.path.join(SAMPLE, "classes.txt"), "-o", str(tmp_path / "out"),
+               "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "614 x 920" in err and "EXIF orientation 6" in err and "turned 90\u00b0 clockwise" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_scribbles_of_another_size_say_nothing_of_orientation(tmp_path, capsys):
+    """The note is for the stored size only: a plain photo, or a size that is no turn of it, keeps the old line."""
+    from label_tools.cli import main
+
+    photo = _phone_photo(tmp_path)
+    wrong = tmp_path / "s.png"
+    Image.fromarray(np.zeros((600, 920), np.uint8)).save(wrong)
+    assert main([str(photo), "--scribbles", str(wrong), "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "920 x 600 px but the image is 920 x 614 px" in err and "EXIF" not in err, err
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_png_with_transparency_and_an_exif_orientation_is_turned_like_every_other_photo(tmp_path, orientation):
+    """A PNG with alpha was read with IMREAD_UNCHANGED, which leaves EXIF orientation out: the labels came out
+    unturned while label-export (and photo viewers) turned the same file."""
+    from PIL import ImageOps
+
+    from label_tools.io import open_image, read_photo
+
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(1, 255, (30, 50, 4), dtype=np.uint8)
+    rgba[:4, :7, 3] = 0  # transparent corner: no-data
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    p = tmp_path / "a.png"
+    Image.fromarray(rgba).save(p, exif=exif.tobytes())
+    upright = np.array(ImageOps.exif_transpose(Image.open(p)))
+    src = open_image(str(p))
+    assert src.shape == upright.shape[:2] and src.orientation == orientation
+    np.testing.assert_array_equal(src.read_display(), np.where(upright[..., 3:] > 0, upright[..., :3], 0))
+    np.testing.assert_array_equal(src.read_valid(), upright[..., 3] > 0)
+    np.testing.assert_array_equal(read_photo(str(p)), upright[..., :3])
