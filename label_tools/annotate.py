@@ -34,7 +34,7 @@ HELP = [
     "Esc/Enter   next class (after the last: next window)",
     "Z           undo the last stroke",
     "+ / -       brush size",
-    "1-9         jump to class",
+    "1-9         jump to class (10 and up: two digits quickly, 1 then 5)",
     "B           back to the previous window",
     "S           skip this window",
     "P           preview labels from the scribbles so far",
@@ -76,7 +76,7 @@ def help_layout(class_names, width: int, height: int, cv2, *, margin: int = 6, g
         Width and height of the darkened box behind the text (top-left corner at 0, 0).
     """
     font = cv2.FONT_HERSHEY_SIMPLEX
-    classes = "classes: " + ", ".join(f"{i + 1} {n}" for i, n in enumerate(class_names[:9]))
+    classes = "classes: " + ", ".join(f"{i + 1} {n}" for i, n in enumerate(class_names))
 
     def text_w(t, s):
         return cv2.getTextSize(t, font, s, 1)[0][0]
@@ -560,8 +560,8 @@ class Annotator:
             s.change_brush(+1 if s.brush < 10 else +max(1, s.brush // 5))
         elif ch in ("-", "_"):
             s.change_brush(-1 if s.brush <= 10 else -max(1, s.brush // 6))
-        elif ch.isdigit() and ch != "0":
-            s.set_class(int(ch))
+        elif ch.isdigit():
+            s.class_digit(int(ch), time.monotonic())
         elif ch == "b":
             self._leave_window()
             moved = s.previous_window()

@@ -16,6 +16,8 @@ from .errors import InputError
 
 MIN_BRUSH = 1
 MAX_BRUSH = 200
+#: A second digit key within this many seconds of the first makes a two-digit class (1 then 5: class 15)
+DIGIT_PAIR_SECONDS = 1.0
 
 
 @dataclass
@@ -158,8 +160,19 @@ class Session:
         self.class_index = 0
         return True
 
+    def class_digit(self, d: int, now: float) -> bool:
+        """Keys 0-9: jump to class ``d``; with 10 or more classes, a second digit within
+        :data:`DIGIT_PAIR_SECONDS` of the first makes a two-digit class (1 then 5: class 15; 2 then 0: class 20)
+        when there is one. ``now`` is a monotonic clock in seconds. False if there is no such class."""
+        first, self._digit = getattr(self, "_digit", None), None
+        if first is not None and now - first[1] <= DIGIT_PAIR_SECONDS and first[0] * 10 + d <= self.n_classes:
+            return self.set_class(first[0] * 10 + d)
+        if self.n_classes >= 10 and 1 <= d <= self.n_classes // 10:
+            self._digit = (d, now)
+        return self.set_class(d)
+
     def set_class(self, k: int) -> bool:
-        """Keys 1-9: jump to class k (1-based). False if there is no such class."""
+        """Jump to class k (1-based). False if there is no such class."""
         if 1 <= k <= self.n_classes:
             self.class_index = k - 1
             return True

@@ -154,3 +154,33 @@ def test_png_with_transparency_and_an_exif_orientation_is_turned_like_every_othe
     np.testing.assert_array_equal(src.read_display(), np.where(upright[..., 3:] > 0, upright[..., :3], 0))
     np.testing.assert_array_equal(src.read_valid(), upright[..., 3] > 0)
     np.testing.assert_array_equal(read_photo(str(p)), upright[..., :3])
+
+
+def test_twenty_classes_are_all_reachable_by_keys():
+    """With 20 classes only 1-9 had keys: a class past 9 could be reached by Esc alone, and once passed only in
+    the next window. Two digits typed quickly now name it; slower, or past the class count, they are two jumps."""
+    from label_tools.session import DIGIT_PAIR_SECONDS, Session
+
+    s = Session((40, 60), 20, [(0, 40, 0, 60)])
+    assert s.class_digit(1, 100.0) and s.class_index == 0
+    assert s.class_digit(5, 100.3) and s.class_index == 14  # class 15
+    assert s.class_digit(2, 101.0) and s.class_index == 1
+    assert s.class_digit(0, 101.2) and s.class_index == 19  # class 20
+    assert s.class_digit(1, 102.0) and s.class_digit(3, 102.0 + DIGIT_PAIR_SECONDS + 0.1) and s.class_index == 2
+    assert s.class_digit(2, 104.0) and s.class_digit(7, 104.1) and s.class_index == 6  # no class 27: class 7
+    assert not s.class_digit(0, 106.0) and s.class_index == 6
+    assert s.window_index == 0
+    nine = Session((40, 60), 9, [(0, 40, 0, 60)])
+    assert nine.class_digit(1, 0.0) and nine.class_digit(2, 0.1) and nine.class_index == 1  # 9 classes: one digit
+
+
+def test_help_overlay_lists_every_class_past_nine():
+    import cv2
+
+    from label_tools.annotate import help_layout
+
+    names = [f"class {i}" for i in range(1, 21)]
+    _, placed, _ = help_layout(names, 800, 800, cv2)
+    text = " ".join(t for t, _, _ in placed)
+    assert "20 class 20" in text and "10 class 10" in text and "more lines" not in text
+    assert any("two digits" in t for t, _, _ in placed)
