@@ -348,6 +348,11 @@ class RasterSource(ImageSource):
         self._bands = fb + [b for b in db if b not in fb]
         self._n_feat = len(fb)
         dtypes = {ds.dtypes[b - 1] for b in self._bands}
+        cplx = sorted(d for d in dtypes if "complex" in d)
+        if cplx:  # GDAL's conversion to float keeps the real part alone: phase noise, not backscatter
+            raise InputError(f"image {path!r} holds {cplx[0]} values (a SAR single-look complex?): label_tools "
+                             "labels real numbers; make an amplitude raster (|z|) first, e.g. `gdal_calc.py -A "
+                             f"{os.path.basename(path)} --calc='abs(A)' --type=Float32 --outfile=amplitude.tif`")
         dtype = dtypes.pop() if len(dtypes) == 1 else "float32"
         georef = None
         if ds.crs is not None or not ds.transform.is_identity:

@@ -184,3 +184,28 @@ def test_help_overlay_lists_every_class_past_nine():
     text = " ".join(t for t, _, _ in placed)
     assert "20 class 20" in text and "10 class 10" in text and "more lines" not in text
     assert any("two digits" in t for t, _, _ in placed)
+
+
+@pytest.mark.parametrize("dtype", ["complex64", "complex_int16"])
+def test_complex_sar_raster_is_refused_not_labelled_by_its_real_part(tmp_path, capsys, dtype):
+    """A SAR single-look complex GeoTIFF was read through GDAL's float conversion, which keeps the real part
+    alone (phase noise, not backscatter): labels came out of it without a word."""
+    import rasterio
+
+    from label_tools.cli import main
+
+    p = tmp_path / "slc.tif"
+    z = (np.arange(40 * 60).reshape(40, 60) % 7 + 1j).astype("complex64")
+    from affine import Affine
+
+    with rasterio.open(p, "w", driver="GTiff", height=40, width=60, count=1, dtype=dtype, crs="EPSG:32633",
+                       transform=Affine(10, 0, 500000, 0, -10, 4000000)) as d:
+        d.write(z if dtype == "complex64" else (z * 10).astype("complex64"), 1)
+    scr = np.zeros((40, 60), np.uint8)
+    scr[5, 5:20], scr[30, 30:50] = 1, 2
+    Image.fromarray(scr).save(tmp_path / "s.png")
+    rc = main([str(p), "--scribbles", str(tmp_path / "s.png"), "-o", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "slc.tif" in err and "complex" in err and "amplitude" in err, err
+    assert not (tmp_path / "out").exists()
