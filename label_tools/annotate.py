@@ -423,10 +423,8 @@ class Annotator:
             self.cv2.setWindowTitle(name, title)
 
     def _draw_help(self, out):
-        from .annotate_uncertainty import STATUS_BAND
-
-        cv2 = self.cv2  # above the status line that the window's bottom band shows
-        scale, placed, (bw, bh) = help_layout(self.classes.names, out.shape[1], max(out.shape[0] - STATUS_BAND, 1), cv2)
+        cv2 = self.cv2  # the status line is a band below the picture (annotate_uncertainty.draw_status)
+        scale, placed, (bw, bh) = help_layout(self.classes.names, out.shape[1], out.shape[0], cv2)
         box = out[:bh, :bw]
         box[:] = (box * 0.25).astype(np.uint8)
         for t, x, y in placed:
@@ -470,6 +468,8 @@ class Annotator:
         return (min(max(r0 + (y + 0.5) / d - 0.5, r0), r1 - 1), min(max(c0 + (x + 0.5) / d - 0.5, c0), c1 - 1))
 
     def mouse_down(self, x, y):
+        if y >= self._base_image().shape[0]:  # a press on the status line below the picture draws nothing
+            return
         self.s.begin_stroke(*self._to_image(x, y))
         self.render_annotation()
 

@@ -15,7 +15,7 @@ import numpy as np
 
 GRID_PIXELS = 40_000
 ALPHA = 0.6
-STATUS_BAND = 26  # pixels of the status line at the bottom of the annotation window
+STATUS_BAND = 26  # pixels of the status line, a band added below the picture of the annotation window
 
 
 class QuickUncertainty:
@@ -108,13 +108,28 @@ def status_text(session, class_names, *, brush=None, mode: str = "", note: str =
 
 
 def draw_status(out, text):
-    """Draw ``text`` on a dark band at the bottom of ``out`` (uint8 (h, w, 3), in place)."""
+    """``out`` with a dark band below it holding ``text``: the picture itself is left whole.
+
+    Parameters
+    ----------
+    out : ndarray of uint8, shape (h, w, 3)
+        The annotation window's picture (not changed).
+    text : str
+
+    Returns
+    -------
+    ndarray of uint8, shape (h + STATUS_BAND, w, 3)
+        The picture, then the band (drawn over the picture's bottom rows, it hid what was being labelled there).
+    """
     import cv2
 
     h, w = out.shape[:2]
-    band = STATUS_BAND
-    out[h - band:] = (out[h - band:] * 0.2).astype(np.uint8)
-    cv2.putText(out, text, (8, h - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    frame = np.empty((h + STATUS_BAND, w, 3), np.uint8)
+    frame[:h] = out
+    frame[h:] = 32
+    cv2.putText(frame, text, (8, h + STATUS_BAND - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    return frame
 
 
 class UncertaintyMixin:
@@ -162,9 +177,8 @@ class UncertaintyMixin:
                 else:
                     rgb = heat_overlay(rgb, u)
         if name == WIN_ANNOTATE:
-            rgb = rgb.copy()
-            draw_status(rgb, status_text(self.s, self.classes.names, mode=self._mode(),
-                                         note=getattr(self, "title_note", "")))
+            rgb = draw_status(rgb, status_text(self.s, self.classes.names, mode=self._mode(),
+                                     note=getattr(self, "title_note", "")))
         super()._show(name, rgb, title)
 
     def _most_uncertain(self, *, unvisited: bool) -> int | None:

@@ -133,9 +133,7 @@ def test_help_overlay_every_line_inside_the_window(width, height, names):
     import cv2
 
     from label_tools.annotate import HELP, Annotator, help_layout
-    from label_tools.annotate_uncertainty import STATUS_BAND
 
-    height -= STATUS_BAND  # the window's bottom band shows the status line
     scale, placed, (bw, bh) = help_layout(names, width, height, cv2)
     texts = [t for t, _, _ in placed]
     assert texts[: len(HELP) + 1] == HELP + [""]
@@ -151,7 +149,7 @@ def test_help_overlay_every_line_inside_the_window(width, height, names):
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
     assert scale >= 0.3
     # drawn by the annotator: white text in every line's box, on a darkened box that fits the frame
-    frame = np.full((height + STATUS_BAND, width, 3), 200, np.uint8)
+    frame = np.full((height, width, 3), 200, np.uint8)  # the picture (the status line is a band below it)
 
     class Fake:
         pass
