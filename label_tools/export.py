@@ -34,6 +34,7 @@ import numpy as np
 
 from . import __version__
 from .errors import InputError, LabelToolsError, OptionError, OutputError
+from .files import Interrupted, signals_deferred, terminate_as_interrupt
 
 log = logging.getLogger("label_tools")
 
@@ -424,6 +425,7 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
     counts = {"train": np.zeros(k, np.int64), "val": np.zeros(k, np.int64)}
     records = []
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".part", dir=parent)
+    old = None
     try:
         for s in ("train", "val"):
             for kind in ("images", "labels"):
@@ -446,16 +448,19 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
         with open(os.path.join(tmp, "dataset.json"), "w", encoding="utf-8") as f:
             json.dump(info, f, indent=1)
         os.chmod(tmp, 0o777 & ~_umask())
-        if os.path.isdir(out):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".old", dir=parent)
-            os.rename(out, os.path.join(old, "d"))
+        with signals_deferred():  # a Ctrl-C between the two renames would leave no dataset at DATASET
+            if os.path.isdir(out):
+                old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".old", dir=parent)
+                os.rename(out, os.path.join(old, "d"))
             os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, Interrupted) and not os.path.exists(tmp):
+            e.committed = True  # the signal came during the swap, which finished first
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return info
 
 
@@ -619,11 +624,20 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="label-export: %(message)s",
                         stream=sys.stderr)
     try:
-        info = export_dataset(args.results, args.output, tile=args.tile, overlap=args.overlap,
-                              val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite)
+        with terminate_as_interrupt():  # SIGTERM/SIGHUP too: the temporary folder is removed on the way out
+            info = export_dataset(args.results, args.output, tile=args.tile, overlap=args.overlap,
+                                  val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite)
     except LabelToolsError as e:
         sys.stderr.write(f"label-export: error: {e}\n")
         return 2
+    except KeyboardInterrupt as e:
+        import signal
+
+        signum = int(getattr(e, "signum", signal.SIGINT))
+        done = (f"the new dataset was complete and is in {args.output!r}" if getattr(e, "committed", False)
+                else f"nothing was written ({args.output!r} is as it was)")
+        sys.stderr.write(f"label-export: stopped by {signal.Signals(signum).name}; {done}\n")
+        return 128 + signum
     n = {s: sum(t["split"] == s for t in info["tiles"]) for s in ("train", "val")}
     log.info("wrote %s: %s from %s, %s from %s", args.output, _count(n["train"], "train tile"),
              _count(len(info["sources"]["train"]), "image"), _count(n["val"], "val tile"),

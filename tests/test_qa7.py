@@ -1,7 +1,9 @@
 """QA round 7: defects found using label_tools as its users do (each test failed before its fix)."""
+import os
 import time
 
 import numpy as np
+import pytest
 
 from conftest import make_scene
 
@@ -59,3 +61,87 @@ def test_status_line_leaves_the_picture_whole(monkeypatch, tmp_path):
     ann.mouse_up()
     assert ann.s.scribbles[95].any()
 
+
+
+@pytest.fixture(scope="module")
+def one_result(tmp_path_factory):
+    """A label-image result folder of two small photos (the -o folder label-export reads)."""
+    from PIL import Image
+
+    from conftest import scene_scribbles
+    from label_tools.cli import main as label_image
+
+    root = tmp_path_factory.mktemp("qa7_export")
+    for i in range(2):
+        img, mask = make_scene(70, 110, seed=i)
+        Image.fromarray(img).save(root / f"photo{i}.png")
+        Image.fromarray(scene_scribbles(mask, seed=i)).save(root / f"photo{i}_s.png")
+        assert label_image([str(root / f"photo{i}.png"), "--scribbles", str(root / f"photo{i}_s.png"),
+                            "-o", str(root / "res"), "-s", "1", "-q"]) == 0
+    return root
+
+
+# label-export in a child process that gets `sig` from itself at a chosen moment: after the first source's
+# tiles (AT = "tiles") or between the two renames that swap an old dataset for the new one (AT = "swap")
+_EXPORT_KILLED = """
+import os, signal, sys
+from label_tools import export
+SIG, AT = getattr(signal, sys.argv[1]), sys.argv[2]
+if AT == "tiles":
+    one = export._export_one
+    def _export_one(*a, **k):
+        r = one(*a, **k)
+        os.kill(os.getpid(), SIG)
+        return r
+    export._export_one = _export_one
+else:
+    rename, n = os.rename, []
+    def _rename(a, b):
+        rename(a, b)
+        n.append(1)
+        if len(n) == 1:  # the old dataset moved aside, the new one not yet in its place
+            os.kill(os.getpid(), SIG)
+    os.rename = _rename
+sys.exit(export.main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_export_stopped_midway_leaves_nothing(one_result, tmp_path, sig):
+    """label-export stopped by Ctrl-C printed a KeyboardInterrupt traceback; stopped by SIGTERM (kill, a
+    closed terminal) it died at once and left its hidden '.<DATASET>.*.part' folder of half the tiles beside
+    DATASET. Now either is one line, exit 128 + the signal, and nothing is left."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "dataset"
+    p = subprocess.run([sys.executable, "-c", _EXPORT_KILLED, sig, "tiles", str(one_result / "res"), "-o", str(out),
+                        "--tile", "16", "-q"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 128 + getattr(signal, sig), p.stderr
+    assert p.stderr.splitlines() == [f"label-export: stopped by {sig}; nothing was written ('{out}' is as it was)"]
+    assert sorted(os.listdir(tmp_path)) == []  # no dataset, no .part folder
+
+
+def test_export_overwrite_stopped_in_the_swap_keeps_a_dataset(one_result, tmp_path):
+    """--overwrite: a signal between moving the old dataset aside and moving the new one in left DATASET
+    missing (the old one in a hidden '.<DATASET>.*.old' folder, the new one deleted). The swap now finishes
+    first: the new dataset is in place, whole, the old one gone, and the line says so."""
+    import json
+    import subprocess
+    import sys
+
+    from label_tools import export
+
+    out = tmp_path / "dataset"
+    assert export.main([str(one_result / "res"), "-o", str(out), "--tile", "64", "-q"]) == 0
+    p = subprocess.run([sys.executable, "-c", _EXPORT_KILLED, "SIGTERM", "swap", str(one_result / "res"), "-o",
+                        str(out), "--tile", "32", "--overwrite", "-q"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 143, p.stderr
+    assert p.stderr.splitlines() == [f"label-export: stopped by SIGTERM; the new dataset was complete and is in "
+                                     f"'{out}'"]
+    assert sorted(os.listdir(tmp_path)) == ["dataset"]
+    info = json.loads((out / "dataset.json").read_text())
+    assert info["tile"] == 32
+    for t in info["tiles"]:
+        assert (out / t["image"]).is_file() and (out / t["label"]).is_file()
