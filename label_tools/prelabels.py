@@ -98,6 +98,8 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     InputError
         Unreadable file, another size, a colour image without colours, an id with no class.
     """
+    if os.path.isdir(path):
+        raise InputError(f"--init {path!r} is a directory; give the pre-label image (a label PNG, TIFF or GeoTIFF)")
     if not os.path.isfile(path):
         raise InputError(f"--init {path!r}: no such file; give the pre-label image")
     a, tags, desc, nodata, where = _read(path)

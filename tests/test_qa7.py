@@ -145,3 +145,24 @@ def test_export_overwrite_stopped_in_the_swap_keeps_a_dataset(one_result, tmp_pa
     assert info["tile"] == 32
     for t in info["tiles"]:
         assert (out / t["image"]).is_file() and (out / t["label"]).is_file()
+
+
+def test_init_directory_is_named_a_directory(tmp_path, capsys):
+    """--init given a folder (the -o folder of an earlier run instead of its label file) said 'no such file',
+    though the folder is there; now it says it is a directory and what to give."""
+    from PIL import Image
+
+    from conftest import scene_scribbles
+    from label_tools.cli import main as label_image
+
+    img, mask = make_scene(40, 60)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "s.png")
+    (tmp_path / "earlier").mkdir()
+    code = label_image([str(tmp_path / "photo.png"), "--scribbles", str(tmp_path / "s.png"), "--init",
+                        str(tmp_path / "earlier"), "-o", str(tmp_path / "out"), "-q"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"label-image: error: --init {str(tmp_path / 'earlier')!r} is a directory; give the pre-label "
+                   "image (a label PNG, TIFF or GeoTIFF)"]
+    assert not (tmp_path / "out").exists()
