@@ -19,6 +19,13 @@ Scores over the pixels with ground truth (255 ignored):
   mIoU    of the labels, for context.
 
   python benchmarks/uncertainty.py --data ../shared/data --max-images 4 [--seeds 0,1,2]
+
+Images from outside the shared data: ``--collages DIR`` writes the texture and photo collages of
+benchmarks/collections.py (real scikit-image photos of brick, grass and gravel; astronaut suit, cat
+fur and coffee cup, in random smooth layouts; 5 each) into DIR as two datasets with masks and scores
+those instead:
+
+  python benchmarks/uncertainty.py --collages /tmp/collages --max-images 5 --seeds 0,1,2
 """
 import argparse
 import os
@@ -90,6 +97,29 @@ def scores(labels, top, unc_map, mask):
     return auroc(unc_map[v], wrong), ece(top[v], ~wrong), miou(labels.astype(np.int32), mask), float(wrong.mean())
 
 
+COLLAGES = ["texture_collages", "photo_collages"]
+
+
+def write_collages(root):
+    """Write benchmarks/collections.py's texture and photo collages under ``root`` as datasets
+    (``<name>/images/*.png``, ``<name>/masks/*.png`` with class ids 0..2); returns ``root``."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("lt_bench_collections", os.path.join(HERE, "collections.py"))
+    col = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(col)
+    for name, make in zip(COLLAGES, (col.texture_collection, col.photo_collage_collection)):
+        images, masks = os.path.join(root, name, "images"), os.path.join(root, name, "masks")
+        os.makedirs(images, exist_ok=True)
+        os.makedirs(masks, exist_ok=True)
+        for path, m in make(images):
+            stem = os.path.splitext(os.path.basename(path))[0]
+            Image.fromarray(m.astype(np.uint8)).save(os.path.join(masks, stem + ".png"))
+    return root
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data"))
@@ -103,14 +133,19 @@ def main():
     ap.add_argument("--style", choices=("pieces", "long"), default="pieces",
                     help="synthetic scribbles: short skeleton pieces per class (label_tools.synthetic."
                          "synthetic_scribbles, default), or one long connected stroke per class (long_strokes)")
+    ap.add_argument("--collages", metavar="DIR", default="",
+                    help="write the texture and photo collages of benchmarks/collections.py into DIR and score "
+                         "them instead of --data's datasets (images from outside the shared data)")
     args = ap.parse_args()
+    if args.collages:
+        args.data = write_collages(args.collages)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     from label_tools.synthetic import long_strokes, synthetic_scribbles
 
     draw = long_strokes if args.style == "long" else synthetic_scribbles
 
     rows = {}
-    for name in args.only.split(",") if args.only else DATASETS:
+    for name in args.only.split(",") if args.only else (COLLAGES if args.collages else DATASETS):
         acc = []
         for (ip, mp), seed in [(c, s) for c in cases(args.data, name, args.max_images) for s in seeds]:
             mask = mask_classes(mp)

@@ -426,8 +426,9 @@ def test_streamed_uncertainty_map_and_counts_follow_the_neighbourhood():
     assert c.shares.training == tuple(round(float(v), 4) for v in training_prior(c.result.classifier, 3))
     expect = unc.uncertainty_map(P, unc.grid_window(near, (0, 240, 0, 320), (240, 320)), labels=L, shares=c.shares)
     np.testing.assert_allclose(M, expect, atol=1e-6)
-    # the doubt term: 1 - the label's probability with each class reweighted by image / training share
-    ratio = np.array(c.shares.image) / np.array(c.shares.training)
+    # the doubt term: 1 - the label's probability with each class reweighted by (image / training
+    # share) ** SHARE_EXPONENT
+    ratio = (np.array(c.shares.image) / np.array(c.shares.training)) ** unc.SHARE_EXPONENT
     q = P * ratio[:, None, None].astype(np.float32)
     q /= q.sum(0)
     doubt = (1 - np.take_along_axis(q, L[None].astype(int), 0)[0]) * 1.5
@@ -541,11 +542,15 @@ def test_label_doubt_at_the_images_shares():
     lab = np.array([[0, 1]], np.uint8)
     np.testing.assert_allclose(unc.label_doubt(p, lab), unc.uncertainty(p), atol=1e-6)  # no shares: own
     shares = unc.ClassShares((0.5, 0.5), (0.2, 0.8))
-    np.testing.assert_allclose(shares.ratio, [0.4, 1.6], rtol=1e-6)
-    # class 0 at 0.6 with image share 0.2 (taught 0.5): 0.6*0.4 / (0.6*0.4 + 0.4*1.6) = 0.2727
-    q0 = 0.24 / (0.24 + 0.64)
-    q1 = 0.7 * 1.6 / (0.3 * 0.4 + 0.7 * 1.6)
-    # the label lost the reweighted argmax: doubt (1 - q0) * 2 = 1.45 is clipped at 1
+    assert unc.SHARE_EXPONENT == 0.75
+    # three quarters of the way to the image's shares: 0.4 ** 0.75, 1.6 ** 0.75
+    np.testing.assert_allclose(shares.ratio, [0.50297, 1.42262], rtol=1e-4)
+    r0, r1 = 0.4 ** 0.75, 1.6 ** 0.75
+    # class 0 at 0.6 with image share 0.2 (taught 0.5): 0.6*r0 / (0.6*r0 + 0.4*r1) = 0.3465
+    q0 = 0.6 * r0 / (0.6 * r0 + 0.4 * r1)
+    assert q0 == pytest.approx(0.3465, abs=1e-4)
+    q1 = 0.7 * r1 / (0.3 * r0 + 0.7 * r1)
+    # the label lost the reweighted argmax: doubt (1 - q0) * 2 = 1.31 is clipped at 1
     np.testing.assert_allclose(unc.label_doubt(p, lab, shares.ratio), [[1.0, (1 - q1) * 2]], atol=1e-5)
     # the map: half that doubt (clipped at 1), half the neighbourhood
     near = np.array([[0.2, 0.0]], np.float32)
@@ -553,7 +558,7 @@ def test_label_doubt_at_the_images_shares():
                                [[0.5 * min((1 - q0) * 2, 1) + 0.1, 0.5 * (1 - q1) * 2]], atol=1e-5)
     # no-data (255): the top class's probability, not reweighted
     assert unc.label_doubt(p, np.array([[255, 1]], np.uint8), shares.ratio)[0, 0] == pytest.approx(
-        (1 - 0.6 / (0.24 + 0.64)) * 2, abs=1e-5)
+        (1 - 0.6 / (0.6 * r0 + 0.4 * r1)) * 2, abs=1e-5)
     # a class the forest never saw (training share 0) is not reweighted
     assert unc.ClassShares((0.5, 0.5, 0.0), (0.3, 0.7, 0.0)).ratio[2] == 1.0
     assert str(shares) == "class shares judged by the uncertainty map: training 0.500 0.500, image 0.200 0.800"
