@@ -787,8 +787,8 @@ def label_doubt(probs, labels, ratio=None) -> np.ndarray:
 def uncertainty_map(probs, near, *, labels=None, shares=None) -> np.ndarray:
     """The uncertainty map: half the pixel's doubt about its label, half its neighbourhood's uncertainty.
 
-    The doubt is :func:`label_doubt` at the image's class shares (``shares``; without them the
-    pixel's own :func:`uncertainty`). Errors come in patches (a wrong region, a misplaced edge), so
+    The doubt is :func:`label_doubt` reweighted toward the image's class shares (``shares``; without
+    them the pixel's own :func:`uncertainty`). Errors come in patches (a wrong region, a misplaced edge), so
     a pixel among doubtful neighbours is more likely wrong than its own probability says. The
     probabilities themselves are not changed (their calibration is scored on their own).
 

@@ -617,8 +617,8 @@ def uncertainty_notes(counts, classes, calibration) -> list:
         lines.append(str(shares))
     where = "full-resolution pixels" if counts.full_resolution else "model-grid pixels"
     lines.append(f"uncertain pixels (uncertainty > {counts.level:g} in the uncertainty map: the mean of the pixel's "
-                 f"(1 - probability of its label at the image's class shares) x K/(K-1) and its neighbourhood's "
-                 f"(1 - top probability) x K/(K-1)), share of each class's {where}:")
+                 f"(1 - probability of its label, reweighted toward the image's class shares) x K/(K-1) "
+                 f"and its neighbourhood's (1 - top probability) x K/(K-1)), share of each class's {where}:")
     for name, t, u in zip(classes.names, counts.total, counts.uncertain):
         lines.append(f"  {name}: {u / t if t else 0.0:.4f} ({int(u)} of {int(t)} px)")
     lines.append(f"  all classes: {counts.fraction:.4f}")
