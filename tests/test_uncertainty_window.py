@@ -79,7 +79,10 @@ def test_uncertainty_keys_order_and_status_line(display, tmp_path, backend):  # 
             if (band.mean() < 60 and (band.max(axis=2) > 200).sum() > 150) or time.monotonic() > deadline:
                 break
             time.sleep(0.3)
-        assert band.mean() < 60 and (band.max(axis=2) > 200).sum() > 150
+        assert band.mean() < 60 and (band.max(axis=2) > 200).sum() > 150, (
+            f"no status band after 120 s (band mean {band.mean():.0f}); annotator "
+            f"{'running' if drv.proc.poll() is None else f'exited {drv.proc.poll()}'}; "
+            f"log: {drv.log.read_text()[-2000:]}")
         drv.key("2")
         drv.wait_for(lambda: drv.state()["class_index"] == 1, "class 2")
         b = drv.settled(tmp_path / "b.png")
