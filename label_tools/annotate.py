@@ -27,6 +27,7 @@ log = logging.getLogger("label_tools")
 
 WIN_OVERVIEW = "label_tools overview"
 WIN_ANNOTATE = "label_tools annotate"
+REPAINT_SECONDS = 1.0  # idle windows are shown their last frame again this often (Annotator.run)
 NODATA = 255
 
 HELP = [
@@ -370,6 +371,7 @@ class Annotator:
         self.ov_img = np.full(self.ov_shape + (3,), 60, np.uint8)
         cv2.putText(self.ov_img, "loading overview...", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
         self._ov_ready = None
+        self._shown = {}  # window name -> the last BGR frame shown in it (repainted while idle)
         max_side = max(self.ov_shape)
 
         def make_overview():
@@ -418,7 +420,9 @@ class Annotator:
 
     def _show(self, name, rgb, title=None):
         """Put the RGB frame ``rgb`` (uint8 (h, w, 3)) in window ``name`` (the matplotlib annotator overrides this)."""
-        self.cv2.imshow(name, rgb[..., ::-1])
+        bgr = np.ascontiguousarray(rgb[..., ::-1])
+        self._shown[name] = bgr
+        self.cv2.imshow(name, bgr)
         if title is not None:
             self.cv2.setWindowTitle(name, title)
 
@@ -605,6 +609,7 @@ class Annotator:
             raise InputError(f"every window of image {self.src.path!r} is uniform or no-data: nothing to label")
         self.render_overview()
         self.render_annotation()
+        last_paint = time.monotonic()
         try:
             while not self.s.done:
                 key = cv2.waitKeyEx(30)
@@ -616,6 +621,14 @@ class Annotator:
                 elif not window_open(cv2, WIN_ANNOTATE):
                     log.info("annotation window closed: computing with the scribbles so far")
                     self.s.finish()
+                elif time.monotonic() - last_paint > REPAINT_SECONDS:
+                    # Qt's highgui can drop the first paint of a window shown while the machine is busy
+                    # (seen under Xvfb: the annotation window mapped, sized, and black for minutes until an
+                    # event came); showing the last frames again while idle costs ~1 ms a second
+                    for name, bgr in self._shown.items():
+                        if window_open(cv2, name):  # imshow would open again a window the user closed
+                            cv2.imshow(name, bgr)
+                    last_paint = time.monotonic()
         finally:
             self.s.done = True
             self.save()
