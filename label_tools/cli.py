@@ -621,7 +621,8 @@ def run_collection(args) -> int:
                             open_image=lambda p: open_image(p, bands=bands, feature_bands=feature_bands),
                             classes=classes, settings=_settings(args), model_path=args.save_model,
                             start_model=args.model, resume=args.resume, overwrite=args.overwrite, progress=progress,
-                            outputs_of=lambda p: list(output_paths(outdir, stem(p)).values()))
+                            outputs_of=lambda p: list(output_paths(outdir, stem(p)).values()),
+                            labels_given=args.labels is not None)
     log.info("collection %s: %d of %d images labelled; model in %s", name, len(state.done), len(images), state.model)
     return 0
 

@@ -146,7 +146,7 @@ def refit(images, outdir: str, *, classes, settings, base=None, open_image, prog
 # ---------------------------------------------------------------------------- the walk
 def walk(images, *, outdir: str, name: str, step, open_image, classes, settings, model_path: str | None = None,
          start_model: str | None = None, resume=None, outputs_of, overwrite: bool = False,
-         progress=None) -> CollectionState:
+         progress=None, labels_given: bool = False) -> CollectionState:
     """Label ``images`` one after another, carrying the model over; resumable.
 
     Parameters
@@ -176,6 +176,9 @@ def walk(images, *, outdir: str, name: str, step, open_image, classes, settings,
     overwrite : bool
         Label again images whose outputs exist though the walk has not finished them; without it
         such an image stops the walk before any window opens (OutputError naming the file).
+    labels_given : bool
+        ``classes`` come from a labels file (``--labels``): a resumed walk whose model has other
+        classes stops before any window opens (InputError naming the model file and both lists).
 
     Returns
     -------
@@ -199,6 +202,12 @@ def walk(images, *, outdir: str, name: str, step, open_image, classes, settings,
     if state.done:
         base = _model_after(state, old, base, classes=classes, settings=settings, open_image=open_image,
                             outdir=outdir, progress=progress)
+        if labels_given and base is not None and tuple(base.classes.names) != tuple(classes.names):
+            raise InputError(  # the model's classes would be used without a word, a new class never drawn
+                f"the collection's model {state.model!r} has the classes {', '.join(base.classes.names)} "
+                f"({len(base.classes)}) but --labels gives {', '.join(classes.names)} ({len(classes)}); give the "
+                "labels file the walk began with, in the same order (a walk with other classes needs another -o "
+                "folder)")
     n = len(images)
     for i, path in enumerate(images):
         if path in state.done:

@@ -166,3 +166,67 @@ def test_init_directory_is_named_a_directory(tmp_path, capsys):
     assert err == [f"label-image: error: --init {str(tmp_path / 'earlier')!r} is a directory; give the pre-label "
                    "image (a label PNG, TIFF or GeoTIFF)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_resumed_walk_refuses_labels_its_model_lacks(tmp_path, monkeypatch, capsys):
+    """A collection walk run again with a --labels file that adds a class ('road') to the walk's model
+    (water, sand, grass): the model's classes were used without a word, the key for class 4 did nothing and
+    the new class never reached the labels. Now, as with --model, one line naming the walk's model file and
+    both class lists, exit 2, before any window opens."""
+    from PIL import Image
+
+    from conftest import scene_scribbles
+    from label_tools import annotate, collection
+    from label_tools.classes import load_classes
+    from label_tools.cli import main as label_image
+    from label_tools.io import open_image, stem
+    from label_tools.model import Model
+    from label_tools.pipeline import Settings
+    from label_tools.writers import output_paths
+
+    d, out = tmp_path / "fields", tmp_path / "out"
+    d.mkdir()
+    out.mkdir()
+    masks = {}
+    for i, name in enumerate(["a", "b"]):
+        img, masks[name] = make_scene(60, 90, seed=i)
+        Image.fromarray(img).save(d / f"{name}.png")
+    (tmp_path / "three.txt").write_text("water\nsand\ngrass\n")
+    (tmp_path / "four.txt").write_text("water\nsand\ngrass\nroad\n")
+    classes = load_classes(str(tmp_path / "three.txt"))
+    settings = Settings(scale=1.0, crf_weight=0.0)
+
+    def step(src, index, *, base, prelabels, resume, title_note, model_path):  # the first image, then killed
+        st = stem(src.path)
+        if index == 1:
+            raise KeyboardInterrupt
+        scr = scene_scribbles(masks[st], seed=index)
+        Image.fromarray(scr).save(out / f"{st}_scribbles.png")
+        model = Model.fit(src, scr, classes=classes, settings=settings, base=base)
+        for p in output_paths(str(out), st).values():
+            open(p, "w").close()
+        model.save(model_path)
+        return model
+
+    with pytest.raises(KeyboardInterrupt):
+        collection.walk(collection.list_images([str(d)]), outdir=str(out), name="fields", step=step,
+                        open_image=open_image, classes=classes, settings=settings,
+                        outputs_of=lambda p: list(output_paths(str(out), stem(p)).values()))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def no_window(*a, **k):
+        raise AssertionError("the annotator opened")
+
+    monkeypatch.setattr(annotate, "has_display", lambda: True)
+    monkeypatch.setattr(annotate, "annotate", no_window)
+    code = label_image([str(d), "--labels", str(tmp_path / "four.txt"), "-o", str(out), "-q"])
+    assert code == 2
+    model = str(out / "fields_model.skops")
+    assert capsys.readouterr().err.splitlines() == [
+        f"label-image: error: the collection's model {model!r} has the classes water, sand, grass (3) but --labels "
+        f"gives water, sand, grass, road (4); give the labels file the walk began with, in the same order (a walk "
+        f"with other classes needs another -o folder)"]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # the labels the walk began with: it goes on to image b (here: the window would open)
+    with pytest.raises(AssertionError, match="the annotator opened"):
+        label_image([str(d), "--labels", str(tmp_path / "three.txt"), "-o", str(out), "-q"])
