@@ -94,8 +94,12 @@ def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None, classes
         if ds.count >= 3:
             rgb = np.moveaxis(ds.read(list(range(1, min(ds.count, 4) + 1))), 0, -1)
             return _from_colour(rgb, colors, path)
-        if ds.dtypes[0] not in ("uint8", "uint16", "int16", "int32", "uint32"):
+        kind = np.dtype(ds.dtypes[0]).kind
+        if kind not in "uif":
             raise InputError(f"scribble file {path!r} holds {ds.dtypes[0]} values: expected whole class numbers")
+        # strokes rasterised in a GIS: gdal_rasterize writes Float64 by default, QGIS Float32, often with a
+        # declared no-data value (-9999) for the unstroked pixels; whole numbers are class numbers there too
+        nodata = ds.nodata if ds.count == 1 else None
         a = np.empty(shape, np.uint8)
         step = max(1, 4_000_000 // max(ds.width, 1))
         from rasterio.windows import Window
@@ -105,6 +109,17 @@ def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None, classes
             block = ds.read(1, window=win)
             if ds.count == 2:  # grey + alpha
                 block = np.where(ds.read(2, window=win) > 0, block, 0)
+            none = ~np.isfinite(block) if kind == "f" else None
+            if nodata is not None and not np.isnan(nodata):
+                none = (block == nodata) if none is None else none | (block == nodata)
+            if none is not None and none.any():
+                block = np.where(none, 0, block)
+            if kind == "f":
+                frac = block != np.floor(block)
+                if frac.any():
+                    raise InputError(f"scribble file {path!r} holds values that are not whole numbers (such as "
+                                     f"{float(block[frac][0]):g}): expected class numbers (0 or no-data = "
+                                     "unlabelled, k = k-th class)")
             if block.dtype != np.uint8:
                 if block.size and (block.min() < 0 or block.max() > 255):
                     raise InputError(f"scribble file {path!r} holds values outside 0..255: expected class numbers")

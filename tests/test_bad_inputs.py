@@ -390,8 +390,8 @@ def _(j):
 
 @case("scribbles-float-tiff")
 def _(j):
-    p = geotiff(j.d / "float_scr.tif", np.ones((1, H, W), np.float32))
-    return j.argv(scribbles=p), 2, ["float_scr.tif", "float32"]
+    p = geotiff(j.d / "float_scr.tif", np.full((1, H, W), 0.5, np.float32))  # whole-valued floats are class numbers
+    return j.argv(scribbles=p), 2, ["float_scr.tif", "not whole numbers (such as 0.5)"]
 
 
 @case("scribbles-16bit-above-255")

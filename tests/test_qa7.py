@@ -230,3 +230,72 @@ def test_resumed_walk_refuses_labels_its_model_lacks(tmp_path, monkeypatch, caps
     # the labels the walk began with: it goes on to image b (here: the window would open)
     with pytest.raises(AssertionError, match="the annotator opened"):
         label_image([str(d), "--labels", str(tmp_path / "three.txt"), "-o", str(out), "-q"])
+
+
+def _georeferenced_pair(tmp_path):
+    """A 2-class scene as a GeoTIFF (EPSG:32633, 10 m) and its synthetic strokes (uint8 (h, w), 0 = none)."""
+    import rasterio
+    from affine import Affine
+
+    from conftest import scene_scribbles
+
+    img, mask = make_scene(60, 90)
+    mask = (mask > 0).astype(int)
+    img[mask == 0] = img[mask == 0] // 3
+    tf = Affine(10, 0, 500000, 0, -10, 5000000)
+    with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", width=90, height=60, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=tf) as ds:
+        ds.write(np.moveaxis(img, -1, 0))
+    return tf, scene_scribbles(mask)
+
+
+@pytest.mark.parametrize("dtype, nodata, background", [
+    ("float64", None, 0.0),       # gdal_rasterize -a class strokes.gpkg (its default type is Float64)
+    ("float32", 0.0, 0.0),        # QGIS Rasterize (Float32, no-data 0)
+    ("float32", np.nan, np.nan),  # unstroked pixels NaN
+    ("int16", -9999, -9999),      # gdal_rasterize -ot Int16 -a_nodata -9999 -init -9999
+])
+def test_scribbles_rasterised_in_a_gis(tmp_path, capsys, dtype, nodata, background):
+    """Strokes digitised in QGIS and rasterised onto the image's grid (gdal_rasterize writes Float64 by
+    default, QGIS Float32; or Int16 with no-data -9999) were refused: 'holds float64 values: expected whole
+    class numbers' (they are whole numbers) or 'holds values outside 0..255' (the -9999 is the declared
+    no-data). Now whole-valued floats are class numbers, and the declared no-data value and NaN are
+    unlabelled; the labels are those of the same strokes as a uint8 PNG."""
+    import rasterio
+    from PIL import Image
+
+    from label_tools.cli import main as label_image
+
+    tf, scr = _georeferenced_pair(tmp_path)
+    Image.fromarray(scr).save(tmp_path / "strokes.png")
+    a = np.where(scr > 0, scr.astype(dtype), np.array(background, dtype))
+    with rasterio.open(tmp_path / "strokes.tif", "w", driver="GTiff", width=90, height=60, count=1, dtype=dtype,
+                       crs="EPSG:32633", transform=tf, nodata=nodata) as ds:
+        ds.write(a, 1)
+    for name in ("strokes.png", "strokes.tif"):
+        assert label_image([str(tmp_path / "scene.tif"), "--scribbles", str(tmp_path / name), "-o",
+                            str(tmp_path / name.replace(".", "_")), "-s", "1", "-q"]) == 0, capsys.readouterr().err
+    want = np.array(Image.open(tmp_path / "strokes_png" / "scene_mres_label.png"))
+    got = np.array(Image.open(tmp_path / "strokes_tif" / "scene_mres_label.png"))
+    np.testing.assert_array_equal(got, want)
+    assert set(np.unique(got)) == {0, 1}
+
+
+def test_scribbles_with_fractional_values_named(tmp_path, capsys):
+    """A float raster that is not class numbers (a resampled rasterisation: 1.5 at stroke edges) is still
+    refused, in one line that gives such a value."""
+    import rasterio
+
+    from label_tools.cli import main as label_image
+
+    tf, scr = _georeferenced_pair(tmp_path)
+    a = scr.astype("float32")
+    a[scr == 1] = 1.5
+    with rasterio.open(tmp_path / "strokes.tif", "w", driver="GTiff", width=90, height=60, count=1, dtype="float32",
+                       crs="EPSG:32633", transform=tf) as ds:
+        ds.write(a, 1)
+    assert label_image([str(tmp_path / "scene.tif"), "--scribbles", str(tmp_path / "strokes.tif"), "-o",
+                        str(tmp_path / "out"), "-q"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"label-image: error: scribble file {str(tmp_path / 'strokes.tif')!r} holds values that are not whole "
+        "numbers (such as 1.5): expected class numbers (0 or no-data = unlabelled, k = k-th class)"]
