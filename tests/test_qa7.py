@@ -1,5 +1,6 @@
 """QA round 7: defects found using label_tools as its users do (each test failed before its fix)."""
 import os
+import re
 import time
 
 import numpy as np
@@ -299,3 +300,32 @@ def test_scribbles_with_fractional_values_named(tmp_path, capsys):
     assert capsys.readouterr().err.splitlines() == [
         f"label-image: error: scribble file {str(tmp_path / 'strokes.tif')!r} holds values that are not whole "
         "numbers (such as 1.5): expected class numbers (0 or no-data = unlabelled, k = k-th class)"]
+
+
+@pytest.mark.parametrize("width", [320, 640, 850])
+def test_status_line_whole_in_a_narrow_window(width):
+    """The status line was one line at a fixed size: in the narrow window of an image's last column (CamVid's
+    480 px at -w 200: an 80 px column, 320 px on screen) it was cut at 'class 1/11 sky | window 3/6 | brush 3
+    | order:' and the mode never showed (window titles are not shown by every window manager). Now it wraps
+    after its separators onto more lines of the band below the picture, every word inside the window."""
+    import cv2
+
+    from label_tools.annotate_uncertainty import STATUS_BAND, STATUS_LINE, draw_status, status_layout
+
+    text = ("image 2/6 | class 3/5 mitochondria | window 12/36 | brush 3 | pre-labels on (L), uncertainty, preview, "
+            "order: uncertainty")
+    lines, scale = status_layout(text, width)
+    words = re.compile(r"[^ |,]+")
+    assert words.findall(" ".join(lines)) == words.findall(text)  # every word, in order
+    assert all(cv2.getTextSize(ln, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= width - 16 for ln in lines)
+    picture = np.full((300, width, 3), 180, np.uint8)
+    frame = draw_status(picture, text)
+    assert frame.shape == (300 + STATUS_BAND + STATUS_LINE * (len(lines) - 1), width, 3)
+    np.testing.assert_array_equal(frame[:300], picture)
+    band = frame[300:]
+    assert not (band[:, -6:].max(axis=2) > 100).any()  # no text runs off the right edge
+    for i in range(len(lines)):  # light text in every line's strip
+        strip = band[STATUS_LINE * i: STATUS_LINE * i + STATUS_BAND - 4]
+        assert (strip.max(axis=2) > 200).sum() > 30
+    if width >= 850:
+        assert len(lines) <= 2
