@@ -192,6 +192,40 @@ def _tk_root():
     return root
 
 
+def _run_dialog(show):
+    """``show(root)`` (a modal Tk dialog on a hidden root) that Ctrl-C, SIGTERM and SIGHUP can stop.
+
+    Tk's dialog loop never hands control to Python, so a stop signal was not seen while a dialog was open
+    (Ctrl-C did nothing; a closed terminal left the program and its dialog running). The signal is held
+    (:func:`label_tools.files.signals_deferred`), a timer looks for it every 0.1 s and closes the dialog,
+    and it is raised when the dialog has returned.
+    """
+    import contextlib
+    import tkinter
+
+    from .files import signal_pending, signals_deferred
+
+    with signals_deferred():
+        root = _tk_root()
+
+        def poll():
+            if signal_pending():
+                root.destroy()
+            else:
+                root.after(100, poll)
+
+        root.after(100, poll)
+        try:
+            return show(root)
+        except tkinter.TclError:
+            if signal_pending():  # the dialog's root destroyed under it: the signal is raised on the way out
+                return None
+            raise
+        finally:
+            with contextlib.suppress(tkinter.TclError):
+                root.destroy()
+
+
 def screen_size() -> tuple:
     """(width, height) of the screen in pixels; 1280 x 800 if it cannot be told."""
     try:
@@ -210,9 +244,8 @@ def ask_file(what: str, *, option: str, filetypes=None) -> str:
     try:
         from tkinter import filedialog
 
-        root = _tk_root()
-        path = filedialog.askopenfilename(title=f"label_tools: choose the {what}", filetypes=filetypes or [])
-        root.destroy()
+        path = _run_dialog(lambda root: filedialog.askopenfilename(
+            parent=root, title=f"label_tools: choose the {what}", filetypes=filetypes or []))
     except Exception as e:
         raise InputError(f"no {what} given and the file dialog failed ({e}): pass {option}") from None
     if not path:
@@ -240,9 +273,8 @@ def ask_resume(path: str) -> bool:
     try:
         from tkinter import messagebox
 
-        root = _tk_root()
-        ans = messagebox.askyesno("label_tools", f"Scribbles from an earlier session exist:\n{path}\n\nResume from them?")
-        root.destroy()
+        ans = _run_dialog(lambda root: messagebox.askyesno(
+            "label_tools", f"Scribbles from an earlier session exist:\n{path}\n\nResume from them?", parent=root))
         return bool(ans)
     except Exception:
         if sys.stdin and sys.stdin.isatty():
@@ -255,9 +287,8 @@ def ask_start_afresh(problem: str) -> bool:
     try:
         from tkinter import messagebox
 
-        root = _tk_root()
-        ans = messagebox.askyesno("label_tools", f"{problem}\n\nKeep it as a .bak file and start afresh?")
-        root.destroy()
+        ans = _run_dialog(lambda root: messagebox.askyesno(
+            "label_tools", f"{problem}\n\nKeep it as a .bak file and start afresh?", parent=root))
         return bool(ans)
     except Exception:
         if sys.stdin and sys.stdin.isatty():

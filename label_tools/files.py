@@ -488,6 +488,11 @@ def terminate_as_interrupt():
                 signal.signal(s, h)
 
 
+def signal_pending() -> bool:
+    """Whether a stop signal arrived inside :func:`signals_deferred` and waits for the block to end."""
+    return _critical["pending"] is not None
+
+
 @contextlib.contextmanager
 def signals_deferred():
     """Hold SIGINT/SIGTERM/SIGHUP (as installed by :func:`terminate_as_interrupt`) until the block ends."""

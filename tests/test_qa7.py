@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import make_scene
+from test_annotate_window import display  # noqa: F401  (the Xvfb fixture)
 
 
 def _frames_annotator(monkeypatch, tmp_path, image, names=("water", "sand", "grass")):
@@ -329,3 +330,46 @@ def test_status_line_whole_in_a_narrow_window(width):
         assert (strip.max(axis=2) > 200).sum() > 30
     if width >= 850:
         assert len(lines) <= 2
+
+
+@pytest.mark.window
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_stop_signal_while_a_dialog_is_open(display, tmp_path, sig):  # noqa: F811
+    """With a dialog open (no --colors: the colours file is asked for; a resume question), Ctrl-C in the
+    terminal did nothing and SIGTERM or a closed terminal left the program running for ever with its dialog:
+    Tk's dialog loop never let Python see the signal. Now the dialog closes and the program stops with its one
+    line, exit 128 + the signal."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import SAMPLE
+
+    if not shutil.which("xdotool"):
+        pytest.skip("xdotool not installed")
+    env = dict(os.environ, DISPLAY=display)
+    env.pop("CI", None)
+    p = subprocess.Popen([sys.executable, "-m", "label_tools.cli", os.path.join(SAMPLE, "beach.png"), "--labels",
+                          os.path.join(SAMPLE, "classes.txt"), "-o", str(tmp_path / "out")], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and p.poll() is None:
+            found = subprocess.run(["xdotool", "search", "--name", "choose the colours file"], env=env,
+                                   capture_output=True, text=True).stdout.strip()
+            if found:
+                break
+            time.sleep(0.2)
+        assert found, "the colours dialog did not open"
+        time.sleep(0.5)
+        p.send_signal(getattr(signal, sig))
+        out, err = p.communicate(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+    assert p.returncode == 128 + getattr(signal, sig), err
+    assert err.strip().splitlines()[-1].startswith(f"label-image: stopped by {sig}; no output was left half-written")
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()
