@@ -90,14 +90,22 @@ def read_colors(path: str) -> np.ndarray:
     -------
     colors : ndarray of uint8, shape (K, 3)
     """
-    out = []
+    out, seen = [], {}
     for i, line in enumerate(_read_lines(path, "colours"), 1):
         try:
-            out.append(parse_color(line))
+            rgb = parse_color(line)
         except ValueError:
             raise InputError(
                 f"colours file {path!r}, entry {i}: {line!r} is not a colour; expected a matplotlib "
                 "colour name (e.g. 'blue', 'tab:green') or #rrggbb") from None
+        key = "#{:02x}{:02x}{:02x}".format(*rgb)
+        if key in seen:  # two classes drawn alike, and colour scribbles in it would all go to the first
+            j, first = seen[key]
+            raise InputError(
+                f"colours file {path!r}: entries {j} ({first!r}) and {i} ({line.strip()!r}) are the same "
+                f"colour {key}; give each class a colour of its own")
+        seen[key] = (i, line.strip())
+        out.append(rgb)
     return np.array(out, np.uint8).reshape(-1, 3)
 
 

@@ -373,3 +373,25 @@ def test_stop_signal_while_a_dialog_is_open(display, tmp_path, sig):  # noqa: F8
     assert err.strip().splitlines()[-1].startswith(f"label-image: stopped by {sig}; no output was left half-written")
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+def test_colours_file_with_a_colour_twice(tmp_path, capsys):
+    """A colours file naming one colour for two classes ('blue' twice, a copied line) was taken: both classes
+    drawn alike in the annotator, the figure and the legend, and colour scribbles painted in it all went to
+    the first class (the second 'never scribbled'). Now one line naming the file and both entries, exit 2."""
+    from PIL import Image
+
+    from conftest import scene_scribbles
+    from label_tools.cli import main as label_image
+
+    img, mask = make_scene(40, 60)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "s.png")
+    (tmp_path / "colors.txt").write_text("blue\n#d9b36c\n#0000ff\n")
+    code = label_image([str(tmp_path / "photo.png"), "--scribbles", str(tmp_path / "s.png"), "--colors",
+                        str(tmp_path / "colors.txt"), "-o", str(tmp_path / "out"), "-q"])
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"label-image: error: colours file {str(tmp_path / 'colors.txt')!r}: entries 1 ('blue') and 3 ('#0000ff') "
+        "are the same colour #0000ff; give each class a colour of its own"]
+    assert not (tmp_path / "out").exists()
