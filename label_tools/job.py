@@ -215,6 +215,24 @@ def expected_outputs(job: Job, georef: bool) -> dict:
     return output_paths(job.outdir, stem(job.image), geotiff=georef, probs=job.save_probs)
 
 
+def check_outputs_not_inputs(job: Job, paths):
+    """Raise OutputError when an output (or, with ``--overwrite``, an earlier output it removes) is one of
+    the run's own inputs: ``--scribbles out/photo_mres_label.png -o out --overwrite`` would replace the
+    person's strokes by the labels. Refused even with ``--overwrite``, before anything is computed."""
+    from .errors import OutputError
+
+    inputs = [(job.image, "the image to label"), (job.scribbles, "the --scribbles file"),
+              (job.init, "the --init file"), (job.labels, "the --labels file"), (job.colors, "the --colors file"),
+              (job.model, "the --model file")]
+    real = {os.path.realpath(p): what for p, what in inputs if p}
+    for p in paths:
+        what = real.get(os.path.realpath(p))
+        if what is not None:
+            raise OutputError(f"output {p!r} is {what}: writing the outputs would replace it (refused even "
+                              "with --overwrite); write them elsewhere with -o/--output, or rename the input")
+    return None
+
+
 def _all_exist(job: Job):
     """Outputs if every one of them exists (the GeoTIFF only for georeferenced input), else None.
 
@@ -334,6 +352,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     else:
         src, job = _open_with_model_bands(job, model)
     paths = expected_outputs(job, src.georef is not None)
+    check_outputs_not_inputs(job, list(paths.values()) + (_other_outputs(job, paths) if job.overwrite else []))
     check_not_existing(paths.values(), overwrite=job.overwrite)
     if model is not None:
         try:

@@ -1,0 +1,63 @@
+"""QA round 8: defects found using label_tools as its users do (each test failed before its fix)."""
+import hashlib
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_scene, scene_scribbles
+
+
+def _md5(p):
+    with open(p, "rb") as f:
+        return hashlib.md5(f.read()).hexdigest()
+
+
+@pytest.fixture
+def small_scene(tmp_path):
+    img, mask = make_scene(48, 64)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "strokes.png")
+    return tmp_path
+
+
+def _one_line_error(capsys):
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    return err
+
+
+def test_scribbles_named_like_an_output_are_not_replaced_with_overwrite(small_scene, capsys):
+    """A scribble file that has an output's name (`photo_mres_label.png` beside the photo) was replaced by
+    the label image with --overwrite (and without it the message told the user to pass --overwrite):
+    the person's strokes were lost. Now it is refused in one line, exit 2, before anything runs."""
+    from label_tools.cli import main
+
+    d = small_scene
+    strokes = d / "photo_mres_label.png"
+    os.replace(d / "strokes.png", strokes)
+    before = _md5(strokes)
+    for extra in ([], ["--overwrite"]):
+        rc = main([str(d / "photo.png"), "--scribbles", str(strokes), *extra, "-q"])
+        err = _one_line_error(capsys)
+        assert rc == 2, err
+        assert "photo_mres_label.png" in err and "--scribbles" in err and "--overwrite" not in err.split(":")[0], err
+        assert _md5(strokes) == before
+        assert sorted(os.listdir(d)) == ["photo.png", "photo_mres_label.png"]
+
+
+def test_init_file_that_is_an_earlier_output_is_not_replaced(small_scene, capsys):
+    """--init out/photo_mres_label.png -o out --overwrite replaced the pre-label file the run reads."""
+    from label_tools.cli import main
+
+    d, out = small_scene, small_scene / "out"
+    assert main([str(d / "photo.png"), "--scribbles", str(d / "strokes.png"), "-o", str(out), "-q"]) == 0
+    capsys.readouterr()
+    init = out / "photo_mres_label.png"
+    before = {f: _md5(out / f) for f in os.listdir(out)}
+    rc = main([str(d / "photo.png"), "--init", str(init), "--scribbles", str(d / "strokes.png"), "-o", str(out),
+               "--overwrite", "-q"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "--init" in err and "photo_mres_label.png" in err, err
+    assert {f: _md5(out / f) for f in os.listdir(out)} == before
