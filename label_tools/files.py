@@ -41,6 +41,9 @@ def check_writable_dir(directory: str):
         raise OutputError(f"output directory {directory!r} is a file; give a directory with -o/--output")
     if not os.path.isdir(directory):
         parent = os.path.dirname(os.path.abspath(directory))
+        if os.path.exists(parent) and not os.path.isdir(parent):
+            raise OutputError(f"output directory {directory!r} cannot be created: its parent {parent!r} is a file, "
+                              "not a directory; choose another with -o/--output")
         if not os.path.isdir(parent):
             raise OutputError(f"output directory {directory!r} does not exist and cannot be created: its parent "
                               f"{parent!r} does not exist either (create it first, or check the path)")

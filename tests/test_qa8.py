@@ -61,3 +61,14 @@ def test_init_file_that_is_an_earlier_output_is_not_replaced(small_scene, capsys
     err = _one_line_error(capsys)
     assert rc == 2 and "--init" in err and "photo_mres_label.png" in err, err
     assert {f: _md5(out / f) for f in os.listdir(out)} == before
+
+
+def test_output_directory_under_a_file_says_the_parent_is_a_file(small_scene, capsys):
+    """-o afile/sub said the parent 'does not exist either', though it exists: it is a file."""
+    from label_tools.cli import main
+
+    d = small_scene
+    (d / "afile").write_text("x")
+    rc = main([str(d / "photo.png"), "--scribbles", str(d / "strokes.png"), "-o", str(d / "afile" / "sub"), "-q"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "is a file" in err and "does not exist either" not in err, err
