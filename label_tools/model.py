@@ -120,8 +120,14 @@ class Model:
             def extra(X, y):  # the new scribbles win where they disagree with the model's samples
                 X_old, y_old = (drop_weak_conflicts if weak_base else drop_conflicts)(base.X, base.y, X, y)
                 return cap_carried(X_old, y_old, y, len(classes), settings)
-        tr = pipeline.train(src, scribbles, n_classes=len(classes), settings=settings, classifier=classifier,
-                            class_names=classes.names, progress=progress, extra=extra)
+        try:
+            tr = pipeline.train(src, scribbles, n_classes=len(classes), settings=settings, classifier=classifier,
+                                class_names=classes.names, progress=progress, extra=extra)
+        except InputError as e:
+            lost = _lost_on_grid(src, scribbles, settings, classes) if str(e).startswith("scribbles cover") else None
+            if lost is None:
+                raise
+            raise lost from None
         # the shares the forest sees on an image the person scribbled on (a refit without strokes of its
         # own keeps the earlier image's: this one was labelled as a carried model labels it)
         own = tr.counts is None or int(np.sum(tr.counts)) > 0
@@ -494,3 +500,26 @@ def drop_conflicts(X_old, y_old, X_new, y_new):
     d, i = tree.query(b, k=1)
     drop = (d <= radius) & (y_new[i] != y_old)
     return X_old[~drop], y_old[~drop]
+
+
+def _lost_on_grid(src, scribbles, settings, classes):
+    """An InputError when ``--grid-scale`` (given explicitly) makes scribbled classes vanish on the model
+    grid (each grid pixel takes the class scribbled most inside it), else None.
+
+    Without it a coarse grid on a small image said "scribbles cover 1 class" of scribbles that cover
+    two: the person was told to scribble what they had scribbled."""
+    from .scribbles import downscale, value_counts
+    from .tiling import scaled_shape
+
+    if settings.scale is None or not isinstance(scribbles, np.ndarray) or scribbles.shape != tuple(src.shape):
+        return None
+    n = len(classes)
+    full = value_counts(scribbles)[1:n + 1] > 0
+    shape = scaled_shape(tuple(src.shape), settings.scale)
+    small = value_counts(downscale(scribbles, shape, n))[1:n + 1] > 0
+    lost = [classes.names[k] for k in np.nonzero(full[:len(small)] & ~small[:len(full)])[0]]
+    if full.sum() < 2 or not lost:
+        return None
+    return InputError(f"--grid-scale {settings.scale:g}: on the {shape[1]} x {shape[0]} px model grid the strokes of "
+                      f"{', '.join(lost)} vanish under other classes' (each grid pixel takes the class scribbled "
+                      "most inside it); give a larger --grid-scale (or leave it out for auto)")

@@ -72,3 +72,26 @@ def test_output_directory_under_a_file_says_the_parent_is_a_file(small_scene, ca
     rc = main([str(d / "photo.png"), "--scribbles", str(d / "strokes.png"), "-o", str(d / "afile" / "sub"), "-q"])
     err = _one_line_error(capsys)
     assert rc == 2 and "is a file" in err and "does not exist either" not in err, err
+
+
+def test_grid_scale_that_swallows_a_class_says_so(tmp_path, capsys):
+    """--grid-scale 0.01 on a small image put both classes' strokes in one grid pixel and the error said
+    "scribbles cover 1 class (class2); scribble at least two classes" of scribbles covering two.
+    Now the line names --grid-scale, the grid size and the class that vanished."""
+    from label_tools.cli import main
+
+    img = np.zeros((8, 8), np.uint8)
+    img[:, 4:] = 200
+    scr = np.zeros((8, 8), np.uint8)
+    scr[1:7, 1], scr[1:7, 6] = 1, 2
+    Image.fromarray(img).save(tmp_path / "tiny.png")
+    Image.fromarray(scr).save(tmp_path / "tiny_s.png")
+    rc = main([str(tmp_path / "tiny.png"), "--scribbles", str(tmp_path / "tiny_s.png"), "--grid-scale", "0.01",
+               "-o", str(tmp_path / "out"), "-q"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "--grid-scale 0.01" in err and "1 x 1 px" in err and "class1" in err, err
+    assert "scribble at least two classes" not in err
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    # a grid that keeps both classes still labels the image
+    assert main([str(tmp_path / "tiny.png"), "--scribbles", str(tmp_path / "tiny_s.png"), "--grid-scale", "0.5",
+                 "-o", str(tmp_path / "out"), "-q"]) == 0
