@@ -136,6 +136,12 @@ def read_header(path: str) -> dict:
         raise InputError(f"--model: {path!r} is a directory; expected a model file written by --save-model")
     try:
         if not zipfile.is_zipfile(path):
+            with open(path, "rb") as f:
+                zip_start = f.read(4) == b"PK\x03\x04"
+            if zip_start:  # a zip archive's start without its end (central directory): a copy cut short
+                raise InputError(f"--model: {path!r} is damaged or incomplete (a zip archive whose end is missing, "
+                                 "as a copy or download cut short leaves); copy it again, or write it again with "
+                                 "--save-model")
             raise InputError(f"--model: {path!r} is not a label_tools model file (expected a skops archive "
                              "written by --save-model; pickle/joblib files are never loaded)")
         with zipfile.ZipFile(path) as z:
@@ -194,6 +200,12 @@ def load_model(path: str):
     try:
         d = sio.load(path, trusted=SKOPS_TRUSTED)
     except Exception as e:  # skops raises several types for damaged or untrusted content
+        import zlib
+
+        if isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError)):  # a flipped or lost byte in a member
+            kind = "zlib" if isinstance(e, zlib.error) else type(e).__name__
+            raise InputError(f"--model: {path!r} is damaged ({kind}: {_first_line(e)}); copy it again, "
+                             "or write it again with --save-model") from None
         raise InputError(f"--model: cannot load {path!r} ({type(e).__name__}: {_first_line(e)})") from None
     try:
         clf = d["classifier"]

@@ -95,3 +95,36 @@ def test_grid_scale_that_swallows_a_class_says_so(tmp_path, capsys):
     # a grid that keeps both classes still labels the image
     assert main([str(tmp_path / "tiny.png"), "--scribbles", str(tmp_path / "tiny_s.png"), "--grid-scale", "0.5",
                  "-o", str(tmp_path / "out"), "-q"]) == 0
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    from label_tools.cli import main
+
+    d = tmp_path_factory.mktemp("model")
+    img, mask = make_scene(48, 64)
+    Image.fromarray(img).save(d / "photo.png")
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(d / "strokes.png")
+    assert main([str(d / "photo.png"), "--scribbles", str(d / "strokes.png"), "-o", str(d / "out"), "-q",
+                 "--save-model", str(d / "m.skops")]) == 0
+    return d
+
+
+@pytest.mark.parametrize("damage", ["cut", "flip"])
+def test_damaged_model_file_says_damaged(model_file, tmp_path, capsys, damage):
+    """A model file cut short (an interrupted copy) was called 'not a label_tools model file (... pickle/joblib
+    files are never loaded)', which sent the user looking for the wrong file; a flipped byte gave
+    'cannot load (error: Error -3 while decompressing data ...)'. Both now say the file is damaged."""
+    from label_tools.cli import main
+
+    data = bytearray((model_file / "m.skops").read_bytes())
+    if damage == "cut":
+        data = data[:len(data) // 2]
+    else:
+        data[len(data) // 3] ^= 0xFF
+    bad = tmp_path / "m.skops"
+    bad.write_bytes(bytes(data))
+    rc = main(["--model", str(bad), "--headless", str(model_file / "photo.png"), "-o", str(tmp_path / "o"), "-q"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "'" + str(bad) + "' is damaged" in err and "never loaded" not in err, err
+    assert not (tmp_path / "o").exists()
