@@ -142,7 +142,8 @@ def is_image_file(name: str) -> bool:
 
 
 def collect_inputs(inputs) -> list:
-    """Images named, and the images inside folders named, in order (each folder's sorted by name).
+    """Images named, and the images inside folders named, in order (each folder's sorted by name); an
+    image named twice (the same file, by its real path) is listed once, where it first comes.
 
     Raises
     ------
@@ -160,7 +161,10 @@ def collect_inputs(inputs) -> list:
             out.append(p)
         else:
             raise InputError(f"image {p!r} does not exist")
-    return out
+    once = {}  # an image named twice (a folder and one of its files, `*.jpg first.jpg`) is labelled once
+    for p in out:
+        once.setdefault(os.path.realpath(p), p)
+    return list(once.values())
 
 
 def check_stems(jobs):

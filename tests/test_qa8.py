@@ -128,3 +128,28 @@ def test_damaged_model_file_says_damaged(model_file, tmp_path, capsys, damage):
     err = _one_line_error(capsys)
     assert rc == 2 and "'" + str(bad) + "' is damaged" in err and "never loaded" not in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_batch_naming_an_image_twice_labels_it_once(model_file, tmp_path, capsys):
+    """`--headless frames/ frames/photo.png` (a folder and one of its files, or a glob plus a file) stopped with
+    "inputs 'frames/photo.png' and 'frames/photo.png' have the same name: rename one": the same file was taken
+    for two images. Now it is labelled once (collections already did so)."""
+    from label_tools.cli import main
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    (frames / "photo.png").write_bytes((model_file / "photo.png").read_bytes())
+    out = tmp_path / "o"
+    rc = main(["--model", str(model_file / "m.skops"), "--headless", str(frames), str(frames / "photo.png"),
+               os.path.join(str(frames), ".", "photo.png"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0 and "same name" not in err, err
+    assert sorted(os.listdir(out)) == ["photo_mres.mat", "photo_mres.png", "photo_mres_label.png", "photo_report.txt"]
+    # two different files of one name are still refused
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "photo.png").write_bytes((model_file / "photo.png").read_bytes())
+    rc = main(["--model", str(model_file / "m.skops"), "--headless", str(frames), str(other / "photo.png"),
+               "-o", str(tmp_path / "o2"), "-q"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "same name 'photo'" in err, err
