@@ -153,17 +153,49 @@ def write_mat(path: str, *, scribbles, labels, classes, probs, extra: dict | Non
     from scipy.io import savemat
 
     small = io.BytesIO()
-    savemat(small, {"labels": np.array(list(classes.names), dtype=object),
-                    "colors": np.asarray(classes.colors, np.uint8),
+    savemat(small, {"colors": np.asarray(classes.colors, np.uint8),
                     "preds": np.asarray(probs, np.float32), **(extra or {})}, do_compression=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(small.getvalue())
+        _write_mat_names(f, "labels", classes.names)
         _write_mat_uint8(f, "sparse", scribbles)
         _write_mat_uint8(f, "class", labels)
 
 
 _MI_INT8, _MI_UINT8, _MI_INT32, _MI_UINT32, _MI_MATRIX, _MI_COMPRESSED = 1, 2, 5, 6, 14, 15
-_MX_UINT8_CLASS = 9
+_MI_UTF8, _MI_UTF16 = 16, 17
+_MX_CELL_CLASS, _MX_CHAR_CLASS, _MX_UINT8_CLASS = 1, 4, 9
+
+
+def _write_mat_names(f, name: str, names):
+    """Append a 1 x K cell of strings to an open MAT 5 file, each string as UTF-16 characters.
+
+    scipy writes strings as UTF-8 bytes under a character count (``miUTF8``): MATLAB and scipy decode
+    them, but GNU Octave reads the bytes as characters and cut a non-ASCII class name short
+    ("wåter (deep" for "wåter (deep)"; "水" lost). UTF-16 (``miUTF16``, as MATLAB and Octave write
+    strings themselves) reads back whole in all three. A name with a character beyond the BMP (an
+    emoji) is written as scipy writes it, which scipy cannot read as UTF-16.
+    """
+    import struct
+
+    pad = lambda n: (8 - n % 8) % 8  # noqa: E731
+
+    def matrix(flags_class, dims, nm, data=b""):
+        body = b"".join([struct.pack("<II", _MI_UINT32, 8), struct.pack("<II", flags_class, 0),
+                         struct.pack("<II", _MI_INT32, 4 * len(dims)), struct.pack(f"<{len(dims)}i", *dims),
+                         b"\0" * pad(4 * len(dims)),
+                         struct.pack("<II", _MI_INT8, len(nm)), nm, b"\0" * pad(len(nm)), data])
+        return struct.pack("<II", _MI_MATRIX, len(body)) + body
+
+    cells = []
+    for n in map(str, names):
+        if all(ord(c) < 0x10000 for c in n):
+            data, mi, count = n.encode("utf-16-le"), _MI_UTF16, len(n)
+        else:  # beyond the BMP (an emoji): scipy cannot read it as UTF-16 surrogate pairs; as scipy writes it
+            data, mi, count = n.encode("utf-8"), _MI_UTF8, len(n)
+        cells.append(matrix(_MX_CHAR_CLASS, (1, count), b"", struct.pack("<II", mi, len(data)) + data
+                            + b"\0" * pad(len(data))))
+    f.write(matrix(_MX_CELL_CLASS, (1, len(cells)), name.encode("ascii"), b"".join(cells)))
 
 
 def _write_mat_uint8(f, name: str, a, *, block_bytes: int = 8 << 20):

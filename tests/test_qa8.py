@@ -153,3 +153,41 @@ def test_batch_naming_an_image_twice_labels_it_once(model_file, tmp_path, capsys
                "-o", str(tmp_path / "o2"), "-q"])
     err = _one_line_error(capsys)
     assert rc == 2 and "same name 'photo'" in err, err
+
+
+def test_non_ascii_class_names_read_back_whole_in_octave_and_scipy(small_scene):
+    """The .mat's `labels` were written as UTF-8 bytes under a character count: GNU Octave cut 'wåter (deep)'
+    to 'wåter (deep' and lost '水' entirely. Now they are UTF-16 characters, read whole by Octave and scipy
+    (MATLAB's own format); a name beyond the BMP (emoji) still reads back in scipy."""
+    import shutil
+    import subprocess
+
+    from scipy.io import loadmat
+
+    from label_tools.cli import main
+
+    d = small_scene
+    names = ["wåter (deep)", "水", "Σ sand"]
+    (d / "classes.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
+    assert main([str(d / "photo.png"), "--scribbles", str(d / "strokes.png"), "--labels", str(d / "classes.txt"),
+                 "-o", str(d / "o"), "-q"]) == 0
+    mat = d / "o" / "photo_mres.mat"
+    assert [str(x[0]) for x in loadmat(mat)["labels"].ravel()] == names
+    octave = shutil.which("octave-cli") or shutil.which("octave")
+    if octave is not None:
+        out = subprocess.run([octave, "--no-gui", "--quiet", "--eval",
+                              f"s = load('{mat}'); printf('%s|', s.labels{{:}});"],
+                             capture_output=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        lines = out.stdout.decode("utf-8").strip().splitlines()
+        assert lines[0] == "|".join(names) + "|", lines
+    # beyond the BMP: scipy (and label-export, which reads the names from the .mat) still reads it
+    from label_tools import writers
+    from label_tools.classes import Classes
+    from label_tools.export import classes_from_mat
+
+    cl = Classes(("\U0001f30a water", "land"), np.array([[0, 0, 255], [0, 255, 0]], np.uint8))
+    p = d / "e_mres.mat"
+    writers.write_mat(str(p), scribbles=np.zeros((3, 2), np.uint8), labels=np.zeros((3, 2), np.uint8), classes=cl,
+                      probs=np.full((2, 3, 2), 0.5, np.float32))
+    assert classes_from_mat(str(p))[0] == ("\U0001f30a water", "land")
