@@ -303,8 +303,12 @@ def _write_png(path, a):
         a = a[..., 0]
     elif a.ndim == 3:
         a = a[..., [2, 1, 0, 3][: a.shape[2]]]  # RGB(A) -> BGR(A)
-    if not cv2.imwrite(path, np.ascontiguousarray(a)):
-        raise OutputError(f"could not write {path!r}")
+    from .files import write_png
+
+    try:
+        write_png(path, np.ascontiguousarray(a))
+    except cv2.error:
+        raise OutputError(f"could not write {path!r}") from None
 
 
 def _write_tif(path, a, *, profile, transform, nodata, gcps=None, rpcs=None, descriptions=None, mask=None,
@@ -629,6 +633,17 @@ def main(argv=None) -> int:
                                   val_fraction=args.val_fraction, seed=args.seed, overwrite=args.overwrite)
     except LabelToolsError as e:
         sys.stderr.write(f"label-export: error: {e}\n")
+        return 2
+    except Exception as e:  # a full disk or an I/O error while writing tiles (the temporary folder is gone)
+        from .files import _is_gdal_io_error
+
+        if not (isinstance(e, OSError) or _is_gdal_io_error(e)):
+            raise
+        from .io import _first_line
+
+        reason = getattr(e, "strerror", None) or _first_line(e)
+        sys.stderr.write(f"label-export: error: cannot write the dataset {args.output!r} ({reason}); nothing was "
+                         "written there: free some space or choose another folder with -o/--output\n")
         return 2
     except KeyboardInterrupt as e:
         import signal

@@ -29,6 +29,22 @@ def atomic_path(path: str):
         raise
 
 
+def write_png(path: str, a, params=()):
+    """Encode ``a`` (OpenCV channel order) as PNG and write it to ``path``.
+
+    Encoded in memory and written by Python, not by ``cv2.imwrite``: on a full disk libpng printed
+    "libpng error: Write Error" on stderr beside label_tools' own one-line message; now the failure is
+    an OSError (ENOSPC) like any other write.
+    """
+    import cv2
+
+    ok, buf = cv2.imencode(".png", a, list(params))
+    if not ok:
+        raise OSError(f"could not encode {path!r} as PNG")
+    with open(path, "wb") as f:
+        f.write(buf.data)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

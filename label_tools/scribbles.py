@@ -196,12 +196,11 @@ def save_scribbles(path: str, scribbles):
     atomically: a crash mid-write leaves the previous file intact."""
     import cv2
 
-    from .files import atomic_path
+    from .files import atomic_path, write_png
 
     a = np.ascontiguousarray(scribbles, np.uint8)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(tmp, a, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-            raise OSError(f"could not write {path!r}")
+        write_png(tmp, a, [cv2.IMWRITE_PNG_COMPRESSION, 1])
 
 
 def value_counts(a, *, block_pixels: int = 4_000_000) -> np.ndarray:

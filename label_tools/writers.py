@@ -18,7 +18,7 @@ import platform
 
 import numpy as np
 
-from .files import atomic_path
+from .files import atomic_path, write_png
 
 OVERLAY_MAX_SIDE = 1200  # longest side of each figure panel, pixels
 NODATA = 255
@@ -45,12 +45,9 @@ def output_paths(outdir: str, stem: str, *, geotiff: bool = False, probs: bool =
 
 def write_label_png(path: str, labels):
     """Single-channel uint8 PNG of ``labels`` (H, W): class ids, 255 = no-data."""
-    import cv2
-
     a = np.ascontiguousarray(labels, np.uint8)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(tmp, a):
-            raise OSError(f"could not write {path!r}")
+        write_png(tmp, a)
 
 
 def colorize(labels, colors) -> np.ndarray:
@@ -132,8 +129,7 @@ def write_overlay(path: str, image_rgb, scribbles, labels, classes, *, alpha: fl
         cv2.rectangle(canvas, (gap + x, y), (gap + x + box, y + box), (0, 0, 0), 1)
         cv2.putText(canvas, name, (gap + x + box + gap // 2, y + box - 2), font, fs, (0, 0, 0), th, cv2.LINE_AA)
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(tmp, canvas[..., ::-1], [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-            raise OSError(f"could not write {path!r}")
+        write_png(tmp, np.ascontiguousarray(canvas[..., ::-1]), [cv2.IMWRITE_PNG_COMPRESSION, 1])
 
 
 def write_mat(path: str, *, scribbles, labels, classes, probs, extra: dict | None = None):

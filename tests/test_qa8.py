@@ -191,3 +191,41 @@ def test_non_ascii_class_names_read_back_whole_in_octave_and_scipy(small_scene):
     writers.write_mat(str(p), scribbles=np.zeros((3, 2), np.uint8), labels=np.zeros((3, 2), np.uint8), classes=cl,
                       probs=np.full((2, 3, 2), 0.5, np.float32))
     assert classes_from_mat(str(p))[0] == ("\U0001f30a water", "land")
+
+
+def test_png_on_a_full_disk_is_an_oserror_without_libpng_noise(capfd):
+    """On a full disk cv2.imwrite printed "libpng error: Write Error" on stderr beside label-image's own line
+    (two lines, -q or not). PNGs are now encoded in memory and written by Python: an ENOSPC OSError, which
+    the output set turns into its one line, and nothing else on stderr. /dev/full is a disk that is full."""
+    import errno
+
+    from label_tools.files import write_png
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    with pytest.raises(OSError) as e:
+        write_png("/dev/full", np.zeros((64, 64), np.uint8))
+    assert e.value.errno == errno.ENOSPC
+    assert capfd.readouterr().err == ""
+
+
+def test_export_on_a_full_disk_is_one_line(small_scene, tmp_path, monkeypatch, capsys):
+    """label-export on a full disk ended in a traceback (OSError: [Errno 28] from writing dataset.json or a tile).
+    Now one line naming the dataset folder, exit 2, and the folder is not there."""
+    import errno
+
+    from label_tools import export
+    from label_tools.cli import main
+
+    d = small_scene
+    assert main([str(d / "photo.png"), "--scribbles", str(d / "strokes.png"), "-o", str(d / "res"), "-q"]) == 0
+
+    def full(path, a):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+
+    monkeypatch.setattr(export, "_write_png", full)
+    capsys.readouterr()
+    rc = export.main([str(d / "res"), "-o", str(tmp_path / "ds"), "--tile", "32", "-q"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "No space left on device" in err and str(tmp_path / "ds") in err, err
+    assert not (tmp_path / "ds").exists()
