@@ -169,12 +169,19 @@ class Model:
         return True
 
     def check_source(self, src: ImageSource):
-        """Raise InputError unless ``src`` has the band count the model was fitted on."""
+        """Raise InputError unless ``src`` has the band count the model was fitted on, and its named
+        bands (GeoTIFF band descriptions) are not the model's in another order."""
         n = _feature_bands(src)
         if n != self.n_bands:
             raise InputError(f"image {getattr(src, 'path', '<array>')!r} has {n} feature band{'s' if n != 1 else ''} "
                              f"but the model was fitted on {self.n_bands}; use an image with the same bands "
                              "(or --feature-bands)")
+        reordered = _reordered_bands(self.band_names, src, n)
+        if reordered is not None:
+            mine = tuple(getattr(src, "band_names", ()) or ())[:n]
+            raise InputError(f"image {getattr(src, 'path', '<array>')!r} has the model's bands in another order "
+                             f"({', '.join(mine)}; the model was fitted on {', '.join(self.band_names)}): give "
+                             f"--feature-bands {','.join(map(str, reordered))} to use them in the model's order")
 
     def effective_settings(self, stretch: str = "image") -> pipeline.Settings:
         """``settings`` with the per-image choices (``chosen``) applied.
@@ -523,3 +530,24 @@ def _lost_on_grid(src, scribbles, settings, classes):
     return InputError(f"--grid-scale {settings.scale:g}: on the {shape[1]} x {shape[0]} px model grid the strokes of "
                       f"{', '.join(lost)} vanish under other classes' (each grid pixel takes the class scribbled "
                       "most inside it); give a larger --grid-scale (or leave it out for auto)")
+
+
+def _reordered_bands(model_names, src, n: int):
+    """1-based band numbers of ``src`` that put its feature bands in the model's order, when its band
+    names are the model's (all given, none twice) in another order; else None.
+
+    A Sentinel-2 stack exported B4,B3,B2,B8 by one tool and B2,B3,B4,B8 by another has the same band
+    count: the model was applied to it silently, each feature read from the wrong band."""
+    import re
+
+    names = tuple(getattr(src, "band_names", ()) or ())[:n]
+    model_names = tuple(model_names or ())
+    if len(names) != n or len(model_names) != n or names == model_names:
+        return None
+    plain = re.compile(r"band \d+")  # a band without a description
+    if any(not b or plain.fullmatch(b) for b in names + model_names):
+        return None
+    if len(set(names)) != n or set(names) != set(model_names):
+        return None
+    numbers = list(getattr(src, "_bands", range(1, n + 1)))[:n]
+    return [numbers[names.index(b)] for b in model_names]

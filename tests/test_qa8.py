@@ -229,3 +229,35 @@ def test_export_on_a_full_disk_is_one_line(small_scene, tmp_path, monkeypatch, c
     err = _one_line_error(capsys)
     assert rc == 2 and "No space left on device" in err and str(tmp_path / "ds") in err, err
     assert not (tmp_path / "ds").exists()
+
+
+def test_model_applied_to_its_bands_in_another_order_is_refused(tmp_path, capsys):
+    """A model fitted on a stack with bands B,G,R,NIR was applied silently to the same bands stored R,G,B,NIR
+    (another tool's export): every feature read from the wrong band. Now one line naming both orders and the
+    --feature-bands that fixes it; with that option the image is labelled."""
+    import rasterio
+
+    from label_tools.cli import main
+
+    img, mask = make_scene(48, 64)
+    bands = np.stack([img[..., 2], img[..., 1], img[..., 0], img.mean(-1).astype(np.uint8)]).astype(np.uint16) * 40
+    names = ["B", "G", "R", "NIR"]
+    order = [2, 1, 0, 3]
+    prof = dict(driver="GTiff", width=64, height=48, count=4, dtype="uint16", crs="EPSG:32633",
+                transform=rasterio.Affine(10, 0, 500000, 0, -10, 4600000))
+    for name, idx in (("a.tif", [0, 1, 2, 3]), ("b.tif", order)):
+        with rasterio.open(tmp_path / name, "w", **prof) as d:
+            d.write(bands[idx])
+            for i, k in enumerate(idx):
+                d.set_band_description(i + 1, names[k])
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "s.png")
+    m = tmp_path / "m.skops"
+    assert main([str(tmp_path / "a.tif"), "--scribbles", str(tmp_path / "s.png"), "-o", str(tmp_path / "o"), "-q",
+                 "--save-model", str(m)]) == 0
+    capsys.readouterr()
+    rc = main(["--model", str(m), "--headless", str(tmp_path / "b.tif"), "-o", str(tmp_path / "o2"), "-q"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "R, G, B, NIR" in err and "B, G, R, NIR" in err and "--feature-bands 3,2,1,4" in err, err
+    assert not (tmp_path / "o2").exists()
+    assert main(["--model", str(m), "--headless", str(tmp_path / "b.tif"), "-o", str(tmp_path / "o2"), "-q",
+                 "--feature-bands", "3,2,1,4"]) == 0
