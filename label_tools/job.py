@@ -553,7 +553,14 @@ def _write(c: _Computed):
         if sink is not None:
             sink.discard()  # its file was moved into the output set, unless writing failed
     if job.save_model is not None:
-        c.fitted.save(job.save_model)
+        from .errors import OutputError
+
+        try:
+            c.fitted.save(job.save_model)
+        except OutputError as e:  # the labels are in place: say so, or the next run is refused for them
+            raise OutputError(f"{e}; the outputs ({stem(job.image)}_...) were written in {job.outdir!r}, the model "
+                              "was not: free some space (or choose another --save-model) and run again with "
+                              "--overwrite") from None
     close = getattr(src, "close", None)
     if close:
         close()

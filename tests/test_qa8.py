@@ -261,3 +261,24 @@ def test_model_applied_to_its_bands_in_another_order_is_refused(tmp_path, capsys
     assert not (tmp_path / "o2").exists()
     assert main(["--model", str(m), "--headless", str(tmp_path / "b.tif"), "-o", str(tmp_path / "o2"), "-q",
                  "--feature-bands", "3,2,1,4"]) == 0
+
+
+def test_model_that_cannot_be_saved_says_the_outputs_were_written(small_scene, monkeypatch, capsys):
+    """--save-model failing after the outputs were put in place (the disk filled up in between) said only
+    "--save-model: cannot write ...": the user, told of an error, ran again and was refused because the
+    outputs exist. Now the line says the outputs were written and to run again with --overwrite."""
+    from label_tools import modelfile
+    from label_tools.cli import main
+    from label_tools.errors import OutputError
+
+    d = small_scene
+
+    def full(model, path):
+        raise OutputError(f"--save-model: cannot write {path!r} (No space left on device)")
+
+    monkeypatch.setattr(modelfile, "save_model", full)
+    rc = main([str(d / "photo.png"), "--scribbles", str(d / "strokes.png"), "-o", str(d / "o"), "-q",
+               "--save-model", str(d / "m.skops")])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "No space left on device" in err and "were written" in err and "--overwrite" in err, err
+    assert (d / "o" / "photo_mres_label.png").exists() and not (d / "m.skops").exists()
