@@ -47,6 +47,27 @@ def open_raster(path: str, what: str = "image"):
         raise InputError(f"{what} {path!r} cannot be opened as a raster ({_first_line(e)})") from None
 
 
+def _expand_palette(ds, path: str):
+    """A one-band paletted raster (a scanned map, an 8-bit orthophoto export) as the RGB(A) of its colour
+    table, as GIS clients and photo viewers show it; any other raster as it is.
+
+    Its pixel values are palette indices, whose order says nothing of colour: features and the CRF on them
+    mislabelled a third of a region of one clear colour (a paletted PNG was already read as RGB).
+    GDAL expands it (``vrt://path?expand=rgb``; ``rgba`` when the table has transparent entries or the
+    raster a no-data index, so those pixels become the alpha mask, i.e. no-data)."""
+    rasterio = rasterio_module()
+    if ds.count != 1 or ds.colorinterp[0] != rasterio.enums.ColorInterp.palette or "?" in path:
+        return ds
+    try:
+        cmap = ds.colormap(1)
+    except ValueError:  # no colour table after all
+        return ds
+    alpha = ds.nodata is not None or any(len(c) > 3 and c[3] < 255 for c in cmap.values())
+    expanded = open_raster(f"vrt://{os.path.abspath(path)}?expand={'rgba' if alpha else 'rgb'}")
+    ds.close()
+    return expanded
+
+
 @dataclass
 class Georef:
     """Georeferencing of a raster source, enough to write a label raster that lands on it.
@@ -334,7 +355,10 @@ class RasterSource(ImageSource):
     def __init__(self, path, *, bands=None, feature_bands=None):
         rasterio = rasterio_module()
         ds = open_raster(path)
-        self.ds = ds
+        pages = sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets) or 1
+        expanded = _expand_palette(ds, path)
+        self.palette = expanded is not ds  # read as the RGB(A) of its colour table
+        ds = self.ds = expanded
         n = ds.count
         # an alpha band (RGBA orthomosaics) is the mask GDAL reads as no-data, not a feature
         alpha = [b for b in range(1, n + 1) if ds.colorinterp[b - 1] == rasterio.enums.ColorInterp.alpha]
@@ -366,7 +390,7 @@ class RasterSource(ImageSource):
         self._display = tuple(self._bands.index(b) for b in db)
         # a multi-page TIFF (a z-stack, a time series): GDAL opens the first page, the others are
         # subdatasets ``GTIFF_DIR:<n>:<path>`` (reduced-resolution overviews and masks are not)
-        self.pages = sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets) or 1
+        self.pages = pages
         self._nodata = ds.nodata
         self._gdal_mask = ds.nodata is not None or any(
             f & rasterio.enums.MaskFlags.per_dataset or not (f & rasterio.enums.MaskFlags.all_valid)

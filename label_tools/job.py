@@ -505,6 +505,9 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
                         f"{result.crf_scale:.4g}, {why}")
     notes = (uncertainty_notes(calibrated.counts, classes, calibrated.calibration) if calibrated is not None
              else []) + warnings
+    if getattr(src, "palette", False):
+        notes.insert(0, "colour table: the image's one band holds palette indices; it was read as the RGB of its "
+                        "colour table, as GIS clients show it (bands 1-3 = red, green, blue)")
     return _Computed(job, paths, src, scr, result, classes, used, annotation_seconds, seconds, notes, warnings,
                      sink, fitted)
 

@@ -282,3 +282,47 @@ def test_model_that_cannot_be_saved_says_the_outputs_were_written(small_scene, m
     err = _one_line_error(capsys)
     assert rc == 2 and "No space left on device" in err and "were written" in err and "--overwrite" in err, err
     assert (d / "o" / "photo_mres_label.png").exists() and not (d / "m.skops").exists()
+
+
+def _paletted_geotiff(path, h=60, w=80, nodata_rows=0):
+    """A one-band paletted GeoTIFF: left half dark blue, right half yellow, as colours; its indices shuffled
+    (even = blue, odd = yellow), as a scanned map's or an 8-bit export's palette orders colours."""
+    import rasterio
+
+    rng = np.random.default_rng(0)
+    idx = np.zeros((h, w), np.uint8)
+    idx[:, : w // 2] = rng.integers(1, 64, (h, w // 2)) * 2
+    idx[:, w // 2:] = rng.integers(0, 64, (h, w - w // 2)) * 2 + 1
+    idx[:nodata_rows] = 0
+    cmap = {i: ((20, 20, 120, 255) if i % 2 == 0 else (230, 220, 100, 255)) for i in range(256)}
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=rasterio.Affine(10, 0, 500000, 0, -10, 4600000), photometric="palette",
+                       nodata=0 if nodata_rows else None) as d:
+        d.write(idx[None])
+        d.write_colormap(1, cmap)
+    scr = np.zeros((h, w), np.uint8)
+    scr[nodata_rows + 5: h - 5, 8:12], scr[nodata_rows + 5: h - 5, w - 12: w - 8] = 1, 2
+    return scr
+
+
+@pytest.mark.parametrize("nodata_rows", [0, 6])
+def test_paletted_geotiff_is_labelled_by_its_colours(tmp_path, nodata_rows):
+    """A one-band paletted GeoTIFF was labelled on its palette indices, whose order says nothing of colour: a
+    third of a plain blue half came out as the yellow class. It is now read as the RGB of its colour table
+    (as QGIS shows it and as a paletted PNG already was), a no-data index as no-data; the report says so."""
+    import rasterio
+
+    from label_tools.cli import main
+
+    scr = _paletted_geotiff(tmp_path / "map.tif", nodata_rows=nodata_rows)
+    Image.fromarray(scr).save(tmp_path / "s.png")
+    assert main([str(tmp_path / "map.tif"), "--scribbles", str(tmp_path / "s.png"), "-o", str(tmp_path / "o"),
+                 "-q"]) == 0
+    lab = np.array(Image.open(tmp_path / "o" / "map_mres_label.png"))
+    r = nodata_rows
+    assert (lab[r:, :40] == 0).mean() > 0.97 and (lab[r:, 40:] == 1).mean() > 0.97
+    assert (lab[:r] == 255).all()
+    report = (tmp_path / "o" / "map_report.txt").read_text()
+    assert "colour table" in report and "3 band(s)" in report
+    with rasterio.open(tmp_path / "o" / "map_mres_geo.tif") as g:
+        assert g.crs.to_epsg() == 32633 and g.transform == rasterio.Affine(10, 0, 500000, 0, -10, 4600000)
