@@ -168,7 +168,7 @@ class _Source:
     """Pixels of a source image in its own bands and dtype, by window; georeferencing if any."""
 
     def __init__(self, path: str):
-        from .io import RASTER_EXT, open_raster, read_photo
+        from .io import RASTER_EXT, _expand_palette, open_raster, read_photo
 
         self.path = path
         self.ds = None
@@ -182,7 +182,8 @@ class _Source:
         if path.lower().endswith(RASTER_EXT):
             from rasterio.enums import MaskFlags
 
-            self.ds = open_raster(path, "source image")
+            # a paletted raster as label-image read it: the RGB(A) of its colour table (not grey indices)
+            self.ds = _expand_palette(open_raster(path, "source image"), path)
             self.shape = (self.ds.height, self.ds.width)
             self.count = self.ds.count
             self.dtype = np.dtype(self.ds.dtypes[0])

@@ -326,3 +326,22 @@ def test_paletted_geotiff_is_labelled_by_its_colours(tmp_path, nodata_rows):
     assert "colour table" in report and "3 band(s)" in report
     with rasterio.open(tmp_path / "o" / "map_mres_geo.tif") as g:
         assert g.crs.to_epsg() == 32633 and g.transform == rasterio.Affine(10, 0, 500000, 0, -10, 4600000)
+
+
+def test_paletted_source_exports_colour_tiles(tmp_path):
+    """label-export cut a paletted GeoTIFF into grey tiles of palette indices (its colour table dropped): a
+    network trained on them sees shuffled numbers. Now the tiles are the RGB label-image labelled."""
+    import rasterio
+
+    from label_tools.cli import main
+    from label_tools.export import main as export
+
+    scr = _paletted_geotiff(tmp_path / "map.tif")
+    Image.fromarray(scr).save(tmp_path / "s.png")
+    assert main([str(tmp_path / "map.tif"), "--scribbles", str(tmp_path / "s.png"), "-o", str(tmp_path / "o"),
+                 "-q"]) == 0
+    assert export([str(tmp_path / "o"), "-o", str(tmp_path / "ds"), "--tile", "32", "--val-fraction", "0", "-q"]) == 0
+    with rasterio.open(tmp_path / "ds" / "train" / "images" / "map_r00000_c00000.tif") as t:
+        a = t.read()
+        assert t.count == 3 and t.transform == rasterio.Affine(10, 0, 500000, 0, -10, 4600000)
+    assert tuple(a[:, 0, 0]) == (20, 20, 120)  # the left half's blue, not an index
