@@ -405,9 +405,45 @@ class RasterSource(ImageSource):
         if valid is not None and not valid.any():
             sample, valid = self._decimated_read()  # the sample may have missed the data: look at all of it
             if valid is not None and not valid.any():
+                self._refuse_dead_bands(path, sample, fb, db)
                 raise InputError(f"image {path!r} holds only no-data pixels (nodata value, mask, NaN or infinite): "
                                  "nothing to label")
         self._set_stretch(sample, valid, robust_uint8=True)
+
+    def _refuse_dead_bands(self, path, sample, fb, db):
+        """All pixels are no-data because some bands are no-data everywhere (a Sentinel-2 stack with a band
+        left empty, all NaN) while the others hold data: say which, and the options that leave them out.
+        Before, the line said the image held only no-data pixels, and leaving the band out of
+        ``--feature-bands`` alone did not help (the displayed bands count too)."""
+        from rasterio.enums import Resampling
+
+        h, w = sample.shape[:2]
+        dead = []
+        with self._lock:
+            for b in self._bands:
+                x = self.ds.read(b, out_shape=(h, w), resampling=Resampling.nearest)
+                data = (self.ds.read_masks(b, out_shape=(h, w), resampling=Resampling.nearest) > 0)
+                if x.dtype.kind == "f":
+                    data &= np.isfinite(x)
+                if not data.any():
+                    dead.append(b)
+        if not dead or len(dead) == len(self._bands):
+            return
+        keep_f = [b for b in fb if b not in dead]
+        keep_d = [b for b in db if b not in dead]
+        if len(keep_d) != len(db):
+            rest = [b for b in keep_f if b not in self.alpha_bands]
+            keep_d = rest[:3] if len(rest) >= 3 else rest[:1]
+        opts = []
+        if keep_f != list(fb) and keep_f:
+            opts.append(f"--feature-bands {','.join(map(str, keep_f))}")
+        if keep_d != list(db) and keep_d:
+            opts.append(f"--bands {','.join(map(str, keep_d))}")
+        which = f"band{'s' if len(dead) > 1 else ''} {', '.join(map(str, dead))}"
+        raise InputError(f"image {path!r}: {which} {'are' if len(dead) > 1 else 'is'} no-data everywhere (NaN, "
+                         f"infinite or the nodata value), which makes every pixel no-data (a pixel is no-data when any "
+                         f"band used is); leave {'them' if len(dead) > 1 else 'it'} out"
+                         + (f": {' '.join(opts)}" if opts else ""))
 
     def _decimated_read(self):
         """(raw float32 (h, w, count), valid) of the whole raster at about 1 MP; cached.

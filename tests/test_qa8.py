@@ -345,3 +345,30 @@ def test_paletted_source_exports_colour_tiles(tmp_path):
         a = t.read()
         assert t.count == 3 and t.transform == rasterio.Affine(10, 0, 500000, 0, -10, 4600000)
     assert tuple(a[:, 0, 0]) == (20, 20, 120)  # the left half's blue, not an index
+
+
+def test_one_empty_band_names_the_band_and_the_options_that_leave_it_out(tmp_path, capsys):
+    """A 5-band float stack with band 3 all NaN (an empty band of an export) was refused as 'holds only
+    no-data pixels', though four bands hold data; and --feature-bands without band 3 was refused the same way
+    (the displayed bands count too). Now the line names band 3 and the options; with them the image is labelled."""
+    import rasterio
+
+    from label_tools.cli import main
+
+    img, mask = make_scene(48, 64)
+    a = np.concatenate([np.moveaxis(img, -1, 0), img[None, ..., :2].mean(-1)]).astype(np.float32)
+    a = np.concatenate([a, a[:1] * 0.5])
+    a[2] = np.nan
+    with rasterio.open(tmp_path / "s2.tif", "w", driver="GTiff", width=64, height=48, count=5, dtype="float32",
+                       crs="EPSG:32633", transform=rasterio.Affine(10, 0, 500000, 0, -10, 4600000)) as d:
+        d.write(a)
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "s.png")
+    base = [str(tmp_path / "s2.tif"), "--scribbles", str(tmp_path / "s.png"), "-o", str(tmp_path / "o"), "-q"]
+    assert main(base) == 2
+    err = _one_line_error(capsys)
+    assert "band 3 is no-data everywhere" in err and "--feature-bands 1,2,4,5 --bands 1,2,4" in err, err
+    assert main(base + ["--feature-bands", "1,2,4,5"]) == 2
+    err = _one_line_error(capsys)
+    assert "band 3" in err and "--bands 1,2,4" in err, err
+    assert main(base + ["--feature-bands", "1,2,4,5", "--bands", "1,2,4"]) == 0
+    assert (tmp_path / "o" / "s2_mres_geo.tif").exists()
