@@ -230,6 +230,14 @@ def load_model(path: str):
         raise InputError(f"--model: {path!r} is inconsistent: {n_bands} bands and {len(settings.sigmas)} sigmas "
                          f"make {n_feat} features, but the classifier expects {getattr(clf, 'n_features_in_', '?')} "
                          f"and the samples have {X.shape[1] if X.ndim == 2 else X.shape}")
+    ids = np.asarray(getattr(clf, "classes_", np.zeros(0)))
+    if (ids.size and (ids.dtype.kind not in "iu" or ids.min() < 0 or ids.max() >= len(names))) or \
+            (y.size and (y.min() < 0 or y.max() >= len(names))):
+        # a class list edited or cut short: the forest would answer with ids that have no name (IndexError)
+        top = int(max(ids.max() if ids.size and ids.dtype.kind in "iu" else -1, y.max() if y.size else -1))
+        raise InputError(f"--model: {path!r} is inconsistent: its forest and samples use class ids up to {top} "
+                         f"but it names {len(names)} class{'es' if len(names) != 1 else ''} ({', '.join(names)}); "
+                         "write it again with --save-model")
     if len(names) < 2 or not hasattr(clf, "predict_proba"):
         raise InputError(f"--model: {path!r} is not a usable model (fewer than two classes or no classifier)")
     info = dict(info)

@@ -372,3 +372,25 @@ def test_one_empty_band_names_the_band_and_the_options_that_leave_it_out(tmp_pat
     assert "band 3" in err and "--bands 1,2,4" in err, err
     assert main(base + ["--feature-bands", "1,2,4,5", "--bands", "1,2,4"]) == 0
     assert (tmp_path / "o" / "s2_mres_geo.tif").exists()
+
+
+def test_model_file_naming_fewer_classes_than_its_forest_is_refused(model_file, tmp_path, capsys):
+    """A model file whose class list was cut short (edited, or written by a script that changed
+    ``model.classes``) ended in a traceback (IndexError: index 2 is out of bounds) when applied. It is now
+    refused when loaded, in one line; a model naming a class its forest never saw still loads."""
+    from label_tools.classes import Classes
+    from label_tools.cli import main
+    from label_tools.modelfile import load_model, save_model
+
+    m = load_model(str(model_file / "m.skops"))
+    assert len(m.classes) == 3 and list(m.classifier.classes_) == [0, 1, 2]
+    m.classes = Classes(tuple(m.classes.names[:2]), np.asarray(m.classes.colors[:2], np.uint8))
+    save_model(m, str(tmp_path / "cut.skops"))
+    rc = main(["--model", str(tmp_path / "cut.skops"), "--headless", str(model_file / "photo.png"),
+               "-o", str(tmp_path / "o"), "-q"])
+    err = _one_line_error(capsys)
+    assert rc == 2 and "inconsistent" in err and "up to 2" in err and "names 2 classes" in err, err
+    assert not (tmp_path / "o").exists()
+    m.classes = Classes(("a", "b", "c", "d"), np.arange(12, dtype=np.uint8).reshape(4, 3))
+    save_model(m, str(tmp_path / "more.skops"))
+    assert load_model(str(tmp_path / "more.skops")).classes.names == ("a", "b", "c", "d")
