@@ -580,7 +580,7 @@ def _prelabels(job, src, model):
     from .prelabels import own_classes, read_prelabels
 
     if model is None and job.labels is None and job.colors is None:
-        own = own_classes(job.init) if job.init_offset == 0 else None
+        own = own_classes(job.init)  # its ids are read the same with --init-offset 1 (0 = no-data there too)
         pre = read_prelabels(job.init, src.shape, None if own is None else len(own), offset=job.init_offset,
                              georef=src.georef, orientation=src.orientation)
         known = pre[pre != 255]

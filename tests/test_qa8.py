@@ -394,3 +394,27 @@ def test_model_file_naming_fewer_classes_than_its_forest_is_refused(model_file, 
     m.classes = Classes(("a", "b", "c", "d"), np.arange(12, dtype=np.uint8).reshape(4, 3))
     save_model(m, str(tmp_path / "more.skops"))
     assert load_model(str(tmp_path / "more.skops")).classes.names == ("a", "b", "c", "d")
+
+
+def test_own_geotiff_as_init_keeps_its_class_names_with_init_offset_1(tmp_path):
+    """label_tools' own _mres_geo.tif holds class id + 1 with 0 = no-data, so `--init-offset 1` is a natural
+    thing to pass with it: the ids were read right, but its stored class names were dropped (class1, class2)."""
+    import rasterio
+
+    from label_tools.cli import main
+
+    img, mask = make_scene(48, 64)
+    a = np.moveaxis(img, -1, 0)
+    with rasterio.open(tmp_path / "scene.tif", "w", driver="GTiff", width=64, height=48, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=rasterio.Affine(10, 0, 500000, 0, -10, 4600000)) as d:
+        d.write(a)
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "s.png")
+    (tmp_path / "c.txt").write_text("water\nsand\ngrass\n")
+    assert main([str(tmp_path / "scene.tif"), "--scribbles", str(tmp_path / "s.png"), "--labels",
+                 str(tmp_path / "c.txt"), "-o", str(tmp_path / "o"), "-q"]) == 0
+    for offset in ([], ["--init-offset", "1"]):
+        out = tmp_path / f"o{len(offset)}"
+        assert main([str(tmp_path / "scene.tif"), "--init", str(tmp_path / "o" / "scene_mres_geo.tif"), *offset,
+                     "--headless", "-o", str(out), "-q"]) == 0
+        report = (out / "scene_report.txt").read_text()
+        assert "water:" in report and "grass:" in report and "class1" not in report, (offset, report)
