@@ -348,7 +348,7 @@ def large(args):
 def preview(args):
     """Latency of the annotator's preview (P key) for a w x w window of a real photo."""
     from label_tools.io import open_image
-    from label_tools.pipeline import Preview
+    from label_tools.annotate_preview import Preview
     from label_tools.synthetic import synthetic_scribbles
 
     ip, mp = cases(args.data, "obx_coastal_aerial", 1)[0]

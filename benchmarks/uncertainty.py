@@ -79,7 +79,7 @@ def ours(path, scr, n):
 
         c = unc.predict_calibrated(model, src, scr, on_probs=w, on_uncertainty=w.put_uncertainty)
         w.close()
-        from label_tools.pipeline import upsample_labels
+        from label_tools.upsample import upsample_labels
 
         upsample_labels(src, c.result.probs, on_tile=keep)
         import rasterio

@@ -706,7 +706,7 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
     backend = choose_backend(backend)
     from .features import DEFAULT_SIGMAS
     from .files import check_writable_dir
-    from .pipeline import Preview
+    from .annotate_preview import Preview
 
     check_writable_dir(outdir)
     os.makedirs(outdir, exist_ok=True)

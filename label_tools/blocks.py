@@ -7,9 +7,9 @@ weight on a large raster:
    features (each tile with the halo the widest feature needs), the forest, and the dense CRF (on
    tiles grown by the overlap the CRF needs), giving class probabilities ``(K, h, w)`` on the grid;
 2. the **full-resolution stage**: for every block-aligned window of
-   :func:`~label_tools.pipeline.label_windows`, the window (plus the guided filter's margin) is read
+   :func:`~label_tools.upsample.label_windows`, the window (plus the guided filter's margin) is read
    at full resolution and the grid probabilities are turned into labels whose edges follow the image
-   (:func:`~label_tools.pipeline.upsample_window`).
+   (:func:`~label_tools.upsample.upsample_window`).
 
 Here the grid stage is one task and the windows are many (a few windows per task), so a 400 MP scene
 uses every worker. Each window depends only on the raster file and the grid probabilities, and the
@@ -109,9 +109,9 @@ def task_groups(shape, *, task_pixels: float = TASK_PIXELS, tile: int | None = N
     Returns
     -------
     list of list of tuple (row0, row1, col0, col1)
-        Every window of :func:`~label_tools.pipeline.label_windows` exactly once.
+        Every window of :func:`~label_tools.upsample.label_windows` exactly once.
     """
-    from .pipeline import LABEL_TILE, label_windows
+    from .upsample import LABEL_TILE, label_windows
 
     tile = tile or LABEL_TILE
     n = max(1, int(math.sqrt(task_pixels) // tile))  # windows per side of a task
@@ -148,7 +148,7 @@ def windows_task(spec: SourceSpec, grid, windows):
     list of (window, bytes)
         Each window's uint8 labels, row-major, zlib-compressed.
     """
-    from .pipeline import upsample_window
+    from .upsample import upsample_window
     from .threads import match_dask_worker
 
     match_dask_worker()

@@ -218,7 +218,7 @@ class Model:
         image : ImageSource or ndarray, shape (H, W) or (H, W, C)
         progress : callable(stage, done, total), optional
         on_probs : callable(window, probs, labels), optional
-            Full-resolution probabilities tile by tile (:func:`label_tools.pipeline.upsample_labels`).
+            Full-resolution probabilities tile by tile (:func:`label_tools.upsample.upsample_labels`).
         settings : pipeline.Settings, optional
             Replaces :meth:`effective_settings` for this prediction (its sigmas must be the model's).
         upsample : bool

@@ -383,7 +383,7 @@ def upsampling_correction(calibration, src, result, *, side: int = 192, max_pixe
     -------
     Calibration (``upsampling`` = f, ``temperature`` multiplied by f)
     """
-    from . import pipeline
+    from . import upsample
 
     H, W = src.shape
     k, h, w = result.probs.shape
@@ -395,7 +395,7 @@ def upsampling_correction(calibration, src, result, *, side: int = 192, max_pixe
         for fc in (1 / 6, 1 / 2, 5 / 6):
             R0, C0 = int(round((H - sh) * fr)), int(round((W - sw) * fc))
             win = (R0, R0 + sh, C0, C0 + sw)
-            lab, q = pipeline.upsample_window(src, result.probs, win, radius=getattr(result, "upsample_radius", 2),
+            lab, q = upsample.upsample_window(src, result.probs, win, radius=getattr(result, "upsample_radius", 2),
                                               fine=getattr(result, "upsample_fine", 0), with_probs=True)
             ok = lab != NODATA
             if not ok.any():
@@ -580,7 +580,8 @@ def label_width(grid, *, max_pixels: int = 500_000) -> float:
     -------
     float, grid pixels; ``inf`` for a single class.
     """
-    from .pipeline import argmax_classes, region_width
+    from .pipeline import region_width
+    from .upsample import argmax_classes
 
     h, w = grid.shape[-2:]
     step = max(1, int(math.ceil(math.sqrt(h * w / max_pixels))))
@@ -607,8 +608,6 @@ def neighbourhood(calibration, grid_probs, sigma: float, *, block: int = 512) ->
     -------
     ndarray of float32, shape (h, w), in [0, 1].
     """
-    import cv2
-
     k, h, w = grid_probs.shape
     u = np.empty((h, w), np.float32)
     for r0 in range(0, h, block):
@@ -838,7 +837,7 @@ def grid_window(grid_map, window, full_shape) -> np.ndarray:
     import cv2
 
     sr, sc = h / H, w / W
-    # grid coordinate of full-res pixel centre x: (x + 0.5) * s - 0.5 (as pipeline.upsample_window)
+    # grid coordinate of full-res pixel centre x: (x + 0.5) * s - 0.5 (as upsample.upsample_window)
     m = np.array([[sc, 0, (c0 + 0.5) * sc - 0.5], [0, sr, (r0 + 0.5) * sr - 0.5]], np.float32)
     return cv2.warpAffine(np.ascontiguousarray(grid_map, np.float32), m, (c1 - c0, r1 - r0),
                           flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
@@ -861,7 +860,6 @@ def probs_to_uint8(probs, labels) -> np.ndarray:
     -------
     ndarray of uint8, shape (K, h, w)
     """
-    k = probs.shape[0]
     u = np.rint(np.clip(probs, 0, 1) * 255).astype(np.uint8)
     valid = labels != NODATA
     lab = np.where(valid, labels, 0).astype(np.intp)
@@ -936,7 +934,6 @@ def ece(confidence, correct, *, n_bins: int = 15) -> float:
     if len(confidence) == 0:
         return float("nan")
     b = np.minimum((confidence * n_bins).astype(np.int64), n_bins - 1)
-    n = np.bincount(b, minlength=n_bins)
     acc = np.bincount(b, weights=correct, minlength=n_bins)
     conf = np.bincount(b, weights=confidence, minlength=n_bins)
     return float(np.abs(acc - conf).sum() / len(confidence))
@@ -1068,7 +1065,7 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     -------
     Calibrated
     """
-    from . import pipeline
+    from . import upsample
 
     k = model.n_classes
     strokes = _strokes_of(model, src, scribbles, settings, seed)
@@ -1090,7 +1087,7 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     merge = None
     t0 = time.perf_counter()
     if prelabels is not None:
-        labels = pipeline.upsample_labels(src, r.probs, progress=progress, radius=r.upsample_radius,
+        labels = upsample.upsample_labels(src, r.probs, progress=progress, radius=r.upsample_radius,
                                           fine=r.upsample_fine)
         merge = _prelabel_merge(labels, prelabels, scribbles, r.probs.shape[1:])
         r.chosen = {**(r.chosen or {}), "prelabels": {"kept": round(float((~merge[0]).mean()), 4),
@@ -1111,7 +1108,7 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
             on_uncertainty(window, umap, labels)
 
     if merge is None or on_probs is not None:
-        r.labels = pipeline.upsample_labels(src, r.probs, progress=progress, on_tile=tile if on_probs else None,
+        r.labels = upsample.upsample_labels(src, r.probs, progress=progress, on_tile=tile if on_probs else None,
                                             radius=r.upsample_radius, fine=r.upsample_fine)
     else:
         r.labels = labels

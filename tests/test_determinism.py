@@ -5,7 +5,8 @@ import numpy as np
 from conftest import make_scene, scene_scribbles
 from label_tools import unary
 from label_tools.io import ArraySource
-from label_tools.pipeline import Settings, label_windows, predict, train, upsample_labels, upsample_window
+from label_tools.pipeline import Settings, predict, train
+from label_tools.upsample import label_windows, upsample_labels, upsample_window
 
 
 def test_forest_probabilities_identical_run_to_run():

@@ -8,7 +8,7 @@ from conftest import make_scene, scene_scribbles
 from label_tools.crf import CRFParams
 from label_tools.errors import InputError, OptionError
 from label_tools.io import ArraySource
-from label_tools.pipeline import NODATA, Settings, guided_coefficients, segment
+from label_tools.pipeline import NODATA, Settings, segment
 
 
 def accuracy(labels, mask):
@@ -79,19 +79,6 @@ def test_upsampled_edges_follow_image():
     assert (r.labels == mask).mean() > 0.995
 
 
-def test_guided_filter_preserves_constant_and_follows_guide():
-    g = np.random.default_rng(0).random((20, 30)).astype(np.float32)
-    maps = np.full((2, 20, 30), 0.3, np.float32)
-    a, b = guided_coefficients(g, maps, radius=2, eps=1e-3)
-    np.testing.assert_allclose(a * g + b, maps, atol=1e-5)
-    step = np.zeros((20, 30), np.float32)
-    step[:, 13:] = 1
-    blurry = np.clip((np.arange(30) - 9) / 8.0, 0, 1)[None].repeat(20, 0).astype(np.float32)[None]
-    a, b = guided_coefficients(step, blurry, radius=3, eps=1e-4)
-    sharp = (a * step + b)[0]
-    assert (sharp[:, :13] < 0.5).all() and (sharp[:, 13:] > 0.5).all()  # the edge moves to the guide's
-
-
 def test_errors():
     img, mask = make_scene()
     scr = scene_scribbles(mask)
@@ -156,7 +143,8 @@ def test_crf_scale_sets_crf_grid_not_model_grid():
 @pytest.mark.parametrize("scale", [1.0, 0.45])
 def test_probability_tiles_cover_image_sum_to_one_and_argmax_is_label(scale):
     """The full-resolution probability stream (on_probs) tiles the image; its argmax is the label image."""
-    from label_tools.pipeline import predict, train, upsample_labels
+    from label_tools.pipeline import predict, train
+    from label_tools.upsample import upsample_labels
 
     img, mask = make_scene(130, 210)
     valid = np.ones(mask.shape, bool)
@@ -186,15 +174,6 @@ def test_probability_tiles_cover_image_sum_to_one_and_argmax_is_label(scale):
     assert (labels[~valid] == NODATA).all()
 
 
-def test_normalise_filtered_keeps_argmax_and_handles_all_negative():
-    from label_tools.pipeline import normalise_filtered
-
-    q = np.array([[[0.7, -0.2]], [[0.5, -0.1]], [[-0.2, -0.3]]], np.float32)  # (3, 1, 2)
-    p = normalise_filtered(q.copy())
-    np.testing.assert_allclose(p[:, 0, 0], [0.7 / 1.2, 0.5 / 1.2, 0], rtol=1e-6)
-    np.testing.assert_array_equal(p[:, 0, 1], [0, 1, 0])  # all outputs <= 0: one-hot at the largest
-
-
 def test_structure_scale_from_stroke_gaps_and_grid_scale_bounds():
     from label_tools.pipeline import grid_scale, structure_scale
 
@@ -221,62 +200,9 @@ def test_samples_per_class_grows_with_the_grid_within_a_total():
     assert samples_per_class((3000, 3000), 11, st) == 4000  # never below the base
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 6])
-def test_argmax_classes_equals_numpy_first_on_ties(k):
-    from label_tools.pipeline import argmax_classes
-
-    rng = np.random.default_rng(k)
-    q = rng.normal(size=(k, 19, 23)).astype(np.float32)
-    q[:, :4] = 0.25  # all tied: class 0
-    q[-1, 5] = q[0, 5] + 1
-    q[0, 6] = q[-1, 6] = q[:, 6].max() + 1  # tie between first and last: first
-    got = argmax_classes(q)
-    assert got.dtype == np.uint8
-    np.testing.assert_array_equal(got, q.argmax(axis=0))
-    out = np.full((19, 23), 9, np.uint8)
-    assert argmax_classes(q, out=out) is out
-    np.testing.assert_array_equal(out, q.argmax(axis=0))
-
-
-def test_in_order_keeps_order_and_bounds_pending():
-    import threading
-    import time
-
-    from label_tools.pipeline import _in_order
-
-    running, peak, lock = [0], [0], threading.Lock()
-
-    def work(i):
-        with lock:
-            running[0] += 1
-            peak[0] = max(peak[0], running[0])
-        time.sleep(0.002 * (i % 3))
-        with lock:
-            running[0] -= 1
-        return i * i
-
-    out = []
-    for v in _in_order(work, list(range(40)), workers=2):
-        out.append(v)
-        time.sleep(0.001)
-    assert out == [i * i for i in range(40)]
-    assert peak[0] <= 2
-    assert list(_in_order(work, [3], workers=2)) == [9]
-    assert list(_in_order(work, [], workers=2)) == []
-
-
-def test_upsample_radius_shrinks_only_when_the_grid_is_capped_below_the_structures():
-    from label_tools.pipeline import upsample_radius
-
-    assert upsample_radius(0.5, None) == 2
-    assert upsample_radius(0.59, 0.59) == 2  # the grid follows the scribbled structures
-    assert upsample_radius(0.8, 0.4) == 2
-    assert upsample_radius(0.245, 0.533) == 1  # 100 MP: grid capped at 6 MP, nuclei need 0.53
-    assert upsample_radius(0.01, 0.9) == 1
-
-
 def test_predict_reports_the_radius_it_upsampled_with():
-    from label_tools.pipeline import predict, train, upsample_labels
+    from label_tools.pipeline import predict, train
+    from label_tools.upsample import upsample_labels
 
     img, mask = make_scene(160, 220)
     src = ArraySource(img)
@@ -292,7 +218,7 @@ def test_predict_reports_the_radius_it_upsampled_with():
 def test_features_kept_for_prediction_all_or_half_the_budget():
     """Every scribbled tile's features are kept when they fit in ``cache_mb`` (nothing computed
     twice), else tiles up to half of it; the labels are the same either way."""
-    from label_tools.pipeline import _layout, cache_budget, collect_samples, predict
+    from label_tools.pipeline import _layout, cache_budget, collect_samples
 
     img, mask = make_scene(300, 400)
     scr = scene_scribbles(mask)

@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import shared
 from label_tools import pipeline
-from label_tools import refine
+from label_tools import refine, upsample
 from label_tools.classes import Classes
 from label_tools.model import Model
 from label_tools.synthetic import synthetic_scribbles
@@ -46,11 +46,11 @@ def test_shift_prior_exact():
 
 
 def test_fine_radius_only_on_a_capped_grid():
-    assert pipeline.fine_radius(0.245, 0.59) == 2  # half of a 4-pixel grid cell
-    assert pipeline.fine_radius(0.1, 0.5) == 5
-    assert pipeline.fine_radius(0.9, 0.95) == 1
-    assert pipeline.fine_radius(0.59, 0.59) == 0  # the grid follows the structures
-    assert pipeline.fine_radius(0.245, None) == 0
+    assert upsample.fine_radius(0.245, 0.59) == 2  # half of a 4-pixel grid cell
+    assert upsample.fine_radius(0.1, 0.5) == 5
+    assert upsample.fine_radius(0.9, 0.95) == 1
+    assert upsample.fine_radius(0.59, 0.59) == 0  # the grid follows the structures
+    assert upsample.fine_radius(0.245, None) == 0
 
 
 def test_fine_filter_flat_guide_is_a_double_box_mean_and_keeps_distributions():
@@ -59,7 +59,7 @@ def test_fine_filter_flat_guide_is_a_double_box_mean_and_keeps_distributions():
     rng = np.random.default_rng(1)
     q0 = rng.random((12, 15)).astype(np.float32)
     q = np.stack([q0, 1 - q0])
-    out = pipeline.fine_filter(np.full((12, 15), 0.5, np.float32), q, radius=1, eps=1e-2)
+    out = upsample.fine_filter(np.full((12, 15), 0.5, np.float32), q, radius=1, eps=1e-2)
     box = lambda x: cv2.boxFilter(x, -1, (3, 3), borderType=cv2.BORDER_REFLECT)  # noqa: E731
     np.testing.assert_allclose(out[0], box(box(q0)), atol=1e-6)  # no guide structure: a = 0, plain smoothing
     np.testing.assert_allclose(out.sum(axis=0), 1.0, atol=1e-6)
@@ -73,7 +73,7 @@ def test_fine_filter_moves_a_blurred_edge_onto_the_image_edge():
     ramp = np.clip((np.arange(24) - 11 + 0.5) / 8 + 0.5, 0, 1).astype(np.float32)
     q = np.stack([np.tile(1 - ramp, (8, 1)), np.tile(ramp, (8, 1))])
     assert (q.argmax(axis=0)[0] == 1).argmax() == 11
-    out = pipeline.fine_filter(guide, q, radius=2, eps=1e-2)
+    out = upsample.fine_filter(guide, q, radius=2, eps=1e-2)
     assert (out.argmax(axis=0)[0] == 1).argmax() == 10
     assert (out.argmax(axis=0) == out.argmax(axis=0)[0]).all()
     # the step sharpens: 0.21 -> 0.56 across the edge instead of the ramp's 0.44 -> 0.56

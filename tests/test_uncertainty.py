@@ -447,7 +447,7 @@ def test_upsampling_correction_keeps_the_grids_mean_confidence():
     from types import SimpleNamespace
 
     from label_tools.io import ArraySource
-    from label_tools.pipeline import upsample_labels
+    from label_tools.upsample import upsample_labels
 
     _, mask = make_scene(240, 360)
     yy, xx = np.mgrid[0:240, 0:360]
@@ -486,7 +486,7 @@ def test_upsampling_factor_on_a_real_em_slice():
     from label_tools.classes import load_classes
     from label_tools.io import ArraySource
     from label_tools.model import Model
-    from label_tools.pipeline import upsample_labels
+    from label_tools.upsample import upsample_labels
     from label_tools.synthetic import synthetic_scribbles
 
     img = np.array(Image.open(shared("drosophila_vnc_sstem", "images", "00.png")))
