@@ -81,3 +81,38 @@ def test_upsample_radius_shrinks_only_when_the_grid_is_capped_below_the_structur
     assert upsample_radius(0.8, 0.4) == 2
     assert upsample_radius(0.245, 0.533) == 1  # 100 MP: grid capped at 6 MP, nuclei need 0.53
     assert upsample_radius(0.01, 0.9) == 1
+
+
+@pytest.mark.parametrize("fine", [0, 2])
+def test_probabilities_do_not_depend_on_the_window_size(fine):
+    """Across window seams the probabilities are the ones a single window gives: each window reads
+    its own margin, so 64-pixel windows (many seams, non-square image) give one 1024-pixel window's
+    probabilities up to float rounding (the box filters' running sums start elsewhere), and the
+    labels differ only where two classes tie within that rounding."""
+    from conftest import make_scene, scene_scribbles
+    from label_tools.io import ArraySource
+    from label_tools.pipeline import Settings, predict, train
+    from label_tools.upsample import upsample_labels
+
+    img, mask = make_scene(210, 330)
+    src = ArraySource(img)
+    s = Settings(scale=0.35, sigmas=(1, 2))
+    tr = train(src, scene_scribbles(mask), n_classes=3, settings=s)
+    r = predict(src, tr.classifier, n_classes=3, settings=s, upsample=False)
+
+    def run(tile):
+        probs = np.full((3,) + mask.shape, np.nan, np.float32)
+
+        def keep(win, q, lab):
+            probs[:, win[0]:win[1], win[2]:win[3]] = q
+
+        return upsample_labels(src, r.probs, tile=tile, fine=fine, on_tile=keep), probs
+
+    one, p_one = run(1024)
+    seams, p_seams = run(64)
+    assert not np.isnan(p_seams).any()
+    assert np.abs(p_seams - p_one).max() < 1e-4
+    top2 = np.sort(p_one, axis=0)[-2:]
+    differ = seams != one
+    assert (top2[1] - top2[0])[differ].max(initial=0) < 1e-4
+    assert differ.mean() < 1e-3 and (one == mask).mean() > 0.95
