@@ -174,6 +174,23 @@ def test_console_script_help_is_fast_and_lists_options():
         assert opt in r.stdout
 
 
+
+@pytest.mark.parametrize("module", ["label_tools.cli", "label_tools.export"])
+def test_help_imports_no_heavy_library(module):
+    """``--help`` of both commands is instant: scikit-learn, OpenCV, pydensecrf and rasterio are
+    imported only once the arguments are parsed."""
+    code = ("import runpy, sys\n"
+            "sys.argv = ['x', '--help']\n"
+            "try:\n"
+            f"    runpy.run_module({module!r}, run_name='__main__')\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "print('HEAVY', sorted(m for m in ('sklearn', 'cv2', 'pydensecrf', 'rasterio') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "usage" in r.stdout.lower()
+    assert "HEAVY []" in r.stdout, r.stdout[-300:]
+
 def test_no_display_says_which_option(job, monkeypatch, capsys):
     d, _ = job
     monkeypatch.delenv("DISPLAY", raising=False)
