@@ -637,7 +637,7 @@ def uncertainty_notes(counts, classes, calibration) -> list:
     ----------
     counts : label_tools.uncertainty.UncertainCounts
     classes : label_tools.classes.Classes
-    calibration : label_tools.uncertainty.Calibration
+    calibration : label_tools.calibrate.Calibration
     """
     lines = [f"probability calibration (held-out strokes and the forest's own probabilities): {calibration}"]
     shares = getattr(counts, "shares", None)

@@ -82,7 +82,7 @@ def test_strokes_on_no_data_are_not_held_out_when_fitting_through_the_api():
     import rasterio
 
     from conftest import shared
-    from label_tools import uncertainty
+    from label_tools import calibrate
     from label_tools.classes import load_classes
     from label_tools.io import open_image
     from label_tools.model import Model
@@ -105,7 +105,7 @@ def test_strokes_on_no_data_are_not_held_out_when_fitting_through_the_api():
     top = np.asarray(st.bbox)[:, 0]  # row0 of each stroke's box, full resolution
     drawn = int((st.part <= 0).sum())  # the only strokes of land and cloud are cut in three parts each
     assert drawn == 6 and (top > 100).all(), st.bbox  # the collar line (rows 28-32) is no stroke
-    cal_strokes = uncertainty.find_strokes(src, scr, n_classes=4, settings=model.effective_settings())
+    cal_strokes = calibrate.find_strokes(src, scr, n_classes=4, settings=model.effective_settings())
     assert all(b[1] > 100 for b in cal_strokes.bboxes)  # (x0, y0, x1, y1): none in the collar
 
 

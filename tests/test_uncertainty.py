@@ -11,6 +11,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from scipy.io import loadmat
 
 from conftest import make_scene, scene_scribbles, shared
+from label_tools import calibrate as cal_mod
 from label_tools import uncertainty as unc
 from label_tools.cli import main
 
@@ -39,7 +40,7 @@ def test_calibration_keeps_argmax_and_softens_overconfidence():
     pred = np.where(rng.random(n) < 0.7, y, (y + 1) % k)
     p = np.full((n, k), 0.01, np.float32)
     p[np.arange(n), pred] = 0.98
-    cal = unc.fit_calibration(p, y)
+    cal = cal_mod.fit_calibration(p, y)
     assert cal.temperature > 1.5 or cal.floor > 0.1
     q = cal.apply(p, axis=1)
     np.testing.assert_array_equal(q.argmax(1), pred)
@@ -49,7 +50,7 @@ def test_calibration_keeps_argmax_and_softens_overconfidence():
 
 
 def test_identity_calibration_when_nothing_to_fit():
-    cal = unc.fit_calibration(np.zeros((5, 2), np.float32), np.zeros(5, int))
+    cal = cal_mod.fit_calibration(np.zeros((5, 2), np.float32), np.zeros(5, int))
     assert (cal.temperature, cal.floor) == (1.0, 0.0)
     p = np.array([[0.2], [0.8]], np.float32)
     assert cal.apply(p) is not None and np.allclose(cal.apply(p), p)
@@ -239,8 +240,8 @@ def test_stroke_features_from_training_cache_equal_recomputed():
     src, scr = ArraySource(img), scene_scribbles(mask)
     m = Model.fit(src, scr, classes=load_classes(None, None, n_classes=3))
     assert m._cache and m._cache["tiles"]
-    a = unc.find_strokes(src, scr, n_classes=3, settings=m.effective_settings(), cache=m._cache)
-    b = unc.find_strokes(src, scr, n_classes=3, settings=m.effective_settings())
+    a = cal_mod.find_strokes(src, scr, n_classes=3, settings=m.effective_settings(), cache=m._cache)
+    b = cal_mod.find_strokes(src, scr, n_classes=3, settings=m.effective_settings())
     assert len(a.y) > 100 and set(a.y.tolist()) == {0, 1, 2}
     np.testing.assert_array_equal(a.X, b.X)
     # every stroke's box holds only its class's scribbles at its corners' rows/columns
@@ -334,14 +335,14 @@ def test_neighbourhood_spreads_one_doubtful_pixel_by_a_gaussian():
     g = np.zeros((2, 21, 21), np.float32)
     g[0] = 1.0
     g[:, 10, 10] = 0.5  # the only uncertain pixel (uncertainty 1)
-    near = unc.neighbourhood(unc.Calibration(), g, 1.5)
+    near = unc.neighbourhood(cal_mod.Calibration(), g, 1.5)
     k = cv2.getGaussianKernel(int(2 * round(4 * 1.5) + 1), 1.5)[:, 0]  # OpenCV's kernel for sigma 1.5
     c = len(k) // 2
     assert near[10, 10] == pytest.approx(k[c] ** 2, rel=1e-5)
     assert near[10, 12] == pytest.approx(k[c] * k[c + 2], rel=1e-5)
     assert near.sum() == pytest.approx(1.0, rel=1e-5) and near[0, 0] < 1e-6
     # calibrated first: a floor makes every pixel a little uncertain
-    floor = unc.neighbourhood(unc.Calibration(1.0, 0.2), g, 1.5)
+    floor = unc.neighbourhood(cal_mod.Calibration(1.0, 0.2), g, 1.5)
     assert floor[0, 0] == pytest.approx(0.2, abs=1e-6)
     # width: half the labels' region width, at least 1 grid px; without one (a single class) the
     # CRF's smoothness kernel (3 full-resolution px) on the grid, at least 1 grid px
@@ -375,7 +376,7 @@ def test_wide_neighbourhood_is_a_gaussian_of_that_width():
     u = np.zeros((400, 600), np.float32)
     u[180:220, 280:320] = 1.0
     g = np.stack([1 - 0.5 * u, 0.5 * u])
-    near = unc.neighbourhood(unc.Calibration(), g, 20.0)
+    near = unc.neighbourhood(cal_mod.Calibration(), g, 20.0)
     exact = cv2.GaussianBlur(u, (0, 0), 20.0, borderType=cv2.BORDER_REFLECT)
     assert near.shape == (400, 600)
     assert np.abs(near - exact).max() < 0.03
@@ -458,8 +459,8 @@ def test_upsampling_correction_keeps_the_grids_mean_confidence():
     probs = np.full((3,) + small.shape, 0.05, np.float32)
     np.put_along_axis(probs, small[None], 0.9, axis=0)
     r = SimpleNamespace(probs=probs, upsample_radius=1)
-    base = unc.Calibration(1.5, 0.01, 100)
-    cal = unc.upsampling_correction(base, src, r)
+    base = cal_mod.Calibration(1.5, 0.01, 100)
+    cal = cal_mod.upsampling_correction(base, src, r)
     assert 0.3 < cal.upsampling < 1.0  # the upsampling softened: sharpen
     assert cal.temperature == pytest.approx(1.5 * cal.upsampling) and cal.floor == 0.01 and cal.n_samples == 100
     assert "for the upsampling" in str(cal)
@@ -476,7 +477,7 @@ def test_upsampling_correction_keeps_the_grids_mean_confidence():
     # the model grid at full resolution: nothing to correct
     full = np.zeros((3,) + mask.shape, np.float32)
     np.put_along_axis(full, mask[None], 1.0, axis=0)
-    assert unc.upsampling_correction(base, src, SimpleNamespace(probs=full, upsample_radius=1)) is base
+    assert cal_mod.upsampling_correction(base, src, SimpleNamespace(probs=full, upsample_radius=1)) is base
 
 
 def test_upsampling_factor_on_a_real_em_slice():
