@@ -132,3 +132,48 @@ def test_uncertainty_keys_order_and_status_line(display, tmp_path, backend):  # 
             drv.proc.kill()
             drv.proc.wait(10)
     assert (out / "beach_mres_label.png").exists()
+
+
+def test_preview_key_paints_labels_of_the_strokes_so_far(display, tmp_path):  # noqa: F811
+    """P in the real OpenCV window: the preview (label_tools.annotate_preview) paints the window with
+    the labels of the strokes so far, water below the surf line and land above; P again removes it."""
+    if not shutil.which("import"):
+        if os.environ.get("CI"):
+            pytest.fail("ImageMagick's import is not installed (CI installs it with apt-get)")
+        pytest.skip("ImageMagick's import (screenshots) not installed")
+    out = tmp_path / "out"
+    out.mkdir()
+    drv = UDriver(display, tmp_path)
+    drv.outdir = out
+    drv.start("--no-resume", "-w", str(W))
+    try:
+        drv.stroke230((0, 0), [(200, 20), (200, 200)])
+        drv.wait_for(lambda: (drv.scribbles() == 1).sum() > 100, "water stroke")
+        drv.key("2")
+        drv.stroke230((0, 0), [(15, 20), (15, 200)])
+        drv.wait_for(lambda: (drv.scribbles() == 2).sum() > 100, "land stroke")
+        plain = drv.settled(tmp_path / "plain.png")
+        drv.key("p")
+        time.sleep(1.0)
+        shown = drv.settled(tmp_path / "preview.png")
+        pic, before = shown[:-30], plain[:-30]
+        changed = np.abs(pic - before).sum(axis=2) > 20
+        assert changed.mean() > 0.5, changed.mean()  # the whole window is painted, not only the strokes
+        water, land = np.array([0x1f, 0x5f, 0xbf]), np.array([0xd9, 0xb3, 0x6c])  # sample_data/colors.txt
+        h = pic.shape[0]
+        top, bottom = pic[int(0.1 * h):int(0.14 * h)], pic[int(0.75 * h):int(0.85 * h)]
+        top0, bottom0 = before[int(0.1 * h):int(0.14 * h)], before[int(0.75 * h):int(0.85 * h)]
+        # each band moved toward its class's colour (alpha 0.45): land above the surf line, water below
+        assert np.abs(top - land).sum(axis=2).mean() < np.abs(top0 - land).sum(axis=2).mean() - 20
+        assert np.abs(bottom - water).sum(axis=2).mean() < np.abs(bottom0 - water).sum(axis=2).mean() - 20
+        drv.key("p")
+        time.sleep(1.0)
+        again = drv.settled(tmp_path / "again.png")
+        assert np.abs(again[:-30] - before).sum(axis=2).max() <= 3
+        drv.key("q")
+        assert drv.proc.wait(180) == 0, drv.log.read_text()[-2000:]
+    finally:
+        if drv.proc.poll() is None:
+            drv.proc.kill()
+            drv.proc.wait(10)
+    assert "scribble at least two classes first" not in drv.log.read_text()
