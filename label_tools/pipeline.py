@@ -888,10 +888,9 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
         kept = 0
         for i, t in enumerate(grid_tiles):
             f, outer = (feats.pop(i), grow(t.inner, SPARSE_STEP, shape)) if i in feats else _tile_features(grid, t.inner)
-            r0, r1, c0, c1 = t.inner
             p = unary.predict_proba_sparse(clf, f, n_classes, step=SPARSE_STEP, origin=(outer[0], outer[2]),
                                            planes=True)
-            probs[:, r0:r1, c0:c1] = _inner(p, t.inner, outer, axis=1)
+            probs[(slice(None),) + t.inner.toslices()] = _inner(p, t.inner, outer, axis=1)
             if keep:
                 if reservoir is not None:
                     reservoir.add(f, t.inner, outer, grid.valid(t.inner))

@@ -3,8 +3,40 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+
+
+class Window(NamedTuple):
+    """A window of an image, ``(row0, row1, col0, col1)``, half-open, in one pixel grid.
+
+    The one window type of the package (tiles, label windows, annotation windows, cluster blocks):
+    a tuple, so it unpacks, compares and serialises as the bare 4-tuple does, with the slices and
+    sizes that every user of a window needs (as rasterio's ``Window.toslices``).
+    """
+
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+
+    def toslices(self) -> tuple:
+        """``(slice(row0, row1), slice(col0, col1))``: ``array[window.toslices()]`` cuts the window out."""
+        return (slice(self.row0, self.row1), slice(self.col0, self.col1))
+
+    @property
+    def height(self) -> int:
+        return self.row1 - self.row0
+
+    @property
+    def width(self) -> int:
+        return self.col1 - self.col0
+
+    @property
+    def shape(self) -> tuple:
+        """``(height, width)``."""
+        return (self.row1 - self.row0, self.col1 - self.col0)
 
 
 @dataclass(frozen=True)
@@ -13,11 +45,11 @@ class Tile:
 
     ``inner`` is the part this tile owns (tiles' inner windows cover the image exactly once);
     ``outer`` is ``inner`` grown by the overlap and clipped to the image. Both are
-    ``(row0, row1, col0, col1)``, half-open, in the same pixel grid.
+    :class:`Window` s in the same pixel grid.
     """
 
-    inner: tuple
-    outer: tuple
+    inner: Window
+    outer: Window
 
     @property
     def crop(self) -> tuple:
@@ -43,8 +75,8 @@ def tiles(shape, tile: int, overlap: int = 0):
     out = []
     for r0, r1 in _spans(h, tile):
         for c0, c1 in _spans(w, tile):
-            outer = (max(r0 - overlap, 0), min(r1 + overlap, h), max(c0 - overlap, 0), min(c1 + overlap, w))
-            out.append(Tile((r0, r1, c0, c1), outer))
+            outer = Window(max(r0 - overlap, 0), min(r1 + overlap, h), max(c0 - overlap, 0), min(c1 + overlap, w))
+            out.append(Tile(Window(r0, r1, c0, c1), outer))
     return out
 
 
@@ -54,10 +86,10 @@ def _spans(n, tile):
     return list(zip(edges[:-1].tolist(), edges[1:].tolist()))
 
 
-def grow(window, margin: int, shape):
+def grow(window, margin: int, shape) -> Window:
     """``window`` (row0, row1, col0, col1) grown by ``margin`` on each side, clipped to ``shape``."""
     r0, r1, c0, c1 = window
-    return (max(r0 - margin, 0), min(r1 + margin, shape[0]), max(c0 - margin, 0), min(c1 + margin, shape[1]))
+    return Window(max(r0 - margin, 0), min(r1 + margin, shape[0]), max(c0 - margin, 0), min(c1 + margin, shape[1]))
 
 
 def scaled_shape(shape, scale: float) -> tuple:
@@ -73,8 +105,8 @@ def to_full(window, scale_rc, shape_full):
     """
     r0, r1, c0, c1 = window
     sr, sc = scale_rc
-    return (int(math.floor(r0 / sr)), min(int(math.ceil(r1 / sr)), shape_full[0]),
-            int(math.floor(c0 / sc)), min(int(math.ceil(c1 / sc)), shape_full[1]))
+    return Window(int(math.floor(r0 / sr)), min(int(math.ceil(r1 / sr)), shape_full[0]),
+                  int(math.floor(c0 / sc)), min(int(math.ceil(c1 / sc)), shape_full[1]))
 
 
 def annotation_windows(shape, size: int):
@@ -82,10 +114,10 @@ def annotation_windows(shape, size: int):
 
     Returns
     -------
-    list of tuple (row0, row1, col0, col1)
+    list of Window
     """
     h, w = shape
-    return [(r, min(r + size, h), c, min(c + size, w)) for r in range(0, h, size) for c in range(0, w, size)]
+    return [Window(r, min(r + size, h), c, min(c + size, w)) for r in range(0, h, size) for c in range(0, w, size)]
 
 
 def auto_scale(shape, budget_px: float) -> float:

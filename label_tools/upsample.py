@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .io import ImageSource
-from .tiling import to_full
+from .tiling import Window, to_full
 
 NODATA = 255
 
@@ -63,10 +63,10 @@ def label_windows(shape, tile: int = LABEL_TILE) -> list:
 
     Returns
     -------
-    list of tuple (row0, row1, col0, col1)
+    list of label_tools.tiling.Window
     """
     H, W = int(shape[0]), int(shape[1])
-    return [(r, min(r + tile, H), c, min(c + tile, W)) for r in range(0, H, tile) for c in range(0, W, tile)]
+    return [Window(r, min(r + tile, H), c, min(c + tile, W)) for r in range(0, H, tile) for c in range(0, W, tile)]
 
 
 def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: int = 2, eps: float = 1e-3,
@@ -111,8 +111,8 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: 
             labels[~src.read_valid()] = NODATA
         if on_tile is not None:
             for win in label_windows((H, W), tile):
-                r0, r1, c0, c1 = win
-                on_tile(win, probs[:, r0:r1, c0:c1], labels[r0:r1, c0:c1])
+                rows, cols = win.toslices()
+                on_tile(win, probs[:, rows, cols], labels[rows, cols])
         return labels
     windows = label_windows((H, W), tile)
 
@@ -120,8 +120,7 @@ def upsample_labels(src: ImageSource, probs, *, tile: int = LABEL_TILE, radius: 
         return upsample_window(src, probs, win, radius=radius, eps=eps, with_probs=True, fine=fine)
 
     for i, (win, (lab, q)) in enumerate(zip(windows, _in_order(one, windows))):
-        R0, R1, C0, C1 = win
-        labels[R0:R1, C0:C1] = lab
+        labels[win.toslices()] = lab
         if on_tile is not None:
             on_tile(win, q, lab)
         if progress:

@@ -37,3 +37,23 @@ def test_scale_helpers():
     assert auto_scale((1000, 1000), 1e6) == 1.0
     assert auto_scale((2000, 2000), 1e6) == pytest.approx(0.5)
     assert grow((0, 10, 5, 10), 3, (12, 11)) == (0, 12, 2, 11)
+
+
+def test_window_is_the_one_window_type_and_still_a_tuple():
+    from label_tools.tiling import Window, to_full
+    from label_tools.upsample import label_windows
+
+    a = np.arange(7 * 9).reshape(7, 9)
+    w = Window(1, 4, 2, 8)
+    np.testing.assert_array_equal(a[w.toslices()], a[1:4, 2:8])
+    assert w.shape == (3, 6) and (w.height, w.width) == (3, 6)
+    r0, r1, c0, c1 = w  # unpacks, compares and hashes as the bare 4-tuple
+    assert (r0, r1, c0, c1) == w and {w: 1}[(1, 4, 2, 8)] == 1
+    import json
+
+    assert json.loads(json.dumps(w)) == [1, 4, 2, 8]
+    t = tiles((100, 37), 16, 5)[3]
+    assert isinstance(t.inner, Window) and isinstance(t.outer, Window)
+    assert isinstance(grow(w, 2, (7, 9)), Window) and grow(w, 2, (7, 9)) == (0, 6, 0, 9)
+    assert all(isinstance(x, Window) for x in annotation_windows((50, 70), 20) + label_windows((50, 70), 32))
+    assert to_full(Window(0, 5, 0, 5), (0.5, 0.5), (11, 11)) == (0, 10, 0, 10)
