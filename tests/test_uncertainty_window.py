@@ -35,6 +35,14 @@ class UDriver(Driver):
             last = now
         return last
 
+    def water_and_land(self):
+        """Window 1 (rows 0..230, cols 0..230): a water stroke below the surf line, a land stroke above."""
+        self.stroke230((0, 0), [(200, 20), (200, 200)])
+        self.wait_for(lambda: (self.scribbles() == 1).sum() > 100, "water stroke")
+        self.key("2")
+        self.stroke230((0, 0), [(15, 20), (15, 200)])
+        self.wait_for(lambda: (self.scribbles() == 2).sum() > 100, "land stroke")
+
     def stroke230(self, window, pts):
         import test_annotate_window as t
 
@@ -43,6 +51,19 @@ class UDriver(Driver):
             self.stroke(window, pts)
         finally:
             t.W = saved
+
+
+def screenshot_driver(display, tmp_path):
+    """An output folder and a driver that takes screenshots (ImageMagick's ``import``; CI installs it)."""
+    if not shutil.which("import"):
+        if os.environ.get("CI"):
+            pytest.fail("ImageMagick's import is not installed (CI installs it with apt-get)")
+        pytest.skip("ImageMagick's import (screenshots) not installed")
+    out = tmp_path / "out"
+    out.mkdir()
+    drv = UDriver(display, tmp_path)
+    drv.outdir = out
+    return out, drv
 
 
 def expected_next(scribbles, exclude):
@@ -61,14 +82,7 @@ def expected_next(scribbles, exclude):
 
 @pytest.mark.parametrize("backend", ["opencv", "matplotlib"])
 def test_uncertainty_keys_order_and_status_line(display, tmp_path, backend):  # noqa: F811
-    if not shutil.which("import"):
-        if os.environ.get("CI"):
-            pytest.fail("ImageMagick's import is not installed (CI installs it with apt-get)")
-        pytest.skip("ImageMagick's import (screenshots) not installed")
-    out = tmp_path / "out"
-    out.mkdir()
-    drv = UDriver(display, tmp_path)
-    drv.outdir = out
+    out, drv = screenshot_driver(display, tmp_path)
     drv.start("--no-resume", "--order", "uncertainty", "-w", str(W), "--backend", backend)
     try:
         # status line: a dark band at the bottom with light text, changing with the class
@@ -91,12 +105,7 @@ def test_uncertainty_keys_order_and_status_line(display, tmp_path, backend):  # 
         drv.key("1")
         drv.wait_for(lambda: drv.state()["class_index"] == 0, "class 1")
 
-        # window 1 (rows 0..230, cols 0..230): water below the surf line, land above
-        drv.stroke230((0, 0), [(200, 20), (200, 200)])
-        drv.wait_for(lambda: (drv.scribbles() == 1).sum() > 100, "water stroke")
-        drv.key("2")
-        drv.stroke230((0, 0), [(15, 20), (15, 200)])
-        drv.wait_for(lambda: (drv.scribbles() == 2).sum() > 100, "land stroke")
+        drv.water_and_land()
 
         # U: the uncertainty overlay changes the picture; U again restores it
         plain = drv.settled(tmp_path / "plain.png")
@@ -137,21 +146,10 @@ def test_uncertainty_keys_order_and_status_line(display, tmp_path, backend):  # 
 def test_preview_key_paints_labels_of_the_strokes_so_far(display, tmp_path):  # noqa: F811
     """P in the real OpenCV window: the preview (label_tools.annotate_preview) paints the window with
     the labels of the strokes so far, water below the surf line and land above; P again removes it."""
-    if not shutil.which("import"):
-        if os.environ.get("CI"):
-            pytest.fail("ImageMagick's import is not installed (CI installs it with apt-get)")
-        pytest.skip("ImageMagick's import (screenshots) not installed")
-    out = tmp_path / "out"
-    out.mkdir()
-    drv = UDriver(display, tmp_path)
-    drv.outdir = out
+    out, drv = screenshot_driver(display, tmp_path)
     drv.start("--no-resume", "-w", str(W))
     try:
-        drv.stroke230((0, 0), [(200, 20), (200, 200)])
-        drv.wait_for(lambda: (drv.scribbles() == 1).sum() > 100, "water stroke")
-        drv.key("2")
-        drv.stroke230((0, 0), [(15, 20), (15, 200)])
-        drv.wait_for(lambda: (drv.scribbles() == 2).sum() > 100, "land stroke")
+        drv.water_and_land()
         plain = drv.settled(tmp_path / "plain.png")
         drv.key("p")
         time.sleep(1.0)
