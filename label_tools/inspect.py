@@ -86,11 +86,15 @@ def _judged(strokes) -> np.ndarray:
     :data:`KNOWN_SHARE` of the scribbled pixels of ``i``'s class."""
     cls, fold = np.asarray(strokes.cls, np.int64), np.asarray(strokes.fold, np.int64)
     px = np.asarray(strokes.pixels, np.int64)
-    out = np.ones(len(cls), bool)
-    for i in range(len(cls)):
-        same = cls == cls[i]
-        out[i] = px[same & (fold != fold[i])].sum() >= KNOWN_SHARE * px[same].sum()
-    return out
+    if not len(cls):
+        return np.ones(0, bool)
+    # per (class, fold) sums, not a loop over strokes: a 100 MP image tiled from scribbled ones has
+    # 20,000 strokes, and comparing each with all took 1.7 s
+    folds = fold - fold.min()
+    key = cls * (int(folds.max()) + 1) + folds
+    in_fold = np.bincount(key, weights=px)[key]
+    total = np.bincount(cls, weights=px)[cls]
+    return total - in_fold >= KNOWN_SHARE * total
 
 
 def _support_ratio(strokes, judged):

@@ -685,11 +685,41 @@ def exif_orientation(path: str) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
-                v = im.getexif().get(0x0112, 1)
+            if _is_png(path):
+                data = _png_exif(path)
+                if data is None:
+                    return 1
+                v = Image.Exif()
+                v.load(data)
+                v = v.get(0x0112, 1)
+            else:
+                with Image.open(path) as im:
+                    v = im.getexif().get(0x0112, 1)
     except Exception:  # not an image Pillow knows, or a damaged header: reported by the decoder
         return 1
     return int(v) if v in range(1, 9) else 1
+
+
+def _png_exif(path: str):
+    """The bytes of a PNG's eXIf chunk, or None; found by walking the chunk headers.
+
+    Pillow's ``getexif`` on a PNG without the chunk before the pixels decodes the whole image to look
+    for it after them (1.4 s for the two calls on a 100 MP PNG); the walk seeks past the pixel data.
+    """
+    import struct
+
+    with open(path, "rb") as f:
+        f.seek(8)
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"eXIf":
+                return f.read(length)
+            if kind == b"IEND":
+                return None
+            f.seek(length + 4, 1)  # the chunk's data and CRC
 
 
 def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:

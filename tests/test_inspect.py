@@ -215,3 +215,28 @@ def test_one_stroke_per_class_is_judged_part_by_part(tmp_path):
     assert abs(x0 - 70) <= 2 and 99 - 2 <= y0 <= y1 <= 101 + 2 and 110 <= x1 <= 125, warnings[0]
     assert "redraw it as water" in warnings[0]
     assert "chosen from held-out strokes" in report  # the CRF weight too, no longer the default
+
+
+def test_judged_strokes_match_their_definition():
+    """``_judged`` (per class and fold sums) says, for every stroke, what its definition says: the strokes
+    of its class outside its fold hold at least KNOWN_SHARE of the class's scribbled pixels."""
+    from types import SimpleNamespace
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from label_tools.inspect import KNOWN_SHARE, _judged
+
+    strokes = st.integers(1, 30).flatmap(lambda n: st.tuples(
+        st.lists(st.integers(0, 3), min_size=n, max_size=n), st.lists(st.integers(-1, 2), min_size=n, max_size=n),
+        st.lists(st.integers(1, 400), min_size=n, max_size=n)))
+
+    @settings(max_examples=200, deadline=None)
+    @given(strokes)
+    def check(t):
+        cls, fold, px = (np.asarray(a) for a in t)
+        want = [px[(cls == c) & (fold != f)].sum() >= KNOWN_SHARE * px[cls == c].sum() for c, f in zip(cls, fold)]
+        got = _judged(SimpleNamespace(cls=cls, fold=fold, pixels=px))
+        assert got.tolist() == want
+
+    check()

@@ -52,6 +52,38 @@ def test_exif_orientation(tmp_path):
     assert d[:5].mean() > 200 and d[-10:].mean() < 50  # left band is now on top
 
 
+
+@pytest.mark.parametrize("where", ["before", "after", "none"])
+def test_exif_orientation_of_a_png_found_without_decoding(tmp_path, where):
+    """A PNG's eXIf chunk is found by walking the chunk headers, before the pixel data or after it
+    (Pillow decodes the whole image to look there); a PNG without one is as stored."""
+    import struct
+    import zlib
+
+    from label_tools.io import exif_orientation
+
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :5] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    p = tmp_path / "o.png"
+    Image.fromarray(img).save(p, exif=exif.tobytes() if where == "before" else None)
+    if where == "after":  # move the chunk behind the pixels, just before IEND
+        data = p.read_bytes()
+        body = exif.tobytes()
+        if body.startswith(b"Exif\x00\x00"):
+            body = body[6:]
+        chunk = struct.pack(">I", len(body)) + b"eXIf" + body + struct.pack(">I", zlib.crc32(b"eXIf" + body))
+        end = data.rindex(b"IEND") - 4
+        p.write_bytes(data[:end] + chunk + data[end:])
+        assert data.index(b"IDAT") < p.read_bytes().index(b"eXIf")
+    want = 1 if where == "none" else 6
+    with Image.open(p) as im:
+        assert im.getexif().get(0x0112, 1) == want  # Pillow agrees on the file made
+    assert exif_orientation(str(p)) == want
+    src = open_image(str(p))
+    assert src.shape == ((20, 40) if where == "none" else (40, 20))
+
 def test_missing_and_garbage(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         open_image(str(tmp_path / "nope.jpg"))
