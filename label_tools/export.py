@@ -330,9 +330,13 @@ def _write_tif(path, a, *, profile, transform, nodata, gcps=None, rpcs=None, des
 
     from rasterio.errors import NotGeoreferencedWarning
 
-    with warnings.catch_warnings():
+    from rasterio.io import MemoryFile
+
+    # made in memory and written by Python: on a full disk GDAL's own writes printed dozens of libtiff
+    # lines per chip and went on to the next chip; a Python write raises one OSError (ENOSPC)
+    with warnings.catch_warnings(), MemoryFile() as mem:
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with rasterio.open(path, "w", **prof) as dst:
+        with mem.open(**prof) as dst:
             dst.write(np.moveaxis(a, -1, 0))
             if gcps is not None:
                 dst.gcps = gcps
@@ -346,6 +350,9 @@ def _write_tif(path, a, *, profile, transform, nodata, gcps=None, rpcs=None, des
             for i, d in enumerate(descriptions or ()):
                 if d:
                     dst.set_band_description(i + 1, d)
+        data = mem.read()
+    with open(path, "wb") as f:
+        f.write(data)
 
 
 def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, val_fraction: float = 0.2,

@@ -269,3 +269,21 @@ def test_counts_in_the_log_agree_with_their_number(results, tmp_path, caplog):
     assert len(info["tiles"]) == 2 and len(info["sources"]["train"]) == 1
     assert "photo0.png: 1 tile -> " in err and "photo1.png: 1 tile -> " in err and "1 tiles" not in err
     assert "1 train tile from 1 image, 1 val tile from 1 image" in err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a device on which every write fails with ENOSPC)")
+def test_geotiff_chip_on_a_full_disk_is_one_oserror_without_libtiff_noise(capfd):
+    """On a full disk GDAL's own chip writes printed dozens of libtiff lines per chip ("_tiffSeekProc: No
+    space left on device", "TIFFWriteDirectoryTagData: IO error") and raised nothing, so label-export went
+    on to the next chip. Chips are now made in memory and written by Python: one OSError, nothing on stderr."""
+    import errno
+
+    from affine import Affine
+
+    a = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(OSError) as e:
+        export._write_tif("/dev/full", a, profile={"crs": "EPSG:32618"}, transform=Affine(1, 0, 0, 0, -1, 0),
+                          nodata=None, mask=np.full((32, 32), 255, np.uint8))
+    assert e.value.errno == errno.ENOSPC
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
