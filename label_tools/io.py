@@ -139,6 +139,7 @@ class ImageSource:
     _lo: np.ndarray = field(default=None, repr=False)
     _hi: np.ndarray = field(default=None, repr=False)
     _display: tuple = ()  # indices into the feature bands used for display, 1 or 3 of them
+    _flat: tuple | None = field(default=None, repr=False)  # the one value of every sampled pixel, if so
 
     @property
     def shape(self) -> tuple:
@@ -164,6 +165,29 @@ class ImageSource:
         if r1 <= r0 or c1 <= c0:
             raise ValueError(f"empty window {window} for an image of {self.height} x {self.width}")
         return (r0, r1, c0, c1)
+
+    def blank_value(self, *, rows: int = 1024) -> tuple | None:
+        """The value (one per band, as stored) of every valid pixel when the image is one flat colour, else None.
+
+        Decided on the statistics sample first (any two different pixels: not blank, no further
+        read); only a flat sample is confirmed on every pixel, read in blocks of ``rows`` rows.
+        """
+        if self._flat is None:
+            return None
+        ref = None
+        for r0 in range(0, self.height, rows):
+            win = (r0, min(r0 + rows, self.height), 0, self.width)
+            x = self.read(win).reshape(-1, self.count)
+            v = self.read_valid(win)
+            if v is not None:
+                x = x[v.ravel()]
+            if not len(x):
+                continue
+            if ref is None:
+                ref = x[0].copy()
+            if not (x == ref).all():
+                return None
+        return self._flat
 
     def read(self, window=None, *, out_shape=None, resampling="average") -> np.ndarray:
         """Feature bands of a window, scaled robustly.
@@ -242,6 +266,12 @@ class ImageSource:
 
         uint8 photos keep their look (value / 255) unless ``robust_uint8``; rasters are always stretched.
         """
+        flat = sample.reshape(-1, self.count)
+        if valid is not None:
+            flat = flat[valid.ravel()]
+        flat = flat[np.isfinite(flat).all(axis=1)]
+        self._flat = (tuple(float(v) for v in flat[0])
+                      if len(flat) and (flat == flat[0]).all() else None)  # confirmed by blank_value()
         if self.dtype == "uint8" and not robust_uint8:
             self._lo = np.zeros(self.count, np.float32)
             self._hi = np.full(self.count, 255, np.float32)

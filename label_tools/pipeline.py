@@ -410,6 +410,13 @@ def _check_scribbles(src, scribbles, n_classes, class_names):
     counts = value_counts(scribbles)
     if counts[n_classes + 1:].any():
         raise InputError(f"scribbles hold value {int(np.nonzero(counts)[0].max())} but there are only {n_classes} classes")
+    if (counts[1:n_classes + 1] > 0).sum() >= 2:
+        flat = src.blank_value() if hasattr(src, "blank_value") else None
+        if flat is not None:
+            value = ", ".join(f"{v:g}" for v in flat)
+            raise InputError(
+                f"image {src.path!r} is blank: every pixel holds the same value ({value}), so nothing tells the "
+                "scribbled classes apart; check the file (an export that failed, an empty tile, the wrong band)")
     return scribbles, counts
 
 

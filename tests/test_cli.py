@@ -228,3 +228,20 @@ def test_real_photo_not_in_shared_data(tmp_path):
     np.testing.assert_array_equal(m["sparse"], scr)
     assert np.array(Image.open(out / "coffee_mres.png")).shape[1] > 600
     assert "coffee: " in (out / "coffee_report.txt").read_text()
+
+
+def test_blank_image_is_one_line_and_writes_nothing(tmp_path, capsys):
+    from PIL import Image
+
+    from label_tools.cli import main
+
+    Image.fromarray(np.full((60, 80, 3), 128, np.uint8)).save(tmp_path / "blank.png")
+    scr = np.zeros((60, 80), np.uint8)
+    scr[5:8, 5:70] = 1
+    scr[50:53, 5:70] = 2
+    Image.fromarray(scr).save(tmp_path / "scr.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "blank.png"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(out), "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "blank.png" in err[0] and "is blank" in err[0] and "(128, 128, 128)" in err[0]
+    assert not out.exists() or not any(out.iterdir())

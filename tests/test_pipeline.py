@@ -271,3 +271,28 @@ def test_crf_tiles_agree_with_one_tile():
         assert np.array_equal(b.argmax(0), one.argmax(0))
         assert d.max() < 0.05 and (d > 0.01).mean() < 1e-3
 
+
+
+def test_a_blank_image_is_refused_when_fitting_and_a_nearly_blank_one_is_not():
+    """Every pixel one value: no feature can tell scribbled classes apart, and the run used to end with
+    misleading warnings (a class 'almost absent', 100 % uncertain). A flat statistics sample is
+    confirmed on every pixel: one pixel off the sample's lattice makes the image not blank."""
+    from label_tools.pipeline import train
+
+    a = np.full((2100, 2000, 3), 90, np.uint8)  # 4.2 MP: the statistics sample takes every 2nd pixel
+    src = ArraySource(a)
+    assert src.blank_value() == (90.0, 90.0, 90.0)
+    scr = np.zeros((2100, 2000), np.uint8)
+    scr[100:110, 100:900] = 1
+    scr[1500:1510, 100:900] = 2
+    with pytest.raises(InputError, match=r"is blank: every pixel holds the same value \(90, 90, 90\)"):
+        train(src, scr, n_classes=2, settings=Settings(sigmas=(1,)))
+    b = a.copy()
+    b[1001, 1001] = 91  # odd row and column: not in the sample
+    nearly = ArraySource(b)
+    assert nearly._flat is not None and nearly.blank_value() is None
+    nodata = np.ones((2100, 2000), bool)
+    nodata[:50] = False
+    c = a.copy()
+    c[:50] = 0  # a different value, but only on no-data pixels: still blank
+    assert ArraySource(c, valid=nodata).blank_value() == (90.0, 90.0, 90.0)
