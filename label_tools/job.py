@@ -382,14 +382,16 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         if model is not None:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes), classes_from=f"--model {job.model or '<model>'!r}",
-                                 orientation=src.orientation)
+                                 orientation=src.orientation, pages=getattr(src, "pages", 1))
             if job.colors:
                 _check_colours_found(job.scribbles, scr, classes)
         elif job.labels is None and job.colors is None:
             scr = early.result() if early is not None else None
             if scr is None:
-                scr = read_scribbles(job.scribbles, src.shape, orientation=src.orientation)
-            check_shape(job.scribbles, scr.shape, src.shape, orientation=src.orientation)
+                scr = read_scribbles(job.scribbles, src.shape, orientation=src.orientation,
+                                     pages=getattr(src, "pages", 1))
+            check_shape(job.scribbles, scr.shape, src.shape, orientation=src.orientation,
+                        pages=getattr(src, "pages", 1))
             if int(scr.max()) > MAX_CLASSES:  # e.g. 0-based ids with 255 = not scribbled
                 raise InputError(f"scribble file {os.path.abspath(job.scribbles)!r} has value {int(scr.max())}: "
                                  f"expected 0 = unlabelled, k = class k (at most {MAX_CLASSES}); 0-based ids with "
@@ -403,7 +405,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             classes = load_classes(job.labels, job.colors, n_classes=None)
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes), classes_from=f"labels file {job.labels!r}" if job.labels
-                                 else f"colours file {job.colors!r}", orientation=src.orientation)
+                                 else f"colours file {job.colors!r}", orientation=src.orientation,
+                                 pages=getattr(src, "pages", 1))
             if job.colors:
                 _check_colours_found(job.scribbles, scr, classes)
     elif job.annotate is not None:  # drawn now (on top of the model's samples, if one is given)

@@ -12,7 +12,7 @@ COLOR_TOLERANCE = 40.0
 
 def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = None,
                    max_pixels: float | None = None, on_open=None, classes_from: str = "the labels",
-                   orientation: int = 1) -> np.ndarray | None:
+                   orientation: int = 1, pages: int = 1) -> np.ndarray | None:
     """Read a scribble image.
 
     A single-channel PNG/TIFF holds class numbers (0 = unlabelled, k = k-th class). An RGB(A)
@@ -37,6 +37,9 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     orientation : int
         EXIF orientation the image was turned by (:attr:`label_tools.io.ImageSource.orientation`), named
         when the scribbles have the image's stored, unturned size.
+    pages : int
+        Images (TIFF pages) the image file holds (:attr:`label_tools.io.ImageSource.pages`); only the first is
+        labelled, which a wrong size then says.
     max_pixels : float, optional
         With ``shape`` None: return None, having decoded nothing, when the file is larger.
     on_open : callable(), optional
@@ -61,7 +64,7 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
     except OSError as e:
         raise InputError(f"scribble file {path!r} cannot be read ({e.strerror or e})") from None
     try:
-        return _read(path, shape, colors, n_classes, max_pixels, on_open, classes_from, orientation)
+        return _read(path, shape, colors, n_classes, max_pixels, on_open, classes_from, orientation, pages)
     except InputError:
         raise
     except Exception as e:
@@ -73,7 +76,8 @@ def read_scribbles(path: str, shape, *, colors=None, n_classes: int | None = Non
                          "save it again") from None
 
 
-def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None, classes_from="the labels", orientation=1):
+def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None, classes_from="the labels", orientation=1,
+          pages=1):
     from .io import open_raster
 
     with open_raster(path, "scribble file") as ds:
@@ -83,7 +87,7 @@ def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None, classes
             if max_pixels is not None and ds.height * ds.width > max_pixels:
                 return None
             shape = (ds.height, ds.width)
-        check_shape(path, (ds.height, ds.width), shape, orientation=orientation)
+        check_shape(path, (ds.height, ds.width), shape, orientation=orientation, pages=pages)
         interp = [ci.name for ci in ds.colorinterp]
         if ds.count == 1 and interp[0] == "palette":
             idx = ds.read(1)
@@ -136,16 +140,20 @@ def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None, classes
     return a
 
 
-def check_shape(path: str, scribble_shape, image_shape, *, orientation: int = 1) -> None:
+def check_shape(path: str, scribble_shape, image_shape, *, orientation: int = 1, pages: int = 1) -> None:
     """Refuse scribbles of another size than the image (one line naming the file and both sizes; with the
-    image's EXIF ``orientation``, that they were drawn on its unturned pixels when that is what they fit)."""
+    image's EXIF ``orientation``, that they were drawn on its unturned pixels when that is what they fit; with
+    ``pages`` > 1, that only the first TIFF page is labelled)."""
     from .io import orientation_note
 
     if tuple(scribble_shape) != tuple(image_shape):
         raise InputError(
             f"scribble file {path!r} is {scribble_shape[1]} x {scribble_shape[0]} px but the image is "
             f"{image_shape[1]} x {image_shape[0]} px (width x height): scribbles must be drawn on the image at its "
-            "full size" + orientation_note(orientation, image_shape, scribble_shape))
+            "full size" + orientation_note(orientation, image_shape, scribble_shape)
+            + (f"; the image holds {pages} images (TIFF pages) and only the first, {image_shape[1]} x "
+               f"{image_shape[0]} px, is labelled: to label another page, save it as a file of its own (e.g. "
+               "`tiffsplit`)" if pages > 1 else ""))
 
 
 def _from_colour(rgb, colors, path):
