@@ -74,7 +74,24 @@ def _int_list(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated band numbers such as 4,3,2, got {text!r}") from None
     if not out:
         raise argparse.ArgumentTypeError("expected at least one band number")
+    if min(out) < 1:  # before the image is read: no band of any image is numbered so
+        raise argparse.ArgumentTypeError(f"expected band numbers from 1 (the first band is 1), got {text!r}")
     return out
+
+
+def _display_bands(text):
+    out = _int_list(text)
+    if len(out) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"expected 1 or 3 band numbers (grey or red,green,blue), got {len(out)}: "
+                                         f"{text!r}")
+    return out
+
+
+def _offset(text):
+    if text.strip() not in ("0", "1"):
+        raise argparse.ArgumentTypeError("expected 0 (the --init file's ids start at 0) or 1 (they start at 1 and "
+                                         f"0 is no-data), got {text!r}")
+    return int(text)
 
 
 def _float_list(text):
@@ -162,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-adapt", dest="adapt", action="store_false", help=(
         "with --model on images it was not fitted on: apply the model's forest as it is, without refitting it on "
         "the pixels it is surest of in each image (see README: Applying a model)"))
-    p.add_argument("--bands", type=_int_list, default=None, metavar="LIST",
+    p.add_argument("--bands", type=_display_bands, default=None, metavar="LIST",
                    help="1-based bands to display, 3 or 1 (default: first three, or the only one)")
     p.add_argument("--feature-bands", type=_int_list, default=None, metavar="LIST",
                    help="1-based bands the features use (default: all)")
@@ -178,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(255 = unknown), label_tools' own _mres_geo.tif (without --labels, its class names and colours are used), "
         "or a colour label image (with --colors); scribbles may then cover one class or none (pre-labels of "
         "one class need strokes of another)"))
-    p.add_argument("--init-offset", type=int, choices=(0, 1), default=0, metavar="N",
+    p.add_argument("--init-offset", type=_offset, default=0, metavar="N",
                    help="with --init: 1 = the --init file's ids start at 1 and 0 is no-data (default 0)")
     p.add_argument("--order", choices=("rows", "uncertainty"), default="rows", help=(
         "annotator: walk the windows row by row (default) or, after the first, to the window where the model "
