@@ -775,6 +775,16 @@ def orientation_note(orientation: int, image_shape, shape) -> str:
             "without the tag")
 
 
+def pages_note(pages: int, image_shape) -> str:
+    """Why a file drawn for an image of ``image_shape`` (H, W) may have another size: the image is a TIFF of
+    ``pages`` pages (of different sizes) and only the first is labelled. '' for a single image."""
+    if pages <= 1:
+        return ""
+    return (f"; the image holds {pages} images (TIFF pages) and only the first, {image_shape[1]} x "
+            f"{image_shape[0]} px, is labelled: to label another page, save it as a file of its own (e.g. "
+            "`tiffsplit`)")
+
+
 def _is_png(path) -> bool:
     from .imagecheck import _PNG_SIG
 

@@ -585,13 +585,14 @@ def _prelabels(job, src, model):
     if model is None and job.labels is None and job.colors is None:
         own = own_classes(job.init)  # its ids are read the same with --init-offset 1 (0 = no-data there too)
         pre = read_prelabels(job.init, src.shape, None if own is None else len(own), offset=job.init_offset,
-                             georef=src.georef, orientation=src.orientation)
+                             georef=src.georef, orientation=src.orientation, pages=getattr(src, "pages", 1))
         known = pre[pre != 255]
         return pre, (len(own) if own is not None else int(known.max()) + 1 if known.size else 0), own
     classes = model.classes if model is not None else load_classes(job.labels, job.colors, n_classes=None)
     colors = classes.colors if (job.colors or model is not None) else None
     return (read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors,
-                           georef=src.georef, orientation=src.orientation), len(classes), None)
+                           georef=src.georef, orientation=src.orientation, pages=getattr(src, "pages", 1)),
+            len(classes), None)
 
 
 def _check_scribble_grid(job, src):

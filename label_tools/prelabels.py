@@ -69,7 +69,7 @@ def _read(path: str):
 
 
 def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, colors=None,
-                   georef=None, orientation: int = 1) -> np.ndarray:
+                   georef=None, orientation: int = 1, pages: int = 1) -> np.ndarray:
     """Pre-labels as 0-based class ids, 255 = unknown.
 
     Parameters
@@ -88,6 +88,9 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
         (same CRS, origin within half a pixel, same pixel size).
     orientation : int
         EXIF orientation the image was turned by, named when the file has the image's stored size.
+    pages : int
+        Images (TIFF pages) the image file holds (:attr:`label_tools.io.ImageSource.pages`); only the first is
+        labelled, which a wrong size then says.
 
     Returns
     -------
@@ -109,11 +112,11 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     check_same_points(path, georef)
     H, W = shape
     if a.shape[:2] != (H, W):
-        from .io import orientation_note
+        from .io import orientation_note, pages_note
 
         raise InputError(f"--init {path!r}: size {a.shape[1]} x {a.shape[0]} does not match the image's "
-                         f"{W} x {H}; give pre-labels made for this image" + orientation_note(orientation, shape,
-                                                                                               a.shape[:2]))
+                         f"{W} x {H}; give pre-labels made for this image"
+                         + orientation_note(orientation, shape, a.shape[:2]) + pages_note(pages, shape))
     # grey + alpha or RGBA: transparent pixels are unknown (as scribbles' are unlabelled)
     alpha = a[..., -1] if a.ndim == 3 and a.shape[2] in (2, 4) else None
     if a.ndim == 3 and a.shape[2] >= 3:

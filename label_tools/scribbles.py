@@ -144,16 +144,14 @@ def check_shape(path: str, scribble_shape, image_shape, *, orientation: int = 1,
     """Refuse scribbles of another size than the image (one line naming the file and both sizes; with the
     image's EXIF ``orientation``, that they were drawn on its unturned pixels when that is what they fit; with
     ``pages`` > 1, that only the first TIFF page is labelled)."""
-    from .io import orientation_note
+    from .io import orientation_note, pages_note
 
     if tuple(scribble_shape) != tuple(image_shape):
         raise InputError(
             f"scribble file {path!r} is {scribble_shape[1]} x {scribble_shape[0]} px but the image is "
             f"{image_shape[1]} x {image_shape[0]} px (width x height): scribbles must be drawn on the image at its "
             "full size" + orientation_note(orientation, image_shape, scribble_shape)
-            + (f"; the image holds {pages} images (TIFF pages) and only the first, {image_shape[1]} x "
-               f"{image_shape[0]} px, is labelled: to label another page, save it as a file of its own (e.g. "
-               "`tiffsplit`)" if pages > 1 else ""))
+            + pages_note(pages, image_shape))
 
 
 def _from_colour(rgb, colors, path):
