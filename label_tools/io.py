@@ -140,6 +140,8 @@ class ImageSource:
     _hi: np.ndarray = field(default=None, repr=False)
     _display: tuple = ()  # indices into the feature bands used for display, 1 or 3 of them
     _flat: tuple | None = field(default=None, repr=False)  # the one value of every sampled pixel, if so
+    _flat_bands: tuple = field(default=(), repr=False)  # (index, value) of bands one value in the sample
+    band_numbers: tuple = ()  # 1-based band of the file each read band is (default 1..count)
 
     @property
     def shape(self) -> tuple:
@@ -188,6 +190,42 @@ class ImageSource:
             if not (x == ref).all():
                 return None
         return self._flat
+
+    def constant_bands(self, *, rows: int = 1024) -> list:
+        """Feature bands that hold one value in every valid pixel while others vary: they carry no information.
+
+        Decided on the statistics sample first (no further read when no band is flat there); a band flat in
+        the sample is confirmed on every pixel, read in blocks of ``rows`` rows. A blank image (every feature
+        band flat) gives [] (refused or applied elsewhere, see :meth:`blank_value`).
+
+        Returns
+        -------
+        list of (band, name, value)
+            ``band`` 1-based in the file, ``name`` its description ('' if none), ``value`` as stored (float).
+        """
+        n = getattr(self, "feature_count", self.count)
+        idx = [i for i, _ in self._flat_bands if i < n]
+        if not idx or len(idx) == n:
+            return []
+        ref = {}
+        for r0 in range(0, self.height, rows):
+            win = (r0, min(r0 + rows, self.height), 0, self.width)
+            x = self._read_raw(win, None)[..., idx].reshape(-1, len(idx))
+            v = self._read_valid(win, None)
+            if v is not None:
+                x = x[v.ravel()]
+            if not len(x):
+                continue
+            for j, i in enumerate(list(idx)):
+                ref.setdefault(i, x[0, j])
+                if not (x[:, j] == ref[i]).all():
+                    idx.remove(i)
+            if not idx:
+                return []
+        numbers = self.band_numbers or tuple(range(1, self.count + 1))
+        names = self.band_names
+        return [(numbers[i], names[i] if i < len(names) and names[i] != f"band {numbers[i]}" else "",
+                 float(ref[i])) for i in idx if i in ref]
 
     def read(self, window=None, *, out_shape=None, resampling="average") -> np.ndarray:
         """Feature bands of a window, scaled robustly.
@@ -272,6 +310,8 @@ class ImageSource:
         flat = flat[np.isfinite(flat).all(axis=1)]
         self._flat = (tuple(float(v) for v in flat[0])
                       if len(flat) and (flat == flat[0]).all() else None)  # confirmed by blank_value()
+        self._flat_bands = tuple((i, float(flat[0, i])) for i in range(self.count)
+                                 if len(flat) and (flat[:, i] == flat[0, i]).all())  # confirmed by constant_bands()
         if self.dtype == "uint8" and not robust_uint8:
             self._lo = np.zeros(self.count, np.float32)
             self._hi = np.full(self.count, 255, np.float32)
@@ -418,6 +458,7 @@ class RasterSource(ImageSource):
         names = tuple(ds.descriptions[b - 1] or f"band {b}" for b in fb)
         super().__init__(path, ds.height, ds.width, len(self._bands), georef=georef, dtype=dtype, band_names=names)
         self._display = tuple(self._bands.index(b) for b in db)
+        self.band_numbers = tuple(self._bands)
         # a multi-page TIFF (a z-stack, a time series): GDAL opens the first page, the others are
         # subdatasets ``GTIFF_DIR:<n>:<path>`` (reduced-resolution overviews and masks are not)
         self.pages = pages
@@ -934,6 +975,8 @@ def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
         arr = arr[..., fb] if arr.ndim == 3 else arr
     # transparent pixels are no-data, as an RGBA GeoTIFF's alpha band makes them
     src = ArraySource(arr, path, display_bands=bands, valid=None if alpha is None else alpha > 0)
+    if feature_bands is not None:
+        src.band_numbers = tuple(int(b) for b in feature_bands)
     src.orientation = exif_orientation(path)  # already applied; named when a scribble file has the stored size
     return src
 

@@ -495,7 +495,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     # model: their ids fix the list, dropping a class would shift the others)
     class_list = None if pre is not None or model is not None else "labels file" if job.labels else \
         "colours file" if job.colors else "scribble values"
-    warnings = inspect_source(src) + inspect_run(result.labels, classes, scribbled=scribbled,
+    warnings = inspect_source(src) + _constant_band_warnings(src) + inspect_run(result.labels, classes, scribbled=scribbled,
                            strokes=getattr(fitted, "strokes", None) if strong else None,
                            uncertain=calibrated.counts if calibrated is not None else None, known=known,
                            prelabelled=prelabelled, class_list=class_list,
@@ -571,6 +571,24 @@ def _write(c: _Computed):
     if close:
         close()
     return paths, result.timings, c.warnings
+
+
+def _constant_band_warnings(src) -> list:
+    """A ``warning:`` line for feature bands holding one value in every pixel while the others vary (an empty
+    band of a stack, a channel left at 0): they carry no information, and are often the wrong band."""
+    flat = src.constant_bands() if hasattr(src, "constant_bands") else []
+    if not flat:
+        return []
+    n = getattr(src, "feature_count", src.count)
+    numbers = (src.band_numbers or tuple(range(1, src.count + 1)))[:n]
+    keep = [b for b in numbers if b not in {f[0] for f in flat}]
+    one = len(flat) == 1
+    which = ", ".join(f"{b}{f' ({name})' if name else ''}" for b, name, _ in flat)
+    values = ", ".join(f"{value:g}" for _, _, value in flat)
+    return [f"warning: band{'' if one else 's'} {which} {'holds' if one else 'hold'} one value{'' if one else ' each'} "
+            f"({values}) in every pixel: {'it carries' if one else 'they carry'} no information for the labels; if "
+            f"that is not expected, check the file (an empty band, the wrong band); --feature-bands "
+            f"{','.join(map(str, keep))} leaves {'it' if one else 'them'} out"]
 
 
 def _prelabels(job, src, model):

@@ -74,3 +74,68 @@ def test_init_of_wrong_size_on_single_page_tiff_names_no_pages(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "size 50 x 40 does not match the image's 80 x 60" in err
     assert "TIFF pages" not in err
+
+
+def _report(out):
+    [rep] = [f for f in os.listdir(out) if f.endswith("_report.txt")]
+    return (out / rep).read_text()
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_constant_band_of_a_geotiff_is_named_in_a_warning(tmp_path, capsys, quiet):
+    # a stack whose band 2 holds one value everywhere (an empty band, not declared no-data) was labelled
+    # without a word: the band carries nothing, and is often the wrong band
+    import rasterio
+
+    from conftest import make_scene, scene_scribbles
+
+    img, mask = make_scene(48, 64)
+    x = img.transpose(2, 0, 1).astype(np.float32)
+    x[1] = 5.0
+    with rasterio.open(tmp_path / "stack.tif", "w", driver="GTiff", width=64, height=48, count=3, dtype="float32",
+                       crs="EPSG:32633", transform=rasterio.Affine(10, 0, 500000, 0, -10, 5000000)) as d:
+        d.write(x)
+        d.set_band_description(2, "B03")
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "strokes.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "stack.tif"), "--scribbles", str(tmp_path / "strokes.png"), "-o", str(out)]
+                + (["-q"] if quiet else [])) == 0
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "warning:" in ln]
+    expect = ("warning: band 2 (B03) holds one value (5) in every pixel: it carries no information for the labels; "
+              "if that is not expected, check the file (an empty band, the wrong band); --feature-bands 1,3 leaves "
+              "it out")
+    assert err == ([] if quiet else [f"label-image: stack.tif: {expect}"]), err
+    assert expect in _report(out)
+
+
+def test_constant_channels_of_a_photo_are_named_and_none_for_a_normal_photo(tmp_path, capsys):
+    from conftest import make_scene, scene_scribbles
+
+    img, mask = make_scene(48, 64)
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "strokes.png")
+    Image.fromarray(img).save(tmp_path / "plain.png")
+    img = img.copy()
+    img[..., 0], img[..., 2] = 0, 255
+    Image.fromarray(img).save(tmp_path / "green.png")
+    assert main([str(tmp_path / "plain.png"), "--scribbles", str(tmp_path / "strokes.png"), "-o",
+                 str(tmp_path / "o1")]) == 0
+    assert "holds one value" not in capsys.readouterr().err and "one value" not in _report(tmp_path / "o1")
+    assert main([str(tmp_path / "green.png"), "--scribbles", str(tmp_path / "strokes.png"), "-o",
+                 str(tmp_path / "o2")]) == 0
+    err = capsys.readouterr().err
+    assert ("green.png: warning: bands 1, 3 hold one value each (0, 255) in every pixel: they carry no information "
+            "for the labels; if that is not expected, check the file (an empty band, the wrong band); "
+            "--feature-bands 2 leaves them out") in err, err
+
+
+def test_constant_band_is_confirmed_on_every_pixel_and_blank_image_gives_none():
+    from label_tools.io import ArraySource
+
+    a = np.zeros((2000, 2000, 2), np.uint8)
+    a[..., 0] = np.arange(2000)[None, :] % 251
+    assert ArraySource(a).constant_bands() == [(2, "", 0.0)]
+    a[1, 1, 1] = 9  # not in the statistics sample (every other pixel): the band is not constant after all
+    src = ArraySource(a)
+    assert src._flat_bands == ((1, 0.0),)
+    assert src.constant_bands() == []
+    assert ArraySource(np.full((30, 40, 3), 7, np.uint8)).constant_bands() == []  # blank: refused elsewhere
