@@ -39,12 +39,25 @@ def open_raster(path: str, what: str = "image"):
     rasterio = rasterio_module()
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 
+    check_not_empty(path, what)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as e:
         raise InputError(f"{what} {path!r} cannot be opened as a raster ({_first_line(e)})") from None
+
+
+def check_not_empty(path: str, what: str = "image") -> None:
+    """Refuse a file of 0 bytes (an interrupted copy or download, a failed export) in words that say so;
+    GDAL and Pillow call it a file of an unknown format."""
+    try:
+        empty = os.path.isfile(path) and os.path.getsize(path) == 0
+    except OSError:
+        return  # the reader says what is wrong
+    if empty:
+        raise InputError(f"{what} {path!r} is empty (0 bytes): an interrupted copy or download, or an export that "
+                         "failed? copy or export it again")
 
 
 def _expand_palette(ds, path: str):
@@ -705,6 +718,7 @@ def read_photo(path: str, *, with_alpha: bool = False):
 
     from .imagecheck import CV_MAX_PIXELS, check_declared_size, check_photo
 
+    check_not_empty(path)
     try:
         shape = check_photo(path) or _pillow_header(path)
     except OSError as e:

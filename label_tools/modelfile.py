@@ -135,6 +135,9 @@ def read_header(path: str) -> dict:
     if os.path.isdir(path):
         raise InputError(f"--model: {path!r} is a directory; expected a model file written by --save-model")
     try:
+        if os.path.getsize(path) == 0:  # an interrupted copy; "not a model file" would send the user astray
+            raise InputError(f"--model: {path!r} is empty (0 bytes): an interrupted copy or download? copy it "
+                             "again, or write it again with --save-model")
         if not zipfile.is_zipfile(path):
             with open(path, "rb") as f:
                 zip_start = f.read(4) == b"PK\x03\x04"

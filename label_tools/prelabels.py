@@ -105,6 +105,9 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
         raise InputError(f"--init {path!r} is a directory; give the pre-label image (a label PNG, TIFF or GeoTIFF)")
     if not os.path.isfile(path):
         raise InputError(f"--init {path!r}: no such file; give the pre-label image")
+    from .io import check_not_empty
+
+    check_not_empty(path, "--init")
     a, tags, desc, nodata, where = _read(path)
     _refuse_other_outputs(path, tags, desc)
     if georef is not None and where is not None and getattr(georef, "crs", None) is not None:

@@ -139,3 +139,32 @@ def test_constant_band_is_confirmed_on_every_pixel_and_blank_image_gives_none():
     assert src._flat_bands == ((1, 0.0),)
     assert src.constant_bands() == []
     assert ArraySource(np.full((30, 40, 3), 7, np.uint8)).constant_bands() == []  # blank: refused elsewhere
+
+
+@pytest.mark.parametrize("which", ["image.png", "image.tif", "scribbles", "init.png", "init.tif", "model"])
+def test_empty_file_is_called_empty(tmp_path, capsys, which):
+    # a 0-byte file (an interrupted copy or download) was called "not recognized as being in a supported file
+    # format" / "cannot identify image file" / "not a label_tools model file (... pickle/joblib ...)"
+    from conftest import make_scene, scene_scribbles
+
+    img, mask = make_scene(30, 40)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "strokes.png")
+    empty = tmp_path / ("empty" + (os.path.splitext(which)[1] or (".skops" if which == "model" else ".png")))
+    empty.write_bytes(b"")
+    image, rest = str(tmp_path / "photo.png"), ["--scribbles", str(tmp_path / "strokes.png")]
+    what = {"image.png": "image", "image.tif": "image", "scribbles": "scribble file", "init.png": "--init",
+            "init.tif": "--init", "model": "--model:"}[which]
+    if which.startswith("image"):
+        image = str(empty)
+    elif which == "scribbles":
+        rest = ["--scribbles", str(empty)]
+    elif which.startswith("init"):
+        rest = ["--init", str(empty), "--headless"]
+    else:
+        rest = ["--model", str(empty), "--headless"]
+    assert main([image, *rest, "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"label-image: error: {what} {str(empty)!r} is empty (0 bytes): an interrupted copy" in err, err
+    assert not os.path.exists(tmp_path / "out")
