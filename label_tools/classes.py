@@ -47,7 +47,12 @@ def _read_lines(path: str, what: str) -> list:
             lines = [ln.strip() for ln in f]
     except FileNotFoundError:
         raise InputError(f"{what} file {path!r} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except IsADirectoryError:
+        raise InputError(f"{what} file {path!r} is a directory; give the text file, one entry per line") from None
+    except UnicodeDecodeError as e:  # a Windows editor's cp1252/Latin-1 names, or a binary file
+        raise InputError(f"{what} file {path!r} is not UTF-8 text (it holds byte {e.object[e.start]:#04x}): save it "
+                         "as UTF-8 (or check it is the right file)") from None
+    except OSError as e:
         raise InputError(f"{what} file {path!r} cannot be read as text ({e})") from None
     lines = [ln for ln in lines if ln and not ln.startswith("#!")]
     if not lines:

@@ -168,3 +168,27 @@ def test_empty_file_is_called_empty(tmp_path, capsys, which):
     assert err.count("\n") == 1, err
     assert f"label-image: error: {what} {str(empty)!r} is empty (0 bytes): an interrupted copy" in err, err
     assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.parametrize("option, content, expect", [
+    ("--labels", "w\xe4ter\nland\n".encode("latin-1"), "labels file {p!r} is not UTF-8 text (it holds byte 0xe4): save "
+                                                       "it as UTF-8 (or check it is the right file)"),
+    ("--colors", None, "colours file {p!r} is a directory; give the text file, one entry per line"),
+])
+def test_labels_file_not_utf8_or_a_directory_says_so(tmp_path, capsys, option, content, expect):
+    # a Latin-1 labels file (a Windows editor) gave "cannot be read as text ('utf-8' codec can't decode byte 0xe4
+    # in position 1: invalid continuation byte)"; a directory "cannot be read as text ([Errno 21] ...)"
+    from conftest import make_scene, scene_scribbles
+
+    img, mask = make_scene(30, 40)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "strokes.png")
+    p = tmp_path / "classes.txt"
+    if content is None:
+        p.mkdir()
+    else:
+        p.write_bytes(content)
+    assert main([str(tmp_path / "photo.png"), "--scribbles", str(tmp_path / "strokes.png"), option, str(p), "-o",
+                 str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == "label-image: error: " + expect.format(p=str(p)) + "\n", err
