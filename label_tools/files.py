@@ -100,8 +100,9 @@ def check_model_path(path: str, *, overwrite: bool, outdirs=(), taken=None):
     if not os.path.exists(directory) and directory in {os.path.abspath(d) for d in outdirs}:
         return  # made with the outputs; its parent was checked as theirs
     if not os.path.isdir(directory):
-        what = "is a file" if os.path.exists(directory) else "does not exist"
-        raise OutputError(f"--save-model: directory {directory!r} {what}; create it or choose another path")
+        if os.path.exists(directory):  # "create it" would be no advice: a file is in the way
+            raise OutputError(f"--save-model: {directory!r} is a file, not a directory; choose another path")
+        raise OutputError(f"--save-model: directory {directory!r} does not exist; create it or choose another path")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise OutputError(f"--save-model: directory {directory!r} is not writable; choose another path")
     try:  # access() says yes for root on read-only mounts and immutable directories: try for real

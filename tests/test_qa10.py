@@ -192,3 +192,13 @@ def test_labels_file_not_utf8_or_a_directory_says_so(tmp_path, capsys, option, c
                  str(tmp_path / "out"), "-q"]) == 2
     err = capsys.readouterr().err
     assert err == "label-image: error: " + expect.format(p=str(p)) + "\n", err
+
+
+def test_save_model_under_a_file_says_it_is_a_file(tmp_path, capsys):
+    # --save-model afile/m.skops said "directory '.../afile' is a file; create it or choose another path"
+    (tmp_path / "afile").write_text("x")
+    assert main(["missing.png", "--scribbles", "missing.png", "--save-model", str(tmp_path / "afile" / "m.skops"),
+                 "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"label-image: error: --save-model: {str(tmp_path / 'afile')!r} is a file, not a directory; "
+                   "choose another path\n"), err
