@@ -608,9 +608,10 @@ def _prelabels(job, src, model):
         return pre, (len(own) if own is not None else int(known.max()) + 1 if known.size else 0), own
     classes = model.classes if model is not None else load_classes(job.labels, job.colors, n_classes=None)
     colors = classes.colors if (job.colors or model is not None) else None
+    colors_from = "--colors" if job.colors else f"the model (--model {job.model or '<model>'!r})"
     return (read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors,
-                           georef=src.georef, orientation=src.orientation, pages=getattr(src, "pages", 1)),
-            len(classes), None)
+                           georef=src.georef, orientation=src.orientation, pages=getattr(src, "pages", 1),
+                           colors_from=colors_from), len(classes), None)
 
 
 def _check_scribble_grid(job, src):

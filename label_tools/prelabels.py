@@ -69,7 +69,7 @@ def _read(path: str):
 
 
 def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, colors=None,
-                   georef=None, orientation: int = 1, pages: int = 1) -> np.ndarray:
+                   georef=None, orientation: int = 1, pages: int = 1, colors_from: str = "--colors") -> np.ndarray:
     """Pre-labels as 0-based class ids, 255 = unknown.
 
     Parameters
@@ -83,6 +83,8 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
         1: the file's ids start at 1 and 0 is no-data.
     colors : ndarray of uint8, shape (K, 3), optional
         Class colours, for a 3-channel colour label image.
+    colors_from : str
+        Where ``colors`` came from, named when no pixel has one of them (``--colors``, or a model's).
     georef : label_tools.io.Georef, optional
         The input image's georeferencing: a georeferenced pre-label raster must lie on the same grid
         (same CRS, origin within half a pixel, same pixel size).
@@ -123,10 +125,13 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
     # grey + alpha or RGBA: transparent pixels are unknown (as scribbles' are unlabelled)
     alpha = a[..., -1] if a.ndim == 3 and a.shape[2] in (2, 4) else None
     if a.ndim == 3 and a.shape[2] >= 3:
-        if colors is None:
-            raise InputError(f"--init {path!r}: a colour label image needs the class colours: pass --colors")
+        grey = bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+        hint = ("; its three channels are equal everywhere: if it holds class ids, save it as one grey channel "
+                f"(e.g. `gdal_translate -b 1 {os.path.basename(path)} ids.tif`)") if grey else ""
+        if colors is None:  # equal channels: more likely class ids some tool wrote as RGB (the hint says so)
+            raise InputError(f"--init {path!r}: a colour label image needs the class colours: pass --colors" + hint)
         rgb = a[..., :3] if alpha is None else np.where((alpha > 0)[..., None], a[..., :3], -1000)
-        return _from_colors(rgb, np.asarray(colors, np.int32), path)
+        return _from_colors(rgb, np.asarray(colors, np.int32), path, colors_from=colors_from, hint=hint)
     if a.ndim == 3:
         a = a[..., 0]
     if not np.issubdtype(a.dtype, np.integer):
@@ -320,7 +325,7 @@ def own_classes(path: str):
     return Classes(tuple(names), colors)
 
 
-def _from_colors(rgb, colors, path):
+def _from_colors(rgb, colors, path, *, colors_from="--colors", hint=""):
     flat = rgb.reshape(-1, 3).astype(np.int32)
     out = np.full(len(flat), UNKNOWN, np.uint8)
     d = np.stack([np.abs(flat - c).sum(axis=1) for c in colors])  # (K, N)
@@ -328,7 +333,9 @@ def _from_colors(rgb, colors, path):
     ok = d[best, np.arange(len(flat))] <= 24
     out[ok] = best[ok]
     if not ok.any():
-        raise InputError(f"--init {path!r}: no pixel has a class colour of --colors; check the colours file")
+        raise InputError(f"--init {path!r}: no pixel has one of the class colours of {colors_from}; check "
+                         + ("the colours file" if colors_from == "--colors" else "that it was made with these classes")
+                         + hint)
     return out.reshape(rgb.shape[:2])
 
 

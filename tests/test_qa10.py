@@ -202,3 +202,36 @@ def test_save_model_under_a_file_says_it_is_a_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (f"label-image: error: --save-model: {str(tmp_path / 'afile')!r} is a file, not a directory; "
                    "choose another path\n"), err
+
+
+@pytest.mark.parametrize("how", ["no colours", "--colors", "--model"])
+def test_init_of_ids_saved_as_rgb_says_so(tmp_path, capsys, how):
+    # class ids some tool saved as RGB (three equal channels): the line asked for --colors only, and with
+    # --model (whose colours were used) said "no pixel has a class colour of --colors; check the colours file"
+    from conftest import make_scene, scene_scribbles
+
+    img, mask = make_scene(30, 40)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "strokes.png")
+    ids = np.where(mask > 0, 1, 0).astype(np.uint8)
+    Image.fromarray(np.stack([ids] * 3, -1)).save(tmp_path / "pre.png")
+    pre = str(tmp_path / "pre.png")
+    hint = ("; its three channels are equal everywhere: if it holds class ids, save it as one grey channel (e.g. "
+            "`gdal_translate -b 1 pre.png ids.tif`)")
+    extra = []
+    if how == "--colors":
+        (tmp_path / "colors.txt").write_text("red\nblue\nyellow\n")
+        extra = ["--colors", str(tmp_path / "colors.txt")]
+        expect = f"--init {pre!r}: no pixel has one of the class colours of --colors; check the colours file" + hint
+    elif how == "--model":
+        assert main([str(tmp_path / "photo.png"), "--scribbles", str(tmp_path / "strokes.png"), "--save-model",
+                     str(tmp_path / "m.skops"), "-o", str(tmp_path / "fit"), "-q"]) == 0
+        extra = ["--model", str(tmp_path / "m.skops")]
+        expect = (f"--init {pre!r}: no pixel has one of the class colours of the model (--model "
+                  f"{str(tmp_path / 'm.skops')!r}); check that it was made with these classes" + hint)
+    else:
+        expect = f"--init {pre!r}: a colour label image needs the class colours: pass --colors" + hint
+    capsys.readouterr()
+    assert main([str(tmp_path / "photo.png"), "--init", pre, "--headless", "-o", str(tmp_path / "out"), "-q",
+                 *extra]) == 2
+    assert capsys.readouterr().err == f"label-image: error: {expect}\n"
