@@ -547,6 +547,7 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
                              f"{it.source!r} is {src.shape[1]} x {src.shape[0]}; the source changed since the run")
         k = len(it.names)
         h, w = src.shape
+        _check_tile_fits(tile, src, it.source)
         fmt = src.fmt
         out = []
         for r in tile_starts(h, tile, overlap):
@@ -586,6 +587,22 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
         src.close()
         if labels is not None:
             labels.close()
+
+
+def _check_tile_fits(tile: int, src, source: str, *, memory: int | None = None):
+    """Refuse a ``--tile`` whose one tile (image bands, labels and mask, padded to tile x tile) cannot be held in
+    memory, before it is allocated: ``--tile 100000`` ended in a MemoryError traceback (and first filled a 10 GB
+    label tile)."""
+    from .imagecheck import available_memory
+
+    need = tile * tile * (src.count * np.dtype(src.dtype).itemsize + 2)
+    memory = available_memory() if memory is None else memory
+    if need > memory // 2:
+        h, w = src.shape
+        raise OptionError(f"--tile {tile}: one tile of {tile} x {tile} px ({src.count} band{'s' if src.count > 1 else ''} "
+                          f"of {np.dtype(src.dtype).name}, labels and mask) needs {need / 2**30:.1f} GiB but "
+                          f"{memory / 2**30:.1f} GiB of memory is available ({source!r} is {w} x {h} px); choose a "
+                          "smaller --tile, such as 512")
 
 
 # ---------------------------------------------------------------------------- command line

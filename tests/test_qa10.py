@@ -235,3 +235,25 @@ def test_init_of_ids_saved_as_rgb_says_so(tmp_path, capsys, how):
     assert main([str(tmp_path / "photo.png"), "--init", pre, "--headless", "-o", str(tmp_path / "out"), "-q",
                  *extra]) == 2
     assert capsys.readouterr().err == f"label-image: error: {expect}\n"
+
+
+def test_export_tile_too_large_for_memory_is_one_line(tmp_path, capsys, monkeypatch):
+    # label-export --tile 100000 ended in a numpy MemoryError traceback (after filling a 10 GB label tile)
+    from conftest import make_scene, scene_scribbles
+
+    from label_tools import export, imagecheck
+
+    img, mask = make_scene(30, 40)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "strokes.png")
+    assert main([str(tmp_path / "photo.png"), "--scribbles", str(tmp_path / "strokes.png"), "-o",
+                 str(tmp_path / "res"), "-q"]) == 0
+    monkeypatch.setattr(imagecheck, "available_memory", lambda: 1 << 30)
+    capsys.readouterr()
+    assert export.main([str(tmp_path / "res"), "-o", str(tmp_path / "ds"), "--tile", "20000", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("label-export: error: --tile 20000: one tile of 20000 x 20000 px (3 bands of uint8, labels and "
+                   "mask) needs 1.9 GiB but 1.0 GiB of memory is available "
+                   f"({str(tmp_path / 'photo.png')!r} is 40 x 30 px); choose a smaller --tile, such as 512\n"), err
+    assert sorted(os.listdir(tmp_path)) == ["photo.png", "res", "strokes.png"]
+    assert export.main([str(tmp_path / "res"), "-o", str(tmp_path / "ds"), "--tile", "64", "-q"]) == 0
