@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,21 +31,54 @@ WIN_ANNOTATE = "label_tools annotate"
 REPAINT_SECONDS = 1.0  # idle windows are shown their last frame again this often (Annotator.run)
 NODATA = 255
 
-HELP = [
-    "left drag   paint the current class",
-    "Esc/Enter   next class (after the last: next window)",
-    "Z           undo the last stroke",
-    "+ / -       brush size",
-    "1-9         jump to class (10 and up: two digits quickly, 1 then 5)",
-    "B           back to the previous window",
-    "S           skip this window",
-    "P           preview labels from the scribbles so far",
-    "L           pre-labels from the model on/off (collections, --model)",
-    "U           uncertainty overlay on/off (bright = the model is unsure)",
-    "N           jump to the most uncertain window",
-    "H           this help",
-    "Q           finish now and compute",
-]
+class Key(NamedTuple):
+    """One row of the key table: the keys, how the help shows them, what they do.
+
+    Attributes
+    ----------
+    chars : str
+        The characters that trigger it (lower case; Esc is ``"\\x1b"``, Enter ``"\\r"`` and ``"\\n"``).
+    label : str
+        The keys as the help overlay shows them.
+    text : str
+        What they do, for the help overlay.
+    action : str
+        The annotator method called with the character: it returns True when the window changed,
+        False when only the frame needs drawing again, None when it drew what it changed itself.
+        An annotator without the method (e.g. no pre-labels to show) ignores the key.
+    """
+
+    chars: str
+    label: str
+    text: str
+    action: str
+
+
+#: Every key of the annotator: the dispatch of :meth:`Annotator.on_key` and the help overlay (H).
+KEYS = (
+    Key("\x1b\r\n", "Esc/Enter", "next class (after the last: next window)", "key_next"),
+    Key("z", "Z", "undo the last stroke", "key_undo"),
+    Key("+=-_", "+ / -", "brush size", "key_brush"),
+    Key("0123456789", "1-9", "jump to class (10 and up: two digits quickly, 1 then 5)", "key_class"),
+    Key("b", "B", "back to the previous window", "key_back"),
+    Key("s", "S", "skip this window", "key_skip"),
+    Key("p", "P", "preview labels from the scribbles so far", "key_preview"),
+    Key("l", "L", "pre-labels from the model on/off (collections, --model)", "key_prelabels"),
+    Key("u", "U", "uncertainty overlay on/off (bright = the model is unsure)", "key_uncertainty"),
+    Key("n", "N", "jump to the most uncertain window", "key_most_uncertain"),
+    Key("h", "H", "this help", "key_help"),
+    Key("q", "Q", "finish now and compute", "key_finish"),
+)
+_KEY_OF = {c: k for k in KEYS for c in k.chars}
+HELP = ["left drag   paint the current class"] + [f"{k.label:<12}{k.text}" for k in KEYS]
+
+
+def key_char(key) -> str:
+    """The lower-case character of an OpenCV key code (``""`` for none or a key outside ASCII)."""
+    k = key & 0xFF if key is not None and key >= 0 else -1
+    if k in (27, 13, 10):
+        return chr(k)
+    return chr(k).lower() if 32 <= k < 127 else ""
 
 
 HELP_SCALES = (0.5, 0.45, 0.4, 0.35, 0.3)  # OpenCV font scales tried, largest first (0.3: 8 px capitals)
@@ -574,47 +608,16 @@ class Annotator:
             s.next_window()
 
     def on_key(self, key) -> None:
-        s = self.s
-        k = key & 0xFF if key >= 0 else -1
-        ch = chr(k).lower() if 32 <= k < 127 else ""
-        moved = False
-        if k in (27, 13, 10):
-            before = s.window_index
-            if s.class_index + 1 >= s.n_classes:
-                self._leave_window()
-            s.next_class()
-            moved = s.window_index != before
-        elif ch == "z":
-            if s.undo():
-                self.ov_scr = reduce_labels(s.scribbles, self.ov_shape)
-                self.save()
-                self._preview_labels = None
-                if self.show_preview:
-                    self._run_preview()
-        elif ch in ("+", "="):
-            s.change_brush(+1 if s.brush < 10 else +max(1, s.brush // 5))
-        elif ch in ("-", "_"):
-            s.change_brush(-1 if s.brush <= 10 else -max(1, s.brush // 6))
-        elif ch.isdigit():
-            s.class_digit(int(ch), time.monotonic())
-        elif ch == "b":
-            self._leave_window()
-            moved = s.previous_window()
-        elif ch == "s":
-            self._leave_window()
-            s.next_window()
-            moved = True
-        elif ch == "p":
-            self.show_preview = not self.show_preview
-            if self.show_preview and self._preview_labels is None:
-                self._run_preview()
-        elif ch == "h":
-            self.show_help = not self.show_help
-        elif ch == "q":
-            self._leave_window()
-            s.finish()
-        else:
+        """Run the :data:`KEYS` action of ``key`` (an OpenCV key code), then save and redraw."""
+        ch = key_char(key)
+        row = _KEY_OF.get(ch)
+        action = getattr(self, row.action, None) if row is not None else None
+        if action is None:
             return
+        moved = action(ch)
+        if moved is None:
+            return
+        s = self.s
         if moved:
             self.skip_unworthy(-1 if ch == "b" else +1)
             self.save()
@@ -623,6 +626,61 @@ class Annotator:
         if not s.done:
             self.render_annotation()
             self.render_overview()
+
+    # the actions of KEYS (see Key.action for what they return)
+    def key_next(self, ch):
+        s = self.s
+        before = s.window_index
+        if s.class_index + 1 >= s.n_classes:
+            self._leave_window()
+        s.next_class()
+        return s.window_index != before
+
+    def key_undo(self, ch):
+        s = self.s
+        if s.undo():
+            self.ov_scr = reduce_labels(s.scribbles, self.ov_shape)
+            self.save()
+            self._preview_labels = None
+            if self.show_preview:
+                self._run_preview()
+        return False
+
+    def key_brush(self, ch):
+        s = self.s
+        if ch in "+=":
+            s.change_brush(+1 if s.brush < 10 else +max(1, s.brush // 5))
+        else:
+            s.change_brush(-1 if s.brush <= 10 else -max(1, s.brush // 6))
+        return False
+
+    def key_class(self, ch):
+        self.s.class_digit(int(ch), time.monotonic())
+        return False
+
+    def key_back(self, ch):
+        self._leave_window()
+        return self.s.previous_window()
+
+    def key_skip(self, ch):
+        self._leave_window()
+        self.s.next_window()
+        return True
+
+    def key_preview(self, ch):
+        self.show_preview = not self.show_preview
+        if self.show_preview and self._preview_labels is None:
+            self._run_preview()
+        return False
+
+    def key_help(self, ch):
+        self.show_help = not self.show_help
+        return False
+
+    def key_finish(self, ch):
+        self._leave_window()
+        self.s.finish()
+        return False
 
     # --------------------------------------------------------------- loop
     def run(self):

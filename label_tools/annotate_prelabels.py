@@ -12,7 +12,6 @@ import numpy as np
 
 NODATA = 255
 ALPHA = 0.4
-TOGGLE_KEY = "l"
 
 
 def prelabel_overlay(rgb, labels, colors, *, alpha: float = ALPHA, edges: bool = True) -> np.ndarray:
@@ -93,13 +92,12 @@ class PrelabelMixin:
                 title += " | pre-labels " + ("on (L)" if self.show_prelabels else "off (L)")
         super()._show(name, rgb, title)
 
-    def on_key(self, key):
-        k = key & 0xFF if key is not None and key >= 0 else -1
-        if self.prelabels is not None and 32 <= k < 127 and chr(k).lower() == TOGGLE_KEY:
-            self.show_prelabels = not self.show_prelabels
-            self.render_annotation()
+    def key_prelabels(self, ch):  # L (annotate.KEYS)
+        if self.prelabels is None:
             return None
-        return super().on_key(key)
+        self.show_prelabels = not self.show_prelabels
+        self.render_annotation()
+        return None
 
 
 _classes = {}

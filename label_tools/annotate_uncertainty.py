@@ -249,38 +249,44 @@ class UncertaintyMixin:
         self.s.class_index = 0
         self.save()
 
-    def on_key(self, key):
-        k = key & 0xFF if key is not None and key >= 0 else -1
-        ch = chr(k).lower() if 32 <= k < 127 else ""
-        if ch == "u":
-            self.show_uncertainty = not self.show_uncertainty
+    # the actions of U and N, and the walk of --order uncertainty (annotate.KEYS)
+    def key_uncertainty(self, ch):
+        self.show_uncertainty = not self.show_uncertainty
+        self.render_annotation()
+        self.render_overview()
+        return None
+
+    def key_most_uncertain(self, ch):
+        j = self._most_uncertain(unvisited=False)
+        if j is not None:
+            self._go(j)
             self.render_annotation()
             self.render_overview()
-            return None
-        if ch == "n":
-            j = self._most_uncertain(unvisited=False)
-            if j is not None:
-                self._go(j)
-                self.render_annotation()
-                self.render_overview()
-            return None
-        before = (self.s.window_index, self.s.class_index)
+        return None
+
+    def key_next(self, ch):
+        before = self.s.window_index
         last_class = self.s.class_index + 1 >= self.s.n_classes
-        out = super().on_key(key)
-        forward = k in (27, 13, 10) and last_class or ch == "s"
-        if self.order == "uncertainty" and forward and self.s.window_index != before[0] or (
-                self.order == "uncertainty" and forward and self.s.done and ch != "q"):
-            self.s.visited.add(before[0])
-            j = self._most_uncertain(unvisited=True)
-            if j is not None:
-                self.s.done = False
-                self.s.window_index, self.s.class_index = j, 0
-                self.save()
-                self.render_annotation()
-                self.render_overview()
-            elif len(self.s.visited) < len(self.s.windows) and not self.s.done:
-                pass  # no model yet: row order goes on
-        return out
+        moved = super().key_next(ch)
+        return self._walk_on(before) or moved if last_class else moved
+
+    def key_skip(self, ch):
+        before = self.s.window_index
+        moved = super().key_skip(ch)
+        return self._walk_on(before) or moved
+
+    def _walk_on(self, before: int) -> bool:
+        """After window ``before`` is left forward: with ``--order uncertainty`` go to the least certain
+        window not visited yet (True), else keep row order (False)."""
+        if self.order != "uncertainty" or (self.s.window_index == before and not self.s.done):
+            return False
+        self.s.visited.add(before)
+        j = self._most_uncertain(unvisited=True)
+        if j is None:
+            return False  # no model yet, or every window visited: row order goes on
+        self.s.done = False
+        self.s.window_index, self.s.class_index = j, 0
+        return True
 
 
 _classes = {}
