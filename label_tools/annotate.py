@@ -614,6 +614,7 @@ class Annotator:
         action = getattr(self, row.action, None) if row is not None else None
         if action is None:
             return
+        log.debug("key %r: %s", ch, row.action)
         moved = action(ch)
         if moved is None:
             return
