@@ -197,7 +197,7 @@ def walk(images, *, outdir: str, name: str, step, open_image, classes, settings,
 
         for p in images:
             if p not in state.done:
-                check_not_existing(outputs_of(p), overwrite=False)
+                check_not_existing(outputs_of(p), overwrite=False, image=p)
     base = load_model(start_model) if start_model else None
     if state.done:
         base = _model_after(state, old, base, classes=classes, settings=settings, open_image=open_image,

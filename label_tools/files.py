@@ -115,11 +115,12 @@ def check_model_path(path: str, *, overwrite: bool, outdirs=(), taken=None):
         raise OutputError(f"--save-model: {path!r} already exists; pass --overwrite to replace it or choose another path")
 
 
-def check_not_existing(paths, *, overwrite: bool):
+def check_not_existing(paths, *, overwrite: bool, image: str | None = None):
     """Raise OutputError naming the first existing path unless ``overwrite``.
 
     Leftovers of an interrupted run in the paths' directory are dealt with first
-    (:func:`recover_output_dir`), so what is checked is a whole set.
+    (:func:`recover_output_dir`), so what is checked is a whole set. With ``image``, a set that holds another
+    image's results (same stem: ``a.tif`` labelled before ``a.png``) is said to be so.
     """
     paths = list(paths)
     for d in sorted({os.path.dirname(os.path.abspath(p)) for p in paths}):
@@ -128,7 +129,42 @@ def check_not_existing(paths, *, overwrite: bool):
         return
     for p in paths:
         if os.path.exists(p):
+            other = results_of_other_image(paths, image) if image is not None else None
+            if other is not None:
+                raise OutputError(
+                    f"output {p!r} already exists and holds the results of another image, {other!r} (same name "
+                    f"{os.path.splitext(os.path.basename(image))[0]!r}); write this one elsewhere with -o (or rename "
+                    "it); --overwrite would replace that image's results")
             raise OutputError(f"output {p!r} already exists; pass --overwrite to replace it or -o to write elsewhere")
+
+
+def results_of_other_image(paths, image: str) -> str | None:
+    """The image an existing output set was made from (its report's ``image:`` line), when that is another
+    file than ``image``, else None. A recorded image of the same file name that no longer exists is taken to be
+    ``image`` moved (a folder renamed): not another."""
+    report = next((p for p in paths if str(p).endswith("_report.txt")), None)
+    if report is None:
+        return None
+    try:
+        with open(report, encoding="utf-8", errors="replace") as f:
+            head = [f.readline() for _ in range(4)]
+    except OSError:
+        return None
+    line = next((ln for ln in head if ln.startswith("image: ")), None)
+    if line is None:
+        return None
+    recorded = line[len("image: "):].rstrip("\n")
+    if os.path.realpath(recorded) == os.path.realpath(image):
+        return None
+    if os.path.basename(recorded) == os.path.basename(image) and not os.path.exists(recorded):
+        return None
+    if os.path.exists(recorded) and os.path.exists(image):
+        try:
+            if os.path.samefile(recorded, image):
+                return None
+        except OSError:
+            pass
+    return recorded
 
 
 # ---------------------------------------------------------------------------- output sets

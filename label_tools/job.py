@@ -246,10 +246,14 @@ def _all_exist(job: Job):
     from .files import recover_output_dir
     from .io import RASTER_EXT, open_image
 
+    from .files import results_of_other_image
+
     recover_output_dir(job.outdir)
     paths = expected_outputs(job, False)
     if not all(os.path.exists(p) for p in paths.values()):
         return None
+    if results_of_other_image(paths.values(), job.image) is not None:
+        return None  # another image's (same stem): never "done" for this one; refused when computed
     if job.image.lower().endswith(RASTER_EXT):
         src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
         try:
@@ -357,7 +361,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         src, job = _open_with_model_bands(job, model)
     paths = expected_outputs(job, src.georef is not None)
     check_outputs_not_inputs(job, list(paths.values()) + (_other_outputs(job, paths) if job.overwrite else []))
-    check_not_existing(paths.values(), overwrite=job.overwrite)
+    check_not_existing(paths.values(), overwrite=job.overwrite, image=job.image)
     if model is not None:
         try:
             model.check_source(src)
@@ -422,7 +426,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             opts["prelabels"] = model.predict(src, progress=progress, settings=settings).labels
         scr, annotation_seconds = annotate(src, classes, outdir=job.outdir, stem=stem(job.image), settings=settings,
                                            **opts)
-        check_not_existing(paths.values(), overwrite=job.overwrite)
+        check_not_existing(paths.values(), overwrite=job.overwrite, image=job.image)
     elif model is None:  # pre-labels alone
         classes = own if own is not None and len(own) >= 2 else load_classes(
             job.labels, job.colors, n_classes=None if (job.labels or job.colors) else max(2, k_pre))

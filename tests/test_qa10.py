@@ -1,4 +1,5 @@
 """qa10: bad-input cases found in the session-15 sweep."""
+import logging
 import os
 
 import numpy as np
@@ -257,3 +258,40 @@ def test_export_tile_too_large_for_memory_is_one_line(tmp_path, capsys, monkeypa
                    f"({str(tmp_path / 'photo.png')!r} is 40 x 30 px); choose a smaller --tile, such as 512\n"), err
     assert sorted(os.listdir(tmp_path)) == ["photo.png", "res", "strokes.png"]
     assert export.main([str(tmp_path / "res"), "-o", str(tmp_path / "ds"), "--tile", "64", "-q"]) == 0
+
+
+def test_outputs_of_another_image_with_the_same_stem_are_named_and_never_skipped(tmp_path, capsys, caplog):
+    # frames/a.tif labelled into out/, then other/a.png into out/: the run said only "output exists; pass
+    # --overwrite" (which would replace a.tif's results), and a headless batch "skipped a.png: outputs exist"
+    # although a.png was never labelled
+    from conftest import make_scene, scene_scribbles
+
+    img, mask = make_scene(30, 40)
+    for d in ("frames", "other", "moved"):
+        (tmp_path / d).mkdir()
+    Image.fromarray(img).save(tmp_path / "frames" / "a.tif")
+    Image.fromarray(img).save(tmp_path / "other" / "a.png")
+    Image.fromarray(scene_scribbles(mask).astype(np.uint8)).save(tmp_path / "strokes.png")
+    out, tif, png = tmp_path / "out", str(tmp_path / "frames" / "a.tif"), str(tmp_path / "other" / "a.png")
+    assert main([tif, "--scribbles", str(tmp_path / "strokes.png"), "-o", str(out), "-q", "--save-model",
+                 str(tmp_path / "m.skops")]) == 0
+    before = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    assert main([png, "--scribbles", str(tmp_path / "strokes.png"), "-o", str(out), "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"label-image: error: output {str(out / 'a_mres.png')!r} already exists and holds the results of another "
+        f"image, {tif!r} (same name 'a'); write this one elsewhere with -o (or rename it); --overwrite would replace "
+        "that image's results\n")
+    model = ["--model", str(tmp_path / "m.skops"), "--headless", "-o", str(out)]
+    caplog.set_level(logging.INFO, logger="label_tools")
+    caplog.clear()
+    assert main([*model, str(tmp_path / "other")]) == 1
+    assert "skipped a.png" not in caplog.text and f"failed {png}: output" in caplog.text
+    assert "holds the results of another image" in caplog.text
+    caplog.clear()
+    assert main([*model, str(tmp_path / "frames")]) == 0  # its own results: skipped, as before
+    assert "skipped a.tif: outputs exist" in caplog.text
+    os.replace(tif, tmp_path / "moved" / "a.tif")  # the same image after its folder moved: still its own
+    caplog.clear()
+    assert main([*model, str(tmp_path / "moved")]) == 0
+    assert "skipped a.tif: outputs exist" in caplog.text
+    assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
