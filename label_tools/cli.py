@@ -601,7 +601,8 @@ def run_collection(args) -> int:
 
         state = collection.CollectionState.load(os.path.join(outdir, f"{name}{collection.STATE_SUFFIX}"))
         ours = os.path.abspath(args.save_model)
-        mine = (state is not None and state.model == ours) or (  # this walk's own model, or refitting --model
+        # this walk's own model (a walk over some of these images), or the --model it refits
+        mine = (state is not None and state.model == ours and bool(set(state.images) & set(images))) or (
             args.model is not None and os.path.realpath(args.model) == os.path.realpath(ours))
         check_model_path(args.save_model, overwrite=args.overwrite or mine, outdirs=[outdir],
                          taken=_taken(args, outdir, images))

@@ -190,6 +190,8 @@ def walk(images, *, outdir: str, name: str, step, open_image, classes, settings,
     state = CollectionState(state_path, list(images), 0, [], model_path,
                             os.path.abspath(start_model) if start_model else None)
     restarted = old is not None and old.index < len(old.images) and set(old.images) & set(images)
+    if not overwrite:
+        _check_not_another_walk(old, images, state_path, model_path, start_model)
     if old is not None:
         state.done = [p for p in old.done if p in images and all(os.path.exists(q) for q in outputs_of(p))]
     if not overwrite:
@@ -236,6 +238,29 @@ def walk(images, *, outdir: str, name: str, step, open_image, classes, settings,
     state.index = n
     state.save()
     return state
+
+
+def _check_not_another_walk(old, images, state_path, model_path, start_model):
+    """Refuse (before any window opens) to replace another collection's state or model: two folders of the same
+    name (``A/survey``, ``B/survey``) walked into one -o share ``survey_collection.json`` and
+    ``survey_model.skops``, and the second walk replaced the first's model without a word. This walk's own
+    (an earlier run over some of these images) and the ``--model`` it refits are not another's."""
+    from .errors import OutputError
+
+    other = old is not None and not set(old.images) & set(images)
+    if other:
+        raise OutputError(
+            f"{state_path!r} is the state of another collection of the same name ({len(old.images)} other "
+            f"image{'' if len(old.images) == 1 else 's'}, "
+            f"from {os.path.dirname(old.images[0]) if old.images else '?'!r}), whose model this walk would replace: "
+            "give another -o folder, or pass --overwrite to start a new walk there")
+    if not os.path.exists(model_path):
+        return
+    mine = old is not None and os.path.abspath(old.model) == model_path
+    refits = start_model is not None and os.path.realpath(start_model) == os.path.realpath(model_path)
+    if not (mine or refits):
+        raise OutputError(f"collection model {model_path!r} already exists and is not this walk's: pass --overwrite "
+                          "to replace it, or give another path with --save-model (or another -o folder)")
 
 
 def _model_after(state, old, start, *, classes, settings, open_image, outdir, progress):

@@ -295,3 +295,65 @@ def test_outputs_of_another_image_with_the_same_stem_are_named_and_never_skipped
     assert main([*model, str(tmp_path / "moved")]) == 0
     assert "skipped a.tif: outputs exist" in caplog.text
     assert {f: (out / f).read_bytes() for f in os.listdir(out)} == before
+
+
+def test_second_collection_of_the_same_name_does_not_replace_the_first_ones_model(tmp_path):
+    # A/survey and B/survey walked into one -o share survey_collection.json and survey_model.skops: the second
+    # walk replaced the first one's model (and state) without a word; a model file not the walk's own too
+    from conftest import make_scene, scene_scribbles
+
+    from label_tools import collection
+    from label_tools.classes import load_classes
+    from label_tools.errors import OutputError
+    from label_tools.io import open_image
+    from label_tools.model import Model
+    from label_tools.pipeline import Settings
+
+    settings = Settings(scale=1.0, crf_weight=0.0)
+    classes = load_classes(None, None, n_classes=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    folders = []
+    for i, name in enumerate("AB"):
+        d = tmp_path / name / "survey"
+        d.mkdir(parents=True)
+        img, mask = make_scene(40, 56, seed=i)
+        Image.fromarray(img).save(d / f"{name.lower()}.png")
+        Image.fromarray(scene_scribbles(mask, seed=i).astype(np.uint8)).save(tmp_path / f"{name.lower()}_scr.png")
+        folders.append(d)
+    calls = []
+
+    def step(src, index, *, base, prelabels, resume, title_note, model_path):
+        calls.append(src.path)
+        scr = np.asarray(Image.open(tmp_path / f"{os.path.splitext(os.path.basename(src.path))[0]}_scr.png"))
+        model = Model.fit(src, scr, classes=classes, settings=settings, base=base)
+        for suffix in ("_mres.png", "_mres_label.png", "_mres.mat", "_report.txt"):
+            (out / (os.path.splitext(os.path.basename(src.path))[0] + suffix)).write_bytes(b"x")
+        model.save(model_path)
+        return model
+
+    def walk(d, **kw):
+        images = collection.list_images([str(d)])
+        return collection.walk(images, outdir=str(out), name="survey", step=step, open_image=open_image,
+                               classes=classes, settings=settings,
+                               outputs_of=lambda p: [str(out / (os.path.splitext(os.path.basename(p))[0] + s))
+                                                     for s in ("_mres.png", "_mres_label.png", "_mres.mat",
+                                                               "_report.txt")], **kw)
+
+    walk(folders[0])
+    model = out / "survey_model.skops"
+    first = model.read_bytes()
+    with pytest.raises(OutputError, match=r"survey_collection.json' is the state of another collection of the same "
+                                          r"name \(1 other image, from '.*A/survey'\), whose model this walk would "
+                                          r"replace: give another -o folder, or pass --overwrite"):
+        walk(folders[1])
+    assert model.read_bytes() == first and len(calls) == 1
+    walk(folders[0])  # the same walk again: its own state and model, nothing to do
+    assert model.read_bytes() == first and len(calls) == 1
+    (out / "survey_collection.json").unlink()  # a model file with no walk of its own
+    with pytest.raises(OutputError, match=r"collection model '.*survey_model.skops' already exists and is not this "
+                                          r"walk's: pass --overwrite"):
+        walk(folders[1])
+    assert model.read_bytes() == first and len(calls) == 1
+    walk(folders[1], overwrite=True)
+    assert model.read_bytes() != first and len(calls) == 2
