@@ -243,10 +243,8 @@ def _all_exist(job: Job):
     A set a killed run was renaming into place is finished first (:func:`label_tools.files.recover_output_dir`):
     judged half-renamed, the image would be run again and refused for the half that exists.
     """
-    from .files import recover_output_dir
+    from .files import recover_output_dir, results_of_other_image
     from .io import RASTER_EXT, open_image
-
-    from .files import results_of_other_image
 
     recover_output_dir(job.outdir)
     paths = expected_outputs(job, False)
