@@ -245,10 +245,14 @@ def load(outdir: str, stem: str, shape, n_classes):
     png, js = scribble_paths(outdir, stem)
     if not os.path.exists(png):
         return None
+    aside = [png] + ([js] if os.path.exists(js) else [])
+    if os.path.isfile(png) and os.path.getsize(png) == 0:  # a power cut after the rename, before the data
+        raise DamagedAutosave(f"autosave cannot be resumed: scribble file {png!r} is empty (0 bytes; the computer "
+                              "stopped while it was being saved)", aside)
     try:
         scr = read_scribbles(png, shape, n_classes=n_classes)
     except InputError as e:
-        raise DamagedAutosave(f"autosave cannot be resumed: {e}", [png] + ([js] if os.path.exists(js) else [])) from None
+        raise DamagedAutosave(f"autosave cannot be resumed: {e}", aside) from None
     state = {}
     if os.path.exists(js):
         try:

@@ -357,3 +357,17 @@ def test_second_collection_of_the_same_name_does_not_replace_the_first_ones_mode
     assert model.read_bytes() == first and len(calls) == 1
     walk(folders[1], overwrite=True)
     assert model.read_bytes() != first and len(calls) == 2
+
+
+def test_empty_autosave_is_called_cut_short_not_a_copy_to_redo(tmp_path):
+    # a 0-byte <stem>_scribbles.png (a power cut after the rename, before the data reached the disk) was called
+    # "not recognized as being in a supported file format", then (e4059c9) "copy or export it again"
+    from label_tools import session
+
+    png, js = session.scribble_paths(str(tmp_path), "photo")
+    open(png, "wb").close()
+    with pytest.raises(session.DamagedAutosave) as e:
+        session.load(str(tmp_path), "photo", (30, 40), 2)
+    assert str(e.value) == (f"autosave cannot be resumed: scribble file {png!r} is empty (0 bytes; the computer "
+                            "stopped while it was being saved)")
+    assert e.value.paths == [png]
