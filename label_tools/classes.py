@@ -164,7 +164,8 @@ def load_classes(labels: str | None = None, colors: str | None = None, *, n_clas
         if len(cols) != len(names):
             src = f"labels file {labels!r}" if labels else "the scribbles"
             raise InputError(
-                f"colours file {colors!r} has {len(cols)} colours but {src} gives {len(names)} classes: "
+                f"colours file {colors!r} has {len(cols)} colour{'' if len(cols) == 1 else 's'} but {src} gives "
+                f"{len(names)} class{'' if len(names) == 1 else 'es'}: "
                 "give one colour per class, in the same order")
     else:
         cols = default_colors(len(names))

@@ -371,3 +371,17 @@ def test_empty_autosave_is_called_cut_short_not_a_copy_to_redo(tmp_path):
     assert str(e.value) == (f"autosave cannot be resumed: scribble file {png!r} is empty (0 bytes; the computer "
                             "stopped while it was being saved)")
     assert e.value.paths == [png]
+
+
+def test_one_colour_for_two_classes_reads_right(tmp_path):
+    # "colours file 'c.txt' has 1 colours but labels file 'l.txt' gives 2 classes"
+    from label_tools.classes import load_classes
+    from label_tools.errors import InputError
+
+    lab, col = tmp_path / "l.txt", tmp_path / "c.txt"
+    lab.write_text("water\nland\n")
+    col.write_text("red\n")
+    with pytest.raises(InputError) as e:
+        load_classes(str(lab), str(col), n_classes=None)
+    assert str(e.value) == (f"colours file {str(col)!r} has 1 colour but labels file {str(lab)!r} gives 2 classes: "
+                            "give one colour per class, in the same order")
