@@ -117,3 +117,18 @@ def test_n_jumps_to_the_most_uncertain_window():
     ann.log.clear()
     ann.on_key(ord("u"))
     assert ann.show_uncertainty and ann.log == ["draw", "overview"]
+
+
+def test_readme_key_table_lists_every_key():
+    """README's key table (Use, the annotator) names every key of the table the annotator runs on."""
+    import pathlib
+
+    text = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = text.index("| key / mouse | action |")
+    rows = text[start:].split("\n\n", 1)[0].splitlines()[2:]
+    cells = [r.split("|")[1].strip() for r in rows]
+    words = [set(c.replace("(", " ").split()) for c in cells]
+    for k in annotate.KEYS:
+        names = [k.label] if k.label == "+ / -" else k.label.split("/")
+        for name in names:
+            assert name in cells or any(name in w for w in words), f"README's key table lacks {name!r}"
