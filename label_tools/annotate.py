@@ -59,18 +59,19 @@ KEYS = (
     Key("\x1b\r\n", "Esc/Enter", "next class (after the last: next window)", "key_next"),
     Key("z", "Z", "undo the last stroke", "key_undo"),
     Key("+=-_", "+ / -", "brush size", "key_brush"),
-    Key("0123456789", "1-9", "jump to class (10 and up: two digits quickly, 1 then 5)", "key_class"),
+    Key("0123456789", "1-9", "jump to class (10+: two digits quickly, 1 then 5)", "key_class"),
     Key("b", "B", "back to the previous window", "key_back"),
     Key("s", "S", "skip this window", "key_skip"),
     Key("p", "P", "preview labels from the scribbles so far", "key_preview"),
-    Key("l", "L", "pre-labels from the model on/off (collections, --model)", "key_prelabels"),
-    Key("u", "U", "uncertainty overlay on/off (bright = the model is unsure)", "key_uncertainty"),
+    Key("l", "L", "pre-labels on/off (collections, --model)", "key_prelabels"),
+    Key("u", "U", "uncertainty overlay on/off (bright = unsure)", "key_uncertainty"),
     Key("n", "N", "jump to the most uncertain window", "key_most_uncertain"),
     Key("h", "H", "this help", "key_help"),
     Key("q", "Q", "finish now and compute", "key_finish"),
 )
 _KEY_OF = {c: k for k in KEYS for c in k.chars}
-HELP = ["left drag   paint the current class"] + [f"{k.label:<12}{k.text}" for k in KEYS]
+#: The help overlay's lines: the keys, a tab, what they do (drawn in two aligned columns, help_text_width).
+HELP = ["left drag\tpaint the current class"] + [f"{k.label}\t{k.text}" for k in KEYS]
 
 
 def key_char(key) -> str:
@@ -82,6 +83,32 @@ def key_char(key) -> str:
 
 
 HELP_SCALES = (0.5, 0.45, 0.4, 0.35, 0.3)  # OpenCV font scales tried, largest first (0.3: 8 px capitals)
+
+
+def _key_column(scale: float, cv2) -> int:
+    """Width in pixels of the help's key column at ``scale``: its widest key label and a gap."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    return max(cv2.getTextSize(t.split("\t")[0], font, scale, 1)[0][0] for t in HELP) + int(round(20 * scale))
+
+
+def help_text_width(text: str, scale: float, cv2) -> int:
+    """Width in pixels of one help line as :func:`draw_help_line` draws it (a tab aligns the text
+    after it on the key column: OpenCV's fonts are proportional, so padding with spaces does not)."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    if "\t" in text:
+        return _key_column(scale, cv2) + cv2.getTextSize(text.split("\t", 1)[1], font, scale, 1)[0][0]
+    return cv2.getTextSize(text, font, scale, 1)[0][0]
+
+
+def draw_help_line(img, text: str, x: int, y: int, scale: float, cv2) -> None:
+    """Draw one help line at baseline origin (x, y), white; the part after a tab on the key column."""
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    if "\t" in text:
+        key, what = text.split("\t", 1)
+        cv2.putText(img, key, (x, y), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(img, what, (x + _key_column(scale, cv2), y), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    else:
+        cv2.putText(img, text, (x, y), font, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 def help_layout(class_names, width: int, height: int, cv2, *, margin: int = 6, gap: int = 14):
@@ -114,7 +141,7 @@ def help_layout(class_names, width: int, height: int, cv2, *, margin: int = 6, g
     classes = "classes: " + ", ".join(f"{i + 1} {n}" for i, n in enumerate(class_names))
 
     def text_w(t, s):
-        return cv2.getTextSize(t, font, s, 1)[0][0]
+        return help_text_width(t, s, cv2)
 
     best = None  # the layout showing the most lines: (shown, scale, lines, rows, cols)
     for s in HELP_SCALES:
@@ -162,7 +189,7 @@ def _place(lines, rows, s, cv2, margin, gap, *, width=None, height=None):
     (_, asc), desc = cv2.getTextSize("Hg", font, s, 1)
     pitch = max(int(np.ceil(44 * s)), asc + desc + 2)
     cols = -(-len(lines) // rows)
-    widths = [max(cv2.getTextSize(t, font, s, 1)[0][0] for t in lines[c * rows:(c + 1) * rows]) for c in range(cols)]
+    widths = [max(help_text_width(t, s, cv2) for t in lines[c * rows:(c + 1) * rows]) for c in range(cols)]
     placed = [(t, margin + sum(widths[:c]) + gap * c, margin + asc + r * pitch)
               for i, t in enumerate(lines) for c, r in [divmod(i, rows)]]
     bw = 2 * margin + sum(widths) + gap * (cols - 1)
@@ -497,7 +524,7 @@ class Annotator:
         box = out[:bh, :bw]
         box[:] = (box * 0.25).astype(np.uint8)
         for t, x, y in placed:
-            cv2.putText(out, t, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+            draw_help_line(out, t, x, y, scale, cv2)
 
     def render_overview(self):
         cv2 = self.cv2

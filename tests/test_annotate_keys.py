@@ -18,7 +18,7 @@ ESC, ENTER = 27, 13
 
 
 def test_help_is_the_key_table():
-    rows = [f"{k.label:<12}{k.text}" for k in annotate.KEYS]
+    rows = [f"{k.label}\t{k.text}" for k in annotate.KEYS]
     assert annotate.HELP[1:] == rows
     chars = [c for k in annotate.KEYS for c in k.chars]
     assert len(chars) == len(set(chars)), "a key in two rows of the table"

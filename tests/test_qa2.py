@@ -132,7 +132,7 @@ def test_scale_of_a_model_is_named_as_the_models(scene_files, tmp_path):
 def test_help_overlay_every_line_inside_the_window(width, height, names):
     import cv2
 
-    from label_tools.annotate import HELP, Annotator, help_layout
+    from label_tools.annotate import HELP, Annotator, help_layout, help_text_width
 
     scale, placed, (bw, bh) = help_layout(names, width, height, cv2)
     texts = [t for t, _, _ in placed]
@@ -141,7 +141,8 @@ def test_help_overlay_every_line_inside_the_window(width, height, names):
     assert " ".join(t.strip() for t in texts[len(HELP) + 1:]) == classes
     boxes = []
     for t, x, y in placed:
-        (w, h), base = cv2.getTextSize(t or " ", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        (_, h), base = cv2.getTextSize(t.replace("\t", " ") or " ", cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        w = help_text_width(t or " ", scale, cv2)
         assert 0 <= x and x + w <= min(width, bw) and 0 <= y - h and y + base <= min(height, bh), (t, x, y)
         boxes.append((x, y - h, x + w, y + base))
     for i, a in enumerate(boxes):  # no two lines overlap
@@ -166,13 +167,14 @@ def test_help_overlay_every_line_inside_the_window(width, height, names):
 def test_help_overlay_in_a_tiny_window_says_what_is_left_out():
     import cv2
 
-    from label_tools.annotate import HELP, help_layout
+    from label_tools.annotate import HELP, help_layout, help_text_width
 
     scale, placed, (bw, bh) = help_layout(["a", "b"], 300, 120, cv2)
     assert scale == 0.3 and 1 < len(placed) < len(HELP)
     assert placed[-1][0] == f"... {len(HELP) + 2 - len(placed) + 1} more lines: enlarge the window"
     for t, x, y in placed:
-        (w, h), base = cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        (_, h), base = cv2.getTextSize(t.replace("\t", " "), cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        w = help_text_width(t, scale, cv2)
         assert x + w <= 300 and y + base <= 120
 
 
