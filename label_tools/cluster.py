@@ -18,6 +18,7 @@ import logging
 import os
 import queue
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -226,6 +227,14 @@ def _is_large(path: str) -> bool:
         return False
 
 
+def _tty() -> bool:
+    """Whether stderr is a terminal (where a progress bar can be redrawn in place)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def run_jobs(jobs, client, *, on_outcome=None, quiet: bool = False) -> list:
     """Run jobs on the cluster behind ``client``; a failing image does not stop the others.
 
@@ -259,7 +268,10 @@ def run_jobs(jobs, client, *, on_outcome=None, quiet: bool = False) -> list:
     run_id = uuid.uuid4().hex[:8]
     outcomes = [None] * len(jobs)
     lock = threading.Lock()
-    bar = tqdm(total=len(jobs), unit="image", desc="images", disable=quiet, dynamic_ncols=True, leave=True)
+    # redrawn in place on a terminal only: into a log file its carriage returns would pile up (the
+    # summary line and each image's 'done' line say the same there)
+    bar = tqdm(total=len(jobs), unit="image", desc="images", disable=quiet or not _tty(), dynamic_ncols=True,
+               leave=True)
 
     def finish(i, o, info=None):
         with lock:
@@ -306,7 +318,8 @@ def _run_large(client, jobs, indices, finish, errors, quiet):
 
     try:
         for i in indices:
-            bar = tqdm(unit="window", desc=os.path.basename(jobs[i].image), disable=quiet, position=1, leave=False)
+            bar = tqdm(unit="window", desc=os.path.basename(jobs[i].image), disable=quiet or not _tty(), position=1,
+                       leave=False)
 
             def progress(stage, done, total, bar=bar):
                 if stage == "windows":

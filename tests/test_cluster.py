@@ -246,6 +246,7 @@ def test_tasks_run_on_the_workers(shared_cluster, batch, tmp_path):
     finally:
         stop_client(p, log)
     text = read(log.name)
+    assert "\r" not in text  # stderr is a log file here: no progress bar redrawn into it
     ran = dict(re.findall(r"label-image: (\S+) ran on worker tcp://127\.0\.0\.1:\d+ \(host \S+, pid (\d+)\)", text))
     assert sorted(ran) == sorted(n for n in os.listdir(folder) if n.endswith(".jpg"))
     pids = {int(v) for v in ran.values()}
