@@ -8,10 +8,14 @@ like the pre-labels (:mod:`label_tools.annotate_prelabels`), without touching it
 """
 from __future__ import annotations
 
+import logging
 import math
 import time
 
 import numpy as np
+
+log = logging.getLogger("label_tools")
+NO_MODEL = "scribble two classes first"  # what U and N say before the quick model can be fitted
 
 GRID_PIXELS = 40_000
 ALPHA = 0.6
@@ -184,6 +188,7 @@ class UncertaintyMixin:
     order = "rows"
     show_uncertainty = False
     last_uncertainty_seconds = 0.0
+    _has_map = True  # whether the last overlay drawn had a quick model behind it (False: NO_MODEL)
 
     def _uncertainty(self):
         if self.quick is None:
@@ -199,7 +204,7 @@ class UncertaintyMixin:
         if getattr(self, "prelabels", None) is not None:  # a collection's pre-labels (annotate_prelabels)
             modes.append("pre-labels " + ("on" if getattr(self, "show_prelabels", True) else "off") + " (L)")
         if self.show_uncertainty:
-            modes.append("uncertainty")
+            modes.append("uncertainty" if self._has_map else f"uncertainty: {NO_MODEL}")
         if getattr(self, "show_preview", False):
             modes.append("preview")
         if self.order == "uncertainty":
@@ -211,6 +216,7 @@ class UncertaintyMixin:
 
         if self.show_uncertainty and (name in (WIN_ANNOTATE, WIN_OVERVIEW)):
             u = self._uncertainty()
+            self._has_map = u is not None
             if u is not None:
                 if name == WIN_ANNOTATE:
                     r0, r1, c0, c1 = self.s.window
@@ -257,6 +263,9 @@ class UncertaintyMixin:
         return None
 
     def key_most_uncertain(self, ch):
+        if self._uncertainty() is None:
+            log.info("N: %s (the most uncertain window is judged by a quick model of the strokes)", NO_MODEL)
+            return None
         j = self._most_uncertain(unvisited=False)
         if j is not None:
             self._go(j)

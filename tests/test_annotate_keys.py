@@ -51,6 +51,7 @@ def _headless(order="rows", most_uncertain=None, prelabels=None):
     ann.render_overview = lambda: ann.log.append("overview")
     ann.skip_unworthy = lambda direction=+1: None
     ann._most_uncertain = lambda *, unvisited: most_uncertain
+    ann._uncertainty = lambda: None if most_uncertain is None else np.zeros((1, 1), np.float32)
     return ann
 
 
@@ -132,3 +133,22 @@ def test_readme_key_table_lists_every_key():
         names = [k.label] if k.label == "+ / -" else k.label.split("/")
         for name in names:
             assert name in cells or any(name in w for w in words), f"README's key table lacks {name!r}"
+
+
+def test_u_and_n_say_when_there_is_no_model_yet(caplog):
+    """Before two classes are scribbled there is no quick model: N says so (it did nothing, silently)
+    and the status line's mode says so while the overlay is on (it showed 'uncertainty' over nothing)."""
+    import logging
+
+    from label_tools.annotate_uncertainty import NO_MODEL
+
+    ann = _headless(most_uncertain=None)
+    ann._uncertainty = lambda: None
+    ann._go = lambda j: setattr(ann.s, "window_index", j)
+    with caplog.at_level(logging.INFO, logger="label_tools"):
+        ann.on_key(ord("n"))
+    assert ann.s.window_index == 0 and NO_MODEL in caplog.text
+    ann.show_uncertainty, ann._has_map = True, False
+    assert ann._mode() == f"uncertainty: {NO_MODEL}"
+    ann._has_map = True
+    assert ann._mode() == "uncertainty"
