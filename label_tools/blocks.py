@@ -179,7 +179,7 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
     pipeline.Result
         Identical to ``model.predict(src)`` in this process (timings aside).
     """
-    from .cluster import as_completed
+    from .cluster import first_results
 
     model.check_source(src)
     fitted_here = model._cache is not None
@@ -195,19 +195,30 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
     run_id = uuid.uuid4().hex[:8]
     # the classifier travels inside the grid task and the grid result is a task result the windows depend
     # on: if a worker dies holding it, Dask recomputes it (data scattered from here could not be)
-    grid = client.submit(grid_task, spec, model.classifier, model.n_classes, settings, model.samples(),
-                         key=f"label_grid-{run_id}")
+    def submit_grid(_, attempt):
+        return client.submit(grid_task, spec, model.classifier, model.n_classes, settings, model.samples(),
+                             key=f"label_grid-{run_id}" + (f"-{attempt}" if attempt else ""))
+
+    grid = submit_grid(0, 0)
     groups = task_groups(src.shape)
     futures = [client.submit(windows_task, spec, grid, g, key=f"label_windows-{run_id}-{i}")
                for i, g in enumerate(groups)]
-    r = grid.result()
+    for _, r, grid in first_results(client, submit_grid, 1, what="grid", first=[grid]):
+        if isinstance(r, BaseException):
+            raise r
+
+    def submit_windows(i, attempt):  # a later attempt takes the grid result that came back
+        return client.submit(windows_task, spec, grid, groups[i], key=f"label_windows-{run_id}-{i}-{attempt}")
+
     r.classifier = model.classifier if r.classifier is None else r.classifier
     r.timings["grid"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     labels = np.empty(src.shape, np.uint8)
     total, done = sum(len(g) for g in groups), 0
-    for fut in as_completed(futures):
-        for (r0, r1, c0, c1), blob in fut.result():
+    for _, part, fut in first_results(client, submit_windows, len(groups), what="window", first=futures):
+        if isinstance(part, BaseException):
+            raise part
+        for (r0, r1, c0, c1), blob in part:
             labels[r0:r1, c0:c1] = np.frombuffer(zlib.decompress(blob), np.uint8).reshape(r1 - r0, c1 - c0)
             done += 1
         fut.release()

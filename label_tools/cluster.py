@@ -183,15 +183,134 @@ def where() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "worker": addr}
 
 
-def as_completed(futures, timeout: float | None = None):
-    """Yield ``futures`` as they finish (distributed's own as_completed wants a default client)."""
-    import queue as _queue
+#: Seconds without any task of a run finishing after which the unfinished tasks that have started are
+#: started again under new keys (see :func:`first_results`): at least this long, and at least four times
+#: the longest wait between two finished tasks of the run so far.
+STALL_SECONDS = 300.0
 
-    done: _queue.Queue = _queue.Queue()
-    for f in futures:
-        f.add_done_callback(done.put)
-    for _ in range(len(futures)):
-        yield done.get(timeout=timeout)
+
+def stall_seconds() -> float:
+    """:data:`STALL_SECONDS`, or ``$LABEL_TOOLS_STALL_SECONDS`` when that is a positive number."""
+    try:
+        v = float(os.environ.get("LABEL_TOOLS_STALL_SECONDS", STALL_SECONDS))
+    except ValueError:
+        return STALL_SECONDS
+    return v if v > 0 else STALL_SECONDS
+
+
+def first_results(client, submit, n: int, *, what: str, first=None, stall: float | None = None):
+    """Run ``n`` tasks on the cluster; yield each one's result once, in the order they finish.
+
+    Dask runs a task again when its worker dies or stops answering. A run can still wait for ever: on
+    a worker frozen inside a task while its heartbeats go on (a hung network file system), or on a result
+    lost with its worker that never comes back to the client. So when no task has finished for a while
+    (:func:`stall_seconds`, or four times the longest wait between two finished tasks so far, whichever
+    is longer) each unfinished task that has started (the scheduler's queue is left alone) gets one more
+    attempt under a new key, the first attempt of a task to finish is the one used, and the scheduler's
+    view of the stalled tasks is logged. Tasks must be idempotent (label_tools' are: same inputs, same
+    outputs, written atomically).
+
+    Parameters
+    ----------
+    client : distributed.Client
+    submit : callable(i, attempt) -> distributed.Future
+        Submits task ``i`` (``attempt`` 0, 1, ...; each under its own key).
+    n : int
+    what : str
+        What a task is, for the log (``"image"``, ``"window"``).
+    first : sequence of distributed.Future, optional
+        Attempt 0 of every task, already submitted (else ``submit(i, 0)`` is called for each).
+    stall : float, optional
+        Default :func:`stall_seconds`.
+
+    Yields
+    ------
+    (i, value, future)
+        ``value`` is the task's result, or the exception it raised (``KilledWorker`` included) once no
+        other attempt of it is running. ``future`` is the attempt that finished; the others are released.
+    """
+    stall = stall_seconds() if stall is None else stall
+    done: queue.Queue = queue.Queue()
+    task_of = {}  # future -> task index, for every attempt not yet finished
+    tries = [0] * n
+    left = set(range(n))
+
+    def add(i, fut):
+        task_of[fut] = i
+        fut.add_done_callback(done.put)  # called in Dask's callback thread
+
+    for i in range(n):
+        add(i, first[i] if first is not None else submit(i, 0))
+    longest, last = 0.0, time.monotonic()
+    while left:
+        limit = max(stall, 4 * longest)
+        try:
+            fut = done.get(timeout=max(0.05, last + limit - time.monotonic()))
+        except queue.Empty:
+            waiting = {f.key: i for f, i in task_of.items() if i in left}
+            states = _scheduler_states(client, list(waiting))
+            # tasks still in the scheduler's queue are only waiting their turn: not started again
+            queued = {i for k, i in waiting.items() if states is not None and states.get(k, ("",))[0] in _QUEUED}
+            again = sorted(set(waiting.values()) - queued)
+            log.warning("cluster: no %s task finished in %.0f s (%s); starting %d of them again",
+                        what, limit, _describe(states), len(again))
+            for i in again:
+                tries[i] += 1
+                add(i, submit(i, tries[i]))
+            last = time.monotonic()
+            continue
+        i = task_of.pop(fut, None)
+        if i is None or i not in left:  # a slower attempt of a task already done
+            fut.release()
+            continue
+        try:
+            value = fut.result(timeout=limit)
+        except Exception as e:
+            if isinstance(e, TimeoutError) and fut.status not in ("error", "cancelled"):
+                task_of[fut] = i  # finished, then its worker died with the result: the stall path retries it
+                continue
+            if any(j == i for j in task_of.values()):
+                continue  # it raised, or took down every worker that tried it; another attempt still runs
+            value = e
+        now = time.monotonic()
+        longest, last = max(longest, now - last), now
+        left.discard(i)
+        for f in [f for f, j in task_of.items() if j == i]:
+            # released, not cancelled: cancelling a grid attempt would cancel the window tasks built on it
+            del task_of[f]
+            f.release()
+        yield i, value, fut
+
+
+#: Scheduler states of a task that has not started yet (it waits for a free worker or its inputs).
+_QUEUED = ("queued", "waiting", "no-worker")
+
+
+def _scheduler_states(client, keys):
+    """The scheduler's ``{key: (state, worker address or "")}`` for ``keys``, or None if it does not answer."""
+    def view(dask_scheduler, keys):
+        out = {}
+        for k in keys:
+            ts = dask_scheduler.tasks.get(k)
+            if ts is not None:
+                out[k] = (ts.state, ts.processing_on.address if ts.processing_on is not None else "")
+        return out
+
+    try:
+        return client.run_on_scheduler(view, keys=keys)
+    except Exception:  # the scheduler gone too: every unfinished task is started again
+        return None
+
+
+def _describe(states) -> str:
+    """A log line's summary of :func:`_scheduler_states`: how many tasks are in each state, on which worker."""
+    if states is None:
+        return "the scheduler did not answer"
+    counts = {}
+    for state, where in states.values():
+        label = f"{state} on {where}" if where else state
+        counts[label] = counts.get(label, 0) + 1
+    return "scheduler: " + (", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "none of them known")
 
 
 def image_task(job):
@@ -284,23 +403,27 @@ def run_jobs(jobs, client, *, on_outcome=None, quiet: bool = False) -> list:
             bar.update(1)
 
     with logging_redirect_tqdm(loggers=[logging.root]):
-        futures = {}
-        for i in small:
-            futures[client.submit(image_task, jobs[i], key=f"label_image-{run_id}-{i}", pure=False)] = i
+        def submit(k, attempt):
+            i = small[k]
+            return client.submit(image_task, jobs[i], key=f"label_image-{run_id}-{i}" + (f"-{attempt}" if attempt else ""),
+                                 pure=False)
+
+        first = [submit(k, 0) for k in range(len(small))]
         errors: queue.Queue = queue.Queue()
         thread = None
         if large:
             thread = threading.Thread(target=_run_large, args=(client, jobs, large, finish, errors, quiet), daemon=True)
             thread.start()
-        for fut in as_completed(list(futures)):
-            i = futures[fut]
-            try:
-                o, info = fut.result()
-            except Exception as e:  # KilledWorker: the image took down every worker that tried it
-                o, info = Outcome(jobs[i].image, FAILED, message=f"{type(e).__name__}: {e}".splitlines()[0],
-                                  error=type(e).__name__), None
+        for k, value, fut in first_results(client, submit, len(small), what="image", first=first):
+            i = small[k]
+            if isinstance(value, BaseException):  # KilledWorker: the image took down every worker that tried it
+                o, info = Outcome(jobs[i].image, FAILED, message=f"{type(value).__name__}: {value}".splitlines()[0],
+                                  error=type(value).__name__), None
+            else:
+                o, info = value
             fut.release()
             finish(i, o, info)
+        del first
         if thread is not None:
             thread.join()
             if not errors.empty():

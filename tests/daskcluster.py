@@ -47,9 +47,11 @@ class RealCluster:
 
     def logs(self) -> str:
         out = []
-        for name in sorted(os.listdir(self.logdir)):
-            with open(os.path.join(self.logdir, name), errors="replace") as f:
-                out.append(f"--- {name}\n{f.read()[-3000:]}")
+        for name in sorted(os.listdir(self.logdir)):  # the logs; a worker's scratch folder sits beside them
+            path = os.path.join(self.logdir, name)
+            if os.path.isfile(path):
+                with open(path, errors="replace") as f:
+                    out.append(f"--- {name}\n{f.read()[-3000:]}")
         return "\n".join(out)
 
 

@@ -88,6 +88,47 @@ def test_window_tasks_equal_in_process(shared_cluster, tmp_path, monkeypatch):
     assert (r.labels[~src.read_valid()] == 255).all() and len(np.unique(r.labels)) == 4
 
 
+def test_stalled_task_started_again(cluster, caplog):
+    """A task that makes no progress (a worker frozen inside it) is started again once nothing has finished
+    for the stall time; the first attempt to finish is used, a task's own error is its value, and the
+    scheduler's view of the stall is logged."""
+    import logging
+    import time
+
+    from distributed import Client
+
+    from label_tools.cluster import first_results
+
+    def task(i, attempt):  # defined here: pickled by value, the workers cannot import this module
+        import time
+
+        if i == 1 and attempt == 0:
+            time.sleep(120)  # frozen
+        if i == 2:
+            raise ValueError("a bad image")
+        return 10 * i, attempt
+
+    with Client(cluster.address, timeout=10, set_as_default=False) as client:
+        submitted = []
+
+        def submit(i, attempt):
+            submitted.append((i, attempt))
+            return client.submit(task, i, attempt, key=f"stall-test-{i}-{attempt}", pure=False)
+
+        t0 = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="label_tools"):
+            got = {i: (value, fut.key) for i, value, fut in first_results(client, submit, 3, what="test", stall=3)}
+        took = time.monotonic() - t0
+    assert took < 60
+    assert got[0] == ((0, 0), "stall-test-0-0")
+    assert got[1] == ((10, 1), "stall-test-1-1")  # the second attempt's result
+    assert isinstance(got[2][0], ValueError) and str(got[2][0]) == "a bad image"
+    assert sorted(submitted) == [(0, 0), (1, 0), (1, 1), (2, 0)]  # only the stalled task again
+    line = [r.getMessage() for r in caplog.records if "no test task finished" in r.getMessage()]
+    assert len(line) == 1 and "in 3 s (scheduler: 1 processing on tcp://127.0.0.1:" in line[0], line
+    assert line[0].endswith("starting 1 of them again"), line
+
+
 # ------------------------------------------------------------------------------------- the command line
 PHOTOS = 3
 
@@ -131,9 +172,10 @@ def cluster_run(model, folder, out, *extra, env=None):
     import subprocess
     import sys
 
-    # PYTHONFAULTHANDLER: a client that hangs prints every thread's stack to its log on SIGABRT (wait_client)
+    # PYTHONFAULTHANDLER: a client that hangs prints every thread's stack to its log on SIGABRT (wait_client);
+    # a stall of 30 s (not 5 min) starts stalled tasks again, and logs the scheduler's view of them
     env = dict(os.environ, LABEL_TOOLS_WINDOWED_MP="1", LABEL_TOOLS_TASK_MP="1", PYTHONFAULTHANDLER="1",
-               **(env or {}))
+               LABEL_TOOLS_STALL_SECONDS="30", **(env or {}))
     exe = os.path.join(os.path.dirname(sys.executable), "label-image")
     log = open(str(out) + ".log", "w+")
     p = subprocess.Popen([exe, "--model", str(model), "--headless", str(folder), "-o", str(out), "-v", "-v",
