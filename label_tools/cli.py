@@ -195,8 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(255 = unknown), label_tools' own _mres_geo.tif (without --labels, its class names and colours are used), "
         "or a colour label image (with --colors); scribbles may then cover one class or none (pre-labels of "
         "one class need strokes of another)"))
-    p.add_argument("--init-offset", type=_offset, default=0, metavar="N",
-                   help="with --init: 1 = the --init file's ids start at 1 and 0 is no-data (default 0)")
+    p.add_argument("--init-offset", type=_offset, default=None, metavar="N",
+                   help="with --init: 1 = the --init file's ids start at 1 and 0 is no-data; 0 = they start at "
+                        "0 (default; a raster declaring no-data 0 needs one of the two said)")
     p.add_argument("--order", choices=("rows", "uncertainty"), default="rows", help=(
         "annotator: walk the windows row by row (default) or, after the first, to the window where the model "
         "of the scribbles so far is least sure"))

@@ -68,8 +68,9 @@ class Job:
     init : str or None
         Pre-labels to start from (:mod:`label_tools.prelabels`): weak labels under the scribbles,
         shown in the annotator.
-    init_offset : int
-        1: the pre-label file's ids start at 1, 0 = no-data.
+    init_offset : int or None
+        1: the pre-label file's ids start at 1, 0 = no-data; 0: at 0; None: not said (0, but a raster
+        declaring no-data 0 is refused, see :func:`label_tools.prelabels.read_prelabels`).
     save_probs : bool
         Also write the calibrated probabilities (``<stem>_probs.tif``) and the uncertainty map
         (``<stem>_uncertainty.png``, and ``.tif`` for georeferenced input); the .mat gains
@@ -93,7 +94,7 @@ class Job:
     report: dict = field(default_factory=dict)
     save_probs: bool = False
     init: str | None = None
-    init_offset: int = 0
+    init_offset: int | None = None
 
 
 @dataclass

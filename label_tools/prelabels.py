@@ -7,7 +7,9 @@ One rule for what is read:
 * label_tools' own ``<stem>_mres_geo.tif`` (class id + 1, 0 = no-data) is recognised by the
   metadata it writes (``SOFTWARE=label_tools`` and its band description);
 * ``offset=1`` (``--init-offset 1``) reads other rasters whose ids start at 1, 0 = no-data;
-* a raster's declared no-data value (other than 0, which ``offset`` decides) is unknown too;
+* a raster's declared no-data value (other than 0, which ``offset`` decides) is unknown too; one that
+  declares 0 as no-data with ``offset`` not given (None) is refused: its ids most likely start at 1, and
+  read from 0 every class would silently become the next one;
 * a georeferenced pre-label raster must lie on the image's grid (another tile of the same size is refused);
 * label_tools' other outputs (probabilities, uncertainty map, overlay, autosaved scribbles) are
   refused, by name or metadata, with the file to give instead;
@@ -68,7 +70,7 @@ def _read(path: str):
     return a, {}, None, None, None
 
 
-def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, colors=None,
+def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int | None = 0, colors=None,
                    georef=None, orientation: int = 1, pages: int = 1, colors_from: str = "--colors") -> np.ndarray:
     """Pre-labels as 0-based class ids, 255 = unknown.
 
@@ -79,8 +81,9 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
         The input image's size.
     n_classes : int or None
         K; ids must be below it. None: K is taken as the largest id + 1.
-    offset : {0, 1}
-        1: the file's ids start at 1 and 0 is no-data.
+    offset : {0, 1} or None
+        1: the file's ids start at 1 and 0 is no-data. None: not said (``--init-offset`` not given): read
+        as 0, but a raster declaring 0 as its no-data value is refused (its ids most likely start at 1).
     colors : ndarray of uint8, shape (K, 3), optional
         Class colours, for a 3-channel colour label image.
     colors_from : str
@@ -139,6 +142,14 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int = 0, 
             raise InputError(f"--init {path!r}: holds non-integer values; give class ids")
     a = a.astype(np.int64)
     own = tags.get("SOFTWARE") == "label_tools" and (desc or "").startswith("class id + 1")
+    if offset is None:
+        if nodata == 0 and not own:  # read from 0, every class would silently become the next one
+            raise InputError(f"--init {path!r}: declares 0 as its no-data value, so its class ids most likely "
+                             "start at 1: pass --init-offset 1 (or --init-offset 0 if 0 is a class there)")
+        offset = 0
+    if offset == 1 and not own and os.path.basename(path).lower().endswith("_mres_label.png"):
+        raise InputError(f"--init {path!r}: this is label_tools' label image, whose ids start at 0 "
+                         "(255 = no-data): leave out --init-offset 1")
     if own or offset == 1:
         ids = np.where(a == 0, UNKNOWN, a - 1)
     else:

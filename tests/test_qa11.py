@@ -1,0 +1,64 @@
+"""qa11: README workflows run as a user would, on the shared data; the cases where program and README disagreed."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import shared
+from label_tools.cli import main
+
+
+@pytest.fixture
+def s2(tmp_path):
+    """The Sentinel-2 scene, its land-use mask (0-based ids, 255 = none) and the mask as another GIS tool
+    writes it: ids from 1, no-data 0 declared in the raster."""
+    import rasterio
+
+    img = shared("s2_slovenia_lulc", "images", "s2l1c_refscene2.tif")
+    with rasterio.open(shared("s2_slovenia_lulc", "masks", "s2l1c_refscene2.tif")) as r:
+        mask, prof = r.read(1), r.profile
+    other = tmp_path / "other_tool.tif"
+    prof.update(nodata=0)
+    with rasterio.open(other, "w", **prof) as w:
+        w.write(np.where(mask == 255, 0, mask + 1).astype(np.uint8), 1)
+    return img, mask, other
+
+
+def one_error_line(capsys):
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_init_raster_declaring_nodata_0_needs_init_offset(s2, tmp_path, capsys):
+    # A GIS raster with ids from 1 and no-data 0, given to --init without --init-offset 1, was read from 0:
+    # every class silently became the next one (forest labelled grassland, no-data cultivated land), exit 0.
+    img, mask, other = s2
+    out = tmp_path / "o"
+    assert main([img, "--init", str(other), "--headless", "-o", str(out), "-q"]) == 2
+    line = one_error_line(capsys)
+    assert line == (f"label-image: error: --init {str(other)!r}: declares 0 as its no-data value, so its class ids "
+                    "most likely start at 1: pass --init-offset 1 (or --init-offset 0 if 0 is a class there)")
+    assert not out.exists()
+    # said either way, it runs; with --init-offset 1 the labels are the mask's classes, not shifted ones
+    assert main([img, "--init", str(other), "--init-offset", "1", "--headless", "-o", str(out), "-q"]) == 0
+    lab = np.array(Image.open(out / "s2l1c_refscene2_mres_label.png"))
+    known = mask != 255
+    assert (lab[known] == mask[known]).mean() > 0.9
+    out0 = tmp_path / "o0"
+    assert main([img, "--init", str(other), "--init-offset", "0", "--headless", "-o", str(out0), "-q"]) == 0
+    lab0 = np.array(Image.open(out0 / "s2l1c_refscene2_mres_label.png"))
+    assert (lab0[known] == mask[known] + 1).mean() > 0.9  # as asked: the file's values are the ids
+
+
+def test_own_label_png_with_init_offset_1_is_refused(s2, tmp_path, capsys):
+    # label_tools' own _mres_label.png (0-based) with --init-offset 1 lost its first class to no-data and shifted
+    # the others down (the sample: 'the pre-labels hold one class (class1)', which did not say why).
+    img, mask, _ = s2
+    init = tmp_path / "s2l1c_refscene2_mres_label.png"
+    Image.fromarray(mask).save(init)
+    out = tmp_path / "o"
+    assert main([img, "--init", str(init), "--init-offset", "1", "--headless", "-o", str(out), "-q"]) == 2
+    assert one_error_line(capsys) == (f"label-image: error: --init {str(init)!r}: this is label_tools' label image, "
+                                      "whose ids start at 0 (255 = no-data): leave out --init-offset 1")
+    assert not out.exists()
