@@ -179,9 +179,12 @@ class Model:
         reordered = _reordered_bands(self.band_names, src, n)
         if reordered is not None:
             mine = tuple(getattr(src, "band_names", ()) or ())[:n]
+            shown = _shown_bands(self, src, n)
             raise InputError(f"image {getattr(src, 'path', '<array>')!r} has the model's bands in another order "
                              f"({', '.join(mine)}; the model was fitted on {', '.join(self.band_names)}): give "
-                             f"--feature-bands {','.join(map(str, reordered))} to use them in the model's order")
+                             f"--feature-bands {','.join(map(str, reordered))}"
+                             + (f" --bands {','.join(map(str, shown))}" if shown else "")
+                             + " to use them in the model's order")
 
     def effective_settings(self, stretch: str = "image") -> pipeline.Settings:
         """``settings`` with the per-image choices (``chosen``) applied.
@@ -530,6 +533,29 @@ def _lost_on_grid(src, scribbles, settings, classes):
     return InputError(f"--grid-scale {settings.scale:g}: on the {shape[1]} x {shape[0]} px model grid the strokes of "
                       f"{', '.join(lost)} vanish under other classes' (each grid pixel takes the class scribbled "
                       "most inside it); give a larger --grid-scale (or leave it out for auto)")
+
+
+def _shown_bands(model, src, n: int):
+    """1-based band numbers of ``src`` holding the bands the model was shown (``--bands``, which also
+    feed the CRF's colour kernel) by their names, when ``src`` shows other ones; else None.
+
+    Reordering the feature bands alone leaves the display on the model's band numbers, which in a
+    reordered stack are other bands: the CRF then smooths along other edges."""
+    info = getattr(model, "info", None) or {}
+    names = tuple(model.band_names or ())
+    fb = list(info.get("feature_bands") or range(1, n + 1))
+    db = list(info.get("bands") or fb[:3 if n >= 3 else 1])
+    if len(names) != n or len(fb) != n or any(b not in fb for b in db):
+        return None
+    want = [names[fb.index(b)] for b in db]
+    mine = tuple(getattr(src, "band_names", ()) or ())[:n]
+    numbers = list(getattr(src, "_bands", range(1, n + 1)))[:n]
+    display = tuple(getattr(src, "_display", ()) or ())
+    if any(w not in mine for w in want):
+        return None
+    if all(d < n for d in display) and [mine[d] for d in display] == want:
+        return None  # already shown as the model was
+    return [numbers[mine.index(w)] for w in want]
 
 
 def _reordered_bands(model_names, src, n: int):
