@@ -297,8 +297,8 @@ def _scheduler_states(client, keys):
         return out
 
     try:
-        return client.run_on_scheduler(view, keys=keys)
-    except Exception:  # the scheduler gone too: every unfinished task is started again
+        return client.run_on_scheduler(view, keys=keys, callback_timeout=30)
+    except Exception:  # the scheduler gone too, or too busy to say: every unfinished task is started again
         return None
 
 
