@@ -207,8 +207,15 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
         if isinstance(r, BaseException):
             raise r
 
-    def submit_windows(i, attempt):  # a later attempt takes the grid result that came back
-        return client.submit(windows_task, spec, grid, groups[i], key=f"label_windows-{run_id}-{i}-{attempt}")
+    regrids = {}
+
+    def submit_windows(i, attempt):
+        # a window stage that stalls may be waiting for the grid result on a frozen worker: later attempts
+        # build on the grid computed again (once per attempt number, on whichever worker is free)
+        if attempt not in regrids:
+            regrids[attempt] = submit_grid(0, f"w{attempt}")
+        return client.submit(windows_task, spec, regrids[attempt], groups[i],
+                             key=f"label_windows-{run_id}-{i}-{attempt}")
 
     r.classifier = model.classifier if r.classifier is None else r.classifier
     r.timings["grid"] = time.perf_counter() - t0

@@ -129,6 +129,54 @@ def test_stalled_task_started_again(cluster, caplog):
     assert line[0].endswith("starting 1 of them again"), line
 
 
+def test_window_tasks_survive_a_frozen_worker(cluster, tmp_path, monkeypatch, caplog):
+    """The worker that computed the grid stage freezes (SIGSTOP) once windows come back: its windows stall,
+    are started again on a grid computed again elsewhere, and the labels still equal the in-process ones."""
+    import logging
+    import signal
+    import threading
+
+    from distributed import Client
+
+    from label_tools import blocks
+    from label_tools.classes import load_classes
+    from label_tools.io import open_image
+    from label_tools.model import Model
+
+    path = tiled_geotiff(tmp_path / "scene.tif")
+    src = open_image(path)
+    model = Model.fit(src, brightness_scribbles(src), classes=load_classes(None, None, n_classes=3))
+    model._cache = None
+    ref = model.predict(src)
+    monkeypatch.setattr(blocks, "TASK_PIXELS", 256 * 256)  # many small window tasks
+    monkeypatch.setenv("LABEL_TOOLS_STALL_SECONDS", "5")
+    frozen = []
+
+    def progress(stage, done, total):
+        if not frozen:  # the first windows are back: freeze the worker holding the grid result
+            grid_key = next(k for k in client.who_has() if str(k).startswith("label_grid-"))
+            holder = client.who_has()[grid_key][0]
+            pid = client.run(os.getpid, workers=[holder])[holder]
+            os.kill(pid, signal.SIGSTOP)
+            frozen.append(pid)
+
+    got = {}
+    try:
+        with Client(cluster.address, timeout=10, set_as_default=False) as client:
+            with caplog.at_level(logging.WARNING, logger="label_tools"):
+                # in a thread: a run that hangs fails the test within a bound (and the fixture stops the cluster)
+                t = threading.Thread(target=lambda: got.update(r=blocks.predict_on_cluster(
+                    client, model, open_image(path), progress=progress)), daemon=True)
+                t.start()
+                t.join(180)
+                assert not t.is_alive(), "the window tasks did not end within 180 s of a worker freezing"
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+    assert frozen and np.array_equal(got["r"].labels, ref.labels)
+    assert any("no window task finished in 5 s" in rec.getMessage() for rec in caplog.records), caplog.text
+
+
 # ------------------------------------------------------------------------------------- the command line
 PHOTOS = 3
 
