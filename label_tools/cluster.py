@@ -100,6 +100,7 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
         except Exception as e:
             raise _unreachable(scheduler, e) from None
         try:
+            _prepare_workers(client)
             yield client
         finally:
             client.close()  # disconnect only: the cluster is someone else's
@@ -114,11 +115,24 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
     try:
         client = distributed.Client(cluster, set_as_default=False)
         try:
+            _prepare_workers(client)
             yield client
         finally:
             client.close()
     finally:
         cluster.close()
+
+
+def _prepare_workers(client):
+    """Register :class:`label_tools.worker_setup.Preload` on the cluster: every worker, present or joining
+    later, imports what the tasks need before it runs one (see that module for why)."""
+    from .worker_setup import Preload
+
+    register = getattr(client, "register_plugin", None) or client.register_worker_plugin  # before 2023.9.2
+    try:
+        register(Preload(), name=Preload.name)
+    except Exception as e:  # a worker without label_tools: its tasks say so, one image at a time
+        log.debug("could not prepare the workers: %s: %s", type(e).__name__, e)
 
 
 def _unreachable(address, e):
