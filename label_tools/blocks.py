@@ -179,7 +179,7 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
     pipeline.Result
         Identical to ``model.predict(src)`` in this process (timings aside).
     """
-    from .cluster import first_results
+    from .cluster import first_results, prepare_workers
 
     model.check_source(src)
     fitted_here = model._cache is not None
@@ -193,6 +193,7 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
     spec = SourceSpec.of(src)
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex[:8]
+    prepare_workers(client)
     # the classifier travels inside the grid task and the grid result is a task result the windows depend
     # on: if a worker dies holding it, Dask recomputes it (data scattered from here could not be)
     def submit_grid(_, attempt):

@@ -100,7 +100,6 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
         except Exception as e:
             raise _unreachable(scheduler, e) from None
         try:
-            _prepare_workers(client)
             yield client
         finally:
             client.close()  # disconnect only: the cluster is someone else's
@@ -115,7 +114,6 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
     try:
         client = distributed.Client(cluster, set_as_default=False)
         try:
-            _prepare_workers(client)
             yield client
         finally:
             client.close()
@@ -123,9 +121,11 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
         cluster.close()
 
 
-def _prepare_workers(client):
+def prepare_workers(client):
     """Register :class:`label_tools.worker_setup.Preload` on the cluster: every worker, present or joining
-    later, imports what the tasks need before it runs one (see that module for why)."""
+    later, imports what the tasks need before it runs one (see that module for why). Called before the
+    tasks of :func:`run_jobs` and :func:`label_tools.blocks.predict_on_cluster` are submitted; registering
+    it again replaces it (and costs the workers nothing: the modules are imported)."""
     from .worker_setup import Preload
 
     register = getattr(client, "register_plugin", None) or client.register_worker_plugin  # before 2023.9.2
@@ -390,6 +390,7 @@ def run_jobs(jobs, client, *, on_outcome=None, quiet: bool = False) -> list:
     from .job import FAILED, Outcome
 
     jobs = [absolute(j) for j in jobs]
+    prepare_workers(client)
     n_workers = len(client.scheduler_info().get("workers", {}))
     link = dashboard_link(client)
     log.info("cluster: %s, %d worker%s%s", client.scheduler.address, n_workers, "s" if n_workers != 1 else "",

@@ -89,12 +89,12 @@ def test_window_tasks_equal_in_process(shared_cluster, tmp_path, monkeypatch):
 
 
 def test_workers_import_what_tasks_need_before_the_first_task(cluster):
-    """connect() has every worker import label_tools' task modules and sklearn's forest first: a worker
+    """prepare_workers() has every worker import label_tools' task modules and sklearn's forest: a worker
     unpickling a forest on its event-loop thread while its task thread imported sklearn for a model file
     got a partially initialised sklearn.base, and its scheduler handler died with the ImportError."""
     from distributed import Client
 
-    from label_tools.cluster import connect
+    from label_tools.cluster import prepare_workers
     from label_tools.worker_setup import modules
 
     def loaded():
@@ -105,9 +105,9 @@ def test_workers_import_what_tasks_need_before_the_first_task(cluster):
 
     with Client(cluster.address, timeout=10, set_as_default=False) as c:
         before = c.run(loaded)
-    assert len(before) == 2 and all(v == [] for v in before.values()), before  # fresh workers: nothing yet
-    with connect(scheduler=cluster.address) as client:
-        after = client.run(loaded)
+        assert len(before) == 2 and all(v == [] for v in before.values()), before  # fresh workers: nothing yet
+        prepare_workers(c)  # as run_jobs and predict_on_cluster do before their first task
+        after = c.run(loaded)
     assert len(after) == 2 and all(v == ["label_tools.blocks", "label_tools.job", "label_tools.pipeline",
                                          "sklearn.ensemble"] for v in after.values()), after
     assert "label_tools.annotate" not in modules() and "label_tools.cluster" in modules()
