@@ -263,7 +263,8 @@ def _limit_malloc_arenas(n: int = 2) -> None:
 def main(argv=None) -> int:
     if argv is None:  # the program itself (not a caller's process): before any thread starts
         _limit_malloc_arenas()
-    args = build_parser().parse_args(argv)
+    # intermixed: images may come after options too (`label-image a.jpg -o out b.jpg`), as GNU tools take them
+    args = build_parser().parse_intermixed_args(argv)
     args.image = args.inputs[0] if len(args.inputs) == 1 else None
     logging.basicConfig(level=logging.WARNING if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO),
                         format="label-image: %(message)s", stream=sys.stderr)

@@ -649,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # folders after options too
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="label-export: %(message)s",
                         stream=sys.stderr)
     try:

@@ -1,4 +1,6 @@
 """qa11: README workflows run as a user would, on the shared data; the cases where program and README disagreed."""
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -101,3 +103,43 @@ def test_reordered_stack_hint_gives_the_labels_of_the_model_order(tmp_path, caps
     got = np.array(Image.open(tmp_path / "r" / "rev_mres_label.png"))
     want = np.array(Image.open(tmp_path / "a" / "s2l1c_refscene2_mres_label.png"))
     assert np.array_equal(got, want)
+
+
+@pytest.fixture
+def crops(tmp_path):
+    """Two Sentinel-2 coastal crops (172 x 306) in a folder, and the human scribbles of the first as
+    label_tools reads them (0 = none, k = class k; the shared files hold 0-based ids, 255 = none)."""
+    import shutil
+
+    d = tmp_path / "coast"
+    d.mkdir()
+    for st in ("s2_20171221_rgb03", "s2_20180120_rgb00"):
+        shutil.copy(shared("doodler_sessions", "images", f"{st}.png"), d / f"{st}.png")
+    s = np.array(Image.open(shared("doodler_sessions", "scribbles", "s2_20171221_rgb03.png")))
+    Image.fromarray(np.where(s == 255, 0, s.astype(int) + 1).astype(np.uint8)).save(tmp_path / "scr.png")
+    return d, tmp_path / "scr.png"
+
+
+def test_images_after_options_are_inputs_too(crops, tmp_path, capsys):
+    # `label-image --model m --headless a.png -o out b.png` stopped with 'unrecognized arguments: b.png':
+    # positional INPUTs had to be given in one run. Now they may come anywhere, as GNU tools take them.
+    d, scr = crops
+    a, b = str(d / "s2_20171221_rgb03.png"), str(d / "s2_20180120_rgb00.png")
+    m = tmp_path / "m.skops"
+    assert main([a, "--scribbles", str(scr), "-o", str(tmp_path / "fit"), "--save-model", str(m), "-q"]) == 0
+    out = tmp_path / "o"
+    assert main(["--model", str(m), "--headless", a, "-o", str(out), b, "-q"]) == 0
+    assert {f"{s}_mres_label.png" for s in ("s2_20171221_rgb03", "s2_20180120_rgb00")} <= set(
+        p.name for p in out.iterdir())
+    from label_tools.export import main as export
+
+    oa, ob = tmp_path / "oa", tmp_path / "ob"
+    for img, o in ((a, oa), (b, ob)):
+        assert main(["--model", str(m), "--headless", img, "-o", str(o), "-q"]) == 0
+    ds = tmp_path / "ds"
+    assert export([str(oa), "-o", str(ds), "--tile", "128", str(ob), "-q"]) == 0
+    import json
+
+    sources = json.loads((ds / "dataset.json").read_text())["sources"]
+    assert sorted(os.path.basename(p) for p in sources["train"] + sources["val"]) == [
+        "s2_20171221_rgb03.png", "s2_20180120_rgb00.png"]
