@@ -582,6 +582,20 @@ def _check_display(args):
     raise InputError("no display for the annotation window: pass " + ", or ".join(ways))
 
 
+def _check_collection_display(args):
+    """No display for a collection's walk: --scribbles belongs to one image, so the line names what labels
+    several without a window (a saved model, --headless), or one image at a time."""
+    from .annotate import has_display
+
+    if has_display():
+        return
+    way = ("--headless to apply --model to every image as it is" if args.model is not None else
+           "--model FILE --headless to label them with a saved model (fitted with --save-model on one image "
+           "and its --scribbles)")
+    raise InputError("no display for the annotation window a collection is walked in: pass " + way
+                     + ", or label one image at a time with --scribbles FILE")
+
+
 def run_collection(args) -> int:
     """Several images or a folder in the annotator: walked one after another, the model carried over."""
     from dataclasses import replace
@@ -595,6 +609,7 @@ def run_collection(args) -> int:
     from .writers import output_paths
 
     images = collection.list_images(args.inputs)
+    _check_collection_display(args)
     name = collection.collection_name(args.inputs)
     outdir = args.output or os.path.dirname(images[0])
     check_writable_dir(outdir)

@@ -120,6 +120,32 @@ def crops(tmp_path):
     return d, tmp_path / "scr.png"
 
 
+@pytest.mark.parametrize("with_model", [False, True])
+def test_collection_without_display_names_a_way_that_works(crops, tmp_path, monkeypatch, capsys, with_model):
+    # A folder without a display said 'pass --scribbles FILE to label without a window'; doing so was refused
+    # with '--scribbles belongs to one image'. The line now names --model FILE --headless (or --headless with a
+    # --model), and --scribbles for one image at a time; nothing is written.
+    from label_tools import annotate
+
+    d, scr = crops
+    extra = []
+    if with_model:
+        m = tmp_path / "m.skops"
+        assert main([str(d / "s2_20171221_rgb03.png"), "--scribbles", str(scr), "-o", str(tmp_path / "fit"),
+                     "--save-model", str(m), "-q"]) == 0
+        extra = ["--model", str(m)]
+    capsys.readouterr()
+    monkeypatch.setattr(annotate, "has_display", lambda: False)
+    out = tmp_path / "o"
+    assert main([str(d), "-o", str(out)] + extra) == 2
+    line = one_error_line(capsys)
+    way = "--headless to apply --model to every image as it is" if with_model else "--model FILE --headless"
+    assert line.startswith("label-image: error: no display for the annotation window a collection is walked in: "
+                           "pass " + way), line
+    assert line.endswith("or label one image at a time with --scribbles FILE"), line
+    assert not out.exists()
+
+
 def test_images_after_options_are_inputs_too(crops, tmp_path, capsys):
     # `label-image --model m --headless a.png -o out b.png` stopped with 'unrecognized arguments: b.png':
     # positional INPUTs had to be given in one run. Now they may come anywhere, as GNU tools take them.
