@@ -197,10 +197,14 @@ def where() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid(), "worker": addr}
 
 
-#: Seconds without any task of a run finishing after which the unfinished tasks that have started are
-#: started again under new keys (see :func:`first_results`): at least this long, and at least four times
-#: the longest wait between two finished tasks of the run so far.
+#: Seconds without any task finishing after which stalled tasks are started again under new keys
+#: (see :func:`first_results`): at least this long, and at least four times the longest wait between
+#: two finished tasks so far.
 STALL_SECONDS = 300.0
+
+#: When any task of this process last finished (time.monotonic()): the small images of a batch and
+#: the windows of its large raster share one clock, so windows waiting behind photos are not stalled.
+_last_progress = [time.monotonic()]
 
 
 def stall_seconds() -> float:
@@ -219,10 +223,11 @@ def first_results(client, submit, n: int, *, what: str, first=None, stall: float
     a worker frozen inside a task while its heartbeats go on (a hung network file system), or on a result
     lost with its worker that never comes back to the client. So when no task has finished for a while
     (:func:`stall_seconds`, or four times the longest wait between two finished tasks so far, whichever
-    is longer) each unfinished task that has started (the scheduler's queue is left alone) gets one more
-    attempt under a new key, the first attempt of a task to finish is the one used, and the scheduler's
-    view of the stalled tasks is logged. Tasks must be idempotent (label_tools' are: same inputs, same
-    outputs, written atomically).
+    is longer), the tasks that cannot be progressing get one more attempt under a new key: those running
+    on a worker, or on a worker silent for a while, or in a state that moves no further on its own. Tasks
+    waiting their turn (in the scheduler's queue, or behind a running task on a worker) are left alone.
+    The first attempt of a task to finish is the one used, and the scheduler's view of the stalled tasks
+    is logged. Tasks must be idempotent (label_tools' are: same inputs, same outputs, written atomically).
 
     Parameters
     ----------
@@ -259,19 +264,19 @@ def first_results(client, submit, n: int, *, what: str, first=None, stall: float
     while left:
         limit = max(stall, 4 * longest)
         try:
-            fut = done.get(timeout=max(0.05, last + limit - time.monotonic()))
+            fut = done.get(timeout=max(0.05, max(last, _last_progress[0]) + limit - time.monotonic()))
         except queue.Empty:
+            if time.monotonic() - _last_progress[0] < limit:  # another part of the run made progress
+                continue
             waiting = {f.key: i for f, i in task_of.items() if i in left}
-            states = _scheduler_states(client, list(waiting))
-            # tasks still in the scheduler's queue are only waiting their turn: not started again
-            queued = {i for k, i in waiting.items() if states is not None and states.get(k, ("",))[0] in _QUEUED}
-            again = sorted(set(waiting.values()) - queued)
-            log.warning("cluster: no %s task finished in %.0f s (%s); starting %d of them again",
+            states = _scheduler_states(client, list(waiting), silent=min(limit, 30.0))
+            again = sorted({i for k, i in waiting.items() if _stuck(states, k)})
+            log.warning("cluster: no %s task finished in %.0f s (%s); starting %d again under new keys",
                         what, limit, _describe(states), len(again))
             for i in again:
                 tries[i] += 1
                 add(i, submit(i, tries[i]))
-            last = time.monotonic()
+            last = _last_progress[0] = time.monotonic()
             continue
         i = task_of.pop(fut, None)
         if i is None or i not in left:  # a slower attempt of a task already done
@@ -288,6 +293,7 @@ def first_results(client, submit, n: int, *, what: str, first=None, stall: float
             value = e
         now = time.monotonic()
         longest, last = max(longest, now - last), now
+        _last_progress[0] = now
         left.discard(i)
         for f in [f for f, j in task_of.items() if j == i]:
             # released, not cancelled: cancelling a grid attempt would cancel the window tasks built on it
@@ -296,22 +302,40 @@ def first_results(client, submit, n: int, *, what: str, first=None, stall: float
         yield i, value, fut
 
 
-#: Scheduler states of a task that has not started yet (it waits for a free worker or its inputs).
-_QUEUED = ("queued", "waiting", "no-worker")
+def _stuck(states, key) -> bool:
+    """Whether the task ``key`` cannot be progressing, from :func:`_scheduler_states` (None: no answer)."""
+    if states is None or key not in states:  # no scheduler, or it forgot the task: nothing will come
+        return True
+    state, _, doing = states[key]
+    if state in ("queued", "waiting", "no-worker"):  # waits for a free worker or for its inputs
+        return False
+    if state == "processing":
+        return doing in ("running", "silent worker")  # else: behind a running task on its worker
+    return True  # in memory, released or erred, yet never reported to this client
 
 
-def _scheduler_states(client, keys):
-    """The scheduler's ``{key: (state, worker address or "")}`` for ``keys``, or None if it does not answer."""
-    def view(dask_scheduler, keys):
+def _scheduler_states(client, keys, silent: float = 30.0):
+    """The scheduler's ``{key: (state, worker address or "", "running" | "silent worker" | "")}`` for
+    ``keys``, or None if it does not answer; "silent worker": no heartbeat for ``silent`` s."""
+    def view(dask_scheduler, keys, silent):
+        from distributed.metrics import time as now
+
         out = {}
         for k in keys:
             ts = dask_scheduler.tasks.get(k)
-            if ts is not None:
-                out[k] = (ts.state, ts.processing_on.address if ts.processing_on is not None else "")
+            if ts is None:
+                continue
+            ws = ts.processing_on
+            if ws is None:
+                out[k] = (ts.state, "", "")
+            else:
+                doing = ("silent worker" if now() - ws.last_seen > silent else
+                         "running" if ts in ws.executing else "")
+                out[k] = (ts.state, ws.address, doing)
         return out
 
     try:
-        return client.run_on_scheduler(view, keys=keys, callback_timeout=30)
+        return client.run_on_scheduler(view, keys=keys, silent=silent, callback_timeout=30)
     except Exception:  # the scheduler gone too, or too busy to say: every unfinished task is started again
         return None
 
@@ -321,8 +345,8 @@ def _describe(states) -> str:
     if states is None:
         return "the scheduler did not answer"
     counts = {}
-    for state, where in states.values():
-        label = f"{state} on {where}" if where else state
+    for state, where, doing in states.values():
+        label = state + (f" on {where}" if where else "") + (f" ({doing})" if doing else "")
         counts[label] = counts.get(label, 0) + 1
     return "scheduler: " + (", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "none of them known")
 

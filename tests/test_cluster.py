@@ -113,6 +113,23 @@ def test_workers_import_what_tasks_need_before_the_first_task(cluster):
     assert "label_tools.annotate" not in modules() and "label_tools.cluster" in modules()
 
 
+def test_which_stalled_tasks_start_again():
+    """Started again: a task running, on a silent worker, or in a state that moves no further on its own
+    (or with no answer from the scheduler); left alone: tasks waiting their turn."""
+    from label_tools.cluster import _describe, _stuck
+
+    w = "tcp://10.0.0.5:40000"
+    states = {"run": ("processing", w, "running"), "silent": ("processing", w, "silent worker"),
+              "behind": ("processing", w, ""), "queued": ("queued", "", ""), "inputs": ("waiting", "", ""),
+              "noworker": ("no-worker", "", ""), "unreported": ("memory", "", ""), "erred": ("erred", "", "")}
+    assert {k for k in [*states, "forgotten"] if _stuck(states, k)} == {"run", "silent", "unreported", "erred",
+                                                                           "forgotten"}
+    assert _stuck(None, "behind")
+    assert _describe({"a": ("processing", w, "running"), "b": ("processing", w, "running"), "c": ("queued", "", "")}) \
+        == f"scheduler: 2 processing on {w} (running), 1 queued"
+    assert _describe(None) == "the scheduler did not answer"
+
+
 def test_stalled_task_started_again(cluster, caplog):
     """A task that makes no progress (a worker frozen inside it) is started again once nothing has finished
     for the stall time; the first attempt to finish is used, a task's own error is its value, and the
@@ -151,7 +168,7 @@ def test_stalled_task_started_again(cluster, caplog):
     assert sorted(submitted) == [(0, 0), (1, 0), (1, 1), (2, 0)]  # only the stalled task again
     line = [r.getMessage() for r in caplog.records if "no test task finished" in r.getMessage()]
     assert len(line) == 1 and "in 3 s (scheduler: 1 processing on tcp://127.0.0.1:" in line[0], line
-    assert line[0].endswith("starting 1 of them again"), line
+    assert line[0].endswith("(running)); starting 1 again under new keys"), line
 
 
 def test_window_tasks_survive_a_frozen_worker(cluster, tmp_path, monkeypatch, caplog):
