@@ -200,13 +200,19 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
         return client.submit(grid_task, spec, model.classifier, model.n_classes, settings, model.samples(),
                              key=f"label_grid-{run_id}" + (f"-{attempt}" if attempt else ""))
 
-    grid = submit_grid(0, 0)
+    grid0 = submit_grid(0, 0)
     groups = task_groups(src.shape)
-    futures = [client.submit(windows_task, spec, grid, g, key=f"label_windows-{run_id}-{i}")
+    futures = [client.submit(windows_task, spec, grid0, g, key=f"label_windows-{run_id}-{i}")
                for i, g in enumerate(groups)]
-    for _, r, grid in first_results(client, submit_grid, 1, what="grid", first=[grid]):
+    for _, r, grid in first_results(client, submit_grid, 1, what="grid", first=[grid0]):
         if isinstance(r, BaseException):
             raise r
+    if grid is not grid0:  # the grid stage was started again: the windows built on the stalled one would wait
+        for f in futures:
+            f.release()
+        futures = [client.submit(windows_task, spec, grid, g, key=f"label_windows-{run_id}-{i}-g")
+                   for i, g in enumerate(groups)]
+    del grid0
 
     regrids = {}
 

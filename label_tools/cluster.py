@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -121,18 +122,39 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
         cluster.close()
 
 
-def prepare_workers(client):
+#: Seconds :func:`prepare_workers` waits for the workers' answer before the run goes on without it.
+PREPARE_TIMEOUT = 30.0
+
+_prepared: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def prepare_workers(client, timeout: float = PREPARE_TIMEOUT):
     """Register :class:`label_tools.worker_setup.Preload` on the cluster: every worker, present or joining
-    later, imports what the tasks need before it runs one (see that module for why). Called before the
-    tasks of :func:`run_jobs` and :func:`label_tools.blocks.predict_on_cluster` are submitted; registering
-    it again replaces it (and costs the workers nothing: the modules are imported)."""
+    later, imports what the tasks need before it runs one (see that module for why).
+
+    Called before the tasks of :func:`run_jobs` and :func:`label_tools.blocks.predict_on_cluster` are
+    submitted, once per client. The scheduler waits for every worker's answer; a frozen worker never
+    gives one, so the answer is waited for ``timeout`` s at most (the plugin is registered with the
+    scheduler either way, and the stall watchdog of :func:`first_results` deals with the frozen worker).
+    """
+    if client in _prepared:
+        return
+    _prepared.add(client)
     from .worker_setup import Preload
 
     register = getattr(client, "register_plugin", None) or client.register_worker_plugin  # before 2023.9.2
-    try:
-        register(Preload(), name=Preload.name)
-    except Exception as e:  # a worker without label_tools: its tasks say so, one image at a time
-        log.debug("could not prepare the workers: %s: %s", type(e).__name__, e)
+
+    def run():
+        try:
+            register(Preload(), name=Preload.name)
+        except Exception as e:  # a worker without label_tools: its tasks say so, one image at a time
+            log.debug("could not prepare the workers: %s: %s", type(e).__name__, e)
+
+    t = threading.Thread(target=run, name="label_tools-prepare-workers", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        log.warning("cluster: not every worker answered within %.0f s (frozen or overloaded?); going on", timeout)
 
 
 def _unreachable(address, e):
@@ -308,30 +330,36 @@ def _stuck(states, key) -> bool:
         return True
     state, _, doing = states[key]
     if state in ("queued", "waiting", "no-worker"):  # waits for a free worker or for its inputs
-        return False
+        return doing == "inputs stalled"
     if state == "processing":
         return doing in ("running", "silent worker")  # else: behind a running task on its worker
     return True  # in memory, released or erred, yet never reported to this client
 
 
 def _scheduler_states(client, keys, silent: float = 30.0):
-    """The scheduler's ``{key: (state, worker address or "", "running" | "silent worker" | "")}`` for
-    ``keys``, or None if it does not answer; "silent worker": no heartbeat for ``silent`` s."""
-    def view(dask_scheduler, keys, silent):
+    """The scheduler's ``{key: (state, worker address or "", "running" | "silent worker" | "inputs stalled" |
+    "")}`` for ``keys``, or None if it does not answer. "silent worker": no heartbeat for ``silent`` s;
+    "inputs stalled": waiting for a task running or on a silent worker."""
+    def view(dask_scheduler, keys, silent):  # runs on the scheduler
         from distributed.metrics import time as now
+
+        def doing(ts):
+            ws = ts.processing_on
+            if ws is None:
+                return ""
+            return "silent worker" if now() - ws.last_seen > silent else "running" if ts in ws.executing else ""
 
         out = {}
         for k in keys:
             ts = dask_scheduler.tasks.get(k)
             if ts is None:
                 continue
-            ws = ts.processing_on
-            if ws is None:
-                out[k] = (ts.state, "", "")
+            if ts.processing_on is not None:
+                out[k] = (ts.state, ts.processing_on.address, doing(ts))
+            elif ts.state == "waiting" and any(doing(d) for d in ts.dependencies):
+                out[k] = (ts.state, "", "inputs stalled")
             else:
-                doing = ("silent worker" if now() - ws.last_seen > silent else
-                         "running" if ts in ws.executing else "")
-                out[k] = (ts.state, ws.address, doing)
+                out[k] = (ts.state, "", "")
         return out
 
     try:

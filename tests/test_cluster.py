@@ -113,6 +113,31 @@ def test_workers_import_what_tasks_need_before_the_first_task(cluster):
     assert "label_tools.annotate" not in modules() and "label_tools.cluster" in modules()
 
 
+def test_prepare_workers_does_not_wait_for_a_frozen_worker(cluster, caplog):
+    """The scheduler waits for every worker's answer to a plugin; a frozen worker (SIGSTOP) never gives one:
+    prepare_workers goes on after its timeout with a warning (a run started just as a worker froze hung
+    there for ever)."""
+    import logging
+    import signal
+    import time
+
+    from distributed import Client
+
+    from label_tools.cluster import prepare_workers
+
+    os.kill(cluster.workers[0].pid, signal.SIGSTOP)
+    try:
+        with Client(cluster.address, timeout=10, set_as_default=False) as c:
+            t0 = time.monotonic()
+            with caplog.at_level(logging.WARNING, logger="label_tools"):
+                prepare_workers(c, timeout=3)
+            took = time.monotonic() - t0
+    finally:
+        os.kill(cluster.workers[0].pid, signal.SIGCONT)
+    assert 3 <= took < 10, took
+    assert "not every worker answered within 3 s" in caplog.text
+
+
 def test_which_stalled_tasks_start_again():
     """Started again: a task running, on a silent worker, or in a state that moves no further on its own
     (or with no answer from the scheduler); left alone: tasks waiting their turn."""
@@ -121,9 +146,10 @@ def test_which_stalled_tasks_start_again():
     w = "tcp://10.0.0.5:40000"
     states = {"run": ("processing", w, "running"), "silent": ("processing", w, "silent worker"),
               "behind": ("processing", w, ""), "queued": ("queued", "", ""), "inputs": ("waiting", "", ""),
-              "noworker": ("no-worker", "", ""), "unreported": ("memory", "", ""), "erred": ("erred", "", "")}
+              "noworker": ("no-worker", "", ""), "unreported": ("memory", "", ""), "erred": ("erred", "", ""),
+              "blocked": ("waiting", "", "inputs stalled")}
     assert {k for k in [*states, "forgotten"] if _stuck(states, k)} == {"run", "silent", "unreported", "erred",
-                                                                           "forgotten"}
+                                                                           "blocked", "forgotten"}
     assert _stuck(None, "behind")
     assert _describe({"a": ("processing", w, "running"), "b": ("processing", w, "running"), "c": ("queued", "", "")}) \
         == f"scheduler: 2 processing on {w} (running), 1 queued"
