@@ -1,6 +1,8 @@
 """Class names and display colours: labels file + colours file -> :class:`Classes`."""
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,10 +43,34 @@ class Classes:
         return ["#%02x%02x%02x" % tuple(int(v) for v in c) for c in self.colors]
 
 
+#: Text of labels/colours files that can be read only once (a pipe, as ``--labels <(printf ...)`` gives),
+#: by path and pipe: the run reads such a file in several places (option checks, the job), and a second
+#: read of a drained pipe would find it empty.
+_READ_ONCE: dict = {}
+
+
+def read_text(path: str) -> str:
+    """The text of a labels or colours file (UTF-8, a BOM dropped); a pipe or other file that is not a
+    regular file is read once and its text kept for the next call with the same path and pipe.
+
+    Raises ``OSError`` / ``UnicodeDecodeError`` as ``open`` and ``read`` do."""
+    try:
+        st = os.stat(path)
+        key = None if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) else (path, st.st_dev, st.st_ino)
+    except OSError:
+        key = None  # open() below says what is wrong
+    if key in _READ_ONCE:
+        return _READ_ONCE[key]
+    with open(path, encoding="utf-8-sig") as f:
+        text = f.read()
+    if key is not None:
+        _READ_ONCE[key] = text
+    return text
+
+
 def _read_lines(path: str, what: str) -> list:
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            lines = [ln.strip() for ln in f]
+        lines = [ln.strip() for ln in read_text(path).splitlines()]
     except FileNotFoundError:
         raise InputError(f"{what} file {path!r} does not exist") from None
     except IsADirectoryError:

@@ -355,9 +355,10 @@ def _check_labels_not_colours(path):
 
     if path is None:
         return
+    from .classes import read_text  # a pipe is read once, and its text kept for the labels reader
+
     try:
-        with open(path, encoding="utf-8-sig") as f:
-            lines = [ln.strip() for ln in f.read(1 << 16).splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in read_text(path)[:1 << 16].splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError):
         return  # the labels reader says what is wrong with it
     if lines and all(re.fullmatch(r"#[0-9a-fA-F]{6}", ln) for ln in lines):
