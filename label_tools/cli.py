@@ -490,6 +490,11 @@ def _run_headless(args, several: bool) -> int:
     jobs = [_job(args, im, args.output or os.path.dirname(os.path.abspath(im)), skip_existing=True)
             for im in images]
     check_stems(jobs)  # before anything runs
+    if args.model is not None and args.labels is not None:  # the same for every image: checked once, here
+        from .classes import load_classes
+        from .job import load_model_cached
+
+        load_model_cached(args.model).check_classes(load_classes(args.labels, args.colors, n_classes=None))
     for d in sorted({j.outdir for j in jobs}):
         check_writable_dir(d)
     if args.save_model is not None:  # a single scribble run: its model is checked before any work
@@ -502,7 +507,7 @@ def _run_headless(args, several: bool) -> int:
     if args.scheduler is not None or args.workers is not None:
         for d in sorted({j.outdir for j in jobs}):
             os.makedirs(d, exist_ok=True)
-        return _run_cluster(args, jobs, several, t0)
+        return _run_cluster(args, _without_class_files(jobs), several, t0)
     if not several:  # one image: a bad input is exit 2, as a plain run (its folder is made when it writes)
         from .job import run_job
 
@@ -519,6 +524,23 @@ def _run_headless(args, several: bool) -> int:
     failed = any(o.status == "failed" for o in outcomes)
     (log.warning if failed else log.info)("%s", line)
     return 1 if failed else 0
+
+
+def _without_class_files(jobs) -> list:
+    """Cluster jobs without the --labels/--colors files, which a worker may not be able to read (a pipe
+    read here already, a file on this machine only): with a model the classes are the model's, and
+    the names given were checked against them above; the report still names the files."""
+    from dataclasses import replace
+
+    out = []
+    for j in jobs:
+        if j.model is None or (j.labels is None and j.colors is None):
+            out.append(j)
+            continue
+        report = dict(j.report or {})
+        report.update({k: os.path.abspath(p) for k, p in (("labels", j.labels), ("colors", j.colors)) if p})
+        out.append(replace(j, labels=None, colors=None, report=report))
+    return out
 
 
 def _check_cluster_probs(jobs, option: str):

@@ -49,3 +49,47 @@ def test_labels_and_colours_from_a_pipe_are_read_once(photo, tmp_path, capsys):
     m = loadmat(tmp_path / "o" / "photo_mres.mat")
     assert [str(np.ravel(x)[0]) for x in np.ravel(m["labels"])] == ["water", "sand", "grass"]
     np.testing.assert_array_equal(m["colors"], [[0, 0, 128], [224, 192, 128], [44, 160, 44]])
+
+
+def test_labels_from_a_pipe_with_a_model_on_a_cluster(photo, tmp_path, capsys):
+    # --model M --headless --workers N --labels <(...): each worker opened '/dev/fd/63' itself, a pipe of the
+    # client's process it does not have: every image failed with "labels file '/dev/fd/63' does not exist".
+    # The names are checked against the model once, in this process; the workers use the model's classes.
+    img, scr, _ = photo
+    (tmp_path / "classes.txt").write_text("water\nsand\ngrass\n")
+    assert main([str(img), "--scribbles", str(scr), "--labels", str(tmp_path / "classes.txt"), "-o",
+                 str(tmp_path / "fit"), "--save-model", str(tmp_path / "m.skops"), "-q"]) == 0
+    (tmp_path / "batch").mkdir()
+    for name in ("b.png", "c.png"):
+        (tmp_path / "batch" / name).write_bytes(img.read_bytes())
+    labels = _pipe("water\nsand\ngrass\n")
+    try:
+        assert main(["--model", str(tmp_path / "m.skops"), "--headless", str(tmp_path / "batch"), "--labels", labels,
+                     "-o", str(tmp_path / "o"), "--workers", "1", "-q"]) == 0, capsys.readouterr().err
+    finally:
+        os.close(int(labels.rsplit("/", 1)[1]))
+    assert main(["--model", str(tmp_path / "m.skops"), "--headless", str(tmp_path / "batch" / "b.png"),
+                 "-o", str(tmp_path / "here"), "-q"]) == 0  # the same model, in this process
+    here = np.array(Image.open(tmp_path / "here" / "b_mres_label.png"))
+    for stem in ("b", "c"):
+        np.testing.assert_array_equal(np.array(Image.open(tmp_path / "o" / f"{stem}_mres_label.png")), here)
+        assert f"  labels: {labels}\n" in (tmp_path / "o" / f"{stem}_report.txt").read_text()
+
+
+def test_batch_labels_other_than_the_models_refused_before_any_image(photo, tmp_path, capsys):
+    # a --labels naming the model's classes in another order failed every image of the batch, one by one, each
+    # after its image was read (exit 1); it is the same for all of them: one line, exit 2, nothing written
+    img, scr, _ = photo
+    (tmp_path / "classes.txt").write_text("water\nsand\ngrass\n")
+    (tmp_path / "swapped.txt").write_text("sand\nwater\ngrass\n")
+    assert main([str(img), "--scribbles", str(scr), "--labels", str(tmp_path / "classes.txt"), "-o",
+                 str(tmp_path / "fit"), "--save-model", str(tmp_path / "m.skops"), "-q"]) == 0
+    (tmp_path / "batch").mkdir()
+    for name in ("b.png", "c.png"):
+        (tmp_path / "batch" / name).write_bytes(img.read_bytes())
+    assert main(["--model", str(tmp_path / "m.skops"), "--headless", str(tmp_path / "batch"), "--labels",
+                 str(tmp_path / "swapped.txt"), "-o", str(tmp_path / "o"), "-q"]) == 2
+    assert one_error_line(capsys) == (
+        "label-image: error: the model's classes are water, sand, grass (3) but the labels given are sand, water, "
+        "grass (3); give the model's labels file, in the same order, or leave out --labels")
+    assert not (tmp_path / "o").exists()
