@@ -601,15 +601,18 @@ def _prelabels(job, src, model):
     if job.init is None:
         return None, 0, None
     from .classes import load_classes
-    from .prelabels import own_classes, read_prelabels
+    from .prelabels import check_own_classes, own_classes, read_prelabels
 
+    own = own_classes(job.init)  # its ids are read the same with --init-offset 1 (0 = no-data there too)
     if model is None and job.labels is None and job.colors is None:
-        own = own_classes(job.init)  # its ids are read the same with --init-offset 1 (0 = no-data there too)
         pre = read_prelabels(job.init, src.shape, None if own is None else len(own), offset=job.init_offset,
                              georef=src.georef, orientation=src.orientation, pages=getattr(src, "pages", 1))
         known = pre[pre != 255]
         return pre, (len(own) if own is not None else int(known.max()) + 1 if known.size else 0), own
     classes = model.classes if model is not None else load_classes(job.labels, job.colors, n_classes=None)
+    if model is not None or job.labels is not None:  # (--colors alone names no classes)
+        check_own_classes(job.init, own, classes.names, given=f"the model (--model {job.model or '<model>'!r})"
+                          if model is not None else f"--labels {job.labels!r}")
     colors = classes.colors if (job.colors or model is not None) else None
     colors_from = "--colors" if job.colors else f"the model (--model {job.model or '<model>'!r})"
     return (read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors,

@@ -336,6 +336,31 @@ def own_classes(path: str):
     return Classes(tuple(names), colors)
 
 
+def check_own_classes(path: str, own, names, *, given: str):
+    """Refuse class names that do not begin with the classes label_tools' own ``_mres_geo.tif`` was
+    written with (``own``, from :func:`own_classes`): its ids mean those classes, in that order, and
+    read with other names each pixel would silently change class (or, with fewer, an id would have none).
+
+    Parameters
+    ----------
+    path : str
+        The ``--init`` file.
+    own : label_tools.classes.Classes or None
+        Its classes (None: not label_tools' own file; nothing to check).
+    names : sequence of str
+        The class names of the run; new classes may follow the file's.
+    given : str
+        Where ``names`` come from, for the message (``"--labels 'two.txt'"``, ``"the model (--model 'm')"``).
+    """
+    if own is None or tuple(names[:len(own)]) == tuple(own.names):
+        return
+    fix = ("give pre-labels written with the model's classes, or leave out --model" if given.startswith("the model")
+           else "pass --labels with the file's classes in that order (new classes after them), or leave out "
+                "--labels to use them")
+    raise InputError(f"--init {path!r} was written with the classes {', '.join(own.names)} (ids 0..{len(own) - 1}) "
+                     f"but {given} names {', '.join(names)}: {fix}")
+
+
 def _from_colors(rgb, colors, path, *, colors_from="--colors", hint=""):
     flat = rgb.reshape(-1, 3).astype(np.int32)
     out = np.full(len(flat), UNKNOWN, np.uint8)

@@ -93,3 +93,80 @@ def test_batch_labels_other_than_the_models_refused_before_any_image(photo, tmp_
         "label-image: error: the model's classes are water, sand, grass (3) but the labels given are sand, water, "
         "grass (3); give the model's labels file, in the same order, or leave out --labels")
     assert not (tmp_path / "o").exists()
+
+
+def _own_geotiff(path, shape, names):
+    """label_tools' own ``_mres_geo.tif`` of a ``shape`` image with classes ``names`` (every id present)."""
+    from affine import Affine
+
+    from label_tools.classes import Classes, default_colors
+    from label_tools.io import Georef
+    from label_tools.writers import write_geotiff
+
+    h, w = shape
+    prof = dict(driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs="EPSG:32618",
+                transform=Affine(10.0, 0.0, 500000.0, 0.0, -10.0, 6000000.0))
+    ids = (np.arange(h * w).reshape(h, w) % len(names)).astype(np.uint8)
+    write_geotiff(str(path), ids, Georef(prof, None, prof["transform"]), Classes(tuple(names),
+                                                                                  default_colors(len(names))))
+    return prof
+
+
+@pytest.mark.parametrize("given", [["sea", "ground"], ["land", "surf", "water"], ["a", "b", "c", "d"]])
+def test_own_geotiff_init_with_other_labels_names_its_classes(tmp_path, capsys, given):
+    # --init of label_tools' own _mres_geo.tif (classes water, surf, land) with another --labels: two names said
+    # "holds class id 2 but there are only 2 classes" without the file's classes; the same names in another
+    # order, or other names, were taken silently (every water pixel pre-labelled 'land').
+    import rasterio
+
+    img, _ = make_scene(40, 52)
+    prof = _own_geotiff(tmp_path / "a_mres_geo.tif", (40, 52), ["water", "surf", "land"])
+    with rasterio.open(tmp_path / "a.tif", "w", **{**prof, "count": 3}) as d:
+        d.write(np.moveaxis(img, -1, 0))
+    (tmp_path / "given.txt").write_text("\n".join(given) + "\n")
+    out = tmp_path / "o"
+    assert main([str(tmp_path / "a.tif"), "--init", str(tmp_path / "a_mres_geo.tif"), "--labels",
+                 str(tmp_path / "given.txt"), "--headless", "-o", str(out), "-q"]) == 2
+    assert one_error_line(capsys) == (
+        f"label-image: error: --init {str(tmp_path / 'a_mres_geo.tif')!r} was written with the classes water, surf, "
+        f"land (ids 0..2) but --labels {str(tmp_path / 'given.txt')!r} names {', '.join(given)}: pass --labels "
+        "with the file's classes in that order (new classes after them), or leave out --labels to use them")
+    assert not out.exists()
+
+
+def test_own_geotiff_init_with_its_classes_and_a_new_one(tmp_path, capsys):
+    # the file's classes followed by a new one (a class added while correcting) are its classes: accepted
+    import rasterio
+
+    img, _ = make_scene(40, 52)
+    prof = _own_geotiff(tmp_path / "a_mres_geo.tif", (40, 52), ["water", "surf", "land"])
+    with rasterio.open(tmp_path / "a.tif", "w", **{**prof, "count": 3}) as d:
+        d.write(np.moveaxis(img, -1, 0))
+    (tmp_path / "plus.txt").write_text("water\nsurf\nland\nroad\n")
+    assert main([str(tmp_path / "a.tif"), "--init", str(tmp_path / "a_mres_geo.tif"), "--labels",
+                 str(tmp_path / "plus.txt"), "--headless", "-o", str(tmp_path / "o"), "-q"]) == 0, \
+        capsys.readouterr().err
+    with rasterio.open(tmp_path / "o" / "a_mres_geo.tif") as d:
+        assert [d.tags(1)[f"CLASS_{i}"] for i in range(1, 5)] == ["water", "surf", "land", "road"]
+
+
+def test_own_geotiff_init_with_a_model_of_other_classes(tmp_path, capsys):
+    # a --model of other classes read the file's ids as its own classes, silently
+    import rasterio
+
+    img, mask = make_scene(40, 52)
+    prof = _own_geotiff(tmp_path / "a_mres_geo.tif", (40, 52), ["water", "surf", "land"])
+    with rasterio.open(tmp_path / "a.tif", "w", **{**prof, "count": 3}) as d:
+        d.write(np.moveaxis(img, -1, 0))
+    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
+    (tmp_path / "other.txt").write_text("land\nsurf\nwater\n")
+    assert main([str(tmp_path / "a.tif"), "--scribbles", str(tmp_path / "scr.png"), "--labels",
+                 str(tmp_path / "other.txt"), "-o", str(tmp_path / "fit"), "--save-model", str(tmp_path / "m.skops"),
+                 "-q"]) == 0
+    assert main([str(tmp_path / "a.tif"), "--init", str(tmp_path / "a_mres_geo.tif"), "--model",
+                 str(tmp_path / "m.skops"), "--headless", "-o", str(tmp_path / "o"), "-q"]) == 2
+    assert one_error_line(capsys) == (
+        f"label-image: error: --init {str(tmp_path / 'a_mres_geo.tif')!r} was written with the classes water, surf, "
+        f"land (ids 0..2) but the model (--model {str(tmp_path / 'm.skops')!r}) names land, surf, water: give "
+        "pre-labels written with the model's classes, or leave out --model")
+    assert not (tmp_path / "o").exists()
