@@ -293,6 +293,9 @@ def main(argv=None) -> int:
         msg = f"label-image: stopped by {signal.Signals(signum).name}; " + (
             "the new outputs were complete and are in place" if getattr(e, "committed", False)
             else "no output was left half-written")
+        if getattr(e, "model_not_saved", None):
+            msg += (f", the model was not saved to {e.model_not_saved!r}: run again with --overwrite to save it "
+                    "(the labels come out the same)")
         if args.scribbles is None and args.image is not None and not args.headless:  # the annotator was open
             msg += "; scribbles drawn so far are kept in the scribble file"
         sys.stderr.write(msg + "\n")

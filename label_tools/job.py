@@ -570,6 +570,9 @@ def _write(c: _Computed):
             raise OutputError(f"{e}; the outputs ({stem(job.image)}_...) were written in {job.outdir!r}, the model "
                               "was not: free some space (or choose another --save-model) and run again with "
                               "--overwrite") from None
+        except KeyboardInterrupt as e:  # stopped while saving (its file is left as it was): the outputs are new
+            e.committed, e.model_not_saved = True, job.save_model
+            raise
     close = getattr(src, "close", None)
     if close:
         close()

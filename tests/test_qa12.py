@@ -170,3 +170,31 @@ def test_own_geotiff_init_with_a_model_of_other_classes(tmp_path, capsys):
         f"land (ids 0..2) but the model (--model {str(tmp_path / 'm.skops')!r}) names land, surf, water: give "
         "pre-labels written with the model's classes, or leave out --model")
     assert not (tmp_path / "o").exists()
+
+
+def test_stopped_while_saving_the_model_says_the_outputs_are_new(photo, tmp_path, capsys, monkeypatch):
+    # SIGTERM after the outputs were in place, while --save-model was being written: "no output was left
+    # half-written", though the outputs were the new ones and the model was not saved (a rerun is then refused
+    # for the outputs unless --overwrite). The line now says both.
+    import signal
+
+    from label_tools.files import Interrupted
+    from label_tools.model import Model
+
+    img, scr, _ = photo
+    (tmp_path / "m.skops").write_bytes(b"the earlier model")
+
+    def stopped(self, path):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(Model, "save", stopped)
+    out = tmp_path / "o"
+    rc = main([str(img), "--scribbles", str(scr), "-o", str(out), "--save-model", str(tmp_path / "m.skops"),
+               "--overwrite", "-q"])
+    assert rc == 128 + signal.SIGTERM
+    assert one_error_line(capsys) == (
+        "label-image: stopped by SIGTERM; the new outputs were complete and are in place, the model was not saved "
+        f"to {str(tmp_path / 'm.skops')!r}: run again with --overwrite to save it (the labels come out the same)")
+    assert sorted(p.name for p in out.iterdir()) == ["photo_mres.mat", "photo_mres.png", "photo_mres_label.png",
+                                                     "photo_report.txt"]
+    assert (tmp_path / "m.skops").read_bytes() == b"the earlier model"
