@@ -17,8 +17,7 @@ def atomic_path(path: str):
     """
     d, base = os.path.split(os.path.abspath(path))
     ext = os.path.splitext(base)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=f".part{ext}", dir=d)
-    os.close(fd)
+    tmp = owned_temp(d, base, suffix=f".part{ext}")
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
@@ -27,6 +26,67 @@ def atomic_path(path: str):
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+
+
+#: Temporary files and folders a run makes beside its outputs are named ``<TEMP_PREFIX><pid>@<host>+<name>``:
+#: after a kill -9 the next run on that machine removes them (:func:`remove_orphans`); a run on another
+#: machine sharing the folder (a cluster's workers on NFS) leaves them alone, as it cannot tell whether
+#: their process still runs.
+TEMP_PREFIX = ".label_tools-tmp-"
+
+
+def _me() -> tuple:
+    import socket
+
+    return os.getpid(), socket.gethostname()
+
+
+def owned_temp(directory: str, name: str, *, suffix: str = "") -> str:
+    """Create an empty temporary file in ``directory`` named for this process and ``name``; its path."""
+    pid, host = _me()  # the name only says what it is for: shortened, so a long one stays below 255 bytes
+    fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{pid}@{host}+{name[:80]}.", suffix=suffix, dir=directory)
+    os.close(fd)
+    return tmp
+
+
+def _temp_owner(name: str):
+    """(pid, host) of a :func:`owned_temp` name, or None for any other name."""
+    if not name.startswith(TEMP_PREFIX):
+        return None
+    owner = name[len(TEMP_PREFIX):].partition("+")[0]
+    pid, _, host = owner.partition("@")
+    return (int(pid), host) if pid.isdigit() and host else None
+
+
+def _gone(pid: int, host: str) -> bool:
+    """Whether process ``pid`` of machine ``host`` has ended, as far as this machine can tell (another
+    machine's process: not known, so not gone)."""
+    me_pid, me_host = _me()
+    return host == me_host and pid != me_pid and not _pid_alive(pid)
+
+
+def remove_orphans(directory: str) -> list:
+    """Remove the temporary files and folders (:func:`owned_temp`) that ended processes of this machine left
+    in ``directory`` (a kill -9 midway); returns their paths."""
+    import shutil
+
+    done = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return done
+    for name in names:
+        owner = _temp_owner(name)
+        if owner is None or not _gone(*owner):
+            continue
+        p = os.path.join(directory, name)
+        if os.path.isdir(p) and not os.path.islink(p):
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.remove(p)
+        done.append(p)
+    return done
 
 
 def write_png(path: str, a, params=()):
@@ -171,6 +231,7 @@ def results_of_other_image(paths, image: str) -> str | None:
 STAGING_PREFIX = ".label_tools-staging-"
 LOCK_SUFFIX = ".label_tools.lock"
 _COMMIT_MARK = ".complete"
+_OWNER = ".owner"  # in a staging folder: "<pid> <host>" of the run that made it
 LOCK_WAIT_SECONDS = 60.0
 
 
@@ -276,7 +337,7 @@ def recover_output_dir(outdir: str) -> list:
     """
     import shutil
 
-    done = []
+    done = remove_orphans(outdir)
     try:
         names = os.listdir(outdir)
     except OSError:
@@ -285,16 +346,18 @@ def recover_output_dir(outdir: str) -> list:
         if not name.startswith(STAGING_PREFIX):
             continue
         d = os.path.join(outdir, name)
-        try:
-            pid = int(name.rsplit("-", 1)[1])
-        except (IndexError, ValueError):
-            pid = -1
-        if pid == os.getpid() or (pid > 0 and _pid_alive(pid)):
+        owner = _lock_owner(os.path.join(d, _OWNER))  # a folder made before owners were written: this machine's
+        if owner is None:
+            try:
+                owner = (int(name.rsplit("-", 1)[1]), _me()[1])
+            except (IndexError, ValueError):
+                owner = (-1, _me()[1])
+        if owner[0] > 0 and not _gone(*owner):  # running, or on another machine (which cannot be told here)
             continue
         if os.path.exists(os.path.join(d, _COMMIT_MARK)):
             with contextlib.suppress(OSError):
                 for f in sorted(os.listdir(d)):
-                    if f != _COMMIT_MARK:
+                    if f not in (_COMMIT_MARK, _OWNER):
                         with contextlib.suppress(FileNotFoundError):  # another run finished it meanwhile
                             os.replace(os.path.join(d, f), os.path.join(outdir, f))
                 for f in _stale_in_mark(os.path.join(d, _COMMIT_MARK)):
@@ -323,7 +386,7 @@ class OutputSet:
         """Rename the complete staged set into place, then remove the earlier outputs the new set has no
         counterpart for (a commit mark listing both first, so a kill midway is finished later)."""
         outdir = os.path.dirname(os.path.abspath(next(iter(self.paths.values()))))
-        files = sorted(os.listdir(self.staging))
+        files = sorted(f for f in os.listdir(self.staging) if f != _OWNER)
         stale = [f for f in self.stale if f not in files]
         for f in files:
             _fsync_file(os.path.join(self.staging, f))
@@ -398,7 +461,7 @@ def output_set(paths: dict, *, overwrite: bool, stem: str, stale=()):
         ok = False
         try:
             try:
-                os.mkdir(staging)
+                _make_staging(staging)
             except OSError as e:
                 raise _write_error(outdir, e) from None
             oset = OutputSet(paths, staging, [p for p in stale if overwrite and os.path.lexists(p)])
@@ -422,6 +485,24 @@ def output_set(paths: dict, *, overwrite: bool, stem: str, stale=()):
         finally:
             with signals_deferred():  # a second Ctrl-C does not cut the cleanup short
                 _remove_tree(staging)
+
+
+def _make_staging(staging: str):
+    """Make the staging folder with its owner file already inside (made under a temporary name, then
+    renamed): a run on another machine sharing the output folder never sees it without its owner, which
+    it would take for a folder of this machine's, and so, finding no such process, remove."""
+    pid, host = _me()
+    tmp = os.path.join(os.path.dirname(staging), f"{TEMP_PREFIX}{pid}@{host}+staging")
+    os.mkdir(tmp)
+    try:
+        with open(os.path.join(tmp, _OWNER), "w") as f:
+            f.write(f"{pid} {host}\n")
+        os.rename(tmp, staging)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def _is_gdal_io_error(e) -> bool:

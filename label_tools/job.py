@@ -680,14 +680,12 @@ def _weak_with_stroke_classes(job, weak, scr, classes):
 
 def _probability_writer(job, src, classes):
     """A ProbabilityWriter on a hidden temporary file in the output folder (moved into the output set)."""
-    import tempfile
-
+    from .files import owned_temp
     from .io import stem
     from .writers import ProbabilityWriter
 
     os.makedirs(job.outdir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem(job.image)}_probs.", suffix=".part.tif", dir=job.outdir)
-    os.close(fd)
+    tmp = owned_temp(job.outdir, f"{stem(job.image)}_probs", suffix=".part.tif")  # removed after a kill -9
     return ProbabilityWriter(tmp, src.shape, classes, georef=src.georef)
 
 

@@ -80,7 +80,7 @@ def save_model(model, path: str):
         The classifier is of a type the format does not allow, or the file cannot be written.
     """
     from . import __version__
-    from .files import atomic_path
+    from .files import atomic_path, remove_orphans
     from .writers import versions
 
     sio = _skops()
@@ -107,6 +107,7 @@ def save_model(model, path: str):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise OutputError(f"--save-model: directory {directory!r} does not exist; create it or choose another path")
+    remove_orphans(directory)  # an earlier save's temporary file, left by a kill -9
     try:
         with atomic_path(path) as tmp:
             sio.dump(payload, tmp, compression=zipfile.ZIP_DEFLATED)

@@ -198,3 +198,64 @@ def test_stopped_while_saving_the_model_says_the_outputs_are_new(photo, tmp_path
     assert sorted(p.name for p in out.iterdir()) == ["photo_mres.mat", "photo_mres.png", "photo_mres_label.png",
                                                      "photo_report.txt"]
     assert (tmp_path / "m.skops").read_bytes() == b"the earlier model"
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_kill_9_during_save_probs_leaves_nothing_behind_after_a_rerun(tmp_path):
+    # --save-probs streams the probabilities into a hidden temporary file in -o; a kill -9 left it there for good
+    # (as large as _probs.tif: GBs for a large raster), though the next run cleans up a killed run's staging.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    img, mask = make_scene(300, 420)
+    Image.fromarray(img).save(tmp_path / "big.png")
+    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
+    out = tmp_path / "o"
+    out.mkdir()
+    args = [str(tmp_path / "big.png"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(out), "--save-probs", "-q"]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from label_tools.cli import main; "
+                             "sys.exit(main(sys.argv[1:]))", *args])
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not any(".part" in n for n in os.listdir(out)):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert [n for n in os.listdir(out) if ".part" in n], "the run ended before its temporary file was made"
+    assert main(args) == 0
+    assert sorted(os.listdir(out)) == ["big_mres.mat", "big_mres.png", "big_mres_label.png", "big_probs.tif",
+                                       "big_report.txt", "big_uncertainty.png"]
+
+
+def test_a_staging_folder_of_another_machine_is_left_alone(photo, tmp_path):
+    # Workers of a cluster on several machines write into one shared -o. Each run, before writing, removed every
+    # staging folder whose process id did not run on its own machine: another machine's run, busy writing image
+    # b, lost its staged files and its image failed. A folder made on another machine is now left alone.
+    import socket
+
+    img, scr, _ = photo
+    out = tmp_path / "o"
+    out.mkdir()
+    pid = _dead_pid()  # on this machine no such process; on the other one it is writing
+    staging = out / f".label_tools-staging-b-{pid}"
+    staging.mkdir()
+    (staging / ".owner").write_text(f"{pid} not-{socket.gethostname()}\n")
+    (staging / "b_mres_label.png").write_bytes(b"being written")
+    assert main([str(img), "--scribbles", str(scr), "-o", str(out), "-q"]) == 0
+    assert (staging / "b_mres_label.png").read_bytes() == b"being written"
+    # one of this machine's, its process gone (a kill -9): removed, as before
+    mine = out / f".label_tools-staging-c-{pid}"
+    mine.mkdir()
+    (mine / ".owner").write_text(f"{pid} {socket.gethostname()}\n")
+    assert main([str(img), "--scribbles", str(scr), "-o", str(out), "-q", "--overwrite"]) == 0
+    assert not mine.exists() and staging.exists()
+    assert not [n for n in os.listdir(out) if n.startswith(".label_tools-tmp-")]
