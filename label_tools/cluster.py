@@ -80,6 +80,22 @@ LOCAL_WORKER_CONFIG = {
 }
 
 
+def quiet_logs():
+    """Dask's own log lines at ERROR and above only, in this process.
+
+    Dask's configuration gives some of its loggers levels of their own (``distributed.client`` at
+    WARNING), so quieting the parent ``distributed`` logger left them talking: a worker lost
+    during a run printed "Couldn't gather N keys, rescheduling ..." to the user beside this
+    package's own line about it. Every such logger is set, not only the parents.
+    """
+    roots = ("distributed", "tornado", "bokeh")
+    names = list(roots) + [n for n in list(logging.root.manager.loggerDict) if n.split(".")[0] in roots]
+    for name in names:
+        logger = logging.getLogger(name)
+        if logger.level < logging.ERROR:
+            logger.setLevel(logging.ERROR)
+
+
 @contextmanager
 def connect(*, scheduler: str | None = None, workers: int | None = None):
     """A ``distributed.Client``: to the scheduler at ``scheduler``, or to a new local cluster of ``workers`` processes.
@@ -92,8 +108,7 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
         The scheduler cannot be reached within :data:`CONNECT_TIMEOUT` seconds, or ``workers`` < 1.
     """
     distributed = _dask()
-    for name in ("distributed", "tornado", "bokeh"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_logs()
     if scheduler is not None:
         _identify(scheduler)
         try:

@@ -549,3 +549,24 @@ def test_bad_cluster_options_one_line_exit_2(tmp_path, capsys):
         assert time.monotonic() - t0 < 5
     assert sorted(os.listdir(tmp_path)) == ["a.png"]
 
+
+
+def test_dask_warnings_stay_out_of_the_users_log(caplog):
+    """Dask's config gives distributed.client a level of its own (WARNING): connecting must quiet it too
+    (a lost worker printed "Couldn't gather N keys, rescheduling ..." beside our own line)."""
+    import logging
+
+    from label_tools import cluster
+    from label_tools.errors import OptionError
+
+    import distributed  # noqa: F401  (applies Dask's logging config)
+
+    port = daskcluster.free_port()  # nothing listens there: connect fails fast, after quieting the logs
+    with pytest.raises(OptionError):
+        with cluster.connect(scheduler=f"tcp://127.0.0.1:{port}"):
+            pass
+    caplog.set_level(logging.INFO, logger="label_tools")
+    logging.getLogger("distributed.client").warning("Couldn't gather 3 keys, rescheduling ('a', 'b')")
+    logging.getLogger("distributed.worker").warning("a worker's warning")
+    logging.getLogger("label_tools").warning("our own line")
+    assert [r.getMessage() for r in caplog.records] == ["our own line"]
