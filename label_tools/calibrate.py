@@ -400,7 +400,7 @@ def upsampling_correction(calibration, src, result, *, side: int = 192, max_pixe
     F, G = np.concatenate(full, axis=1), np.concatenate(grid, axis=1)
     if F.shape[1] > max_pixels:
         F = F[:, np.random.default_rng(seed).choice(F.shape[1], max_pixels, replace=False)]
-    target = float(calibration.apply(G).max(axis=0).mean())
+    target = float(calibration.apply(G).max(axis=0).mean(dtype=np.float64))
     t, a = calibration.temperature, calibration.floor
     with np.errstate(divide="ignore"):
         D = np.log(F)
@@ -408,7 +408,7 @@ def upsampling_correction(calibration, src, result, *, side: int = 192, max_pixe
 
     def mean_top(log_f):
         top = 1.0 / np.exp(D / np.float32(t * math.exp(log_f))).sum(axis=0)
-        return float(((1 - a) * top + a / k).mean())
+        return float(((1 - a) * top + a / k).mean(dtype=np.float64))
 
     lo, hi = math.log(0.25), math.log(4.0)  # mean_top falls as the factor grows
     if mean_top(lo) <= target:

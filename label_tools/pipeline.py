@@ -992,7 +992,16 @@ def region_width(labels) -> float:
     edge[1:] |= lab[1:] != lab[:-1]
     if not edge.any():
         return float("inf")
-    return float(cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE).mean())
+    d = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    # OpenCV's exact transform differs in the last bit of 1 distance in 10 with its thread count (a
+    # Dask worker runs on 1 thread, the command line on every core), and that bit moved the CRF's
+    # reach and the uncertainty map's width: a --workers run differed from the same run in-process.
+    # The squared distances are whole numbers (off by < 0.01 here), so they are rounded to them and
+    # the mean is taken of their float64 square roots, the same on any thread count.
+    total = 0.0
+    for r0 in range(0, d.shape[0], 1024):  # float64 rows a block at a time: memory stays small
+        total += float(np.sqrt(np.rint(np.square(d[r0:r0 + 1024], dtype=np.float64))).sum())
+    return total / d.size
 
 
 def crf_reach(params, probs_list, *, widths: float | None = None):
