@@ -416,6 +416,30 @@ def test_tasks_run_on_the_workers(shared_cluster, batch, tmp_path):
     assert_same_outputs(ref, out)
 
 
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")  # a photo's _probs.tif
+def test_probabilities_and_uncertainty_identical_on_workers(shared_cluster, batch, tmp_path):
+    """--save-probs on the cluster writes the in-process run's probabilities and uncertainty maps, byte
+    for byte, as README promises (a worker runs on 1 thread, the command line on every core; the
+    thread-count dependence found there is tested in test_crf_reach). Photos only: the window tasks
+    of a large raster write no probabilities yet (refused in one line)."""
+    from label_tools.cli import main
+
+    model, frames, _ = batch
+    folder, ref, out = tmp_path / "photos", tmp_path / "ref", tmp_path / "out"
+    folder.mkdir()
+    for n in sorted(os.listdir(frames)):
+        if n.endswith(".jpg"):
+            os.symlink(os.path.realpath(frames / n), folder / n)
+    assert main(["--model", str(model), "--headless", str(folder), "-o", str(ref), "-q", "--save-probs"]) == 0
+    assert sum(n.endswith("_uncertainty.png") for n in os.listdir(ref)) == PHOTOS
+    p, log = cluster_run(model, folder, out, "--scheduler", shared_cluster.address, "--save-probs")
+    try:
+        assert wait_client(p, log, 180, shared_cluster) == 0, read(log.name)
+    finally:
+        stop_client(p, log)
+    assert_same_outputs(ref, out)
+
+
 def test_client_killed_midway_same_command_resumes(shared_cluster, batch, tmp_path):
     """SIGKILL the client (label-image) once an image has landed: no image has part of its outputs
     (a set is all there or absent, unless caught renaming into place, which the next run finishes);
