@@ -27,14 +27,13 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import __version__
 from .errors import InputError, LabelToolsError, OptionError, OutputError
-from .files import Interrupted, signals_deferred, terminate_as_interrupt
+from .files import Interrupted, owned_tempdir, remove_orphans, signals_deferred, terminate_as_interrupt
 
 log = logging.getLogger("label_tools")
 
@@ -436,7 +435,8 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
     k = len(first.names)
     counts = {"train": np.zeros(k, np.int64), "val": np.zeros(k, np.int64)}
     records = []
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".part", dir=parent)
+    remove_orphans(parent)  # the temporary folders of an export killed midway (kill -9, out of memory)
+    tmp = owned_tempdir(parent, os.path.basename(out), suffix=".part")
     old = None
     try:
         for s in ("train", "val"):
@@ -462,7 +462,7 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
         os.chmod(tmp, 0o777 & ~_umask())
         with signals_deferred():  # a Ctrl-C between the two renames would leave no dataset at DATASET
             if os.path.isdir(out):
-                old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.", suffix=".old", dir=parent)
+                old = owned_tempdir(parent, os.path.basename(out), suffix=".old")
                 os.rename(out, os.path.join(old, "d"))
             os.rename(tmp, out)
     except BaseException as e:

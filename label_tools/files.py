@@ -49,6 +49,12 @@ def owned_temp(directory: str, name: str, *, suffix: str = "") -> str:
     return tmp
 
 
+def owned_tempdir(directory: str, name: str, *, suffix: str = "") -> str:
+    """Create a temporary folder in ``directory`` named for this process and ``name`` (as :func:`owned_temp`)."""
+    pid, host = _me()
+    return tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{pid}@{host}+{name[:80]}.", suffix=suffix, dir=directory)
+
+
 def _temp_owner(name: str):
     """(pid, host) of a :func:`owned_temp` name, or None for any other name."""
     if not name.startswith(TEMP_PREFIX):

@@ -259,3 +259,38 @@ def test_a_staging_folder_of_another_machine_is_left_alone(photo, tmp_path):
     assert main([str(img), "--scribbles", str(scr), "-o", str(out), "-q", "--overwrite"]) == 0
     assert not mine.exists() and staging.exists()
     assert not [n for n in os.listdir(out) if n.startswith(".label_tools-tmp-")]
+
+
+def test_kill_9_midway_through_label_export_leaves_nothing_after_a_rerun(tmp_path):
+    # label-export builds the dataset in a hidden folder beside DATASET; a kill -9 (or the out-of-memory killer)
+    # left it there for good, a dataset's worth of tiles, and the next export did not remove it.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from label_tools.export import main as export_main
+
+    img, mask = make_scene(300, 420)
+    Image.fromarray(img).save(tmp_path / "big.png")
+    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
+    assert main([str(tmp_path / "big.png"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(tmp_path / "res"),
+                 "-q"]) == 0
+    where = tmp_path / "datasets"
+    where.mkdir()
+    args = [str(tmp_path / "res"), "-o", str(where / "ds"), "--tile", "16", "-q"]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from label_tools.export import main; "
+                             "sys.exit(main(sys.argv[1:]))", *args])
+    def tiles_written():
+        return sum(len(files) for _, _, files in os.walk(where))
+
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and tiles_written() < 20:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"the export ended before it was killed: {os.listdir(where)}"
+    left = os.listdir(where)
+    assert len(left) == 1 and left[0].startswith(".") and left[0].endswith(".part"), left
+    assert export_main(args) == 0
+    assert os.listdir(where) == ["ds"]
