@@ -132,6 +132,13 @@ def find_results(folder: str) -> list:
     return items
 
 
+def _label_files(item) -> str:
+    """The names of the files that make ``item`` a result (its label PNG and GeoTIFF, those that exist)."""
+    folder = os.path.dirname(item.label_path)
+    return " and ".join(item.stem + sfx for sfx in (LABEL_SUFFIX, GEO_SUFFIX)
+                        if os.path.exists(os.path.join(folder, item.stem + sfx)))
+
+
 # ---------------------------------------------------------------------------- splitting and tiling
 def split_sources(sources, *, val_fraction: float, seed: int) -> dict:
     """Assign each source image to ``train`` or ``val``.
@@ -404,9 +411,15 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
         folders[real] = folder
         for it in find_results(folder):
             if it.source in seen:
-                raise InputError(f"source image {it.source!r} is labelled twice, in {seen[it.source]!r} and "
-                                 f"{it.label_path!r}; give only one of them")
-            seen[it.source] = it.label_path
+                first = seen[it.source]
+                # folders are given whole: "give only one" left no way to use a result corrected into
+                # another folder (label-image --init out/a_mres_label.png -o fixed/) beside the rest of out/
+                files = " or ".join(dict.fromkeys(_label_files(x) for x in (first, it)))
+                raise InputError(f"source image {it.source!r} is labelled twice, in {first.label_path!r} and "
+                                 f"{it.label_path!r}; label-export takes whole folders: keep one result by moving "
+                                 f"the other's {files} out of its folder (the original, after correcting it "
+                                 "with --init into another -o)")
+            seen[it.source] = it
             items.append(it)
     if not items:
         raise InputError(f"no results (<stem>{LABEL_SUFFIX} or <stem>{GEO_SUFFIX}) found in "

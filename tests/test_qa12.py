@@ -294,3 +294,38 @@ def test_kill_9_midway_through_label_export_leaves_nothing_after_a_rerun(tmp_pat
     assert len(left) == 1 and left[0].startswith(".") and left[0].endswith(".part"), left
     assert export_main(args) == 0
     assert os.listdir(where) == ["ds"]
+
+
+def test_export_of_a_corrected_result_says_how_to_leave_the_original_out(photo, tmp_path, capsys):
+    # A result corrected with --init goes into another -o (its own label file is one of its inputs); exporting the
+    # day's folder and the corrected one said "labelled twice ...; give only one of them", which folders given
+    # whole cannot do. The line now names the file to move, and following it exports the corrected labels.
+    import json
+
+    from label_tools.export import main as export_main
+
+    img, scr, mask = photo
+    other = tmp_path / "other.png"  # a second photo of the day
+    Image.fromarray(np.array(Image.open(img))[:, ::-1]).save(other)
+    Image.fromarray(np.array(Image.open(scr))[:, ::-1]).save(tmp_path / "other_scr.png")
+    out, fixed = tmp_path / "out", tmp_path / "fixed"
+    for im, s in ((img, scr), (other, tmp_path / "other_scr.png")):
+        assert main([str(im), "--scribbles", str(s), "-o", str(out), "-q"]) == 0
+    stroke = np.zeros(mask.shape, np.uint8)
+    stroke[10:14, 30:50] = 1
+    Image.fromarray(stroke).save(tmp_path / "fix.png")
+    assert main([str(img), "--init", str(out / "photo_mres_label.png"), "--scribbles", str(tmp_path / "fix.png"),
+                 "-o", str(fixed), "-q"]) == 0
+    assert export_main([str(out), str(fixed), "-o", str(tmp_path / "ds"), "-q"]) == 2
+    assert one_error_line(capsys) == (
+        f"label-export: error: source image {str(img)!r} is labelled twice, in {str(out / 'photo_mres_label.png')!r} "
+        f"and {str(fixed / 'photo_mres_label.png')!r}; label-export takes whole folders: keep one result by moving "
+        "the other's photo_mres_label.png out of its folder (the original, after correcting it with --init into "
+        "another -o)")
+    (tmp_path / "originals").mkdir()
+    (out / "photo_mres_label.png").rename(tmp_path / "originals" / "photo_mres_label.png")
+    assert export_main([str(out), str(fixed), "-o", str(tmp_path / "ds"), "--tile", "128", "-q"]) == 0
+    info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
+    tile = next(t for t in info["tiles"] if t["source"] == str(img))
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "ds" / tile["label"]))[:60, :84],
+                                  np.array(Image.open(fixed / "photo_mres_label.png")))
