@@ -405,7 +405,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
                                  "give --labels with every class")
             classes = own if own is not None else load_classes(None, None, n_classes=max(int(scr.max()), 1, k_pre))
         else:
-            classes = load_classes(job.labels, job.colors, n_classes=None)
+            classes = own if own is not None else load_classes(job.labels, job.colors, n_classes=None)
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes), classes_from=f"labels file {job.labels!r}" if job.labels
                                  else f"colours file {job.colors!r}", orientation=src.orientation,
@@ -599,15 +599,22 @@ def _constant_band_warnings(src) -> list:
 
 def _prelabels(job, src, model):
     """(pre-labels uint8 (H, W) 0-based 255 = unknown, or None; classes they imply, 0 if none;
-    the classes stored in label_tools' own ``_mres_geo.tif`` when no --labels/--colors/--model
-    says them, else None)."""
+    the classes stored in label_tools' own ``_mres_geo.tif`` when no --labels/--model says them
+    (with the --colors, if given), else None)."""
     if job.init is None:
         return None, 0, None
-    from .classes import load_classes
+    from .classes import Classes, load_classes, read_colors
     from .prelabels import check_own_classes, own_classes, read_prelabels
 
     own = own_classes(job.init)  # its ids are read the same with --init-offset 1 (0 = no-data there too)
-    if model is None and job.labels is None and job.colors is None:
+    if model is None and job.labels is None and own is not None and job.colors is not None:
+        colors = read_colors(job.colors)  # its names, other colours
+        if len(colors) != len(own):
+            raise InputError(f"colours file {job.colors!r} has {len(colors)} colour{'' if len(colors) == 1 else 's'} "
+                             f"but --init {job.init!r} was written with {len(own)} classes ({', '.join(own.names)}): "
+                             "give one colour per class, in that order")
+        own = Classes(own.names, colors)
+    if model is None and job.labels is None and (job.colors is None or own is not None):
         pre = read_prelabels(job.init, src.shape, None if own is None else len(own), offset=job.init_offset,
                              georef=src.georef, orientation=src.orientation, pages=getattr(src, "pages", 1))
         known = pre[pre != 255]

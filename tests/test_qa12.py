@@ -329,3 +329,30 @@ def test_export_of_a_corrected_result_says_how_to_leave_the_original_out(photo, 
     tile = next(t for t in info["tiles"] if t["source"] == str(img))
     np.testing.assert_array_equal(np.array(Image.open(tmp_path / "ds" / tile["label"]))[:60, :84],
                                   np.array(Image.open(fixed / "photo_mres_label.png")))
+
+
+def test_own_geotiff_init_with_colours_only_keeps_its_class_names(tmp_path, capsys):
+    # --init of label_tools' own _mres_geo.tif with --colors (other colours, no --labels) named the classes
+    # class1..class3: the names the file was written with were dropped silently (and label-export then refused to
+    # mix the result with the first one's). Its names are kept, with the colours given; a colour count other
+    # than its class count is one line naming its classes.
+    import rasterio
+
+    img, _ = make_scene(40, 52)
+    prof = _own_geotiff(tmp_path / "a_mres_geo.tif", (40, 52), ["water", "surf", "land"])
+    with rasterio.open(tmp_path / "a.tif", "w", **{**prof, "count": 3}) as d:
+        d.write(np.moveaxis(img, -1, 0))
+    (tmp_path / "colors.txt").write_text("navy\nyellow\ngreen\n")
+    out = tmp_path / "o"
+    assert main([str(tmp_path / "a.tif"), "--init", str(tmp_path / "a_mres_geo.tif"), "--colors",
+                 str(tmp_path / "colors.txt"), "--headless", "-o", str(out), "-q"]) == 0, capsys.readouterr().err
+    with rasterio.open(out / "a_mres_geo.tif") as d:
+        assert [d.tags(1)[f"CLASS_{i}"] for i in (1, 2, 3)] == ["water", "surf", "land"]
+        assert [d.colormap(1)[i][:3] for i in (1, 2, 3)] == [(0, 0, 128), (255, 255, 0), (0, 128, 0)]
+    (tmp_path / "two.txt").write_text("navy\nyellow\n")
+    assert main([str(tmp_path / "a.tif"), "--init", str(tmp_path / "a_mres_geo.tif"), "--colors",
+                 str(tmp_path / "two.txt"), "--headless", "-o", str(tmp_path / "o2"), "-q"]) == 2
+    assert one_error_line(capsys) == (
+        f"label-image: error: colours file {str(tmp_path / 'two.txt')!r} has 2 colours but --init "
+        f"{str(tmp_path / 'a_mres_geo.tif')!r} was written with 3 classes (water, surf, land): give one colour per "
+        "class, in that order")
