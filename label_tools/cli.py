@@ -493,11 +493,15 @@ def _run_headless(args, several: bool) -> int:
     jobs = [_job(args, im, args.output or os.path.dirname(os.path.abspath(im)), skip_existing=True)
             for im in images]
     check_stems(jobs)  # before anything runs
-    if args.model is not None and args.labels is not None:  # the same for every image: checked once, here
-        from .classes import load_classes
+    if args.model is not None and (args.labels or args.colors):  # the same for every image: checked once, here
+        from .classes import load_classes, read_colors
         from .job import load_model_cached
 
-        load_model_cached(args.model).check_classes(load_classes(args.labels, args.colors, n_classes=None))
+        model = load_model_cached(args.model)
+        if args.labels is not None:
+            model.check_classes(load_classes(args.labels, args.colors, n_classes=None))
+        if args.colors is not None:
+            model.check_colors(read_colors(args.colors), args.colors)
     for d in sorted({j.outdir for j in jobs}):
         check_writable_dir(d)
     if args.save_model is not None:  # a single scribble run: its model is checked before any work
@@ -654,6 +658,10 @@ def run_collection(args) -> int:
         classes = start.classes
         if args.labels is not None:
             start.check_classes(load_classes(args.labels, args.colors, n_classes=None))
+        if args.colors is not None:
+            from .classes import read_colors
+
+            start.check_colors(read_colors(args.colors), args.colors)
     else:
         ask_missing_class_files(args)
         classes = load_classes(args.labels, args.colors, n_classes=None if (args.labels or args.colors) else 2)

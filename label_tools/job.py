@@ -373,6 +373,10 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         classes = model.classes
         if job.labels is not None:
             model.check_classes(load_classes(job.labels, job.colors, n_classes=None))
+        if job.colors is not None:
+            from .classes import read_colors
+
+            model.check_colors(read_colors(job.colors), job.colors)
         settings = _model_settings(model, job.overrides)
     else:
         settings = job.settings if job.settings is not None else Settings()

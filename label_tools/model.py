@@ -153,6 +153,19 @@ class Model:
                              f"the labels given are {', '.join(classes.names)} ({len(classes)}); give the model's "
                              "labels file, in the same order, or leave out --labels")
 
+    def check_colors(self, colors, path: str):
+        """Raise InputError unless ``colors`` (uint8 RGB, shape (K, 3), read from the colours file ``path``)
+        are the model's class colours, in its order: the model's are the ones used (for the outputs and to
+        read scribbles painted in colour), so other colours would be said to be used and silently not be."""
+        mine = np.asarray(self.classes.colors, np.uint8).reshape(-1, 3)
+        got = np.asarray(colors, np.uint8).reshape(-1, 3)
+        if got.shape == mine.shape and (got == mine).all():
+            return
+        hexes = lambda a: ", ".join("#%02x%02x%02x" % tuple(int(v) for v in c) for c in a)  # noqa: E731
+        raise InputError(f"--colors {path!r} gives {hexes(got)} but the model's classes "
+                         f"({', '.join(self.classes.names)}) have the colours {hexes(mine)}; give the model's "
+                         "colours file, in the same order, or leave out --colors (the model's colours are used)")
+
     def apply_stretch(self, src: ImageSource) -> bool:
         """Scale ``src``'s feature bands as the training image's were, when both have the same dtype.
 

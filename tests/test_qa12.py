@@ -356,3 +356,22 @@ def test_own_geotiff_init_with_colours_only_keeps_its_class_names(tmp_path, caps
         f"label-image: error: colours file {str(tmp_path / 'two.txt')!r} has 2 colours but --init "
         f"{str(tmp_path / 'a_mres_geo.tif')!r} was written with 3 classes (water, surf, land): give one colour per "
         "class, in that order")
+
+
+def test_model_with_other_colours_is_refused_not_ignored(photo, tmp_path, capsys):
+    # --model M --colors C with colours other than the model's: the model's colours were used (overlay, .mat,
+    # GeoTIFF colour table, and to read scribbles painted in colour) while the report said 'colors: C'.
+    img, scr, _ = photo
+    (tmp_path / "colors.txt").write_text("navy\n#e0c080\ntab:green\n")
+    (tmp_path / "other.txt").write_text("red\nyellow\nblack\n")
+    assert main([str(img), "--scribbles", str(scr), "--colors", str(tmp_path / "colors.txt"), "-o",
+                 str(tmp_path / "fit"), "--save-model", str(tmp_path / "m.skops"), "-q"]) == 0
+    assert main(["--model", str(tmp_path / "m.skops"), "--headless", str(img), "--colors", str(tmp_path / "other.txt"),
+                 "-o", str(tmp_path / "o"), "-q"]) == 2
+    assert one_error_line(capsys) == (
+        f"label-image: error: --colors {str(tmp_path / 'other.txt')!r} gives #ff0000, #ffff00, #000000 but the "
+        "model's classes (class1, class2, class3) have the colours #000080, #e0c080, #2ca02c; give the model's "
+        "colours file, in the same order, or leave out --colors (the model's colours are used)")
+    assert not (tmp_path / "o").exists()
+    assert main(["--model", str(tmp_path / "m.skops"), "--headless", str(img), "--colors", str(tmp_path / "colors.txt"),
+                 "-o", str(tmp_path / "o"), "-q"]) == 0
