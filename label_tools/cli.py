@@ -490,7 +490,11 @@ def _run_headless(args, several: bool) -> int:
 
     t0 = time.perf_counter()
     images = collect_inputs(args.inputs)
-    jobs = [_job(args, im, args.output or os.path.dirname(os.path.abspath(im)), skip_existing=True)
+    # a batch applying a model resumes by skipping images done; a fit on the person's own strokes or
+    # pre-labels is refused over existing outputs, as without --headless (a skip would leave the earlier
+    # labels for new strokes, and write no --save-model, with exit 0)
+    resume = args.scribbles is None and args.init is None
+    jobs = [_job(args, im, args.output or os.path.dirname(os.path.abspath(im)), skip_existing=resume)
             for im in images]
     check_stems(jobs)  # before anything runs
     if args.model is not None and (args.labels or args.colors):  # the same for every image: checked once, here

@@ -375,3 +375,22 @@ def test_model_with_other_colours_is_refused_not_ignored(photo, tmp_path, capsys
     assert not (tmp_path / "o").exists()
     assert main(["--model", str(tmp_path / "m.skops"), "--headless", str(img), "--colors", str(tmp_path / "colors.txt"),
                  "-o", str(tmp_path / "o"), "-q"]) == 0
+
+
+@pytest.mark.parametrize("how", ["scribbles", "init"])
+def test_headless_fit_over_existing_outputs_is_refused_not_skipped(photo, tmp_path, capsys, how):
+    # --headless --scribbles (new strokes) over an earlier result was 'skipped ...: outputs exist', exit 0, and no
+    # --save-model written; with -q not a word. It is now refused as without --headless.
+    img, scr, _ = photo
+    out = tmp_path / "o"
+    assert main([str(img), "--scribbles", str(scr), "-o", str(out), "-q"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    given = ["--scribbles", str(scr)] if how == "scribbles" else ["--init", str(tmp_path / "pre.png")]
+    if how == "init":
+        (tmp_path / "pre.png").write_bytes(before["photo_mres_label.png"])
+    assert main([str(img), *given, "--headless", "-o", str(out), "--save-model", str(tmp_path / "m.skops"),
+                 "-q"]) == 2
+    assert one_error_line(capsys) == (
+        f"label-image: error: output {str(out / 'photo_mres.png')!r} already exists; pass --overwrite to replace it "
+        "or -o to write elsewhere")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and not (tmp_path / "m.skops").exists()
