@@ -193,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="LABELS", help=(
         "start from existing labels to correct: a single-channel image the size of IMAGE with 0-based class ids "
         "(255 = unknown), label_tools' own _mres_geo.tif (without --labels, its class names are used, and its "
-        "colours unless --colors), or a colour label image (with --colors); scribbles may then cover one class or none (pre-labels of "
-        "one class need strokes of another)"))
+        "colours unless --colors), or a colour label image (with --colors); scribbles may then cover one class "
+        "or none (pre-labels of one class need strokes of another)"))
     p.add_argument("--init-offset", type=_offset, default=None, metavar="N",
                    help="with --init: 1 = the --init file's ids start at 1 and 0 is no-data; 0 = they start at "
                         "0 (default; a raster declaring no-data 0 needs one of the two said)")

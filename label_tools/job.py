@@ -614,9 +614,9 @@ def _prelabels(job, src, model):
     if model is None and job.labels is None and own is not None and job.colors is not None:
         colors = read_colors(job.colors)  # its names, other colours
         if len(colors) != len(own):
-            raise InputError(f"colours file {job.colors!r} has {len(colors)} colour{'' if len(colors) == 1 else 's'} "
-                             f"but --init {job.init!r} was written with {len(own)} classes ({', '.join(own.names)}): "
-                             "give one colour per class, in that order")
+            raise InputError(f"colours file {job.colors!r} has {len(colors)} colour{'' if len(colors) == 1 else 's'}"
+                             f" but --init {job.init!r} was written with {len(own)} classes "
+                             f"({', '.join(own.names)}): give one colour per class, in that order")
         own = Classes(own.names, colors)
     if model is None and job.labels is None and (job.colors is None or own is not None):
         pre = read_prelabels(job.init, src.shape, None if own is None else len(own), offset=job.init_offset,
