@@ -143,6 +143,21 @@ def check_jpeg(path: str, data: bytes | None = None, *, what: str = "image") -> 
     return frame
 
 
+def check_regular_file(path: str, what: str = "image"):
+    """Refuse a pipe or a device (bash's ``<(curl ...)``, ``/dev/stdin``) given as an image, scribble, pre-label
+    or model file: each is checked, then read again, which a pipe cannot be (its second read finds nothing,
+    which the checks took for an empty, damaged or missing file)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # the reader says what is wrong
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise InputError(f"{what} {path!r} is a pipe or a device, not a file: it has to be read more than once; "
+                         "save it to a file and give that")
+
+
 def check_photo(path: str, *, what: str = "image") -> tuple | None:
     """Structure and declared size of a JPEG or PNG (by content, not name); None for other formats.
 
@@ -150,6 +165,7 @@ def check_photo(path: str, *, what: str = "image") -> tuple | None:
     -------
     (height, width, channels, bytes_per_sample) or None
     """
+    check_regular_file(path, what)
     with open(path, "rb") as f:
         head = f.read(8)
     if head.startswith(_PNG_SIG):

@@ -50,7 +50,10 @@ def open_raster(path: str, what: str = "image"):
 
 def check_not_empty(path: str, what: str = "image") -> None:
     """Refuse a file of 0 bytes (an interrupted copy or download, a failed export) in words that say so;
-    GDAL and Pillow call it a file of an unknown format."""
+    GDAL and Pillow call it a file of an unknown format. A pipe is refused in words that say so too."""
+    from .imagecheck import check_regular_file
+
+    check_regular_file(path, what)
     try:
         empty = os.path.isfile(path) and os.path.getsize(path) == 0
     except OSError:

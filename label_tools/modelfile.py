@@ -135,6 +135,9 @@ def read_header(path: str) -> dict:
         raise InputError(f"--model: {path!r} does not exist")
     if os.path.isdir(path):
         raise InputError(f"--model: {path!r} is a directory; expected a model file written by --save-model")
+    from .imagecheck import check_regular_file
+
+    check_regular_file(path, "--model")
     try:
         if os.path.getsize(path) == 0:  # an interrupted copy; "not a model file" would send the user astray
             raise InputError(f"--model: {path!r} is empty (0 bytes): an interrupted copy or download? copy it "

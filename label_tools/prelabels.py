@@ -108,6 +108,9 @@ def read_prelabels(path: str, shape, n_classes: int | None, *, offset: int | Non
     """
     if os.path.isdir(path):
         raise InputError(f"--init {path!r} is a directory; give the pre-label image (a label PNG, TIFF or GeoTIFF)")
+    from .imagecheck import check_regular_file
+
+    check_regular_file(path, "--init")
     if not os.path.isfile(path):
         raise InputError(f"--init {path!r}: no such file; give the pre-label image")
     from .io import check_not_empty

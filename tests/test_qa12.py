@@ -25,10 +25,10 @@ def photo(tmp_path):
     return tmp_path / "photo.png", tmp_path / "scr.png", mask
 
 
-def _pipe(text: str) -> str:
-    """A path to a pipe holding ``text``, as bash's ``<(printf ...)`` gives (/dev/fd/N): it can be read once."""
+def _pipe(text) -> str:
+    """A path to a pipe holding ``text`` (str or bytes, at most a pipe's buffer), as bash's ``<(printf ...)`` gives (/dev/fd/N): it can be read once."""
     r, w = os.pipe()
-    os.write(w, text.encode())
+    os.write(w, text if isinstance(text, bytes) else text.encode())
     os.close(w)
     return f"/dev/fd/{r}"
 
@@ -394,3 +394,27 @@ def test_headless_fit_over_existing_outputs_is_refused_not_skipped(photo, tmp_pa
         f"label-image: error: output {str(out / 'photo_mres.png')!r} already exists; pass --overwrite to replace it "
         "or -o to write elsewhere")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before and not (tmp_path / "m.skops").exists()
+
+
+def test_image_scribbles_init_and_model_from_a_pipe_say_so(photo, tmp_path, capsys):
+    # label-image <(curl ...) / --scribbles <(...) / --init <(...) / --model <(...): each file is checked, then read
+    # again, and a pipe's second read finds nothing: 'damaged: the JPEG start-of-image marker is missing', 'the
+    # PNG signature is missing', 'no such file', 'is empty (0 bytes): an interrupted copy?'. One line says it is a
+    # pipe now.
+    img, scr, _ = photo
+    assert main([str(img), "--scribbles", str(scr), "-o", str(tmp_path / "fit"), "--save-model",
+                 str(tmp_path / "m.skops"), "-q"]) == 0
+    init, model = tmp_path / "fit" / "photo_mres_label.png", tmp_path / "m.skops"
+    cases = [("image", img, lambda p: [p, "--scribbles", str(scr)]),
+             ("scribble file", scr, lambda p: [str(img), "--scribbles", p]),
+             ("--init", init, lambda p: [str(img), "--init", p, "--headless"]),
+             ("--model", model, lambda p: ["--model", p, "--headless", str(img)])]
+    for what, path, args in cases:
+        pipe = _pipe(path.read_bytes()[:32768])  # as <(cat FILE) gives (up to a pipe's buffer)
+        try:
+            assert main(args(pipe) + ["-o", str(tmp_path / "o"), "-q"]) == 2
+        finally:
+            os.close(int(pipe.rsplit("/", 1)[1]))
+        assert one_error_line(capsys) == (f"label-image: error: {what} {pipe!r} is a pipe or a device, not a file: "
+                                          "it has to be read more than once; save it to a file and give that"), what
+    assert not (tmp_path / "o").exists()
