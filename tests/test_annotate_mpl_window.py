@@ -33,7 +33,7 @@ def _drive(drv, out):
     drv.start("--no-resume", "--backend", "matplotlib")
     assert drv.width > 100
 
-    drv.stroke((0, 0), [(300, 50), (300, 150), (310, 250)])  # water
+    drv.stroke((0, 0), [(270, 50), (270, 150), (280, 250)])  # water
     drv.wait_for(lambda: (drv.scribbles() == 1).sum() > 200, "water stroke saved")
     drv.key("Escape")
     drv.wait_for(lambda: drv.state()["class_index"] == 1, "class 2")
@@ -46,7 +46,7 @@ def _drive(drv, out):
     drv.wait_for(lambda: np.array_equal(drv.scribbles(), first_land), "undo of land stroke 2 only")
     drv.key("Escape")
     drv.wait_for(lambda: drv.state()["window_index"] == 1, "window 2")
-    drv.stroke((0, 460), [(350, 500), (350, 700)])
+    drv.stroke((0, 460), [(280, 500), (280, 700)])
     drv.wait_for(lambda: (drv.scribbles()[:, 460:] == 1).sum() > 100, "water stroke in window 2")
     before_kill = drv.scribbles()
 

@@ -20,7 +20,7 @@ from scipy.io import loadmat
 from conftest import SAMPLE
 
 pytestmark = pytest.mark.window
-W = 460  # window side: beach.png (920 x 614) -> 4 windows
+W = 460  # window side: beach.png (920 x 614) -> 4 windows of 460 x 307
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +138,8 @@ def test_annotate_kill_resume_finish(display, tmp_path):
     out.mkdir()
     drv.start("--no-resume")
 
-    # window 1 (rows 0..460, cols 0..460): water stroke, Esc, two land strokes, Z removes the second
-    drv.stroke((0, 0), [(300, 50), (300, 150), (310, 250)])
+    # window 1 (rows 0..307, cols 0..460): water stroke, Esc, two land strokes, Z removes the second
+    drv.stroke((0, 0), [(270, 50), (270, 150), (280, 250)])
     drv.wait_for(lambda: (drv.scribbles() == 1).sum() > 200, "water stroke saved")
     drv.key("Escape")
     drv.wait_for(lambda: drv.state()["class_index"] == 1, "class 2")
@@ -153,8 +153,8 @@ def test_annotate_kill_resume_finish(display, tmp_path):
     drv.key("Escape")
     drv.wait_for(lambda: drv.state()["window_index"] == 1, "window 2")
 
-    # window 2 (rows 0..460, cols 460..920): one stroke per class
-    drv.stroke((0, 460), [(350, 500), (350, 700)])
+    # window 2 (rows 0..307, cols 460..920): one stroke per class
+    drv.stroke((0, 460), [(280, 500), (280, 700)])
     drv.wait_for(lambda: (drv.scribbles()[:, 460:] == 1).sum() > 100, "water stroke in window 2")
     before_kill = drv.scribbles()
 
@@ -220,12 +220,12 @@ def test_annotate_geotiff_then_q(display, tmp_path):
     time.sleep(0.5)
     drv.width = int(drv.xdo("getwindowgeometry", drv.win).split("Geometry:")[1].split()[0].split("x")[0])
     global W
-    saved, W = W, 400
+    saved, W = W, 395  # -w 400: the 791 x 718 scene in 2 x 2 windows of 395-396 x 359
     try:
         drv.stroke((0, 0), [(250, 250), (300, 330)])  # sea, inside the scene
         drv.wait_for(lambda: (drv.scribbles() == 1).sum() > 50, "class 1 stroke")
         drv.key("2")
-        drv.stroke((0, 0), [(330, 150), (380, 160)])
+        drv.stroke((0, 0), [(300, 150), (350, 160)])
         drv.wait_for(lambda: (drv.scribbles() == 2).sum() > 50, "class 2 stroke")
     finally:
         W = saved

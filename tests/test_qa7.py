@@ -28,7 +28,7 @@ def _frames_annotator(monkeypatch, tmp_path, image, names=("water", "sand", "gra
     cls = with_uncertainty(Captured)
     classes = load_classes(n_classes=len(names))
     src = ArraySource(image, "scene.png")
-    s = Session(src.shape, len(names), annotation_windows(src.shape, 100))
+    s = Session(src.shape, len(names), annotation_windows(src.shape, 140))  # one window: one status line
     ann = cls(src, classes, s, outdir=str(tmp_path), stem="scene")
     ann.frames, ann.t_open = {}, time.perf_counter()
     return ann

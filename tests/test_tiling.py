@@ -28,8 +28,23 @@ def test_tiles_even_no_sliver():
 
 def test_annotation_windows_non_square():
     wins = annotation_windows((120, 250), 100)
-    assert wins[0] == (0, 100, 0, 100) and wins[-1] == (100, 120, 200, 250)
-    assert len(wins) == 6
+    assert len(wins) == 6  # 2 rows x 3 columns, as 100-pixel windows from the corner gave
+    assert wins[0] == (0, 60, 0, 83) and wins[-1] == (60, 120, 166, 250)  # shared equally: no 20-row strip
+
+
+def test_annotation_windows_cover_the_image_once_no_side_above_size():
+    for shape, size in [((614, 920), 500), ((614, 920), 300), ((718, 791), 400), ((5, 3000), 16), ((1, 1), 16),
+                        ((512, 1024), 256)]:
+        wins = annotation_windows(shape, size)
+        cover = np.zeros(shape, np.int32)
+        for r0, r1, c0, c1 in wins:
+            cover[r0:r1, c0:c1] += 1
+            assert 0 < r1 - r0 <= size and 0 < c1 - c0 <= size
+        assert (cover == 1).all()
+        sides = {r1 - r0 for r0, r1, _, _ in wins}, {c1 - c0 for _, _, c0, c1 in wins}
+        assert max(sides[0]) - min(sides[0]) <= 1 and max(sides[1]) - min(sides[1]) <= 1
+        assert len(wins) == -(-shape[0] // size) * -(-shape[1] // size)
+    assert annotation_windows((614, 920), 500)[0] == (0, 307, 0, 460)  # was 500 x 500, then 114-row strips
 
 
 def test_scale_helpers():

@@ -14,7 +14,7 @@ from conftest import SAMPLE
 from test_annotate_window import Driver, display  # noqa: F401  (the module-scoped Xvfb fixture)
 
 pytestmark = pytest.mark.window
-W = 230  # beach.png (920 x 614) -> 3 rows x 4 columns of windows
+W = 230  # beach.png (920 x 614) -> 3 rows x 4 columns of windows, 230 x 204-205
 
 
 class UDriver(Driver):
@@ -36,8 +36,8 @@ class UDriver(Driver):
         return last
 
     def water_and_land(self):
-        """Window 1 (rows 0..230, cols 0..230): a water stroke below the surf line, a land stroke above."""
-        self.stroke230((0, 0), [(200, 20), (200, 200)])
+        """Window 1 (rows 0..204, cols 0..230): a water stroke below the surf line, a land stroke above."""
+        self.stroke230((0, 0), [(190, 20), (190, 200)])
         self.wait_for(lambda: (self.scribbles() == 1).sum() > 100, "water stroke")
         self.key("2")
         self.stroke230((0, 0), [(15, 20), (15, 200)])
