@@ -112,17 +112,24 @@ def _own_geotiff(path, shape, names):
     return prof
 
 
+def _own_scene(tmp_path):
+    """A 40 x 52 georeferenced scene ``a.tif`` and label_tools' own ``a_mres_geo.tif`` for it (classes water,
+    surf, land); returns the scene's (image, mask)."""
+    import rasterio
+
+    img, mask = make_scene(40, 52)
+    prof = _own_geotiff(tmp_path / "a_mres_geo.tif", (40, 52), ["water", "surf", "land"])
+    with rasterio.open(tmp_path / "a.tif", "w", **{**prof, "count": 3}) as d:
+        d.write(np.moveaxis(img, -1, 0))
+    return img, mask
+
+
 @pytest.mark.parametrize("given", [["sea", "ground"], ["land", "surf", "water"], ["a", "b", "c", "d"]])
 def test_own_geotiff_init_with_other_labels_names_its_classes(tmp_path, capsys, given):
     # --init of label_tools' own _mres_geo.tif (classes water, surf, land) with another --labels: two names said
     # "holds class id 2 but there are only 2 classes" without the file's classes; the same names in another
     # order, or other names, were taken silently (every water pixel pre-labelled 'land').
-    import rasterio
-
-    img, _ = make_scene(40, 52)
-    prof = _own_geotiff(tmp_path / "a_mres_geo.tif", (40, 52), ["water", "surf", "land"])
-    with rasterio.open(tmp_path / "a.tif", "w", **{**prof, "count": 3}) as d:
-        d.write(np.moveaxis(img, -1, 0))
+    img, _ = _own_scene(tmp_path)
     (tmp_path / "given.txt").write_text("\n".join(given) + "\n")
     out = tmp_path / "o"
     assert main([str(tmp_path / "a.tif"), "--init", str(tmp_path / "a_mres_geo.tif"), "--labels",
@@ -138,10 +145,7 @@ def test_own_geotiff_init_with_its_classes_and_a_new_one(tmp_path, capsys):
     # the file's classes followed by a new one (a class added while correcting) are its classes: accepted
     import rasterio
 
-    img, _ = make_scene(40, 52)
-    prof = _own_geotiff(tmp_path / "a_mres_geo.tif", (40, 52), ["water", "surf", "land"])
-    with rasterio.open(tmp_path / "a.tif", "w", **{**prof, "count": 3}) as d:
-        d.write(np.moveaxis(img, -1, 0))
+    img, _ = _own_scene(tmp_path)
     (tmp_path / "plus.txt").write_text("water\nsurf\nland\nroad\n")
     assert main([str(tmp_path / "a.tif"), "--init", str(tmp_path / "a_mres_geo.tif"), "--labels",
                  str(tmp_path / "plus.txt"), "--headless", "-o", str(tmp_path / "o"), "-q"]) == 0, \
@@ -152,12 +156,7 @@ def test_own_geotiff_init_with_its_classes_and_a_new_one(tmp_path, capsys):
 
 def test_own_geotiff_init_with_a_model_of_other_classes(tmp_path, capsys):
     # a --model of other classes read the file's ids as its own classes, silently
-    import rasterio
-
-    img, mask = make_scene(40, 52)
-    prof = _own_geotiff(tmp_path / "a_mres_geo.tif", (40, 52), ["water", "surf", "land"])
-    with rasterio.open(tmp_path / "a.tif", "w", **{**prof, "count": 3}) as d:
-        d.write(np.moveaxis(img, -1, 0))
+    img, mask = _own_scene(tmp_path)
     Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
     (tmp_path / "other.txt").write_text("land\nsurf\nwater\n")
     assert main([str(tmp_path / "a.tif"), "--scribbles", str(tmp_path / "scr.png"), "--labels",
@@ -338,10 +337,7 @@ def test_own_geotiff_init_with_colours_only_keeps_its_class_names(tmp_path, caps
     # than its class count is one line naming its classes.
     import rasterio
 
-    img, _ = make_scene(40, 52)
-    prof = _own_geotiff(tmp_path / "a_mres_geo.tif", (40, 52), ["water", "surf", "land"])
-    with rasterio.open(tmp_path / "a.tif", "w", **{**prof, "count": 3}) as d:
-        d.write(np.moveaxis(img, -1, 0))
+    img, _ = _own_scene(tmp_path)
     (tmp_path / "colors.txt").write_text("navy\nyellow\ngreen\n")
     out = tmp_path / "o"
     assert main([str(tmp_path / "a.tif"), "--init", str(tmp_path / "a_mres_geo.tif"), "--colors",
