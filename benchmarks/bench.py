@@ -9,6 +9,7 @@ Baselines (each in its own process, like the CLI):
   cli     ``label-image IMAGE --scribbles S -o DIR`` with default settings
   cli_rgb the same with ``--feature-bands 4,3,2`` on 13-band Sentinel-2 GeoTIFFs (true colour only)
   cli_s02 the same with ``-s 0.2`` (the CRF on the image shrunk 5 times)
+  cli_probs the same with ``--save-probs`` (probability GeoTIFF, uncertainty map, their .mat grids)
 
 Quality: mean IoU (classes present in the mask; 255 ignored) from synthetic scribbles
 (``label_tools.synthetic``, ~1 % of pixels). Speed/memory: whole-process wall time and peak RSS
@@ -173,6 +174,8 @@ def run_method(method, img_path, scr_path, n, work):
             cmd += ["--feature-bands", "4,3,2", "--bands", "4,3,2"]
         elif method == "cli_s02":
             cmd += ["-s", "0.2"]
+        elif method == "cli_probs":  # with the probability GeoTIFF, uncertainty map and their .mat grids
+            cmd += ["--save-probs"]
         code, sec, mb, err = run_process(cmd)
         if code:
             raise RuntimeError(err)

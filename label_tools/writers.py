@@ -436,8 +436,10 @@ class ProbabilityWriter:
     (:func:`label_tools.uncertainty.probs_to_uint8`), so its argmax is exactly the label image;
     no-data pixels are 0 in every band and, when there are any, outside the file's internal mask
     (a GDAL per-dataset mask, as ``gdal_translate -mask`` writes: GIS clients show them as no-data,
-    while 0 stays a probability elsewhere). Tiled 256 x 256, deflate with horizontal predictor, band
-    interleaved; CRS and transform of the source when it is georeferenced.
+    while 0 stays a probability elsewhere). Tiled 256 x 256, deflate level 1 with horizontal predictor, band
+    interleaved; CRS and transform of the source when it is georeferenced. Level 1, not GDAL's 6: the
+    file is written inside the upsampling loop, and level 6 took three times as long for 4 % less size
+    (2 classes at 100 MP: 4.7 s and 85 MB against 1.6 s and 89 MB).
 
     uint8 rather than float32: a quarter of the size (5 classes at 100 MP: 0.5 GB raw instead of
     2 GB) for a step of 1/255 = 0.4 %, well below the calibration error of any such model.
@@ -457,7 +459,7 @@ class ProbabilityWriter:
         rasterio = rasterio_module()
         self.path, self.shape, self.classes, self.georef = path, tuple(shape), classes, georef
         prof = dict(driver="GTiff", width=shape[1], height=shape[0], count=len(classes), dtype="uint8",
-                    tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2,
+                    tiled=True, blockxsize=256, blockysize=256, compress="deflate", predictor=2, zlevel=1,
                     interleave="band", BIGTIFF="IF_SAFER",
                     # bands of classes, not colours: GDAL would make 3 or 4 bytes RGB(A), and the 4th class's
                     # probability the alpha band that masks every pixel where it is 0
@@ -578,8 +580,8 @@ def write_uncertainty_geotiff(path: str, uncertainty, georef, *, valid=None, blo
     prof = dict(georef.profile)
     for k in ("blockxsize", "blockysize", "interleave", "photometric", "compress", "predictor", "tiled", "nodata"):
         prof.pop(k, None)
-    prof.update(driver="GTiff", count=1, dtype="uint8", compress="deflate", tiled=True, blockxsize=256,
-                blockysize=256)
+    prof.update(driver="GTiff", count=1, dtype="uint8", compress="deflate", predictor=2, zlevel=1, tiled=True,
+                blockxsize=256, blockysize=256)
     prof = _without_transform(prof, georef)
     h, w = uncertainty.shape
     with atomic_path(path) as tmp:
