@@ -30,6 +30,38 @@ def test_mat_streamed_blocks_read_back(tmp_path):
     np.testing.assert_array_equal(m["r"], b[:1])
 
 
+
+def test_mat_matrices_compressed_fast_and_read_back(tmp_path):
+    """Every matrix of the .mat is one compressed element at zlib level 1 (fast; scipy's own is 6), and the
+    --save-probs matrices (float32, 3-D and 2-D) read back exactly with the names cell between them."""
+    import struct
+
+    rng = np.random.default_rng(1)
+    sparse = rng.integers(0, 4, (37, 23)).astype(np.uint8)
+    labels = rng.integers(0, 3, (37, 23)).astype(np.uint8)
+    probs = rng.random((3, 37, 23)).astype(np.float32)
+    unc = rng.random((37, 23)).astype(np.float32)
+    p = tmp_path / "x.mat"
+    cl = load_classes(n_classes=3)
+    writers.write_mat(str(p), scribbles=sparse, labels=labels, classes=cl, probs=probs[:, ::2, ::2],
+                      extra={"probs": probs, "uncertainty": unc})
+    m = loadmat(p)
+    np.testing.assert_array_equal(m["probs"], probs)
+    np.testing.assert_array_equal(m["uncertainty"], unc)
+    np.testing.assert_array_equal(m["preds"], probs[:, ::2, ::2])
+    np.testing.assert_array_equal(m["class"], labels)
+    assert [str(n[0]) for n in m["labels"].ravel()] == list(cl.names)
+    raw = p.read_bytes()
+    kinds, pos = [], 128
+    while pos < len(raw):
+        kind, n = struct.unpack("<II", raw[pos: pos + 8])
+        if kind == 15:  # miCOMPRESSED: a zlib stream whose second byte says the level (0x01: fastest)
+            assert raw[pos + 8] == 0x78 and raw[pos + 9] == 0x01
+        kinds.append(kind)
+        pos += 8 + n + (0 if kind == 15 else (8 - n % 8) % 8)
+    assert pos == len(raw)
+    assert kinds == [15, 15, 15, 15, 14, 15, 15]  # colors, preds, probs, uncertainty, names, sparse, class
+
 def test_atomic_path_keeps_old_file_on_failure(tmp_path):
     p = tmp_path / "out.png"
     p.write_bytes(b"old")
