@@ -450,6 +450,7 @@ class Annotator:
         self.show_help = False
         self.show_preview = False
         self._preview_labels = None
+        self._preview_tried = False  # whether the preview was computed for this window and these strokes
         self._base = None
         self._base_window = None
         self._worth = {}
@@ -491,7 +492,7 @@ class Annotator:
             interp = self.cv2.INTER_AREA if d < 1 else self.cv2.INTER_LINEAR
             self._base = self.cv2.resize(rgb, size, interpolation=interp)
             self._base_window = self.s.window
-            self._preview_labels = None
+            self._preview_labels, self._preview_tried = None, False
         return self._base
 
     def render_annotation(self):
@@ -500,6 +501,8 @@ class Annotator:
         h, w = base.shape[:2]
         out = base.copy()
         r0, r1, c0, c1 = self.s.window
+        if self.show_preview and not self._preview_tried:  # a new window (or new strokes) with P on
+            self._run_preview()
         if self.show_preview and self._preview_labels is not None:
             lab = cv2.resize(self._preview_labels, (w, h), interpolation=cv2.INTER_NEAREST)
             paint_labels(out, lab, self.classes.colors, alpha=0.45, skip=(NODATA,), offset=0)
@@ -578,9 +581,7 @@ class Annotator:
         if self.s.end_stroke():
             self._update_overview_region(self.s.strokes[-1].bbox)
             self.save()
-            self._preview_labels = None
-            if self.show_preview:
-                self._run_preview()
+            self._preview_labels, self._preview_tried = None, False  # render_annotation runs it again if P is on
             self.render_annotation()
             self.render_overview()
 
@@ -601,9 +602,14 @@ class Annotator:
         return self.seconds_before + (time.perf_counter() - self.t_open) - self.model_seconds
 
     def _run_preview(self):
+        """Compute the preview of the current window from the strokes so far (P on; once per window and strokes)."""
+        self._preview_tried = True
         if self.preview is None:
             return
         t0 = time.perf_counter()
+        if not getattr(self, "_preview_seeded", False):  # strokes resumed from an autosave count too
+            self._preview_seeded = True
+            self.preview.remember_windows(self.s.scribbles, self.s.windows, self.s.window)
         self._preview_labels = self.preview.labels(self.s.scribbles, self.s.window)
         self.model_seconds += time.perf_counter() - t0
         if self._preview_labels is None:
@@ -669,9 +675,7 @@ class Annotator:
         if s.undo():
             self.ov_scr = reduce_labels(s.scribbles, self.ov_shape)
             self.save()
-            self._preview_labels = None
-            if self.show_preview:
-                self._run_preview()
+            self._preview_labels, self._preview_tried = None, False  # render_annotation runs it again if P is on
         return False
 
     def key_brush(self, ch):
@@ -696,9 +700,7 @@ class Annotator:
         return True
 
     def key_preview(self, ch):
-        self.show_preview = not self.show_preview
-        if self.show_preview and self._preview_labels is None:
-            self._run_preview()
+        self.show_preview = not self.show_preview  # render_annotation computes it when not yet done here
         return False
 
     def key_help(self, ch):

@@ -205,8 +205,9 @@ class UncertaintyMixin:
             modes.append("pre-labels " + ("on" if getattr(self, "show_prelabels", True) else "off") + " (L)")
         if self.show_uncertainty:
             modes.append("uncertainty" if self._has_map else f"uncertainty: {NO_MODEL}")
-        if getattr(self, "show_preview", False):
-            modes.append("preview")
+        if getattr(self, "show_preview", False):  # nothing to show before two classes are scribbled: say so
+            empty = getattr(self, "_preview_tried", False) and getattr(self, "_preview_labels", None) is None
+            modes.append(f"preview: {NO_MODEL}" if empty else "preview")
         if self.order == "uncertainty":
             modes.append("order: uncertainty")
         return ", ".join(modes) or "draw"

@@ -1,0 +1,121 @@
+"""qa13: the annotator used as a person uses it (found driving the real window under Xvfb).
+
+Headless here: the annotator's OpenCV window calls are replaced by a recorder (as in
+test_annotate_repaint.py), the drawing and the models are the real ones.
+"""
+import numpy as np
+import pytest
+
+from conftest import make_scene, scene_scribbles
+
+pytest.importorskip("cv2")
+
+from label_tools import annotate  # noqa: E402
+from label_tools.annotate_preview import Preview  # noqa: E402
+from label_tools.annotate_uncertainty import NO_MODEL, with_uncertainty  # noqa: E402
+from label_tools.io import ArraySource  # noqa: E402
+from label_tools.session import Session  # noqa: E402
+
+
+class Frames:
+    """OpenCV with its window calls recorded: ``shown[name]`` is the last frame put in window ``name``."""
+
+    def __init__(self, cv2):
+        self._cv2, self.shown = cv2, {}
+
+    def __getattr__(self, name):
+        return getattr(self._cv2, name)
+
+    def imshow(self, name, frame):
+        self.shown[name] = frame.copy()
+
+    def setWindowTitle(self, *a):
+        pass
+
+
+def _annotator(tmp_path, src, side=460):
+    import cv2
+
+    from label_tools.classes import load_classes
+
+    classes = load_classes(n_classes=3)
+    windows = annotate.annotation_windows(src.shape, side)
+    cls = with_uncertainty(annotate.Annotator)
+    ann = cls(src, classes, Session(src.shape, len(classes), windows), outdir=str(tmp_path), stem="img",
+              preview=Preview(src, len(classes), sigmas=(1, 2), max_pixels=4000))
+    ann.cv2 = Frames(cv2)
+    ann.t_open = 0.0  # as run() sets it
+    return ann
+
+
+def test_preview_stays_on_in_the_next_window(tmp_path):
+    """P on, strokes of two classes in window 1, Esc to window 2: the preview was gone there (the status
+    line still said 'preview') until the next stroke, though the strokes of window 1 make a model."""
+    img, mask = make_scene(240, 330)
+    src = ArraySource(img)
+    ann = _annotator(tmp_path, src, side=170)
+    assert ann.s.window == (0, 120, 0, 165) and len(ann.s.windows) == 4
+    scr = scene_scribbles(mask)
+    ann.s.scribbles[:120, :165] = scr[:120, :165]
+    assert len(np.unique(scr[:120, :165])) >= 3  # two classes or more in window 1
+    ann.on_key(ord("p"))
+    assert ann._preview_labels is not None
+    for _ in range(ann.s.n_classes):  # Esc through the classes: window 2
+        ann.on_key(27)
+    assert ann.s.window_index == 1
+    assert ann._preview_labels is not None, "no preview in the next window"
+    assert "preview" in ann._mode() and NO_MODEL not in ann._mode()
+    # and it is drawn: the frame differs from the picture alone where the preview is
+    picture = ann._base_image()
+    frame = ann.cv2.shown[annotate.WIN_ANNOTATE][: picture.shape[0], :, ::-1]
+    assert (np.abs(frame.astype(int) - picture).max(axis=2) > 30).mean() > 0.2
+
+
+def test_preview_with_one_class_says_so_on_the_status_line(tmp_path):
+    """P with only one class scribbled has nothing to show: the status line said 'preview' over the
+    bare picture (the reason went to the terminal only); it now says what to do, as U does."""
+    img, mask = make_scene(120, 160)
+    ann = _annotator(tmp_path, ArraySource(img))
+    ann.s.scribbles[10:14, 10:60] = 1
+    ann.on_key(ord("p"))
+    assert ann._mode() == f"preview: {NO_MODEL}"
+    ann.s.scribbles[100:104, 100:150] = 2  # a stroke of another class (as mouse_up does): the preview runs
+    ann._preview_labels, ann._preview_tried = None, False
+    ann.render_annotation()
+    assert ann._preview_labels is not None and ann._mode() == "preview"
+
+
+def test_preview_reads_only_its_window():
+    """The preview of a 500 x 500 window read the whole image (its grid kept whole) on every stroke
+    with P on and at every window left: 0.6-1.4 s on a 6000 x 4000 photo, against the 0.3 s budget."""
+    img, mask = make_scene(1200, 1600)
+    src = ArraySource(img)
+    reads = []
+    raw = src._read_raw
+
+    def spy(window, out_shape, resampling="average"):
+        reads.append(window)
+        return raw(window, out_shape, resampling)
+
+    src._read_raw = spy
+    scr = np.zeros(mask.shape, np.uint8)
+    scr[20:24, 20:180] = 1
+    scr[150:154, 20:180] = 2
+    pv = Preview(src, 3, sigmas=(1, 2, 4), max_pixels=4000)
+    assert pv.labels(scr, (0, 200, 0, 200)) is not None
+    pv.remember(scr, (0, 200, 0, 200))
+    assert reads
+    largest = max((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in reads)
+    assert largest <= 4 * 200 * 200, f"read {largest} pixels for a 200 x 200 window"
+
+
+def test_preview_of_a_resumed_walk_uses_the_strokes_of_the_earlier_session(tmp_path):
+    """Resumed at window 2 with strokes of two classes in window 1 (drawn before a kill or Ctrl-C), P said
+    'scribble two classes first': only windows left in this session were remembered."""
+    img, mask = make_scene(240, 330)
+    ann = _annotator(tmp_path, ArraySource(img), side=170)
+    scr = scene_scribbles(mask)
+    ann.s.scribbles[:120, :165] = scr[:120, :165]  # as Session(scribbles=...) of a resumed autosave
+    ann.s.window_index = 1
+    ann.on_key(ord("p"))
+    assert ann._preview_labels is not None and ann._mode() == "preview"
