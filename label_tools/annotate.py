@@ -29,6 +29,8 @@ log = logging.getLogger("label_tools")
 WIN_OVERVIEW = "label_tools overview"
 WIN_ANNOTATE = "label_tools annotate"
 REPAINT_SECONDS = 1.0  # idle windows are shown their last frame again this often (Annotator.run)
+MAX_ZOOM = 4.0  # a window is magnified at most this much on screen ...
+MIN_SHOWN = 640  # ... unless that leaves its longer side shorter than this many pixels (a 40 x 30 image: 16 x)
 NODATA = 255
 
 class Key(NamedTuple):
@@ -168,6 +170,22 @@ def help_layout(class_names, width: int, height: int, cv2, *, margin: int = 6, g
     if len(lines) > rows * cols:
         lines = lines[: rows * cols - 1] + [f"... {len(lines) - rows * cols + 1} more lines: enlarge the window"]
     return _place(lines, rows, s, cv2, margin, gap, width=width, height=height)
+
+
+def help_room(out, class_names, cv2):
+    """``out`` itself when the help overlay fits in it, else ``out`` at the top left of a larger dark frame
+    that holds the help (the frame of a thin strip's window, 1250 x 50, showed 2 of its 15 lines and told
+    the person to enlarge a window that cannot be resized). Presses below or right of the picture draw nothing.
+    """
+    h, w = out.shape[:2]
+    scale, placed, _ = help_layout(class_names, w, h, cv2)
+    if not placed[-1][0].startswith("... ") and all(x + help_text_width(t, scale, cv2) <= w for t, x, _ in placed):
+        return out
+    _, _, (bw, bh) = help_layout(class_names, max(w, 10_000), 10_000, cv2)  # all lines, largest font
+    _, _, (cw, ch) = help_layout(class_names, max(w, bw), max(h, bh), cv2)  # as many columns as the width takes
+    frame = np.full((max(h, ch), max(w, cw), 3), 32, np.uint8)
+    frame[:h, :w] = out
+    return frame
 
 
 def _wrap(text, measure, width):
@@ -480,8 +498,11 @@ class Annotator:
 
     # --------------------------------------------------------------- drawing
     def _scale(self):
+        """Screen pixels per image pixel of the current window: it fits the room for the window; a small one
+        is magnified up to MAX_ZOOM, or to MIN_SHOWN pixels on its longer side (a tiny image was shown 160 x 120)."""
         r0, r1, c0, c1 = self.s.window
-        return min(self.ann_box[0] / (c1 - c0), self.ann_box[1] / (r1 - r0), 4.0)
+        zoom = max(MAX_ZOOM, MIN_SHOWN / max(r1 - r0, c1 - c0))
+        return min(self.ann_box[0] / (c1 - c0), self.ann_box[1] / (r1 - r0), zoom)
 
     def _base_image(self):
         if self._base_window != self.s.window:
@@ -509,6 +530,7 @@ class Annotator:
         scr = cv2.resize(np.ascontiguousarray(self.s.scribbles[r0:r1, c0:c1]), (w, h), interpolation=cv2.INTER_NEAREST)
         paint_labels(out, scr, self.classes.colors)
         if self.show_help:
+            out = help_room(out, self.classes.names, cv2)
             self._draw_help(out)
         self._show(WIN_ANNOTATE, out, f"{WIN_ANNOTATE} - {self.s.status(self.classes.names)}"
                    + (" | preview" if self.show_preview else ""))
@@ -567,7 +589,8 @@ class Annotator:
         return (min(max(r0 + (y + 0.5) / d - 0.5, r0), r1 - 1), min(max(c0 + (x + 0.5) / d - 0.5, c0), c1 - 1))
 
     def mouse_down(self, x, y):
-        if y >= self._base_image().shape[0]:  # a press on the status line below the picture draws nothing
+        h, w = self._base_image().shape[:2]
+        if y >= h or x >= w:  # a press on the status line below the picture (or beside it, help_room) draws nothing
             return
         self.s.begin_stroke(*self._to_image(x, y))
         self.render_annotation()

@@ -119,3 +119,40 @@ def test_preview_of_a_resumed_walk_uses_the_strokes_of_the_earlier_session(tmp_p
     ann.s.window_index = 1
     ann.on_key(ord("p"))
     assert ann._preview_labels is not None and ann._mode() == "preview"
+
+
+def test_a_tiny_image_is_magnified_and_strokes_land_under_the_mouse(tmp_path):
+    """A 40 x 30 image was shown 160 x 120 (magnified 4 times at most): a brush of 3 was 12 screen pixels
+    and the help overlay showed 7 of its lines. It is magnified to 640 pixels on its longer side now."""
+    img, _ = make_scene(30, 40)
+    ann = _annotator(tmp_path, ArraySource(img))
+    assert ann._base_image().shape[:2] == (480, 640)
+    ann.mouse_down(639, 479)  # the bottom right screen pixel is the bottom right image pixel
+    ann.mouse_up()
+    assert ann.s.scribbles[29, 39] == 1 and ann.s.scribbles[:20, :30].sum() == 0
+    assert [round(v) for v in ann._to_image(5 * 16 + 8, 7 * 16 + 8)] == [7, 5]  # the middle of pixel (7, 5)
+
+
+def test_help_of_a_thin_strip_shows_every_line(tmp_path):
+    """A 20-pixel-high strip's window is a few dozen screen pixels high: H showed two lines and told the
+    person to enlarge a window that cannot be resized. The help now gets a taller frame while it is on,
+    and a press beside or below the picture draws nothing."""
+    import cv2
+
+    from label_tools.annotate import help_layout
+
+    img, _ = make_scene(20, 1500)
+    ann = _annotator(tmp_path, ArraySource(img))
+    picture = ann._base_image()
+    ann.on_key(ord("h"))
+    frame = ann.cv2.shown[annotate.WIN_ANNOTATE]
+    names = ann.classes.names
+    _, _, (bw, bh) = help_layout(names, 10_000, 10_000, cv2)
+    assert frame.shape[0] > bh > 2 * picture.shape[0] and frame.shape[1] == picture.shape[1]
+    _, placed, _ = help_layout(names, frame.shape[1], frame.shape[0] - 26, cv2)
+    assert not any(t.startswith("... ") for t, _, _ in placed)
+    ann.mouse_down(10, picture.shape[0] + 5)
+    ann.mouse_up()
+    assert not ann.s.scribbles.any()
+    ann.on_key(ord("h"))  # off: the picture's own size again
+    assert ann.cv2.shown[annotate.WIN_ANNOTATE].shape[0] < bh
