@@ -483,6 +483,8 @@ class Annotator:
         cv2.putText(self.ov_img, "loading overview...", (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
         self._ov_ready = None
         self._shown = {}  # window name -> the last BGR frame shown in it (repainted while idle)
+        self._cursor = None  # the mouse in the annotation window (x, y), where the brush outline is drawn
+        self._clean = None  # the annotation window's last frame without the brush outline
         max_side = max(self.ov_shape)
 
         def make_overview():
@@ -538,10 +540,38 @@ class Annotator:
     def _show(self, name, rgb, title=None):
         """Put the RGB frame ``rgb`` (uint8 (h, w, 3)) in window ``name`` (the matplotlib annotator overrides this)."""
         bgr = np.ascontiguousarray(rgb[..., ::-1])
+        if name == WIN_ANNOTATE:
+            self._clean = bgr
+            bgr = self._with_cursor(bgr)
         self._shown[name] = bgr
         self.cv2.imshow(name, bgr)
         if title is not None:
             self.cv2.setWindowTitle(name, title)
+
+    def _with_cursor(self, bgr):
+        """``bgr`` (the annotation window's frame) with the brush drawn as a circle at the mouse, the size a
+        stroke paints (+ and - showed only the number on the status line); a new frame, or ``bgr`` itself
+        when the mouse is off the picture."""
+        if self._cursor is None:
+            return bgr
+        x, y = self._cursor
+        h, w = self._base_image().shape[:2]
+        if not (0 <= x < w and 0 <= y < h):
+            return bgr
+        cv2 = self.cv2
+        out = bgr.copy()
+        r = max(1, int(round((self.s.brush - 0.5) * self._scale())))  # the painted disk is 2 * brush - 1 px wide
+        cv2.circle(out, (int(x), int(y)), r + 1, (0, 0, 0), 1, cv2.LINE_AA)  # dark and light: seen on any picture
+        cv2.circle(out, (int(x), int(y)), r, (255, 255, 255), 1, cv2.LINE_AA)
+        return out
+
+    def mouse_hover(self, x, y):
+        """The mouse moved with no button down: the brush outline follows it."""
+        self._cursor = (x, y)
+        if self._clean is not None:
+            bgr = self._with_cursor(self._clean)
+            self._shown[WIN_ANNOTATE] = bgr
+            self.cv2.imshow(WIN_ANNOTATE, bgr)
 
     def _draw_help(self, out):
         cv2 = self.cv2  # the status line is a band below the picture (annotate_uncertainty.draw_status)
@@ -579,6 +609,8 @@ class Annotator:
             self.mouse_down(x, y)
         elif event == cv2.EVENT_MOUSEMOVE and flags & cv2.EVENT_FLAG_LBUTTON:
             self.mouse_drag(x, y)
+        elif event == cv2.EVENT_MOUSEMOVE:
+            self.mouse_hover(x, y)
         elif event == cv2.EVENT_LBUTTONUP:
             self.mouse_up()
 
@@ -592,11 +624,13 @@ class Annotator:
         h, w = self._base_image().shape[:2]
         if y >= h or x >= w:  # a press on the status line below the picture (or beside it, help_room) draws nothing
             return
+        self._cursor = (x, y)
         self.s.begin_stroke(*self._to_image(x, y))
         self.render_annotation()
 
     def mouse_drag(self, x, y):
         if self.s._open is not None:
+            self._cursor = (x, y)
             self.s.extend_stroke(*self._to_image(x, y))
             self.render_annotation()
 
@@ -695,7 +729,15 @@ class Annotator:
 
     def key_undo(self, ch):
         s = self.s
-        if s.undo():
+        if not s.strokes:
+            log.info("Z: nothing to undo%s", " (strokes drawn before this session was resumed cannot be undone: "
+                     "paint over them with the right class)" if s.scribbles.any() else "")
+        else:
+            where = s.strokes[-1].window
+            s.undo()
+            if where != s.window_index:  # not in the picture on screen: only the overview shows it went
+                log.info("Z: undid the last stroke, drawn in window %d/%d (the overview shows it)", where + 1,
+                         len(s.windows))
             self.ov_scr = reduce_labels(s.scribbles, self.ov_shape)
             self.save()
             self._preview_labels, self._preview_tried = None, False  # render_annotation runs it again if P is on
@@ -840,14 +882,14 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
         if resume:
             scr, state = previous
             before = float(state.get("annotation_seconds", 0.0))
-            log.info("resuming from %s", png)
         else:
             backup = png[:-4] + time.strftime(".%Y%m%d-%H%M%S") + ".bak.png"
             shutil.copy2(png, backup)
             log.info("starting afresh; earlier scribbles kept in %s", backup)
     s = sess.Session(src.shape, len(classes), windows, scribbles=scr)
-    if state:
-        s.restore(state)
+    if scr is not None:
+        placed = s.restore(state) if state else False
+        log.info("%s", s.resume_note(png, classes.names, state, placed))
     preview = Preview(src, len(classes), sigmas=settings.sigmas if settings is not None else DEFAULT_SIGMAS)
     if backend == "matplotlib":
         from .annotate_mpl import MplAnnotator as cls

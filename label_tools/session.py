@@ -191,14 +191,32 @@ class Session:
         return {"window_index": self.window_index, "class_index": self.class_index, "brush": self.brush,
                 "n_windows": len(self.windows), "shape": list(self.shape), "done": self.done}
 
-    def restore(self, state: dict):
-        """Put the session back where a saved :meth:`state` left it (window, class, brush)."""
+    def restore(self, state: dict) -> bool:
+        """Put the session back where a saved :meth:`state` left it (window, class, brush).
+
+        Returns False when the window and class could not be restored (the autosave was made with
+        another window count, another ``-w``): the session then starts at the first window.
+        """
         if state.get("shape") and tuple(state["shape"]) != self.shape:
-            return
-        if state.get("n_windows") == len(self.windows):
+            return False
+        placed = state.get("n_windows") == len(self.windows)
+        if placed:
             self.window_index = int(min(max(state.get("window_index", 0), 0), len(self.windows) - 1))
             self.class_index = int(min(max(state.get("class_index", 0), 0), self.n_classes - 1))
         self.brush = int(min(max(state.get("brush", self.brush), MIN_BRUSH), MAX_BRUSH))
+        return placed
+
+    def resume_note(self, path: str, class_names, state: dict, placed: bool) -> str:
+        """The line saying where a resumed session opens (``resuming from X: window 2/4, class 2/3 sand, ...``)."""
+        k = self.class_index
+        name = f" {class_names[k]}" if class_names else ""
+        where = f"window {self.window_index + 1}/{len(self.windows)}, class {k + 1}/{self.n_classes}{name}"
+        drawn = np.bincount(self.scribbles.ravel(), minlength=self.n_classes + 1)[1:]
+        what = f"{int(drawn.sum())} scribbled pixels of {int((drawn > 0).sum())} classes"
+        if not placed and "n_windows" in state:
+            where = (f"window 1/{len(self.windows)}: the autosave was made with {state['n_windows']} windows "
+                     f"(another -w), so its position does not apply")
+        return f"resuming from {path}: {where}; {what}"
 
 
 def scribble_paths(outdir: str, stem: str) -> tuple:

@@ -156,3 +156,77 @@ def test_help_of_a_thin_strip_shows_every_line(tmp_path):
     assert not ann.s.scribbles.any()
     ann.on_key(ord("h"))  # off: the picture's own size again
     assert ann.cv2.shown[annotate.WIN_ANNOTATE].shape[0] < bh
+
+
+def test_a_resumed_session_says_where_it_opens():
+    """'resuming from X' was all a resumed run said: not the window and class it opens at, nor that a
+    position saved with another -w (another window count) was dropped for the first window."""
+    from label_tools.tiling import annotation_windows
+
+    windows = annotation_windows((614, 920), 460)
+    scr = np.zeros((614, 920), np.uint8)
+    scr[10:20, 10:100] = 1
+    scr[200:210, 10:100] = 2
+    s = Session((614, 920), 3, windows, scribbles=scr)
+    state = {"window_index": 2, "class_index": 1, "brush": 5, "n_windows": 4, "shape": [614, 920]}
+    assert s.restore(state)
+    note = s.resume_note("out/a_scribbles.png", ("water", "sand", "land"), state, True)
+    assert note == "resuming from out/a_scribbles.png: window 3/4, class 2/3 sand; 1800 scribbled pixels of 2 classes"
+    s = Session((614, 920), 3, annotation_windows((614, 920), 300), scribbles=scr)  # resumed with -w 300
+    assert not s.restore(state) and s.window_index == 0
+    note = s.resume_note("out/a_scribbles.png", ("water", "sand", "land"), state, False)
+    assert "window 1/12: the autosave was made with 4 windows (another -w)" in note
+
+
+def test_z_with_nothing_to_undo_says_why(tmp_path, caplog):
+    """After a resume the strokes of the earlier session are not undoable: Z did nothing, silently."""
+    import logging
+
+    img, mask = make_scene(120, 160)
+    ann = _annotator(tmp_path, ArraySource(img), side=80)
+    ann.s.scribbles[10:14, 10:60] = 1  # resumed strokes
+    with caplog.at_level(logging.INFO, logger="label_tools"):
+        ann.on_key(ord("z"))
+    assert "nothing to undo (strokes drawn before this session was resumed cannot be undone" in caplog.text
+    assert ann.s.scribbles[10:14, 10:60].all()
+    # a stroke in window 1, then Esc to window 2: Z undoes it there, and says where it was
+    ann.s.window_index = 0
+    ann.mouse_down(100, 100)
+    ann.mouse_up()
+    ann.s.window_index = 1
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="label_tools"):
+        ann.on_key(ord("z"))
+    assert "undid the last stroke, drawn in window 1/" in caplog.text and ann.s.scribbles[10:14, 10:60].all()
+
+
+def test_the_brush_is_drawn_at_the_mouse_and_grows_with_plus(tmp_path):
+    """+ and - changed only the number on the status line: the brush's size was seen only by drawing.
+    The annotation window now draws the brush as a circle at the mouse, the size a stroke paints."""
+    img, _ = make_scene(120, 160)
+    ann = _annotator(tmp_path, ArraySource(img))
+    ann.render_annotation()
+    d = ann._scale()
+    clean = ann.cv2.shown[annotate.WIN_ANNOTATE].copy()
+    cv2 = ann.cv2
+
+    def ring(frame, r):  # brightest pixel on the circle of radius r around (200, 150), against the clean frame
+        ys, xs = np.nonzero(np.abs(np.hypot(*np.mgrid[-150:150, -200:200][::-1]) - r) < 0.7)
+        return np.abs(frame[ys, xs].astype(int) - clean[ys, xs]).max()
+
+    ann.on_mouse(cv2.EVENT_MOUSEMOVE, 200, 150, 0, None)
+    r3 = (3 - 0.5) * d
+    assert ring(ann.cv2.shown[annotate.WIN_ANNOTATE], r3) > 60
+    ann.on_key(ord("+"))
+    ann.on_key(ord("+"))
+    assert ann.s.brush == 5
+    frame = ann.cv2.shown[annotate.WIN_ANNOTATE]
+    assert ring(frame, (5 - 0.5) * d) > 60 and ring(frame, r3) < 30
+    assert not ann.s.scribbles.any()  # hovering draws no stroke
+    # the stroke it paints is that wide
+    ann.mouse_down(200, 150)
+    ann.mouse_up()
+    rows = np.nonzero(ann.s.scribbles.any(axis=1))[0]
+    assert len(rows) == 2 * 5 - 1
+    ann.on_mouse(cv2.EVENT_MOUSEMOVE, 10, ann._base_image().shape[0] + 5, 0, None)  # on the status line: no circle
+    np.testing.assert_array_equal(ann.cv2.shown[annotate.WIN_ANNOTATE], ann._clean)
