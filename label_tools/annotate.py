@@ -484,6 +484,9 @@ class Annotator:
         self._ov_ready = None
         self._shown = {}  # window name -> the last BGR frame shown in it (repainted while idle)
         self._cursor = None  # the mouse in the annotation window (x, y), where the brush outline is drawn
+        self._valid = (None, None)  # (window, its no-data mask at full resolution) for the brush
+        if src.has_nodata:
+            session.valid_of = self._window_valid
         self._clean = None  # the annotation window's last frame without the brush outline
         max_side = max(self.ov_shape)
 
@@ -497,6 +500,12 @@ class Annotator:
 
         threading.Thread(target=make_overview, daemon=True).start()
         self.ann_box = (int(sw * 0.65), int(sh * 0.85))  # room for the annotation window (w, h)
+
+    def _window_valid(self, window):
+        """bool (h, w): where ``window`` holds data (read once per window; the brush leaves no-data alone)."""
+        if self._valid[0] != tuple(window):
+            self._valid = (tuple(window), self.src.read_valid(window))
+        return self._valid[1]
 
     # --------------------------------------------------------------- drawing
     def _scale(self):

@@ -41,9 +41,11 @@ class Session:
         Scribbles to start from (resume); default all 0.
     brush : int
         Brush radius in image pixels.
+    valid_of : callable(window) -> ndarray of bool (window-sized) or None, optional
+        Where the window holds data: the brush does not paint no-data pixels (see :meth:`_paint`).
     """
 
-    def __init__(self, shape, n_classes, windows, *, scribbles=None, brush=3):
+    def __init__(self, shape, n_classes, windows, *, scribbles=None, brush=3, valid_of=None):
         if not windows:
             raise InputError("the image has no window worth labelling: every window is uniform or no-data")
         self.shape = tuple(shape)
@@ -59,6 +61,7 @@ class Session:
         self.strokes: list = []
         self._open = None  # (before-copy of the window, last point) while the mouse is down
         self.visited = set()
+        self.valid_of = valid_of
 
     # ------------------------------------------------------------------ where we are
     @property
@@ -120,6 +123,9 @@ class Session:
             yy, xx = np.ogrid[-rad: rad + 1, -rad: rad + 1]
             canvas = cv2.dilate(canvas, (xx * xx + yy * yy <= rad * rad).astype(np.uint8))
         m = canvas[rad: rad + y1 - y0, rad: rad + x1 - x0] > 0
+        valid = self.valid_of(self.window) if self.valid_of is not None else None
+        if valid is not None:  # no-data (a GeoTIFF's black border) is never labelled: painting it showed strokes that count for nothing
+            m &= valid[y0 - r0:y1 - r0, x0 - c0:x1 - c0]
         self.scribbles[y0:y1, x0:x1][m] = self.class_index + 1
 
     def undo(self) -> bool:

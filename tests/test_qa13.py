@@ -230,3 +230,22 @@ def test_the_brush_is_drawn_at_the_mouse_and_grows_with_plus(tmp_path):
     assert len(rows) == 2 * 5 - 1
     ann.on_mouse(cv2.EVENT_MOUSEMOVE, 10, ann._base_image().shape[0] + 5, 0, None)  # on the status line: no circle
     np.testing.assert_array_equal(ann.cv2.shown[annotate.WIN_ANNOTATE], ann._clean)
+
+
+def test_the_brush_does_not_paint_no_data(tmp_path):
+    """A stroke across a GeoTIFF's black no-data border was painted and saved there, though no-data pixels
+    are never labelled (the strokes shown were not the strokes used). The brush leaves them alone now."""
+    img, _ = make_scene(120, 160)
+    valid = np.ones((120, 160), bool)
+    valid[:, :60] = False  # a no-data border on the left
+    ann = _annotator(tmp_path, ArraySource(img, valid=valid))
+    d = ann._scale()
+    ann.on_key(ord("+"))
+    ann.mouse_down(int(10 * d), int(50 * d))  # from column 10 (no-data) to column 120 (data)
+    ann.mouse_drag(int(120 * d), int(50 * d))
+    ann.mouse_up()
+    scr = ann.s.scribbles
+    assert not scr[:, :60].any() and scr[45:55, 60:120].any()
+    ann.mouse_down(int(20 * d), int(90 * d))  # a stroke on no-data only: nothing, and nothing to undo
+    ann.mouse_up()
+    assert len(ann.s.strokes) == 1 and not scr[:, :60].any()
