@@ -761,7 +761,8 @@ class Annotator:
         return False
 
     def key_class(self, ch):
-        self.s.class_digit(int(ch), time.monotonic())
+        if not self.s.class_digit(int(ch), time.monotonic()):  # nothing changed on screen: say why
+            log.info("%s: no such class (the classes are 1-%d)", ch, self.s.n_classes)
         return False
 
     def key_back(self, ch):

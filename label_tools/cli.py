@@ -297,7 +297,7 @@ def main(argv=None) -> int:
             msg += (f", the model was not saved to {e.model_not_saved!r}: run again with --overwrite to save it "
                     "(the labels come out the same)")
         if args.scribbles is None and args.image is not None and not args.headless:  # the annotator was open
-            msg += "; scribbles drawn so far are kept in the scribble file"
+            msg += "; scribbles drawn so far are kept in the scribble file: run the same command again to resume"
         sys.stderr.write(msg + "\n")
         if argv is None:  # the program itself: every cleanup has run; do not wait for busy worker threads
             logging.shutdown()

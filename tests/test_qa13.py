@@ -249,3 +249,33 @@ def test_the_brush_does_not_paint_no_data(tmp_path):
     ann.mouse_down(int(20 * d), int(90 * d))  # a stroke on no-data only: nothing, and nothing to undo
     ann.mouse_up()
     assert len(ann.s.strokes) == 1 and not scr[:, :60].any()
+
+
+def test_a_digit_without_a_class_says_so(tmp_path, caplog):
+    """4 with three classes did nothing, silently (the status line kept class 1)."""
+    import logging
+
+    img, _ = make_scene(120, 160)
+    ann = _annotator(tmp_path, ArraySource(img))
+    with caplog.at_level(logging.INFO, logger="label_tools"):
+        ann.on_key(ord("4"))
+        ann.on_key(ord("2"))
+    assert "4: no such class (the classes are 1-3)" in caplog.text and ann.s.class_index == 1
+    assert "2: no such class" not in caplog.text
+
+
+def test_a_stopped_annotator_says_how_to_resume(monkeypatch, capsys):
+    """Ctrl-C or SIGTERM with the annotator open said the scribbles were kept, not how to go on."""
+    import os
+
+    from conftest import SAMPLE
+    from label_tools import cli
+
+    def stopped(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "run", stopped)
+    assert cli.main([os.path.join(SAMPLE, "beach.png")]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err == ("label-image: stopped by SIGINT; no output was left half-written; scribbles drawn so far are kept "
+                   "in the scribble file: run the same command again to resume")
