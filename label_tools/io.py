@@ -732,6 +732,17 @@ def read_photo(path: str, *, with_alpha: bool = False):
             return _read_photo_pillow(path, with_alpha=with_alpha)
     # a PNG with alpha (no EXIF orientation in PNGs): read whole, alpha kept for the no-data mask
     png_alpha = with_alpha and shape is not None and shape[2] in (2, 4) and _is_png(path)
+    # a tRNS chunk makes palette entries, or one grey or RGB value, transparent: no-data as alpha 0 is
+    grey_key = None
+    if with_alpha and shape is not None and not png_alpha and _is_png(path):
+        trns = _png_trns(path)
+        if trns is not None:
+            png_alpha = True
+            colour, depth, data = trns
+            if colour == 0 and len(data) >= 2:  # OpenCV drops a grey key: the key value is found below
+                grey_key = struct.unpack(">H", data[:2])[0]
+                if depth < 8:  # libpng widens 1/2/4-bit grey to 0..255
+                    grey_key = grey_key * 255 // ((1 << depth) - 1)
     # ANYDEPTH|ANYCOLOR: keeps 16 bits and grey, drops alpha, applies EXIF orientation
     with _decoder_messages() as said:
         a = cv2.imread(path, cv2.IMREAD_UNCHANGED if png_alpha else cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
@@ -743,6 +754,9 @@ def read_photo(path: str, *, with_alpha: bool = False):
     if png_alpha:  # IMREAD_UNCHANGED leaves the EXIF orientation out: turn as the other reads do
         a = apply_orientation(a, exif_orientation(path))
     alpha = None
+    if grey_key is not None and a.ndim == 2:
+        alpha = (a != grey_key).astype(np.uint8)
+        alpha = alpha if (alpha == 0).any() else None
     if png_alpha and a.ndim == 3 and a.shape[2] in (2, 4):
         alpha = a[..., -1]
         alpha = np.ascontiguousarray(alpha) if (alpha == 0).any() else None
@@ -786,6 +800,28 @@ def exif_orientation(path: str) -> int:
     except Exception:  # not an image Pillow knows, or a damaged header: reported by the decoder
         return 1
     return int(v) if v in range(1, 9) else 1
+
+
+def _png_trns(path: str):
+    """(colour type, bit depth, tRNS chunk bytes) of a PNG with a tRNS chunk (transparent palette entries,
+    or the one grey or RGB value that is transparent), else None; found by walking the chunk headers."""
+    with open(path, "rb") as f:
+        f.seek(8)
+        ihdr = None
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"IHDR":
+                ihdr = f.read(length)
+                f.seek(4, 1)
+                continue
+            if kind == b"tRNS" and ihdr is not None and len(ihdr) >= 10:
+                return ihdr[9], ihdr[8], f.read(length)
+            if kind in (b"IDAT", b"IEND"):  # tRNS comes before the pixel data
+                return None
+            f.seek(length + 4, 1)
 
 
 def _png_exif(path: str):
@@ -936,6 +972,8 @@ def _read_photo_pillow(path, *, with_alpha: bool = False):
             try:
                 with Image.open(path) as im:
                     im = ImageOps.exif_transpose(im)
+                    if with_alpha and "transparency" in im.info and im.mode in ("P", "L", "RGB"):
+                        im = im.convert("LA" if im.mode == "L" else "RGBA")  # tRNS: transparent = no-data
                     alpha = np.array(im.getchannel("A")) if with_alpha and im.mode in ("LA", "RGBA") else None
                     if im.mode not in ("L", "RGB", "I;16", "I", "F"):
                         im = im.convert("L" if im.mode in ("LA", "1") else "RGB")
