@@ -84,6 +84,133 @@ def _expand_palette(ds, path: str):
     return expanded
 
 
+def _stack_layout(ds, pages: int):
+    """Where the channels of a microscopy stack stored one channel per TIFF page are.
+
+    An ImageJ hyperstack (TZCYX) or an OME-TIFF keeps each channel of each z-slice and time point in a
+    page of its own; GDAL opens the first page alone, so a two-channel stack was labelled on its first
+    channel only (the one without the contrast, as often as not), and the warning spoke of separate images.
+
+    Returns
+    -------
+    dict or None
+        ``kind`` ('ImageJ hyperstack' or 'OME-TIFF'), ``C``, ``Z``, ``T`` (channels, z-slices, time
+        points), ``pages`` (0-based page of each channel of z-slice 1 at time point 1), ``names`` (channel
+        names, '' where none); None for any other TIFF, one with a single channel, or one whose pages
+        hold several samples (RGB pages, read as bands already) or do not match its description.
+    """
+    if pages < 2 or ds.count != 1 or ds.driver != "GTiff":
+        return None
+    desc = ds.tags().get("TIFFTAG_IMAGEDESCRIPTION", "") or ""
+    try:
+        if desc.startswith("ImageJ="):
+            kv = dict(line.split("=", 1) for line in desc.splitlines() if "=" in line)
+            c, z, t = (int(kv.get(k, 1)) for k in ("channels", "slices", "frames"))
+            lay = dict(kind="ImageJ hyperstack", C=c, Z=z, T=t, pages=list(range(c)), names=[""] * c)
+        elif "<OME" in desc[:1000]:
+            lay = _ome_layout(desc)
+        else:
+            return None
+    except (ValueError, KeyError, TypeError):
+        return None  # a description that does not say: read as any multi-page TIFF
+    if lay is None or lay["C"] < 2 or lay["C"] * lay["Z"] * lay["T"] > pages or max(lay["pages"]) >= pages:
+        return None
+    return lay
+
+
+def _ome_layout(xml_text: str):
+    """The channel pages of the first image of an OME-XML description (see :func:`_stack_layout`), or None."""
+    import xml.etree.ElementTree as ET
+
+    def local(e):
+        return e.tag.rsplit("}", 1)[-1]
+
+    root = ET.fromstring(xml_text)
+    pix = next((e for e in root.iter() if local(e) == "Pixels"), None)
+    if pix is None:
+        return None
+    size = {k: int(pix.get(f"Size{k}", 1)) for k in "CZT"}
+    order = pix.get("DimensionOrder", "XYCZT")[2:]
+    channels = [e for e in pix if local(e) == "Channel"]
+    if any(int(ch.get("SamplesPerPixel", 1)) != 1 for ch in channels):
+        return None  # RGB pages: GDAL reads their samples as bands
+    if sorted(order) != ["C", "T", "Z"]:
+        return None
+
+    def plane(c, z, t):
+        at, i, stride = dict(C=c, Z=z, T=t), 0, 1
+        for k in order:
+            i += at[k] * stride
+            stride *= size[k]
+        return i
+
+    ifd = {}  # plane index -> page
+    datas = [e for e in pix if local(e) == "TiffData"]
+    for td in datas or [None]:
+        if td is not None and any(local(u) == "UUID" and u.get("FileName") for u in td):
+            return None  # planes in other files (a multi-file OME-TIFF)
+        first = 0 if td is None else plane(*(int(td.get(f"First{k}", 0)) for k in "CZT"))
+        start = 0 if td is None else int(td.get("IFD", 0))
+        given = td is not None and any(td.get(f"First{k}") is not None for k in "CZT")
+        count = int(td.get("PlaneCount", 1 if given else size["C"] * size["Z"] * size["T"])) if td is not None \
+            else size["C"] * size["Z"] * size["T"]
+        for k in range(count):
+            ifd[first + k] = start + k
+    try:
+        chan_pages = [ifd[plane(c, 0, 0)] for c in range(size["C"])]
+    except KeyError:
+        return None
+    names = [ch.get("Name", "") or "" for ch in channels][: size["C"]]
+    names += [""] * (size["C"] - len(names))
+    return dict(kind="OME-TIFF", C=size["C"], Z=size["Z"], T=size["T"], pages=chan_pages, names=names)
+
+
+def _open_channels(ds, path: str, lay: dict):
+    """The channel pages of ``lay`` (:func:`_stack_layout`) as the bands of one dataset (a VRT over the
+    pages ``GTIFF_DIR:<n>:<path>``), named by the channel names; ``ds`` itself if a page differs in size
+    or type."""
+    from xml.sax.saxutils import escape
+
+    rasterio = rasterio_module()
+    apath = os.path.abspath(path)
+    gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
+                 "int32": "Int32", "float32": "Float32", "float64": "Float64"}.get(ds.dtypes[0])
+    if gdal_type is None:
+        return ds
+    bands = []
+    for i, (page, name) in enumerate(zip(lay["pages"], lay["names"]), start=1):
+        sub = f"GTIFF_DIR:{page + 1}:{apath}"
+        with open_raster(sub) as p:
+            if (p.width, p.height, p.count, p.dtypes[0]) != (ds.width, ds.height, 1, ds.dtypes[0]):
+                return ds
+        desc = name or f"channel {i}"
+        bands.append(f'<VRTRasterBand dataType="{gdal_type}" band="{i}"><Description>{escape(desc)}</Description>'
+                     f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(sub)}</SourceFilename>'
+                     f'<SourceBand>1</SourceBand></SimpleSource></VRTRasterBand>')
+    xml = f'<VRTDataset rasterXSize="{ds.width}" rasterYSize="{ds.height}">{"".join(bands)}</VRTDataset>'
+    stacked = open_raster(xml)
+    ds.close()
+    return stacked
+
+
+def stack_note(src) -> str:
+    """What of a microscopy stack ``src`` (an :class:`ImageSource`) is labelled, for the report: '' for a plain image.
+
+    E.g. 'ImageJ hyperstack of 2 channels, 3 z-slices, 2 time points: its 2 channels are the bands; z-slice 1 at
+    time point 1 is labelled (to label another, save it as a file of its own, e.g. Fiji's Image > Duplicate)'."""
+    lay = getattr(src, "stack", None)
+    if not lay:
+        return ""
+    parts = [f"{lay['C']} channels"] + [f"{lay[k]} {w}{'s' if lay[k] > 1 else ''}"
+                                        for k, w in (("Z", "z-slice"), ("T", "time point")) if lay[k] > 1]
+    text = f"{lay['kind']} of {', '.join(parts)}: its {lay['C']} channels are the bands"
+    where = [f"{w} 1" for k, w in (("Z", "z-slice"), ("T", "time point")) if lay[k] > 1]
+    if where:
+        text += (f"; {' at '.join(where)} is labelled (to label another, save it as a file of its own, e.g. Fiji's "
+                 "Image > Duplicate)")
+    return text
+
+
 @dataclass
 class Georef:
     """Georeferencing of a raster source, enough to write a label raster that lands on it.
@@ -442,6 +569,14 @@ class RasterSource(ImageSource):
         rasterio = rasterio_module()
         ds = open_raster(path)
         pages = sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets) or 1
+        # a microscopy stack with one channel per page: its channels (of the first plane) become the bands
+        self.stack = _stack_layout(ds, pages)
+        if self.stack:
+            ds = _open_channels(ds, path, self.stack)
+            if ds.count == self.stack["C"]:
+                pages = self.stack["Z"] * self.stack["T"]  # planes left out, each of C pages
+            else:
+                self.stack = None
         expanded = _expand_palette(ds, path)
         self.palette = expanded is not ds  # read as the RGB(A) of its colour table
         ds = self.ds = expanded

@@ -75,3 +75,78 @@ def test_png_trns_transparency_is_nodata(tmp_path, kind):
     src = open_image(p)
     assert src.has_nodata
     np.testing.assert_array_equal(src.read_valid(), ~transparent)
+
+
+def _pages_tiff(path, pages, description):
+    """A multi-page 16-bit TIFF (one grey page per array of ``pages``) with ``description`` as its
+    ImageDescription, as ImageJ and OME writers store stacks; written with Pillow."""
+    from PIL import Image
+
+    ims = [Image.fromarray(np.ascontiguousarray(p, np.uint16)) for p in pages]
+    ims[0].save(path, save_all=True, append_images=ims[1:], tiffinfo={270: description})
+
+
+def _stack(c, z, t, h=30, w=44):
+    """(t, z, c, h, w) uint16: channel 1 holds the two regions (plus 1000 per z-slice, 3000 per time point,
+    so the plane read can be told), every other channel flat noise; and the regions' mask."""
+    rng = np.random.default_rng(1)
+    img, mask = _two_regions(h, w)
+    a = np.zeros((t, z, c, h, w), np.uint16)
+    for ti in range(t):
+        for zi in range(z):
+            for ci in range(c):
+                a[ti, zi, ci] = (img.astype(np.uint16) * 10 + 1000 * zi + 3000 * ti if ci == 1
+                                 else 500 + ci + rng.integers(0, 30, (h, w)))
+    return a, mask
+
+
+def test_imagej_hyperstack_channels_are_bands(tmp_path):
+    """An ImageJ hyperstack (TZCYX, one channel per page) was read as its first page alone: a two-channel stack
+    was labelled on channel 1 only, and the warning spoke of separate images to split with tiffsplit. Its channels
+    (of z-slice 1 at time point 1) are now the bands, and the stack note says which plane is labelled."""
+    a, _ = _stack(2, 3, 2)
+    p = str(tmp_path / "hs.tif")
+    _pages_tiff(p, a.reshape(-1, *a.shape[-2:]),
+                "ImageJ=1.54f\nimages=12\nchannels=2\nslices=3\nframes=2\nhyperstack=true\nmode=composite\n")
+    src = open_image(p)
+    assert src.count == 2
+    np.testing.assert_array_equal(src.ds.read(), a[0, 0])
+    assert src.pages == 6  # planes: 3 z-slices x 2 time points
+    from label_tools.io import stack_note
+
+    note = stack_note(src)
+    assert "ImageJ hyperstack of 2 channels, 3 z-slices, 2 time points" in note
+    assert "z-slice 1 at time point 1 is labelled" in note
+
+
+def test_ome_tiff_channels_are_bands_and_named(tmp_path, capsys):
+    """An OME-TIFF of three channels stored a page each (DimensionOrder XYZCT: channel c of z-slice 1 is page
+    c x SizeZ) was labelled on its first channel alone, which holds no contrast; now its channels are the bands,
+    with their OME names, and the labels follow the channel that shows the regions."""
+    from PIL import Image
+
+    from label_tools.cli import main
+
+    a, mask = _stack(3, 2, 1)
+    order = a[0].transpose(1, 0, 2, 3)  # (c, z, h, w): XYZCT, z fastest
+    xml = ('<?xml version="1.0" encoding="UTF-8"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+           '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="44" SizeY="30" '
+           'SizeC="3" SizeZ="2" SizeT="1">'
+           + "".join(f'<Channel ID="Channel:0:{i}" SamplesPerPixel="1" Name="{n}"/>' for i, n in
+                     enumerate(["DAPI", "GFP", "RFP"]))
+           + '<TiffData IFD="0" PlaneCount="6"/></Pixels></Image></OME>')
+    p = str(tmp_path / "cells.ome.tif")
+    _pages_tiff(p, order.reshape(-1, 30, 44), xml)
+    src = open_image(p)
+    assert src.count == 3 and src.band_names == ("DAPI", "GFP", "RFP")
+    np.testing.assert_array_equal(src.ds.read(), a[0, 0])
+    src.close()
+    scr = np.zeros(mask.shape, np.uint8)
+    scr[5:25, 3:15] = 1
+    scr[5:25, 28:40] = 2
+    Image.fromarray(scr).save(tmp_path / "s.png")
+    out = tmp_path / "out"
+    assert main([p, "--scribbles", str(tmp_path / "s.png"), "-o", str(out), "--headless", "-q"]) in (0, None)
+    lab = np.array(Image.open(out / "cells.ome_mres_label.png"))
+    assert lab.shape == mask.shape
+    assert (lab == mask).mean() > 0.95
