@@ -617,6 +617,11 @@ class RasterSource(ImageSource):
         self._gdal_mask = ds.nodata is not None or any(
             f & rasterio.enums.MaskFlags.per_dataset or not (f & rasterio.enums.MaskFlags.all_valid)
             for f in ds.mask_flag_enums[0])
+        # bands declaring different no-data values (a VRT or .img stack of products, each with its fill value):
+        # GDAL's dataset mask keeps a pixel valid when any band is, so one band's fill value entered the
+        # features as data; such a pixel is no-data when any band read is, as a NaN in one band makes it
+        self._band_masks = len({repr(ds.nodatavals[b - 1]) for b in self._bands}) > 1
+        self._gdal_mask = self._gdal_mask or self._band_masks
         # float bands: NaN and +-inf are no-data too (found in the pixels as they are read)
         self._float = any(np.dtype(ds.dtypes[b - 1]).kind == "f" for b in self._bands)
         self._masked = self._gdal_mask or self._float
@@ -759,7 +764,10 @@ class RasterSource(ImageSource):
             if out_shape is not None:
                 kw = dict(out_shape=(int(out_shape[0]), int(out_shape[1])), resampling=Resampling.nearest)
             with self._read_errors(win), self._lock:
-                m = self.ds.dataset_mask(window=win, **kw) > 0
+                if self._band_masks:
+                    m = np.logical_and.reduce([self.ds.read_masks(b, window=win, **kw) > 0 for b in self._bands])
+                else:
+                    m = self.ds.dataset_mask(window=win, **kw) > 0
         if self._float:
             key = (win, None if out_shape is None else tuple(out_shape))
             last = getattr(self._tls, "nonfinite", None)

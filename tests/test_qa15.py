@@ -150,3 +150,62 @@ def test_ome_tiff_channels_are_bands_and_named(tmp_path, capsys):
     lab = np.array(Image.open(out / "cells.ome_mres_label.png"))
     assert lab.shape == mask.shape
     assert (lab == mask).mean() > 0.95
+
+
+def _vrt_over(tmp_path, data, nodatas):
+    """A GeoTIFF of ``data`` (bands, h, w) float32 and a VRT over it whose band b declares ``nodatas[b]``
+    (None: no no-data value), as a stack of products with different fill values is kept (or an .img)."""
+    import rasterio
+    from affine import Affine
+
+    n, h, w = data.shape
+    tif = str(tmp_path / "stack_src.tif")
+    with rasterio.open(tif, "w", driver="GTiff", width=w, height=h, count=n, dtype="float32", crs="EPSG:32633",
+                       transform=Affine(10, 0, 500000, 0, -10, 5000000)) as ds:
+        ds.write(data.astype(np.float32))
+    bands = "".join(
+        f'<VRTRasterBand dataType="Float32" band="{b + 1}">'
+        + ("" if nd is None else f"<NoDataValue>{nd}</NoDataValue>")
+        + f'<SimpleSource><SourceFilename relativeToVRT="1">stack_src.tif</SourceFilename><SourceBand>{b + 1}'
+        '</SourceBand></SimpleSource></VRTRasterBand>' for b, nd in enumerate(nodatas))
+    vrt = str(tmp_path / "stack.vrt")
+    with open(vrt, "w") as f:
+        f.write(f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>EPSG:32633</SRS>'
+                f'<GeoTransform>500000,10,0,5000000,0,-10</GeoTransform>{bands}</VRTDataset>')
+    return vrt
+
+
+@pytest.mark.parametrize("nodatas", [(0, -1, -2), (None, -9999, None)])
+def test_per_band_nodata_values_each_mask_their_band(tmp_path, nodatas):
+    """Bands declaring different no-data values: GDAL's dataset mask keeps a pixel valid when any band is valid
+    (and with no value on band 1, the others' were not looked at), so band 2's fill value -1 or -9999 was read as
+    data, far outside its range. A pixel is now no-data where any band read holds its own no-data value."""
+    img, _ = _two_regions()
+    data = np.stack([img / 255 + 0.1, img / 10.0 + 10, img + 100.0])
+    fill = np.zeros(img.shape, bool)
+    fill[:4] = True  # band 2's fill rows
+    data[1][fill] = nodatas[1]
+    expect = ~fill
+    if nodatas[0] is not None:
+        data[0][-3:] = nodatas[0]
+        data[2][:, :5] = nodatas[2]
+        expect[-3:] = False
+        expect[:, :5] = False
+    src = open_image(_vrt_over(tmp_path, data, nodatas))
+    assert src.has_nodata
+    np.testing.assert_array_equal(src.read_valid(), expect)
+    src.close()
+
+
+def test_shared_nodata_value_keeps_a_pixel_valid_in_any_band(tmp_path):
+    """One no-data value for every band (RGB with nodata 0): a pixel is no-data only where every band holds it,
+    as GDAL's dataset mask has it (a pure red pixel is data)."""
+    img, _ = _two_regions()
+    data = np.stack([img + 1.0, img + 2.0, img + 3.0])
+    data[:, :3] = 0  # the border: 0 in every band
+    data[1:, 10, 10] = 0  # red: 0 in bands 2 and 3 only
+    src = open_image(_vrt_over(tmp_path, data, (0, 0, 0)))
+    expect = np.ones(img.shape, bool)
+    expect[:3] = False
+    np.testing.assert_array_equal(src.read_valid(), expect)
+    src.close()
