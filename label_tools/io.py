@@ -23,6 +23,17 @@ _STATS_PIXELS = 1_000_000  # robust statistics are read from a decimated view of
 _SAMPLE_ALL_PIXELS = 64_000_000  # larger rasters take their statistics from sampled windows
 
 
+#: float32's largest magnitude: the fill value DEM and GIS tools write without declaring it (-3.4028235e38);
+#: never a measurement, so no-data as NaN and +-inf are (read as float32, float64 fills beyond it become +-inf)
+FLOAT_FILL = float(np.finfo(np.float32).max)
+
+
+def _not_values(x: np.ndarray) -> np.ndarray:
+    """bool, the shape of float ``x``: NaN, +-inf and the undeclared float fill +-3.4028235e38."""
+    with np.errstate(invalid="ignore"):
+        return ~(np.abs(x) < FLOAT_FILL)
+
+
 GDAL_CACHE_MB = 64  # GDAL's block cache defaults to 5 % of RAM, which would dwarf our tile budget
 
 
@@ -495,8 +506,8 @@ class ArraySource(ImageSource):
         super().__init__(path, a.shape[0], a.shape[1], a.shape[2], georef=georef, dtype=str(a.dtype))
         self.array = a
         self.valid = None if valid is None else np.asarray(valid, bool)
-        if a.dtype.kind == "f":  # NaN and +-inf are no-data, as a nodata value would be
-            finite = np.isfinite(a).all(axis=-1)
+        if a.dtype.kind == "f":  # NaN, +-inf and the float fill are no-data, as a nodata value would be
+            finite = ~_not_values(a).any(axis=-1)
             if not finite.all():
                 self.valid = finite if self.valid is None else self.valid & finite
         if self.valid is not None and not self.valid.any():
@@ -514,7 +525,7 @@ class ArraySource(ImageSource):
         r0, r1, c0, c1 = window
         x = self.array[r0:r1, c0:c1]
         if x.dtype.kind == "f" and self.valid is not None:
-            x = np.where(np.isfinite(x), x, 0)
+            x = np.where(_not_values(x), 0, x)
         if out_shape is not None and tuple(out_shape) != x.shape[:2]:
             # shrink band by band in the source dtype: no float copy of a large window
             x = np.stack([_resample(np.ascontiguousarray(x[..., i])[..., None], out_shape,
@@ -651,7 +662,7 @@ class RasterSource(ImageSource):
                 x = self.ds.read(b, out_shape=(h, w), resampling=Resampling.nearest)
                 data = (self.ds.read_masks(b, out_shape=(h, w), resampling=Resampling.nearest) > 0)
                 if x.dtype.kind == "f":
-                    data &= np.isfinite(x)
+                    data &= ~_not_values(x)
                 if not data.any():
                     dead.append(b)
         if not dead or len(dead) == len(self._bands):
@@ -745,7 +756,7 @@ class RasterSource(ImageSource):
         with self._read_errors(win), self._lock:
             x = self.ds.read(self._bands, window=win, out_dtype="float32", **kw)
         x = np.moveaxis(x, 0, -1)
-        bad = ~np.isfinite(x)
+        bad = _not_values(x) if self._float else ~np.isfinite(x)
         if self._float:  # remembered for the read_valid that follows in this thread
             self._tls.nonfinite = ((win, None if out_shape is None else tuple(out_shape)), bad.any(axis=-1))
         if bad.any():

@@ -209,3 +209,39 @@ def test_shared_nodata_value_keeps_a_pixel_valid_in_any_band(tmp_path):
     expect[:3] = False
     np.testing.assert_array_equal(src.read_valid(), expect)
     src.close()
+
+
+def _geotiff(path, data, **kw):
+    """A small GeoTIFF of ``data`` (bands, h, w) on a UTM grid."""
+    import rasterio
+    from affine import Affine
+
+    n, h, w = data.shape
+    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=n, dtype=data.dtype, crs="EPSG:32633",
+                       transform=Affine(10, 0, 500000, 0, -10, 5000000), **kw) as ds:
+        ds.write(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("how", ["geotiff", "geotiff64", "array"])
+def test_undeclared_float_fill_is_nodata(tmp_path, how):
+    """A DEM with float32's lowest value (-3.4028235e38, the fill many GIS tools write without declaring it) on
+    2.5 % of pixels: it set the stretch's lower limit, so every elevation became exactly 1.0 in float32 (a flat
+    image; 13 % mislabelled). Such pixels are now no-data, as NaN and +-inf are."""
+    from label_tools.io import ArraySource
+
+    img, mask = _two_regions(40, 60)
+    dem = (100 + img / 255 * 20).astype(np.float32)
+    fill = np.zeros(dem.shape, bool)
+    fill[:, :2] = True
+    dem[fill] = -3.4028235e38
+    if how == "array":
+        src = ArraySource(dem)
+    else:
+        d = dem.astype(np.float64) if how == "geotiff64" else dem
+        if how == "geotiff64":
+            d[fill] = -3.4028234663852886e38  # the same fill as GDAL prints it, in a float64 raster
+        src = open_image(_geotiff(tmp_path / "dem.tif", d[None]))
+    np.testing.assert_array_equal(src.read_valid(), ~fill)
+    x = src.read()[..., 0]
+    assert np.median(x[(mask == 1) & ~fill]) - np.median(x[(mask == 0) & ~fill]) > 0.5
