@@ -477,9 +477,35 @@ class ImageSource:
         if len(px) == 0:
             raise InputError(f"image {self.path!r} has no valid (non-no-data, finite) pixels")
         lo, hi = np.percentile(px, STRETCH_PERCENTILES, axis=0).astype(np.float32)
+        hi = _below_saturation(px, lo, hi)
         flat = hi <= lo
         hi[flat] = lo[flat] + 1  # a constant band becomes 0 everywhere instead of dividing by 0
         self._lo, self._hi = lo, hi
+
+
+def _below_saturation(px: np.ndarray, lo: np.ndarray, hi: np.ndarray, *, most: float = 0.05) -> np.ndarray:
+    """Upper stretch limits of ``px`` (n, bands) that saturated pixels do not set.
+
+    A camera's saturated or hot pixels (16-bit fluorescence of values 100..400 with 1 % of pixels at 65535, a
+    12-bit camera's 4095) hold the band's maximum exactly; over 0.5 % of them made it the upper limit, so the
+    data became 0..0.005: a black display, and features where those pixels outweighed the rest 200 to 1. When
+    the maximum holds more than 0.5 % but at most ``most`` of the pixels and the others' upper percentile lies
+    below the middle of lo..max, the limit is that percentile (saturated pixels then clip at 1.5, as outliers do).
+    """
+    hi = hi.copy()
+    for b in range(px.shape[1]):
+        x = px[:, b]
+        top = x.max()
+        if hi[b] < top:
+            continue
+        at_top = x == top
+        share = at_top.mean()
+        if not (1 - STRETCH_PERCENTILES[1] / 100) < share <= most:
+            continue
+        rest = np.percentile(x[~at_top], STRETCH_PERCENTILES[1])
+        if rest > lo[b] and rest < lo[b] + (top - lo[b]) / 2:
+            hi[b] = rest
+    return hi
 
 
 class ArraySource(ImageSource):

@@ -223,6 +223,44 @@ def _geotiff(path, data, **kw):
     return str(path)
 
 
+@pytest.mark.parametrize("top,kind", [(65535, "tif"), (4095, "tif"), (65535, "png")])
+def test_saturated_pixels_do_not_set_the_stretch(tmp_path, top, kind):
+    """16-bit fluorescence of values 100..400 with 1 % saturated or hot pixels (at 65535, or 4095 from a 12-bit
+    camera): over 0.5 % of pixels at the maximum made it the stretch's upper limit, so the cells were read as
+    0..0.005 (a black display, features dominated by the hot pixels, 7 % of pixels mislabelled). The stretch now
+    comes from the unsaturated pixels; the hot ones clip as outliers do."""
+    import cv2
+
+    img, mask = _two_regions(40, 60)
+    a = (100 + img.astype(np.uint16) * 300 // 255).astype(np.uint16)
+    hot = np.random.default_rng(3).random(a.shape) < 0.01
+    assert 0.005 < hot.mean() < 0.05
+    a[hot] = top
+    p = str(tmp_path / f"cells.{kind}")
+    if kind == "png":
+        cv2.imwrite(p, a)
+    else:
+        _geotiff(p, a[None])
+    src = open_image(p)
+    x = src.read()[..., 0]
+    dim, bright = np.median(x[(mask == 0) & ~hot]), np.median(x[(mask == 1) & ~hot])
+    assert bright - dim > 0.5, (dim, bright)
+    assert x[hot].min() == pytest.approx(1.5)
+    rgb = src.read_display()
+    assert np.median(rgb[(mask == 1) & ~hot]) > 150
+
+
+def test_saturation_rule_leaves_a_few_level_image_alone(tmp_path):
+    """Levels 0/1/2 with 2 on 3 % of pixels: 2 is the band's top but not far above the rest, so it still sets
+    the stretch (the saturation rule only takes a top value well above the other pixels' range)."""
+    a = np.zeros((40, 60), np.uint16)
+    a[:, 30:] = 1
+    a[:2, :36] = 2  # 72 px, 3 %
+    src = open_image(_geotiff(tmp_path / "levels.tif", a[None]))
+    x = src.read()[..., 0]
+    assert x[0, 0] == pytest.approx(1.0) and x[5, 40] == pytest.approx(0.5) and x[5, 5] == 0
+
+
 @pytest.mark.parametrize("how", ["geotiff", "geotiff64", "array"])
 def test_undeclared_float_fill_is_nodata(tmp_path, how):
     """A DEM with float32's lowest value (-3.4028235e38, the fill many GIS tools write without declaring it) on
