@@ -226,6 +226,19 @@ def check_same_grid(path, where, georef, *, option="--init", what="pre-labels"):
     same_size = abs(t.a - g.a) <= 1e-6 * abs(g.a) and abs(t.e - g.e) <= 1e-6 * abs(g.e) and \
         abs(t.b - g.b) <= 1e-6 * abs(g.a) and abs(t.d - g.d) <= 1e-6 * abs(g.e)
     near = abs(t.c - g.c) <= 0.5 * abs(g.a) and abs(t.f - g.f) <= 0.5 * abs(g.e)
+    height = (georef.profile or {}).get("height")
+    if crs == georef.crs and height and g.b == 0 and g.d == 0 and t.b == 0 and t.d == 0 and \
+            abs(t.a - g.a) <= 1e-6 * abs(g.a) and abs(t.e + g.e) <= 1e-6 * abs(g.e) and \
+            abs(t.c - g.c) <= 0.5 * abs(g.a) and abs(t.f - (g.f + g.e * height)) <= 0.5 * abs(g.e):
+        # the image's ground with its rows the other way: a north-down raster (pixel height > 0) and strokes
+        # rasterised north-up (gdal_rasterize and QGIS write nothing else); "lies elsewhere" was untrue
+        def runs(e):
+            return "north-up (top row north)" if e < 0 else "north-down (top row south)"
+
+        raise InputError(f"{option} {path!r}: covers the image's ground but upside down on its grid: its rows run "
+                         f"{runs(t.e)}, pixel height {t.e:g}, the image's {runs(g.e)}, {g.e:g}; turn it over to the "
+                         f"image's row order (rows reversed, the image's transform), or draw the {what} on the "
+                         "image's pixels (the annotator, or a paint program) and give them as a PNG")
     if crs != georef.crs or not (same_size and near):
         raise InputError(f"{option} {path!r}: lies elsewhere than the image (its CRS {crs.to_string()}, origin "
                          f"{t.c:.10g}, {t.f:.10g}, pixel {t.a:.6g} x {t.e:.6g}; the image's {georef.crs.to_string()}, "

@@ -283,3 +283,42 @@ def test_undeclared_float_fill_is_nodata(tmp_path, how):
     np.testing.assert_array_equal(src.read_valid(), ~fill)
     x = src.read()[..., 0]
     assert np.median(x[(mask == 1) & ~fill]) - np.median(x[(mask == 0) & ~fill]) > 0.5
+
+
+@pytest.mark.parametrize("option", ["--scribbles", "--init"])
+def test_north_up_strokes_on_a_north_down_raster_are_named_upside_down(tmp_path, capsys, option):
+    """A north-down raster (pixel height > 0, as netCDF conversions give) with strokes rasterised north-up over
+    the same ground (gdal_rasterize and QGIS write nothing else): refused as lying 'elsewhere than the image',
+    which sent the user looking for another tile. The line now says it covers the image's ground upside down."""
+    from affine import Affine
+
+    from label_tools.cli import main
+
+    img, mask = _two_regions()
+    h, w = img.shape
+    image = _geotiff(tmp_path / "nd.tif", img[None])
+    import rasterio
+
+    with rasterio.open(image, "r+") as ds:
+        ds.transform = Affine(10, 0, 500000, 0, 10, 5000000)  # north-down: top row is the southern edge
+    strokes = np.zeros((h, w), np.uint8)
+    strokes[5:25, 3:15], strokes[5:25, 28:40] = 1, 2
+    if option == "--init":
+        strokes = mask.copy()
+    up = str(tmp_path / "strokes_up.tif")
+    with rasterio.open(up, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8", crs="EPSG:32633",
+                       transform=Affine(10, 0, 500000, 0, -10, 5000000 + 10 * h)) as ds:
+        ds.write(strokes[::-1][None])
+    out = tmp_path / "out"
+    args = [image, option, up, "-o", str(out), "--headless", "-q"]
+    if option == "--init":
+        Image = pytest.importorskip("PIL.Image")
+        s = np.zeros((h, w), np.uint8)
+        s[5:25, 3:15] = 1
+        Image.fromarray(s).save(tmp_path / "s.png")
+        args += ["--scribbles", str(tmp_path / "s.png")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and repr(up) in err[0]
+    assert "covers the image's ground but upside down" in err[0] and "elsewhere" not in err[0]
+    assert not out.exists() or not os.listdir(out)
