@@ -605,6 +605,13 @@ class RasterSource(ImageSource):
     def __init__(self, path, *, bands=None, feature_bands=None):
         rasterio = rasterio_module()
         ds = open_raster(path)
+        if ds.count == 0:  # a container (netCDF/HDF of several variables): its rasters are subdatasets
+            subs = list(ds.subdatasets)
+            ds.close()
+            eg = subs[0] if subs else ""
+            raise InputError(f"image {path!r} holds no raster of its own but {len(subs)} subdatasets (variables of "
+                             f"a netCDF or HDF file?): convert the one to label to a GeoTIFF, e.g. `gdal_translate "
+                             f"'{eg}' {stem(path)}.tif` (`gdalinfo {os.path.basename(path)}` lists them)")
         pages = sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets) or 1
         # a microscopy stack with one channel per page: its channels (of the first plane) become the bands
         self.stack = _stack_layout(ds, pages)
@@ -1169,9 +1176,48 @@ def _read_photo_pillow(path, *, with_alpha: bool = False):
         raise InputError(f"image {path!r} is too large to decode in the memory available: convert it to a tiled "
                          "GeoTIFF, which is read window by window") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as e:
-        raise InputError(f"image {path!r} cannot be read as an image ({_first_line(e)})") from None
+        hint = ""
+        if path.lower().endswith(_MICROSCOPE_EXT):
+            hint = (": it is a microscope's own format; save it as an OME-TIFF (Fiji: File > Save As > OME-TIFF..., "
+                    "or Bio-Formats' `bfconvert`), whose channels are read as bands")
+        raise InputError(f"image {path!r} cannot be read as an image ({_first_line(e)}){hint}") from None
 
 
+
+
+#: microscope vendors' formats (Zeiss, Nikon, Leica, Olympus, Imaris, DeltaVision, SlideBook): Bio-Formats reads them
+_MICROSCOPE_EXT = (".czi", ".zvi", ".nd2", ".lif", ".lof", ".oib", ".oif", ".oir", ".vsi", ".ims", ".dv", ".r3d",
+                   ".sld", ".lei")
+
+#: GDAL drivers of formats read as photos (EXIF orientation, decoder checks), whatever the file's name
+_PHOTO_DRIVERS = {"PNG", "JPEG", "GIF", "BMP", "WEBP"}
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF, both byte orders
+
+
+def _gdal_raster(path: str) -> bool:
+    """True for a file read window by window through GDAL though its name is not a raster's.
+
+    A TIFF by its first bytes (Zeiss ``.lsm``, MetaMorph ``.stk``), or a file GDAL opens as a raster of a
+    format other than a photo's (ESRI ASCII grid ``.asc``, ENVI ``.dat``/``.bsq``/``.bil``, SAGA ``.sdat``,
+    netCDF ``.nc``, SRTM ``.hgt``): these were refused as images Pillow cannot identify.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False  # the reader says what is wrong
+    if head in _TIFF_MAGIC:
+        return True
+    if path.lower().endswith(PHOTO_EXT):
+        return False
+    rasterio = rasterio_module()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as ds:
+                return ds.driver not in _PHOTO_DRIVERS and (ds.count >= 1 or bool(ds.subdatasets))
+    except Exception:  # not a raster GDAL knows: the photo reader says what it is not
+        return False
 
 
 def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
@@ -1201,7 +1247,7 @@ def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
         raise InputError(f"image {path!r} is a directory; expected an image file")
     if not os.access(path, os.R_OK):
         raise InputError(f"image {path!r} is not readable (permission denied)")
-    if path.lower().endswith(RASTER_EXT):
+    if path.lower().endswith(RASTER_EXT) or _gdal_raster(path):
         return RasterSource(path, bands=bands, feature_bands=feature_bands)
     arr, alpha = read_photo(path, with_alpha=True)
     if feature_bands is not None:

@@ -83,7 +83,7 @@ def _pages_tiff(path, pages, description):
     from PIL import Image
 
     ims = [Image.fromarray(np.ascontiguousarray(p, np.uint16)) for p in pages]
-    ims[0].save(path, save_all=True, append_images=ims[1:], tiffinfo={270: description})
+    ims[0].save(path, format="TIFF", save_all=True, append_images=ims[1:], tiffinfo={270: description})
 
 
 def _stack(c, z, t, h=30, w=44):
@@ -322,3 +322,70 @@ def test_north_up_strokes_on_a_north_down_raster_are_named_upside_down(tmp_path,
     assert len(err) == 1 and repr(up) in err[0]
     assert "covers the image's ground but upside down" in err[0] and "elsewhere" not in err[0]
     assert not out.exists() or not os.listdir(out)
+
+
+def test_gis_rasters_of_other_formats_are_read_through_gdal(tmp_path):
+    """An ESRI ASCII grid DEM (.asc) and an ENVI stack (.dat + .hdr), both read by GDAL and common in remote
+    sensing, were refused as images Pillow 'cannot identify'. They are now read as rasters, georeferencing kept."""
+    import rasterio
+    from affine import Affine
+
+    img, _ = _two_regions()
+    t = Affine(10, 0, 500000, 0, -10, 5000000)
+    asc = str(tmp_path / "dem.asc")
+    with rasterio.open(asc, "w", driver="AAIGrid", width=44, height=30, count=1, dtype="float32",
+                       crs="EPSG:32633", transform=t, nodata=-9999) as ds:
+        ds.write(np.where(np.arange(44) < 2, -9999, 100 + img / 10).astype(np.float32)[None])
+    dat = str(tmp_path / "stack.dat")
+    with rasterio.open(dat, "w", driver="ENVI", width=44, height=30, count=5, dtype="uint16",
+                       crs="EPSG:32633", transform=t) as ds:
+        ds.write(np.stack([img.astype(np.uint16) * (b + 1) for b in range(5)]))
+    dem = open_image(asc)
+    assert dem.georef is not None and dem.georef.transform == t and dem.georef.crs.to_epsg() == 32633
+    assert dem.read_valid()[:, :2].sum() == 0 and dem.read_valid()[:, 2:].all()
+    stack = open_image(dat)
+    assert stack.count == 5 and stack.georef.transform == t
+
+
+def test_tiff_by_content_and_containers_of_rasters(tmp_path, capsys):
+    """A TIFF named for its microscope (Zeiss .lsm, MetaMorph .stk) went to the photo reader, which read its first
+    page without a word; it is now read as the TIFF it is (a hyperstack's channels as bands). A netCDF of two
+    variables is refused in one line naming its subdatasets and the command that converts one."""
+    from scipy.io import netcdf_file
+
+    from label_tools.cli import main
+
+    a, _ = _stack(2, 1, 1)
+    p = str(tmp_path / "cells.lsm")
+    _pages_tiff(p, a.reshape(-1, *a.shape[-2:]), "ImageJ=1.54f\nimages=2\nchannels=2\nhyperstack=true\n")
+    src = open_image(p)
+    assert src.count == 2 and src.pages == 1
+    src.close()
+    nc = str(tmp_path / "ocean.nc")
+    f = netcdf_file(nc, "w")
+    f.createDimension("y", 30)
+    f.createDimension("x", 44)
+    for name in ("sst", "chl"):
+        f.createVariable(name, "f4", ("y", "x"))[:] = np.random.default_rng(0).random((30, 44))
+    f.close()
+    from PIL import Image
+
+    Image.fromarray(np.eye(30, 44, dtype=np.uint8) * 2 + np.eye(30, 44, 5, dtype=np.uint8)).save(tmp_path / "s.png")
+    out = tmp_path / "out"
+    assert main([nc, "--scribbles", str(tmp_path / "s.png"), "-o", str(out), "--headless", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and repr(nc) in err[0] and "2 subdatasets" in err[0] and "gdal_translate" in err[0]
+    assert "sst" in err[0]
+    assert not out.exists() or not os.listdir(out)
+
+
+def test_microscope_format_refusal_says_what_to_do(tmp_path, capsys):
+    """A Zeiss .czi (which neither GDAL nor Pillow reads) was refused as 'cannot identify image file' alone; the
+    line now says to save it as an OME-TIFF."""
+    from label_tools.cli import main
+
+    p = tmp_path / "cells.czi"
+    p.write_bytes(b"ZISRAWFILE" + bytes(range(256)) * 8)
+    assert main([str(p), "--scribbles", str(p), "-o", str(tmp_path / "o"), "--headless", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and repr(str(p)) in err[0] and "OME-TIFF" in err[0]
