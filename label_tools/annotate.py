@@ -32,6 +32,7 @@ REPAINT_SECONDS = 1.0  # idle windows are shown their last frame again this ofte
 MAX_ZOOM = 4.0  # a window is magnified at most this much on screen ...
 MIN_SHOWN = 640  # ... unless that leaves its longer side shorter than this many pixels (a 40 x 30 image: 16 x)
 NODATA = 255
+ERASER_BGR = (255, 0, 255)  # the brush circle while the eraser is on (magenta: white while painting)
 
 class Key(NamedTuple):
     """One row of the key table: the keys, how the help shows them, what they do.
@@ -59,7 +60,8 @@ class Key(NamedTuple):
 #: Every key of the annotator: the dispatch of :meth:`Annotator.on_key` and the help overlay (H).
 KEYS = (
     Key("\x1b\r\n", "Esc/Enter", "next class (after the last: next window)", "key_next"),
-    Key("z", "Z", "undo the last stroke", "key_undo"),
+    Key("z", "Z", "undo the last stroke (or erase)", "key_undo"),
+    Key("e", "E", "eraser on/off: drag removes strokes of any class", "key_eraser"),
     Key("+=-_", "+ / -", "brush size", "key_brush"),
     Key("0123456789", "1-9", "jump to class (10+: two digits quickly, 1 then 5)", "key_class"),
     Key("b", "B", "back to the previous window", "key_back"),
@@ -571,7 +573,7 @@ class Annotator:
         out = bgr.copy()
         r = max(1, int(round((self.s.brush - 0.5) * self._scale())))  # the painted disk is 2 * brush - 1 px wide
         cv2.circle(out, (int(x), int(y)), r + 1, (0, 0, 0), 1, cv2.LINE_AA)  # dark and light: seen on any picture
-        cv2.circle(out, (int(x), int(y)), r, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.circle(out, (int(x), int(y)), r, ERASER_BGR if self.s.erasing else (255, 255, 255), 1, cv2.LINE_AA)
         return out
 
     def mouse_hover(self, x, y):
@@ -740,7 +742,7 @@ class Annotator:
         s = self.s
         if not s.strokes:
             log.info("Z: nothing to undo%s", " (strokes drawn before this session was resumed cannot be undone: "
-                     "paint over them with the right class)" if s.scribbles.any() else "")
+                     "erase them with E, or paint over them with the right class)" if s.scribbles.any() else "")
         else:
             where = s.strokes[-1].window
             s.undo()
@@ -750,6 +752,10 @@ class Annotator:
             self.ov_scr = reduce_labels(s.scribbles, self.ov_shape)
             self.save()
             self._preview_labels, self._preview_tried = None, False  # render_annotation runs it again if P is on
+        return False
+
+    def key_eraser(self, ch):
+        self.s.toggle_eraser()  # the status line and the brush circle say which mode is on
         return False
 
     def key_brush(self, ch):

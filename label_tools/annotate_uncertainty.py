@@ -200,7 +200,7 @@ class UncertaintyMixin:
         return u
 
     def _mode(self):
-        modes = []
+        modes = ["ERASER (E: draw)"] if getattr(getattr(self, "s", None), "erasing", False) else []
         if getattr(self, "prelabels", None) is not None:  # a collection's pre-labels (annotate_prelabels)
             modes.append("pre-labels " + ("on" if getattr(self, "show_prelabels", True) else "off") + " (L)")
         if self.show_uncertainty:

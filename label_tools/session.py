@@ -62,6 +62,7 @@ class Session:
         self._open = None  # (before-copy of the window, last point) while the mouse is down
         self.visited = set()
         self.valid_of = valid_of
+        self.erasing = False  # E: the brush removes strokes of any class instead of painting one
 
     # ------------------------------------------------------------------ where we are
     @property
@@ -71,7 +72,7 @@ class Session:
     def status(self, class_names=None) -> str:
         name = class_names[self.class_index] if class_names else f"class{self.class_index + 1}"
         return (f"{name} (class {self.class_index + 1}/{self.n_classes}) | window {self.window_index + 1}/"
-                f"{len(self.windows)} | brush {self.brush}")
+                f"{len(self.windows)} | brush {self.brush}" + (" | eraser" if self.erasing else ""))
 
     # ------------------------------------------------------------------ strokes
     def begin_stroke(self, row: float, col: float):
@@ -105,7 +106,8 @@ class Session:
         return True
 
     def _paint(self, ra, ca, rb, cb):
-        """Paint the segment (ra, ca)-(rb, cb) with a disk brush of diameter 2 * brush - 1 px."""
+        """Paint the segment (ra, ca)-(rb, cb) with a disk brush of diameter 2 * brush - 1 px (with the
+        eraser on: set it back to 0, unlabelled, whatever class was there)."""
         import cv2
 
         r0, r1, c0, c1 = self.window
@@ -126,10 +128,11 @@ class Session:
         valid = self.valid_of(self.window) if self.valid_of is not None else None
         if valid is not None:  # no-data (a GeoTIFF's black border) is never labelled: painting it showed strokes that count for nothing
             m &= valid[y0 - r0:y1 - r0, x0 - c0:x1 - c0]
-        self.scribbles[y0:y1, x0:x1][m] = self.class_index + 1
+        self.scribbles[y0:y1, x0:x1][m] = 0 if self.erasing else self.class_index + 1
 
     def undo(self) -> bool:
-        """Remove the last stroke only (in whichever window it was drawn). False if none."""
+        """Remove the last stroke only, or put back what the last erase removed (in whichever window it
+        was drawn). False if none."""
         if not self.strokes:
             return False
         s = self.strokes.pop()
@@ -141,8 +144,9 @@ class Session:
     def next_class(self) -> str:
         """Esc/Enter: next class; after the last, the next window; after the last window, done.
 
-        Returns "class", "window" or "done".
+        Returns "class", "window" or "done". The eraser goes off: a class was chosen to draw with.
         """
+        self.erasing = False
         if self.class_index + 1 < self.n_classes:
             self.class_index += 1
             return "class"
@@ -178,11 +182,17 @@ class Session:
         return self.set_class(d)
 
     def set_class(self, k: int) -> bool:
-        """Jump to class k (1-based). False if there is no such class."""
+        """Jump to class k (1-based) and draw with it (the eraser goes off). False if there is no such class."""
         if 1 <= k <= self.n_classes:
             self.class_index = k - 1
+            self.erasing = False
             return True
         return False
+
+    def toggle_eraser(self) -> bool:
+        """E: the brush erases strokes of any class (True) or paints the current class again (False)."""
+        self.erasing = not self.erasing
+        return self.erasing
 
     def change_brush(self, delta: int):
         """+/-: brush radius, kept within 1..200."""
