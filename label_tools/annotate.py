@@ -458,6 +458,9 @@ def paint_labels(rgb, labels, colors, *, alpha=1.0, skip=(0,), offset=1):
 class Annotator:
     """The two windows around a Session."""
 
+    notice = None  # a question for the person, put first on the status line (see _may_quit)
+    _quit_asked = False
+
     def __init__(self, src, classes, session, *, outdir, stem, preview=None, seconds_before=0.0):
         import cv2
 
@@ -545,8 +548,8 @@ class Annotator:
         if self.show_help:
             out = help_room(out, self.classes.names, cv2)
             self._draw_help(out)
-        self._show(WIN_ANNOTATE, out, f"{WIN_ANNOTATE} - {self.s.status(self.classes.names)}"
-                   + (" | preview" if self.show_preview else ""))
+        self._show(WIN_ANNOTATE, out, f"{WIN_ANNOTATE} - " + (f"{self.notice} | " if self.notice else "")
+                   + self.s.status(self.classes.names) + (" | preview" if self.show_preview else ""))
 
     def _show(self, name, rgb, title=None):
         """Put the RGB frame ``rgb`` (uint8 (h, w, 3)) in window ``name`` (the matplotlib annotator overrides this)."""
@@ -647,6 +650,7 @@ class Annotator:
 
     def mouse_up(self):
         if self.s.end_stroke():
+            self._quit_asked, self.notice = False, None
             self._update_overview_region(self.s.strokes[-1].bbox)
             self.save()
             self._preview_labels, self._preview_tried = None, False  # render_annotation runs it again if P is on
@@ -711,6 +715,8 @@ class Annotator:
     def on_key(self, key) -> None:
         """Run the :data:`KEYS` action of ``key`` (an OpenCV key code), then save and redraw."""
         ch = key_char(key)
+        if ch != "q" and ch and self._quit_asked:  # the question asked by Q is answered by drawing on
+            self._quit_asked, self.notice = False, None
         row = _KEY_OF.get(ch)
         action = getattr(self, row.action, None) if row is not None else None
         if action is None:
@@ -789,12 +795,40 @@ class Annotator:
         return False
 
     def key_finish(self, ch):
+        if not self._may_quit():
+            return False  # drawn again: the status line asks
         self._leave_window()
         self.s.finish()
         return False
 
-    # --------------------------------------------------------------- loop
-    def run(self):
+    def _lone_class(self):
+        """The name of the only class scribbled when nothing else gives the model a second one (no pre-labels,
+        no model's labels), else None."""
+        if getattr(self, "prelabels", None) is not None:
+            return None
+        present = np.flatnonzero(np.bincount(self.s.scribbles.ravel(), minlength=self.s.n_classes + 1)[1:])
+        return self.classes.names[present[0]] if len(present) == 1 else None
+
+    def _may_quit(self) -> bool:
+        """Whether Q (or closing the annotation window) may end the annotation now.
+
+        With one class scribbled the model has nothing to tell it from: quitting ended in a one-line error
+        after the windows had gone. The first time, the status line asks instead (False); a second Q or
+        close right after it quits as before (True), and the run ends with that error.
+        """
+        if self._quit_asked:
+            return True
+        name = self._lone_class()
+        if name is None:
+            return True
+        self._quit_asked = True
+        self.notice = (f"only {name} is scribbled: draw another class, or press Q again to quit without "
+                       "labelling (strokes are saved)")
+        log.info("%s", self.notice)
+        return False
+
+    def _open_windows(self):
+        """Open (or open again) the two windows where they belong, the mouse bound to the annotation window."""
         cv2 = self.cv2
         flags = cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL
         cv2.namedWindow(WIN_OVERVIEW, flags)
@@ -802,6 +836,11 @@ class Annotator:
         cv2.moveWindow(WIN_OVERVIEW, 0, 0)
         cv2.moveWindow(WIN_ANNOTATE, self.ov_shape[1] + 20, 0)
         cv2.setMouseCallback(WIN_ANNOTATE, self.on_mouse)
+
+    # --------------------------------------------------------------- loop
+    def run(self):
+        cv2 = self.cv2
+        self._open_windows()
         self.t_open = time.perf_counter()
         self.skip_unworthy(+1)
         if self.s.done:
@@ -819,8 +858,17 @@ class Annotator:
                 if key != -1:
                     self.on_key(key)
                 elif not window_open(cv2, WIN_ANNOTATE):
-                    log.info("annotation window closed: computing with the scribbles so far")
-                    self.s.finish()
+                    if self._may_quit():
+                        log.info("annotation window closed: computing with the scribbles so far")
+                        self.s.finish()
+                        continue
+                    try:  # one class scribbled: open it again, asking (a second close quits)
+                        self._open_windows()
+                        self.render_annotation()
+                        self.render_overview()
+                    except cv2.error:  # Qt gone with the last window (the overview was closed first)
+                        log.info("annotation window closed: computing with the scribbles so far")
+                        self.s.finish()
                 elif time.monotonic() - last_paint > REPAINT_SECONDS:
                     # Qt's highgui can drop the first paint of a window shown while the machine is busy
                     # (seen under Xvfb: the annotation window mapped, sized, and black for minutes until an

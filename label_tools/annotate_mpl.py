@@ -86,6 +86,8 @@ class _Figure:
         self.ax.set_axis_off()
         self.im = None
         self.shape = None
+        self.closed = False  # closed by the window manager (or xdotool): its Tk root is gone
+        self.fig.canvas.mpl_connect("close_event", lambda event: setattr(self, "closed", True))
         self.title = name
         self.set_title(name)
         try:  # place the window (TkAgg/Qt); cosmetic
@@ -133,6 +135,9 @@ class MplAnnotator(Annotator):
     # drawing: Annotator composes the frames, we only put them on screen
     def _show(self, name, rgb, title=None):
         fig = self._figs.get(name)
+        if fig is not None and fig.closed:  # the overview closed: it opens again (the annotation window: run)
+            self._drop(name)
+            fig = None
         if fig is None:
             pos = (0, 0) if name == WIN_OVERVIEW else (self.ov_shape[1] + 20, 0)
             try:
@@ -202,10 +207,18 @@ class MplAnnotator(Annotator):
                 if self._ov_ready is not None:
                     self.ov_img, self._ov_ready = self._ov_ready, None
                     self.render_overview()
-                for f in self._figs.values():
-                    f.fig.canvas.flush_events()
-                self._figs[WIN_ANNOTATE].fig.canvas.start_event_loop(0.03)
-                if self._closed:
+                for f in list(self._figs.values()):
+                    if not f.closed:
+                        f.fig.canvas.flush_events()
+                # not canvas.start_event_loop: a window closed while Tk's loop runs in it takes the loop's
+                # stop timer with it, and the loop ran on for ever (closing the annotation window after a stroke
+                # hung the program; even Ctrl-C, held back by the annotator, could not stop it)
+                time.sleep(0.02)
+                if self._closed and not self._may_quit():  # one class scribbled: open it again, asking
+                    self._closed = False
+                    self._drop(WIN_ANNOTATE)
+                    self.render_annotation()
+                elif self._closed:
                     log.info("annotation window closed: computing with the scribbles so far")
                     self.s.finish()
         finally:
@@ -213,6 +226,15 @@ class MplAnnotator(Annotator):
             self.save()
             self._close_all()
         return self.seconds()
+
+    def _drop(self, name):
+        """Forget the closed figure ``name`` (its Tk objects kept to interpreter exit, see _close_all)."""
+        fig = self._figs.pop(name, None)
+        if fig is not None:
+            fig.im = None
+            win = getattr(getattr(fig.fig.canvas, "manager", None), "window", None)
+            if win is not None:
+                _KEEP.append(win)
 
     def _close_all(self):
         """Close the figures and free their Tk objects here, in the main thread: if the garbage collector

@@ -229,8 +229,10 @@ class UncertaintyMixin:
                 else:
                     rgb = heat_overlay(rgb, u)
         if name == WIN_ANNOTATE:
-            rgb = draw_status(rgb, status_text(self.s, self.classes.names, mode=self._mode(),
-                                     note=getattr(self, "title_note", "")))
+            text = status_text(self.s, self.classes.names, mode=self._mode(), note=getattr(self, "title_note", ""))
+            if getattr(self, "notice", None):  # a question (Q with one class scribbled) comes first
+                text = f"{self.notice} | {text}"
+            rgb = draw_status(rgb, text)
         super()._show(name, rgb, title)
 
     def _most_uncertain(self, *, unvisited: bool) -> int | None:

@@ -164,7 +164,8 @@ def _started(drv, *extra):
         if (band.mean() < 60 and (band.max(axis=2) > 200).sum() > 150) or time.monotonic() > deadline:
             break
         time.sleep(0.3)
-    assert band.mean() < 60, f"window never painted; log: {drv.log.read_text()[-2000:]}"
+    assert band.mean() < 60 and (band.max(axis=2) > 200).sum() > 150, (
+        f"window never painted; log: {drv.log.read_text()[-2000:]}")
     return drv.settled(drv.outdir / "first.png")
 
 
@@ -243,3 +244,126 @@ def test_eraser_in_the_real_window(display, tmp_path, backend):  # noqa: F811
         if drv.proc is not None and drv.proc.poll() is None:
             drv.proc.kill()
             drv.proc.wait(10)
+
+
+# ---------------------------------------------------------------------------- Q with one class scribbled
+def test_q_with_one_class_scribbled_asks_on_the_status_line_and_a_second_q_quits(tmp_path):
+    """Q with strokes of one class ended the run with a one-line error once the windows had gone (the model
+    needs two classes). The first Q now asks on the status line; a second Q quits as before."""
+    img, _ = make_scene(120, 160)
+    ann = _annotator(tmp_path, ArraySource(img))
+    _drag(ann, [(20, 20), (20, 100)])
+    ann.on_key(ord("q"))
+    assert not ann.s.done
+    want = ("only class1 is scribbled: draw another class, or press Q again to quit without labelling "
+            "(strokes are saved)")
+    assert ann.notice == want
+    frame = ann.cv2.shown[annotate.WIN_ANNOTATE]
+    assert frame.shape[0] > ann._base_image().shape[0] + 26  # the status band grew a line for the question
+    ann.on_key(ord("q"))
+    assert ann.s.done
+
+
+def test_q_asks_again_after_drawing_on_and_not_with_two_classes_or_pre_labels(tmp_path):
+    img, _ = make_scene(120, 160)
+    ann = _annotator(tmp_path, ArraySource(img))
+    _drag(ann, [(20, 20), (20, 100)])
+    ann.on_key(ord("q"))
+    ann.on_key(ord("+"))  # another key: the question is answered by going on
+    assert ann.notice is None
+    ann.on_key(ord("q"))
+    assert not ann.s.done and ann.notice
+    ann.on_key(ord("2"))
+    _drag(ann, [(100, 20), (100, 100)])  # a second class: Q quits at once
+    assert ann.notice is None
+    ann.on_key(ord("q"))
+    assert ann.s.done
+
+    ann = _annotator(tmp_path / "b", ArraySource(img))  # nothing scribbled: Q quits (nothing to lose)
+    ann.on_key(ord("q"))
+    assert ann.s.done
+    ann = _annotator(tmp_path / "c", ArraySource(img))  # with pre-labels one class of strokes is enough
+    ann.prelabels = np.zeros((120, 160), np.uint8)
+    _drag(ann, [(20, 20), (20, 100)])
+    ann.on_key(ord("q"))
+    assert ann.s.done
+
+
+@pytest.mark.window
+@pytest.mark.parametrize("backend,how", [("opencv", "q"), ("opencv", "close"), ("matplotlib", "q"),
+                                         ("matplotlib", "close")])
+def test_quitting_with_one_class_asks_in_the_real_window(display, tmp_path, backend, how):  # noqa: F811
+    """One water stroke, then Q (or the window's close button): the window stays (is opened again) and its
+    status line asks; a second Q (or close) ends the run as before: exit 2, the one-line error, strokes kept."""
+    import time
+
+    from test_qa6 import wm_close
+    from test_uncertainty_window import screenshot_driver
+
+    out, drv = screenshot_driver(display, tmp_path)
+    try:
+        _started(drv, "--backend", backend)
+        drv.stroke230((0, 0), [(190, 20), (190, 200)])
+        drv.wait_for(lambda: (drv.scribbles() == 1).sum() > 100, "water stroke")
+        drawn = drv.scribbles()
+        before = drv.settled(tmp_path / "before.png")
+
+        def quit_once():
+            if how == "q":
+                drv.key("q")
+            else:
+                wm_close(display, drv.win)
+
+        quit_once()
+        drv.wait_for(lambda: "only water is scribbled: draw another class, or press Q again" in drv.log.read_text(),
+                     "the question", timeout=30)
+        if how == "close":  # a new window: find it again
+            drv.win = ""
+            drv.wait_for(lambda: drv.xdo("search", "--onlyvisible", "--name", "label_tools annotate"), "window again")
+            drv.win = drv.xdo("search", "--onlyvisible", "--name", "label_tools annotate").split("\n")[0]
+        deadline = time.monotonic() + 60
+        while True:  # the status band holds more text (the question, wrapped over more lines)
+            asked = drv.settled(tmp_path / "asked.png")
+            if asked.shape[0] > before.shape[0] or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert asked.shape[0] > before.shape[0] and drv.proc.poll() is None
+        h, w = before.shape[0] - 26, min(before.shape[1], asked.shape[1])  # (a figure can grow a pixel wider)
+        assert np.abs(asked[:h - 10, :w] - before[:h - 10, :w]).mean() <= 6  # the picture is the same
+        assert (asked[h:, :w].max(axis=2) > 200).sum() > (before[h:, :w].max(axis=2) > 200).sum() + 100
+        quit_once()
+        rc = drv.proc.wait(120)
+    finally:
+        if drv.proc is not None and drv.proc.poll() is None:
+            drv.proc.kill()
+            drv.proc.wait(10)
+    err = drv.log.read_text()
+    assert rc == 2, err[-2000:]
+    assert "scribble at least two classes" in err.splitlines()[-1], err[-2000:]
+    np.testing.assert_array_equal(drv.scribbles(), drawn)
+
+
+@pytest.mark.window
+def test_a_closed_matplotlib_overview_opens_again(display, tmp_path):  # noqa: F811
+    """The matplotlib overview closed by the window manager: the next frame was drawn into its dead canvas.
+    It opens again at the next key, as the OpenCV overview does, and the annotator goes on."""
+    from test_qa6 import wm_close
+    from test_uncertainty_window import screenshot_driver
+
+    out, drv = screenshot_driver(display, tmp_path)
+    try:
+        _started(drv, "--backend", "matplotlib")
+        overview = drv.xdo("search", "--onlyvisible", "--name", "label_tools overview").split("\n")[0]
+        assert overview
+        wm_close(display, overview)
+        drv.wait_for(lambda: not drv.xdo("search", "--onlyvisible", "--name", "label_tools overview"), "overview gone")
+        _press(drv, "2", "key_class", 1)
+        drv.wait_for(lambda: drv.xdo("search", "--onlyvisible", "--name", "label_tools overview"), "overview again")
+        drv.stroke230((0, 0), [(15, 20), (15, 200)])
+        drv.wait_for(lambda: (drv.scribbles() == 2).sum() > 100, "land stroke after the overview came back")
+        assert drv.proc.poll() is None
+    finally:
+        if drv.proc is not None and drv.proc.poll() is None:
+            drv.proc.kill()
+            drv.proc.wait(10)
+    assert "Traceback" not in drv.log.read_text()
