@@ -917,8 +917,10 @@ def read_photo(path: str, *, with_alpha: bool = False):
         check_declared_size(path, shape)
         if shape[0] * shape[1] > CV_MAX_PIXELS:
             return _read_photo_pillow(path, with_alpha=with_alpha)
-    # a PNG with alpha (no EXIF orientation in PNGs): read whole, alpha kept for the no-data mask
-    png_alpha = with_alpha and shape is not None and shape[2] in (2, 4) and _is_png(path)
+    if with_alpha and _magic(path, 4) == b"GIF8":
+        return _read_photo_pillow(path, with_alpha=True)  # a GIF's transparent index: Pillow says which it is
+    # a PNG or WebP with alpha: read whole, alpha kept for the no-data mask (a WebP's, as a PNG's, was ignored)
+    png_alpha = with_alpha and shape is not None and shape[2] in (2, 4) and (_is_png(path) or _is_webp(path))
     # a tRNS chunk makes palette entries, or one grey or RGB value, transparent: no-data as alpha 0 is
     grey_key = None
     if with_alpha and shape is not None and not png_alpha and _is_png(path):
@@ -1064,6 +1066,16 @@ def pages_note(pages: int, image_shape) -> str:
     return (f"; the image holds {pages} images (TIFF pages) and only the first, {image_shape[1]} x "
             f"{image_shape[0]} px, is labelled: to label another page, save it as a file of its own (e.g. "
             "`tiffsplit`)")
+
+
+def _magic(path, n: int) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(n)
+
+
+def _is_webp(path) -> bool:
+    head = _magic(path, 12)
+    return head[:4] == b"RIFF" and head[8:12] == b"WEBP"
 
 
 def _is_png(path) -> bool:

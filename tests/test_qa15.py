@@ -389,3 +389,28 @@ def test_microscope_format_refusal_says_what_to_do(tmp_path, capsys):
     assert main([str(p), "--scribbles", str(p), "-o", str(tmp_path / "o"), "--headless", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and repr(str(p)) in err[0] and "OME-TIFF" in err[0]
+
+
+@pytest.mark.parametrize("kind", ["webp", "gif"])
+def test_webp_alpha_and_gif_transparency_are_nodata(tmp_path, kind):
+    """A lossless WebP with alpha (web map tiles) and a GIF with a transparent index had their transparent pixels
+    labelled (as the colour hidden under them); only a PNG's alpha made no-data. Now they are no-data too."""
+    from PIL import Image
+
+    img, _ = _two_regions()
+    transparent = np.zeros(img.shape, bool)
+    transparent[:4] = True
+    transparent[10:20, 40:] = True
+    p = str(tmp_path / f"tile.{kind}")
+    if kind == "webp":
+        rgba = np.dstack([img, 255 - img, img // 2, np.where(transparent, 0, 255).astype(np.uint8)])
+        Image.fromarray(rgba).save(p, lossless=True)
+    else:
+        idx = (img > 120).astype(np.uint8)
+        idx[transparent] = 2
+        im = Image.fromarray(idx, mode="P")
+        im.putpalette([30, 60, 160, 200, 180, 90, 0, 0, 0] + [0] * 253 * 3)
+        im.save(p, transparency=2)
+    src = open_image(p)
+    np.testing.assert_array_equal(src.read_valid(), ~transparent)
+    assert src.count == 3
