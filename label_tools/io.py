@@ -85,6 +85,10 @@ def _expand_palette(ds, path: str):
     rasterio = rasterio_module()
     if ds.count != 1 or ds.colorinterp[0] != rasterio.enums.ColorInterp.palette or "?" in path:
         return ds
+    if (ds.tags().get("TIFFTAG_IMAGEDESCRIPTION") or "").startswith("ImageJ="):
+        # ImageJ/Fiji saves an 8-bit image's display LUT ('Green', 'Fire') as a colour table: the pixel values
+        # are the intensities; read as RGB, a green-LUT image became two empty bands and a warning about them
+        return ds
     try:
         cmap = ds.colormap(1)
     except ValueError:  # no colour table after all

@@ -414,3 +414,20 @@ def test_webp_alpha_and_gif_transparency_are_nodata(tmp_path, kind):
     src = open_image(p)
     np.testing.assert_array_equal(src.read_valid(), ~transparent)
     assert src.count == 3
+
+
+def test_imagej_lut_is_a_display_choice(tmp_path):
+    """An 8-bit image Fiji saved with a 'Green' LUT stores the LUT as a TIFF colour table; it was read as the RGB of
+    that table, so the red and blue bands were 0 everywhere and the run warned about two empty bands the user never
+    had. The pixel values (the intensities) are now read, one band, as Fiji shows them."""
+    from PIL import Image
+
+    img, _ = _two_regions()
+    im = Image.fromarray(img, mode="L").convert("P")
+    im.putpalette([v for i in range(256) for v in (0, i, 0)])
+    p = str(tmp_path / "gfp.tif")
+    im.save(p, format="TIFF", tiffinfo={270: "ImageJ=1.54f\nmin=0.0\nmax=255.0\n"})
+    src = open_image(p)
+    assert src.count == 1 and not src.palette
+    np.testing.assert_array_equal(src._read_raw((0, 30, 0, 44), None)[..., 0], img)
+    assert src.constant_bands() == []
