@@ -89,7 +89,9 @@ def _read(path, shape, colors, n_classes, max_pixels=None, on_open=None, classes
             shape = (ds.height, ds.width)
         check_shape(path, (ds.height, ds.width), shape, orientation=orientation, pages=pages)
         interp = [ci.name for ci in ds.colorinterp]
-        if ds.count == 1 and interp[0] == "palette":
+        imagej = (ds.tags().get("TIFFTAG_IMAGEDESCRIPTION") or "").startswith("ImageJ=")
+        # a label mask from ImageJ/Fiji carries its display LUT as a colour table: its values are the classes
+        if ds.count == 1 and interp[0] == "palette" and not imagej:
             idx = ds.read(1)
             lut = np.zeros((256, 4), np.uint8)
             for k, v in ds.colormap(1).items():

@@ -431,3 +431,19 @@ def test_imagej_lut_is_a_display_choice(tmp_path):
     assert src.count == 1 and not src.palette
     np.testing.assert_array_equal(src._read_raw((0, 30, 0, 44), None)[..., 0], img)
     assert src.constant_bands() == []
+
+
+def test_fiji_label_mask_with_a_lut_gives_class_numbers_as_scribbles(tmp_path):
+    """Strokes drawn in Fiji and saved as an 8-bit label mask (0 = none, k = class k) carry Fiji's display LUT as a
+    colour table; --scribbles refused it as 'in colour: give the colours file'. Its values are the class numbers."""
+    from PIL import Image
+
+    from label_tools.scribbles import read_scribbles
+
+    s = np.zeros((30, 44), np.uint8)
+    s[5:25, 3:15], s[5:25, 28:40] = 1, 2
+    im = Image.fromarray(s).convert("P")
+    im.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0] + [128] * 253 * 3)
+    p = str(tmp_path / "strokes.tif")
+    im.save(p, format="TIFF", tiffinfo={270: "ImageJ=1.54f\nmin=0.0\nmax=2.0\n"})
+    np.testing.assert_array_equal(read_scribbles(p, s.shape, n_classes=2), s)
