@@ -562,21 +562,29 @@ class Annotator:
         if title is not None:
             self.cv2.setWindowTitle(name, title)
 
-    def _with_cursor(self, bgr):
-        """``bgr`` (the annotation window's frame) with the brush drawn as a circle at the mouse, the size a
-        stroke paints (+ and - showed only the number on the status line); a new frame, or ``bgr`` itself
-        when the mouse is off the picture."""
+    def _cursor_ring(self):
+        """(x, y, radius, BGR colour) of the brush circle at the mouse in the annotation window, the size a
+        stroke paints; None when the mouse is off the picture."""
         if self._cursor is None:
-            return bgr
+            return None
         x, y = self._cursor
         h, w = self._base_image().shape[:2]
         if not (0 <= x < w and 0 <= y < h):
+            return None
+        r = max(1, int(round((self.s.brush - 0.5) * self._scale())))  # the painted disk is 2 * brush - 1 px wide
+        return int(x), int(y), r, ERASER_BGR if self.s.erasing else (255, 255, 255)
+
+    def _with_cursor(self, bgr):
+        """``bgr`` (the annotation window's frame) with the brush drawn as a circle at the mouse (+ and -
+        showed only the number on the status line); a new frame, or ``bgr`` itself when the mouse is off the picture."""
+        ring = self._cursor_ring()
+        if ring is None:
             return bgr
+        x, y, r, colour = ring
         cv2 = self.cv2
         out = bgr.copy()
-        r = max(1, int(round((self.s.brush - 0.5) * self._scale())))  # the painted disk is 2 * brush - 1 px wide
-        cv2.circle(out, (int(x), int(y)), r + 1, (0, 0, 0), 1, cv2.LINE_AA)  # dark and light: seen on any picture
-        cv2.circle(out, (int(x), int(y)), r, ERASER_BGR if self.s.erasing else (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.circle(out, (x, y), r + 1, (0, 0, 0), 1, cv2.LINE_AA)  # dark and light: seen on any picture
+        cv2.circle(out, (x, y), r, colour, 1, cv2.LINE_AA)
         return out
 
     def mouse_hover(self, x, y):

@@ -88,6 +88,9 @@ class _Figure:
         self.shape = None
         self.closed = False  # closed by the window manager (or xdotool): its Tk root is gone
         self.fig.canvas.mpl_connect("close_event", lambda event: setattr(self, "closed", True))
+        self.rings = []  # the brush circle (dark, light), animated: blitted over the last full draw (see ring)
+        self._bg = None  # that draw, without the circle
+        self.fig.canvas.mpl_connect("draw_event", self._drawn)
         self.title = name
         self.set_title(name)
         try:  # place the window (TkAgg/Qt); cosmetic
@@ -117,9 +120,51 @@ class _Figure:
             self.ax.set_xlim(-0.5, w - 0.5)
             self.ax.set_ylim(h - 0.5, -0.5)
             self.shape = (h, w)
+            self._make_rings()
         else:
             self.im.set_data(rgb)
         self.fig.canvas.draw_idle()
+
+    def _make_rings(self):
+        from matplotlib.patches import Circle
+
+        old = self.rings  # ax.clear() took them off the axes: new ones where they were
+        self.rings = [Circle((0, 0), 1, fill=False, lw=0.75, ec=c, animated=True, visible=False)
+                      for c in ("black", "white")]
+        for ring, before in zip(self.rings, old):
+            ring.center, ring.radius = before.center, before.radius
+            ring.set_visible(before.get_visible())
+            ring.set_edgecolor(before.get_edgecolor())
+        for ring in self.rings:
+            self.ax.add_patch(ring)
+
+    def _drawn(self, event):
+        """After a full draw: keep it (the circle is put back over it, never the whole figure drawn again)."""
+        self._bg = self.fig.canvas.copy_from_bbox(self.fig.bbox)
+        for ring in self.rings:
+            self.ax.draw_artist(ring)  # into the frame being shown (animated artists are left out of draws)
+
+    def ring(self, ring, *, blit=True):
+        """Put the brush circle at ``ring`` = (x, y, radius, RGB colour) in screen pixels, or hide it (None).
+
+        Only the last full draw and the circle are put on screen (blitting: about 1 ms for a 900 x 900 window);
+        drawing the figure again on every mouse move took tens of milliseconds and made the brush lag.
+        """
+        if not self.rings:
+            return
+        for ring_, extra in zip(self.rings, (1, 0)):
+            ring_.set_visible(ring is not None)
+            if ring is not None:
+                ring_.center = (ring[0], ring[1])
+                ring_.set_radius(ring[2] + extra)
+        if ring is not None:
+            self.rings[1].set_edgecolor(tuple(v / 255 for v in ring[3]))
+        if blit and self._bg is not None:
+            canvas = self.fig.canvas
+            canvas.restore_region(self._bg)
+            for ring_ in self.rings:
+                self.ax.draw_artist(ring_)
+            canvas.blit(self.fig.bbox)
 
 
 class MplAnnotator(Annotator):
@@ -159,8 +204,24 @@ class MplAnnotator(Annotator):
             self.plt.show(block=False)
         else:
             fig.show(rgb)
+        if name == WIN_ANNOTATE:  # drawn with the frame (draw_idle), not into it
+            fig.ring(self._ring_rgb(), blit=False)
         if title is not None:
             fig.set_title(title)
+
+    def _with_cursor(self, bgr):
+        return bgr  # the brush circle is a matplotlib artist over the frame (_Figure.ring)
+
+    def mouse_hover(self, x, y):
+        """The mouse moved with no button down: the brush circle follows it (blitted, see _Figure.ring)."""
+        self._cursor = (x, y)
+        fig = self._figs.get(WIN_ANNOTATE)
+        if fig is not None and not fig.closed:
+            fig.ring(self._ring_rgb())
+
+    def _ring_rgb(self):
+        ring = self._cursor_ring()
+        return None if ring is None else ring[:3] + (tuple(ring[3][::-1]),)
 
     # events
     @staticmethod
@@ -179,6 +240,8 @@ class MplAnnotator(Annotator):
         xy = self._xy(event)
         if self._down and xy is not None:
             self.mouse_drag(*xy)
+        elif not self._down:
+            self.mouse_hover(*(xy if xy is not None else (-1, -1)))  # off the picture: no circle
 
     def _release(self, event):
         if event.button == 1 and self._down:

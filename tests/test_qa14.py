@@ -169,16 +169,17 @@ def _started(drv, *extra):
     return drv.settled(drv.outdir / "first.png")
 
 
-def _press(drv, ch, action, nth):
-    """Key ``ch`` and wait until the annotator logged its ``nth`` ``action`` (sent again once if lost)."""
+def _press(drv, ch, action, nth, keysym=None):
+    """Key ``ch`` (xdotool's ``keysym``, default ``ch``) and wait until the annotator logged its ``nth`` ``action``
+    (sent again once if lost)."""
     def handled():
         return drv.log.read_text().count(f"key {ch!r}: {action}") >= nth
 
-    drv.key(ch)
+    drv.key(keysym or ch)
     try:
         drv.wait_for(handled, f"{ch} number {nth} handled", timeout=20)
     except AssertionError:
-        drv.key(ch)
+        drv.key(keysym or ch)
         drv.wait_for(handled, f"{ch} number {nth} handled", timeout=20)
 
 
@@ -314,7 +315,10 @@ def test_quitting_with_one_class_asks_in_the_real_window(display, tmp_path, back
             else:
                 wm_close(display, drv.win)
 
-        quit_once()
+        if how == "q":
+            _press(drv, "q", "key_finish", 1)
+        else:
+            quit_once()
         drv.wait_for(lambda: "only water is scribbled: draw another class, or press Q again" in drv.log.read_text(),
                      "the question", timeout=30)
         if how == "close":  # a new window: find it again
@@ -367,3 +371,55 @@ def test_a_closed_matplotlib_overview_opens_again(display, tmp_path):  # noqa: F
             drv.proc.kill()
             drv.proc.wait(10)
     assert "Traceback" not in drv.log.read_text()
+
+
+# ---------------------------------------------------------------------------- the brush circle, matplotlib
+@pytest.mark.window
+def test_the_brush_circle_follows_the_mouse_in_the_matplotlib_window(display, tmp_path):  # noqa: F811
+    """The circle showing the brush at the mouse was drawn in the OpenCV window only: in --backend matplotlib
+    + and - changed a number on the status line. It is drawn there too now (blitted: no full redraw per move)."""
+    import time
+
+    from test_uncertainty_window import screenshot_driver
+
+    out, drv = screenshot_driver(display, tmp_path)
+    try:
+        plain = _started(drv, "--backend", "matplotlib").astype(int)
+        x, y = 400, 300
+
+        def ring(name, want_change=True):
+            """Distances from (x, y) of the pixels that differ from the plain window, once some do."""
+            deadline = time.monotonic() + 30
+            while True:
+                shot = drv.settled(tmp_path / name).astype(int)
+                changed = np.abs(shot[:-60] - plain[:-60]).max(axis=2) > 40
+                if changed.any() or time.monotonic() > deadline:
+                    break
+            ys, xs = np.nonzero(changed)
+            return np.hypot(ys - y, xs - x), shot
+
+        drv.xdo("mousemove", "--window", drv.win, x, y)
+        r3, _ = ring("brush3.png")
+        assert len(r3) > 20, "no brush circle at the mouse"
+        assert np.percentile(r3, 95) - np.percentile(r3, 5) < 4  # a thin ring round the mouse
+        for _ in range(2):
+            _press(drv, "+", "key_brush", _ + 1, keysym="plus")
+        deadline = time.monotonic() + 30
+        while True:  # brush 5: the circle grows from 2.5 to 4.5 image pixels of radius
+            r5, _ = ring("brush5.png")
+            if abs(np.median(r5) / np.median(r3) - 4.5 / 2.5) < 0.2 or time.monotonic() > deadline:
+                break
+        assert abs(np.median(r5) / np.median(r3) - 4.5 / 2.5) < 0.2, (np.median(r3), np.median(r5))
+        drv.xdo("mousemove", "--window", drv.win, 20, 20)  # moved: the circle goes with the mouse
+        deadline = time.monotonic() + 30
+        while True:
+            moved, shot = ring("moved.png")
+            if not (moved < 40).any() or time.monotonic() > deadline:
+                break
+        assert not (moved < 40).any()
+        assert not drv.scribbles().any() if (out / "beach_scribbles.png").exists() else True  # hovering paints nothing
+    finally:
+        if drv.proc is not None and drv.proc.poll() is None:
+            drv.proc.kill()
+            drv.proc.wait(10)
+
