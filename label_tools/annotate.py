@@ -29,6 +29,7 @@ log = logging.getLogger("label_tools")
 WIN_OVERVIEW = "label_tools overview"
 WIN_ANNOTATE = "label_tools annotate"
 REPAINT_SECONDS = 1.0  # idle windows are shown their last frame again this often (Annotator.run)
+REMAP_SECONDS = 0.3  # windows shown this long are mapped again once where no window manager runs (remap_unmanaged)
 MAX_ZOOM = 4.0  # a window is magnified at most this much on screen ...
 MIN_SHOWN = 640  # ... unless that leaves its longer side shorter than this many pixels (a 40 x 30 image: 16 x)
 NODATA = 255
@@ -396,10 +397,92 @@ def show_image(path: str):
         img = cv2.resize(img, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
     cv2.namedWindow("label_tools result", cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
     cv2.imshow("label_tools result", img)
+    remap_at = time.monotonic() + REMAP_SECONDS
     while window_open(cv2, "label_tools result"):
         if cv2.waitKey(100) != -1:
             break
+        if remap_at is not None and time.monotonic() >= remap_at:
+            remap_at = None
+            remap_unmanaged(("label_tools result",))  # a window Qt never painted (see there)
     cv2.destroyAllWindows()
+
+
+def remap_unmanaged(prefixes, display=None) -> int:
+    """Unmap and map again the top-level X windows named ``prefixes*`` if no window manager runs; how many.
+
+    Qt's highgui under an X server without a window manager (Xvfb, a bare Xvnc or X2Go session) sometimes
+    never learns that its window was mapped: Qt's event log shows the ConfigureNotify and Expose of the new
+    window but no MapNotify, so Qt takes it for hidden and never paints it (black, for minutes; painting the
+    frame again does not help). Mapping it again from outside makes the X server send a MapNotify, and the
+    window is painted. Measured on this 2-core machine with 2 busy CPU hogs, 20 starts of the annotator
+    each: 8/20 starts left a window black without this, 0/20 with it. Under a window manager (the windows
+    are reparented into frames, or _NET_SUPPORTING_WM_CHECK is set) nothing is done: the manager would
+    withdraw and manage the windows again (a flicker, a move); nothing is done either without libX11
+    (not X11: Windows, macOS, Wayland without XWayland).
+
+    Parameters
+    ----------
+    prefixes : sequence of str
+        Start of the window names (titles) to map again.
+    display : str, optional
+        X display name; default ``$DISPLAY``.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        x = ctypes.cdll.LoadLibrary(ctypes.util.find_library("X11") or "libX11.so.6")
+    except OSError:
+        return 0
+    c_ulong, c_void_p, byref = ctypes.c_ulong, ctypes.c_void_p, ctypes.byref
+    x.XOpenDisplay.restype, x.XOpenDisplay.argtypes = c_void_p, [ctypes.c_char_p]
+    x.XDefaultRootWindow.restype, x.XDefaultRootWindow.argtypes = c_ulong, [c_void_p]
+    x.XInternAtom.restype, x.XInternAtom.argtypes = c_ulong, [c_void_p, ctypes.c_char_p, ctypes.c_int]
+    x.XGetWindowProperty.argtypes = [c_void_p, c_ulong, c_ulong, ctypes.c_long, ctypes.c_long, ctypes.c_int,
+                                     c_ulong, ctypes.POINTER(c_ulong), ctypes.POINTER(ctypes.c_int),
+                                     ctypes.POINTER(c_ulong), ctypes.POINTER(c_ulong),
+                                     ctypes.POINTER(ctypes.POINTER(ctypes.c_ubyte))]
+    x.XQueryTree.argtypes = [c_void_p, c_ulong, ctypes.POINTER(c_ulong), ctypes.POINTER(c_ulong),
+                             ctypes.POINTER(ctypes.POINTER(c_ulong)), ctypes.POINTER(ctypes.c_uint)]
+    x.XFetchName.argtypes = [c_void_p, c_ulong, ctypes.POINTER(ctypes.c_char_p)]
+    x.XUnmapWindow.argtypes = x.XMapWindow.argtypes = [c_void_p, c_ulong]
+    x.XSync.argtypes = [c_void_p, ctypes.c_int]
+    x.XCloseDisplay.argtypes = x.XFree.argtypes = [c_void_p]
+    d = x.XOpenDisplay(display.encode() if display else None)
+    if not d:
+        return 0
+    done = 0
+    try:
+        root = x.XDefaultRootWindow(d)
+        wm_check = x.XInternAtom(d, b"_NET_SUPPORTING_WM_CHECK", True)  # 0: no EWMH manager ever ran here
+        if wm_check:
+            kind, fmt, n, left = c_ulong(), ctypes.c_int(), c_ulong(), c_ulong()
+            data = ctypes.POINTER(ctypes.c_ubyte)()
+            if x.XGetWindowProperty(d, root, wm_check, 0, 1, 0, 0, byref(kind), byref(fmt), byref(n), byref(left),
+                                    byref(data)) == 0 and data:
+                x.XFree(data)
+                if n.value:
+                    return 0
+        parent, kids, count = c_ulong(), ctypes.POINTER(c_ulong)(), ctypes.c_uint()
+        if not x.XQueryTree(d, root, byref(c_ulong()), byref(parent), byref(kids), byref(count)):
+            return 0
+        wins = [kids[i] for i in range(count.value)]
+        if kids:
+            x.XFree(kids)
+        for w in wins:  # top-level windows not reparented by a manager
+            name = ctypes.c_char_p()
+            if not x.XFetchName(d, w, byref(name)) or not name.value:
+                continue
+            title = name.value.decode("utf-8", "replace")
+            x.XFree(name)
+            if title.startswith(tuple(prefixes)):
+                x.XUnmapWindow(d, w)
+                x.XMapWindow(d, w)
+                done += 1
+        x.XSync(d, 0)
+    finally:
+        x.XCloseDisplay(d)
+    return done
 
 
 # ---------------------------------------------------------------------------- helpers (pure)
@@ -857,9 +940,14 @@ class Annotator:
         self.render_overview()
         self.render_annotation()
         last_paint = time.monotonic()
+        self._remap_at = time.monotonic() + REMAP_SECONDS
         try:
             while not self.s.done:
                 key = cv2.waitKeyEx(30)
+                if self._remap_at is not None and time.monotonic() >= self._remap_at:
+                    self._remap_at = None  # once the windows are shown (see remap_unmanaged)
+                    if remap_unmanaged((WIN_OVERVIEW, WIN_ANNOTATE)):
+                        log.debug("windows mapped again (no window manager: Qt may have missed their MapNotify)")
                 if self._ov_ready is not None:
                     self.ov_img, self._ov_ready = self._ov_ready, None
                     self.render_overview()
@@ -874,13 +962,13 @@ class Annotator:
                         self._open_windows()
                         self.render_annotation()
                         self.render_overview()
+                        self._remap_at = time.monotonic() + REMAP_SECONDS
                     except cv2.error:  # Qt gone with the last window (the overview was closed first)
                         log.info("annotation window closed: computing with the scribbles so far")
                         self.s.finish()
                 elif time.monotonic() - last_paint > REPAINT_SECONDS:
-                    # Qt's highgui can drop the first paint of a window shown while the machine is busy
-                    # (seen under Xvfb: the annotation window mapped, sized, and black for minutes until an
-                    # event came); showing the last frames again while idle costs ~1 ms a second
+                    # a frame Qt dropped while the machine was busy is shown again; ~1 ms a second (a window
+                    # Qt never painted at all is one whose MapNotify it missed: remap_unmanaged)
                     for name, bgr in self._shown.items():
                         if window_open(cv2, name):  # imshow would open again a window the user closed
                             cv2.imshow(name, bgr)

@@ -423,3 +423,67 @@ def test_the_brush_circle_follows_the_mouse_in_the_matplotlib_window(display, tm
             drv.proc.kill()
             drv.proc.wait(10)
 
+
+# ---------------------------------------------------------------------------- a window Qt never paints
+import ctypes  # noqa: E402
+
+
+class _UnmapEvent(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
+                ("display", ctypes.c_void_p), ("event", ctypes.c_ulong), ("window", ctypes.c_ulong),
+                ("from_configure", ctypes.c_int)]
+
+
+class _XEvent(ctypes.Union):
+    _fields_ = [("xunmap", _UnmapEvent), ("pad", ctypes.c_long * 24)]
+
+
+def qt_thinks_unmapped(display_name: str, win: str):
+    """Tell Qt its window was unmapped (a synthetic UnmapNotify) while the X server keeps showing it: the state
+    Qt is left in when it misses a window's MapNotify (it takes the window for hidden and paints nothing)."""
+    import ctypes.util
+
+    x = ctypes.cdll.LoadLibrary(ctypes.util.find_library("X11") or "libX11.so.6")
+    x.XOpenDisplay.restype, x.XOpenDisplay.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
+    x.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long, ctypes.POINTER(_XEvent)]
+    x.XFlush.argtypes = x.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    d = x.XOpenDisplay(display_name.encode())
+    assert d, f"cannot open display {display_name}"
+    ev = _XEvent()
+    ev.xunmap.type = 18  # UnmapNotify
+    ev.xunmap.event = ev.xunmap.window = int(win)
+    x.XSendEvent(d, int(win), False, 1 << 17, ctypes.byref(ev))  # StructureNotifyMask
+    x.XFlush(d)
+    x.XCloseDisplay(d)
+
+
+@pytest.mark.window
+def test_a_window_qt_never_painted_is_mapped_again(display, tmp_path):  # noqa: F811
+    """Under an X server without a window manager, Qt's highgui sometimes misses the MapNotify of a window it
+    opens (its event log shows the ConfigureNotify and Expose, no MapNotify): it takes the window for hidden
+    and never paints it, black for minutes (8 of 20 starts with two busy CPUs; the cause of the window tests'
+    flakes). The annotator maps its windows again once they are shown (annotate.remap_unmanaged); here Qt is
+    put in that state on purpose and remap_unmanaged brings the window back."""
+    from label_tools.annotate import WIN_ANNOTATE, remap_unmanaged
+    from test_uncertainty_window import screenshot_driver
+
+    out, drv = screenshot_driver(display, tmp_path)
+    try:
+        before = _started(drv, "--backend", "opencv")
+        drv.wait_for(lambda: "windows mapped again" in drv.log.read_text(), "the annotator's own remap at start")
+        before = drv.settled(tmp_path / "before.png")
+        qt_thinks_unmapped(display, drv.win)
+        _press(drv, "2", "key_class", 1)  # the status line would say class 2/2 now
+        stuck = drv.settled(tmp_path / "stuck.png")
+        assert np.array_equal(stuck, before), "Qt still painted: the state to repair was not reached"
+        assert remap_unmanaged((WIN_ANNOTATE,), display) == 1
+        drv.wait_for(lambda: not np.array_equal(drv.screenshot(tmp_path / "after.png")[-26:], before[-26:]),
+                     "the status line of class 2 on screen")
+        after = drv.settled(tmp_path / "after.png")
+        assert np.abs(after[:-30].astype(int) - before[:-30]).max() <= 6  # the picture itself is unchanged
+        drv.key("q")
+        assert drv.proc.wait(120) == 2  # nothing scribbled: the one-line error, as before
+    finally:
+        if drv.proc is not None and drv.proc.poll() is None:
+            drv.proc.kill()
+            drv.proc.wait(10)
