@@ -443,7 +443,9 @@ def run(args) -> int:
     if outcome.status != "done":
         raise _error_of(outcome)
     _report_warnings(outcome, args.quiet)
-    log.info("wrote %s", ", ".join(os.path.basename(p) for p in outcome.outputs.values()))
+    # the folder is named: "-o out/labels.png" makes a folder of that name, which the line then shows
+    log.info("wrote %s into %s", ", ".join(os.path.basename(p) for p in outcome.outputs.values()),
+             os.path.join(args.output or os.path.relpath(outdir), ""))
     if args.save_model:
         log.info("model saved to %s", args.save_model)
     if args.verbose:

@@ -245,3 +245,15 @@ def test_blank_image_is_one_line_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "blank.png" in err[0] and "is blank" in err[0] and "(128, 128, 128)" in err[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_last_line_names_the_folder_written_into(job, tmp_path, caplog):
+    """``-o out/labels.png`` (a file name by mistake) makes a folder of that name: the last line says where
+    the outputs went, so the folder is seen."""
+    d, _ = job
+    out = tmp_path / "labels.png"
+    with caplog.at_level("INFO", logger="label_tools"):
+        assert run([d / "scene.png", "--scribbles", d / "scene_scribbles.png", "-o", out]) == 0
+    wrote = [r.getMessage() for r in caplog.records if r.getMessage().startswith("wrote ")]
+    assert wrote == [f"wrote scene_mres.png, scene_mres_label.png, scene_mres.mat, scene_report.txt into {out}{os.sep}"]
+    assert (out / "scene_mres_label.png").is_file()
