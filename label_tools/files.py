@@ -600,11 +600,18 @@ def _on_alarm(signum, frame):
 
 
 @contextlib.contextmanager
-def terminate_as_interrupt():
+def terminate_as_interrupt(*, after=None):
     """Turn SIGTERM and SIGHUP (a closed terminal) into KeyboardInterrupt, as SIGINT is, while the block runs.
 
     Cleanup code (``finally`` blocks, context managers) then runs on every polite way of stopping a run.
     Outside the main thread this does nothing.
+
+    Parameters
+    ----------
+    after : callable, optional
+        Signal handler for SIGINT/SIGTERM/SIGHUP once the block has ended, instead of the handlers it
+        found (the program itself: a signal while the interpreter shuts down is then answered in one
+        line, not by the default handler's silent death).
     """
     import signal
     import threading
@@ -628,7 +635,7 @@ def terminate_as_interrupt():
         _critical["pending"] = None
         for s, h in old.items():
             with contextlib.suppress(ValueError, OSError):
-                signal.signal(s, h)
+                signal.signal(s, h if after is None or s not in sigs else after)
 
 
 def signal_pending() -> bool:

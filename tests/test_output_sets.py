@@ -246,6 +246,25 @@ def test_sigterm_while_writing_large_image(big_job, tmp_path):
     assert snapshot(big_job) == inputs
 
 
+def test_signal_as_the_program_exits_says_the_outputs_are_complete(job, tmp_path):
+    """A SIGTERM after the run, while the interpreter shuts down (the window a supervisor's stop can hit):
+    one line saying the outputs are complete and exit 143. It was the default handler's silent death
+    (return code -15), which the large-image test above met about one run in ten under load."""
+    out = tmp_path / "out"
+    prog = ("import os, signal, sys, time\n"
+            "from label_tools import cli\n"
+            f"sys.argv = ['label-image', *{args(job, out)!r}]\n"
+            "rc = cli.main()\n"
+            "assert rc == 0, rc\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "time.sleep(30)\n")
+    proc = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 143, (proc.returncode, proc.stderr)
+    assert one_line(proc.stderr) == ("label-image: stopped by SIGTERM as it exited; the new outputs were complete "
+                                     "and are in place")
+    assert sorted(p.name for p in out.iterdir()) == OUTS
+
+
 @pytest.mark.parametrize("sig,code_expected", [(signal.SIGINT, 130)])  # SIGTERM: large image above; SIGHUP: matrix
 def test_signal_while_writing_small_image(job, tmp_path, sig, code_expected):
     out = tmp_path / "out"
