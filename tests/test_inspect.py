@@ -2,6 +2,7 @@
 import re
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from conftest import make_scene, scene_scribbles
@@ -240,3 +241,23 @@ def test_judged_strokes_match_their_definition():
         assert got.tolist() == want
 
     check()
+
+
+@pytest.mark.parametrize("z,t", [(3, 2), (1, 1)])
+def test_hyperstack_warning_names_the_plane_not_tiffsplit(tmp_path, z, t):
+    """An ImageJ hyperstack's channels are its bands: the warning says which z-slice and time point were labelled
+    (and how to label another), not that its pages are separate images to split; with one plane, no warning."""
+    from label_tools.inspect import inspect_source
+    from label_tools.io import open_image
+
+    img, _ = make_scene(30, 44)
+    planes = [Image.fromarray(np.ascontiguousarray(img[..., i % 3], np.uint16) * (1 + i)) for i in range(2 * z * t)]
+    desc = f"ImageJ=1.54f\nimages={2 * z * t}\nchannels=2\nslices={z}\nframes={t}\nhyperstack=true\nmode=composite\n"
+    planes[0].save(tmp_path / "hs.tif", format="TIFF", save_all=True, append_images=planes[1:], tiffinfo={270: desc})
+    warnings = inspect_source(open_image(str(tmp_path / "hs.tif")))
+    if z * t == 1:
+        assert warnings == []
+    else:
+        assert warnings == ["warning: hs.tif is an ImageJ hyperstack of 2 channels, 3 z-slices, 2 time points: its 2 "
+                            "channels are the bands; z-slice 1 at time point 1 is labelled (to label another, save it "
+                            "as a file of its own, e.g. Fiji's Image > Duplicate)"]
