@@ -174,7 +174,7 @@ class _Source:
     """Pixels of a source image in its own bands and dtype, by window; georeferencing if any."""
 
     def __init__(self, path: str):
-        from .io import RASTER_EXT, _expand_palette, open_raster, read_photo
+        from .io import RASTER_EXT, RasterSource, _gdal_raster, read_photo
 
         self.path = path
         self.ds = None
@@ -185,11 +185,12 @@ class _Source:
         self.descriptions = None
         self.masked = False
         self.colorinterp = None
-        if path.lower().endswith(RASTER_EXT):
+        if path.lower().endswith(RASTER_EXT) or _gdal_raster(path):  # .asc, ENVI, a TIFF named .lsm: GDAL's
             from rasterio.enums import MaskFlags
 
-            # a paletted raster as label-image read it: the RGB(A) of its colour table (not grey indices)
-            self.ds = _expand_palette(open_raster(path, "source image"), path)
+            # the dataset as label-image read it: a paletted raster's RGB(A) colour table (not grey indices), a
+            # microscopy hyperstack's channels as bands (not its first page alone)
+            self.ds = RasterSource(path).ds
             self.shape = (self.ds.height, self.ds.width)
             self.count = self.ds.count
             self.dtype = np.dtype(self.ds.dtypes[0])

@@ -287,3 +287,33 @@ def test_geotiff_chip_on_a_full_disk_is_one_oserror_without_libtiff_noise(capfd)
     assert e.value.errno == errno.ENOSPC
     out, err = capfd.readouterr()
     assert err == "" and out == ""
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_hyperstack_and_ascii_grid_sources_as_label_image_read_them(tmp_path):
+    """label-export opened sources by file name alone: an ImageJ hyperstack's chips held its first page (channel 1)
+    while label-image had labelled its two channels as bands, and an ESRI ASCII grid (.asc), which label-image
+    reads through GDAL, was refused. Now both are read the way label-image read them."""
+    img, mask = make_scene(40, 64, seed=2)
+    ch = [np.ascontiguousarray(img[..., 0], np.uint16) * 10, np.ascontiguousarray(img[..., 2], np.uint16) * 20 + 7]
+    planes = [Image.fromarray(c) for c in ch] * 2  # 2 channels x 2 z-slices
+    desc = "ImageJ=1.54f\nimages=4\nchannels=2\nslices=2\nframes=1\nhyperstack=true\nmode=composite\n"
+    planes[0].save(tmp_path / "hs.tif", format="TIFF", save_all=True, append_images=planes[1:], tiffinfo={270: desc})
+    grid = img[..., 1].astype(np.float32) / 3
+    with open(tmp_path / "dem.asc", "w") as f:
+        f.write("ncols 64\nnrows 40\nxllcorner 1000\nyllcorner 2000\ncellsize 5\nNODATA_value -9999\n")
+        for row in grid:
+            f.write(" ".join(f"{v:.4f}" for v in row) + "\n")
+    Image.fromarray(scene_scribbles(mask, seed=2)).save(tmp_path / "s.png")
+    for name in ("hs.tif", "dem.asc"):
+        assert label_image([str(tmp_path / name), "--scribbles", str(tmp_path / "s.png"), "-o", str(tmp_path / "res"),
+                            "-q"]) == 0
+    assert export.main([str(tmp_path / "res"), "-o", str(tmp_path / "ds"), "--tile", "32", "--val-fraction", "0"]) == 0
+    chips = sorted((tmp_path / "ds" / "train" / "images").iterdir())
+    hs = [p for p in chips if p.name.startswith("hs_")]
+    dem = [p for p in chips if p.name.startswith("dem_")]
+    assert len(hs) == 4 and len(dem) == 4, [p.name for p in chips]
+    a = _read(str(next(p for p in hs if "_r00000_c00032" in p.name)))
+    np.testing.assert_array_equal(a, np.stack(ch, -1)[:32, 32:64])
+    b = _read(str(next(p for p in dem if "_r00000_c00000" in p.name)))
+    np.testing.assert_allclose(b[..., 0], grid[:32, :32], atol=1e-4)
