@@ -245,7 +245,7 @@ def _all_exist(job: Job):
     judged half-renamed, the image would be run again and refused for the half that exists.
     """
     from .files import recover_output_dir, results_of_other_image
-    from .io import RASTER_EXT, open_image
+    from .io import RASTER_EXT, _gdal_raster, open_image
 
     recover_output_dir(job.outdir)
     paths = expected_outputs(job, False)
@@ -253,7 +253,7 @@ def _all_exist(job: Job):
         return None
     if results_of_other_image(paths.values(), job.image) is not None:
         return None  # another image's (same stem): never "done" for this one; refused when computed
-    if job.image.lower().endswith(RASTER_EXT):
+    if job.image.lower().endswith(RASTER_EXT) or _gdal_raster(job.image):  # .asc, ENVI, .lsm: GDAL's too
         src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
         try:
             if src.georef is not None:

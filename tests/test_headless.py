@@ -342,3 +342,27 @@ def test_resume_finishes_a_set_killed_while_renaming(trained, tmp_path, caplog):
     assert run("--model", model, "--headless", folder, "-o", out) == 0
     assert "3 images: 0 done, 3 skipped, 0 failed" in caplog.text
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_ascii_grid_without_its_label_geotiff_is_not_done(tmp_path):
+    """A georeferenced ESRI ASCII grid (read through GDAL) whose label GeoTIFF is missing from an earlier set
+    was taken as done by a --model batch (the GeoTIFF was looked for only beside .tif-named inputs) and
+    skipped; an incomplete set is now treated as a GeoTIFF's is: not done, replaced only with --overwrite."""
+    from label_tools.cli import main
+    from label_tools.job import Job, run_job
+
+    img, mask = make_scene(40, 64, seed=4)
+    with open(tmp_path / "dem.asc", "w") as f:
+        f.write("ncols 64\nnrows 40\nxllcorner 1000\nyllcorner 2000\ncellsize 5\nNODATA_value -9999\n")
+        for row in img[..., 1].astype(np.float32):
+            f.write(" ".join(f"{v:.1f}" for v in row) + "\n")
+    Image.fromarray(scene_scribbles(mask, seed=4)).save(tmp_path / "s.png")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "dem.asc"), "--scribbles", str(tmp_path / "s.png"), "-o", str(out), "-q",
+                 "--save-model", str(tmp_path / "m.skops")]) == 0
+    geo = out / "dem_mres_geo.tif"
+    assert geo.is_file()
+    geo.unlink()
+    o = run_job(Job(image=str(tmp_path / "dem.asc"), outdir=str(out), model=str(tmp_path / "m.skops"),
+                    skip_existing=True))
+    assert o.status == "failed" and "already exists; pass --overwrite" in o.message, o  # as a .tif's set is
