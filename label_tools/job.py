@@ -130,6 +130,11 @@ class Outcome:
 
 
 # -------------------------------------------------------------------------------------------- inputs
+#: other names a folder's images may have, read when named on the command line too: GIF, TIFFs under a
+#: microscope's name, single-file rasters GDAL reads (not ENVI's ``.dat``, a name many other files have)
+FOLDER_EXTRA_EXT = (".gif", ".lsm", ".stk", ".asc", ".sdat", ".hgt")
+
+
 def is_image_file(name: str) -> bool:
     """True for a file name label-image reads, other than label_tools' own outputs."""
     from .io import PHOTO_EXT, RASTER_EXT
@@ -137,7 +142,7 @@ def is_image_file(name: str) -> bool:
     low = name.lower()
     if low.startswith("."):
         return False
-    if not low.endswith(PHOTO_EXT + RASTER_EXT) or low.endswith(".aux.xml"):
+    if not low.endswith(PHOTO_EXT + RASTER_EXT + FOLDER_EXTRA_EXT) or low.endswith(".aux.xml"):
         return False
     return not any(low.endswith(s) for s in OUTPUT_SUFFIXES)
 

@@ -248,6 +248,10 @@ def test_outputs_of_save_probs_are_not_taken_for_inputs():
     for name in ("a_probs.tif", "a_uncertainty.png", "a_uncertainty.tif", "a_mres_label.png", "a_scribbles.png"):
         assert not is_image_file(name), name
     assert is_image_file("a.tif") and is_image_file("probs.png")
+    # read when named, so collected from folders too (a folder of DEM tiles, of Zeiss stacks)
+    for name in ("dem.asc", "DEM.ASC", "cells.lsm", "cells.stk", "n45e006.hgt", "grid.sdat", "anim.gif"):
+        assert is_image_file(name), name
+    assert not is_image_file("notes.dat") and not is_image_file("dem.asc.aux.xml")
 
 
 def test_batch_predicts_the_next_image_while_writing(trained, tmp_path, monkeypatch):
