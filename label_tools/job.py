@@ -243,6 +243,12 @@ def check_outputs_not_inputs(job: Job, paths):
     return None
 
 
+def _other_pages(src) -> int:
+    """The TIFF pages of ``src`` that may differ in size from the one labelled, for size-mismatch hints: a
+    hyperstack's pages are z-slices and time points of one size, so none (1)."""
+    return 1 if getattr(src, "stack", None) else getattr(src, "pages", 1)
+
+
 def _all_exist(job: Job):
     """Outputs if every one of them exists (the GeoTIFF only for georeferenced input), else None.
 
@@ -394,16 +400,16 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         if model is not None:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes), classes_from=f"--model {job.model or '<model>'!r}",
-                                 orientation=src.orientation, pages=getattr(src, "pages", 1))
+                                 orientation=src.orientation, pages=_other_pages(src))
             if job.colors:
                 _check_colours_found(job.scribbles, scr, classes)
         elif job.labels is None and job.colors is None:
             scr = early.result() if early is not None else None
             if scr is None:
                 scr = read_scribbles(job.scribbles, src.shape, orientation=src.orientation,
-                                     pages=getattr(src, "pages", 1))
+                                     pages=_other_pages(src))
             check_shape(job.scribbles, scr.shape, src.shape, orientation=src.orientation,
-                        pages=getattr(src, "pages", 1))
+                        pages=_other_pages(src))
             if int(scr.max()) > MAX_CLASSES:  # e.g. 0-based ids with 255 = not scribbled
                 raise InputError(f"scribble file {os.path.abspath(job.scribbles)!r} has value {int(scr.max())}: "
                                  f"expected 0 = unlabelled, k = class k (at most {MAX_CLASSES}); 0-based ids with "
@@ -418,7 +424,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             scr = read_scribbles(job.scribbles, src.shape, colors=classes.colors if job.colors else None,
                                  n_classes=len(classes), classes_from=f"labels file {job.labels!r}" if job.labels
                                  else f"colours file {job.colors!r}", orientation=src.orientation,
-                                 pages=getattr(src, "pages", 1))
+                                 pages=_other_pages(src))
             if job.colors:
                 _check_colours_found(job.scribbles, scr, classes)
     elif job.annotate is not None:  # drawn now (on top of the model's samples, if one is given)
@@ -625,7 +631,7 @@ def _prelabels(job, src, model):
         own = Classes(own.names, colors)
     if model is None and job.labels is None and (job.colors is None or own is not None):
         pre = read_prelabels(job.init, src.shape, None if own is None else len(own), offset=job.init_offset,
-                             georef=src.georef, orientation=src.orientation, pages=getattr(src, "pages", 1))
+                             georef=src.georef, orientation=src.orientation, pages=_other_pages(src))
         known = pre[pre != 255]
         return pre, (len(own) if own is not None else int(known.max()) + 1 if known.size else 0), own
     classes = model.classes if model is not None else load_classes(job.labels, job.colors, n_classes=None)
@@ -635,7 +641,7 @@ def _prelabels(job, src, model):
     colors = classes.colors if (job.colors or model is not None) else None
     colors_from = "--colors" if job.colors else f"the model (--model {job.model or '<model>'!r})"
     return (read_prelabels(job.init, src.shape, len(classes), offset=job.init_offset, colors=colors,
-                           georef=src.georef, orientation=src.orientation, pages=getattr(src, "pages", 1),
+                           georef=src.georef, orientation=src.orientation, pages=_other_pages(src),
                            colors_from=colors_from), len(classes), None)
 
 

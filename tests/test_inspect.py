@@ -261,3 +261,20 @@ def test_hyperstack_warning_names_the_plane_not_tiffsplit(tmp_path, z, t):
         assert warnings == ["warning: hs.tif is an ImageJ hyperstack of 2 channels, 3 z-slices, 2 time points: its 2 "
                             "channels are the bands; z-slice 1 at time point 1 is labelled (to label another, save it "
                             "as a file of its own, e.g. Fiji's Image > Duplicate)"]
+
+
+def test_hyperstack_scribbles_of_another_size_get_no_pages_hint(tmp_path, capsys):
+    """Scribbles of the wrong size on a hyperstack were told the image 'holds 6 images (TIFF pages) and only the
+    first is labelled ... tiffsplit', a hint for TIFFs of pages of different sizes; a hyperstack's planes are all
+    one size, so the line is the plain size mismatch."""
+    img, _ = make_scene(30, 44)
+    planes = [Image.fromarray(np.ascontiguousarray(img[..., i % 3], np.uint16)) for i in range(12)]
+    desc = "ImageJ=1.54f\nimages=12\nchannels=2\nslices=3\nframes=2\nhyperstack=true\nmode=composite\n"
+    planes[0].save(tmp_path / "hs.tif", format="TIFF", save_all=True, append_images=planes[1:], tiffinfo={270: desc})
+    scr = np.zeros((20, 44), np.uint8)
+    scr[2:5, 2:20], scr[12:16, 20:40] = 1, 2
+    Image.fromarray(scr).save(tmp_path / "s.png")
+    assert main([str(tmp_path / "hs.tif"), "--scribbles", str(tmp_path / "s.png"), "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"label-image: error: scribble file {str(tmp_path / 's.png')!r} is 44 x 20 px but the image is 44 x "
+                   "30 px (width x height): scribbles must be drawn on the image at its full size"), err
