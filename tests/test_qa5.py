@@ -2,6 +2,7 @@
 before its fix)."""
 import json
 import os
+import re
 import warnings
 
 import numpy as np
@@ -261,8 +262,9 @@ def test_export_of_a_damaged_source_is_one_line(tenth_results, tmp_path, capsys)
             f.write(rng.integers(0, 256, 300, dtype=np.uint8).tobytes())
     assert export.main([str(res), "-o", str(tmp_path / "ds"), "--tile", "32"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"label-export: error: source image {str(src)!r} cannot be read at rows ")
-    assert err.endswith("the file is damaged or truncated; put back an intact copy\n") and err.count("\n") == 1
+    # read as label-image reads it (io.RasterSource, which samples the pixels when it opens), or tile by tile
+    assert re.match(rf"label-export: error: (source )?image {re.escape(repr(str(src)))} cannot be read at rows ", err), err
+    assert "the file is damaged or truncated; " in err and err.count("\n") == 1, err
     assert not (tmp_path / "ds").exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".ds")]
 
 
