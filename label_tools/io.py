@@ -186,7 +186,6 @@ def _open_channels(ds, path: str, lay: dict):
     or type."""
     from xml.sax.saxutils import escape
 
-    rasterio = rasterio_module()
     apath = os.path.abspath(path)
     gdal_type = {"uint8": "Byte", "int8": "Int8", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
                  "int32": "Int32", "float32": "Float32", "float64": "Float64"}.get(ds.dtypes[0])
@@ -995,48 +994,42 @@ def exif_orientation(path: str) -> int:
     return int(v) if v in range(1, 9) else 1
 
 
-def _png_trns(path: str):
-    """(colour type, bit depth, tRNS chunk bytes) of a PNG with a tRNS chunk (transparent palette entries,
-    or the one grey or RGB value that is transparent), else None; found by walking the chunk headers."""
+def _png_chunks(path: str, wanted, stop) -> dict:
+    """{kind: data} of the PNG chunks of ``wanted`` kinds met before the first of ``stop`` (or the end), found
+    by walking the chunk headers: the pixel data are seeked past, never read or decoded."""
+    found = {}
     with open(path, "rb") as f:
         f.seek(8)
-        ihdr = None
-        while True:
+        while len(found) < len(wanted):
             head = f.read(8)
             if len(head) < 8:
-                return None
+                break
             length, kind = struct.unpack(">I4s", head)
-            if kind == b"IHDR":
-                ihdr = f.read(length)
-                f.seek(4, 1)
-                continue
-            if kind == b"tRNS" and ihdr is not None and len(ihdr) >= 10:
-                return ihdr[9], ihdr[8], f.read(length)
-            if kind in (b"IDAT", b"IEND"):  # tRNS comes before the pixel data
-                return None
-            f.seek(length + 4, 1)
+            if kind in stop:
+                break
+            if kind in wanted:
+                found[kind] = f.read(length)
+                f.seek(4, 1)  # the CRC
+            else:
+                f.seek(length + 4, 1)  # the chunk's data and CRC
+    return found
+
+
+def _png_trns(path: str):
+    """(colour type, bit depth, tRNS chunk bytes) of a PNG with a tRNS chunk (transparent palette entries,
+    or the one grey or RGB value that is transparent), else None."""
+    c = _png_chunks(path, (b"IHDR", b"tRNS"), (b"IDAT", b"IEND"))  # tRNS comes before the pixel data
+    ihdr = c.get(b"IHDR", b"")
+    return (ihdr[9], ihdr[8], c[b"tRNS"]) if b"tRNS" in c and len(ihdr) >= 10 else None
 
 
 def _png_exif(path: str):
-    """The bytes of a PNG's eXIf chunk, or None; found by walking the chunk headers.
+    """The bytes of a PNG's eXIf chunk, or None.
 
     Pillow's ``getexif`` on a PNG without the chunk before the pixels decodes the whole image to look
-    for it after them (1.4 s for the two calls on a 100 MP PNG); the walk seeks past the pixel data.
+    for it after them (1.4 s for the two calls on a 100 MP PNG); :func:`_png_chunks` seeks past the pixel data.
     """
-    import struct
-
-    with open(path, "rb") as f:
-        f.seek(8)
-        while True:
-            head = f.read(8)
-            if len(head) < 8:
-                return None
-            length, kind = struct.unpack(">I4s", head)
-            if kind == b"eXIf":
-                return f.read(length)
-            if kind == b"IEND":
-                return None
-            f.seek(length + 4, 1)  # the chunk's data and CRC
+    return _png_chunks(path, (b"eXIf",), (b"IEND",)).get(b"eXIf")
 
 
 def apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:

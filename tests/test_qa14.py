@@ -19,22 +19,7 @@ from label_tools.annotate_uncertainty import with_uncertainty  # noqa: E402
 from label_tools.io import ArraySource  # noqa: E402
 from label_tools.session import Session  # noqa: E402
 from test_annotate_window import display  # noqa: E402,F401  (the module-scoped Xvfb fixture)
-
-
-class Frames:
-    """OpenCV with its window calls recorded: ``shown[name]`` is the last frame put in window ``name``."""
-
-    def __init__(self, cv2):
-        self._cv2, self.shown = cv2, {}
-
-    def __getattr__(self, name):
-        return getattr(self._cv2, name)
-
-    def imshow(self, name, frame):
-        self.shown[name] = frame.copy()
-
-    def setWindowTitle(self, *a):
-        pass
+from test_qa13 import Frames  # noqa: E402  (OpenCV with its window calls recorded)
 
 
 def _annotator(tmp_path, src, side=460, n_classes=3):
