@@ -289,14 +289,15 @@ def _run_dialog(show):
 
     with signals_deferred():
         root = _tk_root()
+        timer = {}
 
         def poll():
             if signal_pending():
                 root.destroy()
             else:
-                root.after(100, poll)
+                timer["id"] = root.after(100, poll)
 
-        root.after(100, poll)
+        timer["id"] = root.after(100, poll)
         try:
             return show(root)
         except tkinter.TclError:
@@ -304,6 +305,11 @@ def _run_dialog(show):
                 return None
             raise
         finally:
+            # the timer is cancelled first: left pending, it fired inside the next dialog's event loop (Tcl's
+            # notifier serves every interpreter of the thread) after its command was deleted with this root,
+            # and Tcl printed 'invalid command name "...poll"' and a traceback on stderr
+            with contextlib.suppress(tkinter.TclError):
+                root.after_cancel(timer["id"])
             with contextlib.suppress(tkinter.TclError):
                 root.destroy()
 

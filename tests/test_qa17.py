@@ -1,0 +1,40 @@
+"""README walked as a new user (qa17): what a run said or did that surprised."""
+import os
+
+import pytest
+
+from label_tools import annotate
+
+
+class _Root:
+    """A hidden Tk root stand-in: records its pending ``after`` timers."""
+
+    def __init__(self):
+        self.pending, self.destroyed, self._n = {}, False, 0
+
+    def after(self, ms, fn):
+        self._n += 1
+        self.pending[f"after#{self._n}"] = fn
+        return f"after#{self._n}"
+
+    def after_cancel(self, ident):
+        self.pending.pop(ident, None)
+
+    def destroy(self):
+        self.destroyed = True
+
+
+def test_file_dialog_leaves_no_timer_behind(monkeypatch):
+    """The dialog's 0.1-s signal poll is cancelled with its root: left pending, it fired in the next
+    dialog's event loop after its command was deleted, and a clean run printed Tcl's 'invalid command
+    name "...poll"' with a traceback on stderr after the labels and colours dialogs."""
+    root = _Root()
+    monkeypatch.setattr(annotate, "_tk_root", lambda: root)
+
+    def show(r):
+        r.pending.pop(next(iter(r.pending)))()  # the dialog stays open past one poll (a fired timer is gone)
+        return "classes.txt"
+
+    assert annotate._run_dialog(show) == "classes.txt"
+    assert root.destroyed
+    assert root.pending == {}
