@@ -438,6 +438,10 @@ def run(args) -> int:
 
         args.image = ask_file("image to label", option="IMAGE")
     if args.scribbles is None:
+        from .io import check_image_path, check_not_empty
+
+        check_image_path(args.image)  # a mistyped name is said as such, not as a missing display
+        check_not_empty(args.image)
         _check_display(args)
     if args.scribbles is None and args.model is None:
         from .annotate import ask_missing_class_files

@@ -1229,6 +1229,24 @@ def _gdal_raster(path: str) -> bool:
         return False
 
 
+def check_image_path(path: str) -> None:
+    """Refuse an image path that is missing, a directory or unreadable, in one line naming it.
+
+    Cheap (no decoding): the annotator's runs call it before the display, file dialogs and windows, so
+    a mistyped name is said as such, not as a missing display or a question about class files.
+
+    Raises
+    ------
+    InputError
+    """
+    if not os.path.exists(path):
+        raise InputError(f"image {path!r} does not exist")
+    if os.path.isdir(path):
+        raise InputError(f"image {path!r} is a directory; expected an image file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"image {path!r} is not readable (permission denied)")
+
+
 def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
     """Open an image file for labelling.
 
@@ -1250,12 +1268,7 @@ def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
     OptionError
         Band numbers out of range.
     """
-    if not os.path.exists(path):
-        raise InputError(f"image {path!r} does not exist")
-    if os.path.isdir(path):
-        raise InputError(f"image {path!r} is a directory; expected an image file")
-    if not os.access(path, os.R_OK):
-        raise InputError(f"image {path!r} is not readable (permission denied)")
+    check_image_path(path)
     if path.lower().endswith(RASTER_EXT) or _gdal_raster(path):
         return RasterSource(path, bands=bands, feature_bands=feature_bands)
     arr, alpha = read_photo(path, with_alpha=True)

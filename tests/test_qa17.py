@@ -38,3 +38,24 @@ def test_file_dialog_leaves_no_timer_behind(monkeypatch):
     assert annotate._run_dialog(show) == "classes.txt"
     assert root.destroyed
     assert root.pending == {}
+
+
+@pytest.mark.parametrize("display", [False, True])
+def test_mistyped_image_said_before_display_and_dialogs(tmp_path, monkeypatch, capsys, display):
+    """`label-image phot.jpg` (a typo) said 'no display ...: pass --scribbles FILE' over ssh, and with a
+    display asked for the labels and colours files first; the missing image is now the one line."""
+    from label_tools import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if display:
+        monkeypatch.setenv("DISPLAY", ":99")
+        monkeypatch.setattr(annotate, "ask_file", lambda *a, **k: pytest.fail("a dialog was opened"))
+    else:
+        monkeypatch.delenv("DISPLAY", raising=False)
+    assert cli.main(["phot.jpg"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["label-image: error: image 'phot.jpg' does not exist"]
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    assert cli.main(["empty.jpg"]) == 2
+    assert "'empty.jpg' is empty (0 bytes)" in capsys.readouterr().err
