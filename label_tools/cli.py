@@ -545,15 +545,24 @@ def _run_headless(args, several: bool) -> int:
         if o.status == "failed":
             raise _error_of(o)
         _report_outcome(o, args.quiet)
-        log.info("%s", summary([o], time.perf_counter() - t0))
+        log.info("%s", summary([o], time.perf_counter() - t0, _where(args, jobs)))
         return 0
     for d in sorted({j.outdir for j in jobs}):
         os.makedirs(d, exist_ok=True)
     outcomes = run_batch(jobs, on_outcome=lambda o: _report_outcome(o, args.quiet))
-    line = summary(outcomes, time.perf_counter() - t0)
+    line = summary(outcomes, time.perf_counter() - t0, _where(args, jobs))
     failed = any(o.status == "failed" for o in outcomes)
     (log.warning if failed else log.info)("%s", line)
     return 1 if failed else 0
+
+
+def _where(args, jobs) -> str:
+    """Where a batch's outputs are, for its summary line: the -o folder as given, the one folder of
+    every image, or beside each image (the lines before name images only)."""
+    if args.output:
+        return os.path.join(args.output, "")
+    dirs = {j.outdir for j in jobs}
+    return os.path.join(os.path.relpath(dirs.pop()), "") if len(dirs) == 1 else "beside each image"
 
 
 def _without_class_files(jobs) -> list:
@@ -597,7 +606,7 @@ def _run_cluster(args, jobs, several: bool, t0: float) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     if failed and not several:
         raise _error_of(failed[0])
-    line = summary(outcomes, time.perf_counter() - t0)
+    line = summary(outcomes, time.perf_counter() - t0, _where(args, jobs))
     (log.warning if failed else log.info)("%s", line)
     return 1 if failed else 0
 

@@ -1027,9 +1027,11 @@ def _in_thread(guarded, j, t0, compute):
         return e
 
 
-def summary(outcomes, seconds: float) -> str:
-    """One line: images done / skipped / failed and the total time."""
+def summary(outcomes, seconds: float, where: str | None = None) -> str:
+    """One line: images done / skipped / failed, the total time and, given ``where``, where the outputs are
+    (``"out/"``, or ``"beside each image"``)."""
     n = {s: sum(o.status == s for o in outcomes) for s in (DONE, SKIPPED, FAILED)}
     per = f", {seconds / n[DONE]:.2f} s per labelled image" if n[DONE] else ""
+    at = "" if where is None else ("; outputs " + (where if where.startswith("beside") else f"in {where}"))
     return (f"{len(outcomes)} image{'s' if len(outcomes) != 1 else ''}: {n[DONE]} done, {n[SKIPPED]} skipped, "
-            f"{n[FAILED]} failed in {seconds:.1f} s{per}")
+            f"{n[FAILED]} failed in {seconds:.1f} s{per}{at}")

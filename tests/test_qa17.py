@@ -59,3 +59,33 @@ def test_mistyped_image_said_before_display_and_dialogs(tmp_path, monkeypatch, c
     (tmp_path / "empty.jpg").write_bytes(b"")
     assert cli.main(["empty.jpg"]) == 2
     assert "'empty.jpg' is empty (0 bytes)" in capsys.readouterr().err
+
+
+def test_batch_summary_says_where_the_outputs_are(tmp_path, monkeypatch, caplog):
+    """A headless batch printed 'done f0.png' per image and '2 images: 2 done, ...' but never the folder
+    (a single run's line ends 'into out/'); the summary line now ends '; outputs in out/' (as -o was given),
+    the one folder of the images, or 'beside each image'."""
+    from PIL import Image
+
+    from conftest import make_scene, scene_scribbles
+    from label_tools import cli
+
+    monkeypatch.chdir(tmp_path)
+    img, mask = make_scene(60, 90, seed=0)
+    Image.fromarray(img).save("first.png")
+    Image.fromarray(scene_scribbles(mask)).save("first_scribbles.png")
+    os.makedirs("frames")
+    os.makedirs("more")
+    for i, d in enumerate(("frames", "frames", "more")):
+        Image.fromarray(make_scene(56, 84, seed=4 + i)[0]).save(f"{d}/f{i}.png")
+    assert cli.main(["first.png", "--scribbles", "first_scribbles.png", "--headless", "-o", "fit",
+                     "--save-model", "m.skops", "-q"]) == 0
+    caplog.set_level("INFO", logger="label_tools")
+    for argv, where in ((["frames", "-o", "out"], "; outputs in out/"),
+                        (["frames"], "; outputs in frames/"),
+                        (["frames/f0.png", "more/f2.png", "--overwrite"], "; outputs beside each image"),
+                        (["frames/f1.png", "-o", "one"], "; outputs in one/")):
+        caplog.clear()
+        assert cli.main(["--model", "m.skops", "--headless", *argv]) == 0
+        last = caplog.text.strip().splitlines()[-1]
+        assert "done" in last and last.endswith(where), (argv, last)
