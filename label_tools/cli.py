@@ -17,7 +17,7 @@ log = logging.getLogger("label_tools")
 
 EPILOG = """\
 examples:
-  label-image -w 500 -s 0.2 photo.jpg                 draw scribbles in a window, then label
+  label-image -w 500 photo.jpg                        draw scribbles in a window, then label
   label-image photo.jpg --scribbles photo_scribbles.png --labels classes.txt --colors colors.txt -o out/
   label-image scene.tif --bands 4,3,2 --scribbles scene_scribbles.png   a 13-band Sentinel-2 GeoTIFF
   label-image -w 500 survey/ -o out/                  a collection: the images one after another, the
