@@ -366,7 +366,8 @@ def _check_options(args):
 
 
 def _check_labels_not_colours(path):
-    """--labels given the colours file (the two swapped): every line a ``#rrggbb`` colour is no list of names."""
+    """--labels given the colours file (the two swapped): every line a colour, one at least a ``#rrggbb`` or a
+    ``tab:``/``xkcd:``/``css4:`` name, is no list of names."""
     import re
 
     if path is None:
@@ -377,10 +378,22 @@ def _check_labels_not_colours(path):
         lines = [ln.strip() for ln in read_text(path)[:1 << 16].splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError):
         return  # the labels reader says what is wrong with it
-    if lines and all(re.fullmatch(r"#[0-9a-fA-F]{6}", ln) for ln in lines):
-        raise OptionError(f"--labels {path!r}: every line is a colour ({', '.join(lines[:3])}"
-                          f"{', ...' if len(lines) > 3 else ''}): is it the colours file? give the class names "
-                          "with --labels and the colours with --colors")
+    if not lines:
+        return
+    hexes = [bool(re.fullmatch(r"#[0-9a-fA-F]{6}([0-9a-fA-F]{2})?", ln)) for ln in lines]
+    # a line only a colour can be (#hex, tab:/xkcd:/css4: names), and every other a colour too: the README's
+    # own colours file (navy, tab:cyan, #d2b48c) made classes named so; classes named red, green, blue pass
+    marked = [h or re.match(r"(tab|xkcd|css4):", ln, re.I) is not None for h, ln in zip(hexes, lines)]
+    if not any(marked):
+        return
+    if not all(hexes):
+        from matplotlib.colors import is_color_like  # lazy: only for such a file
+
+        if not all(is_color_like(ln) for ln in lines):
+            return
+    raise OptionError(f"--labels {path!r}: every line is a colour ({', '.join(lines[:3])}"
+                      f"{', ...' if len(lines) > 3 else ''}): is it the colours file? give the class names "
+                      "with --labels and the colours with --colors")
 
 
 def _settings(args):

@@ -89,3 +89,26 @@ def test_batch_summary_says_where_the_outputs_are(tmp_path, monkeypatch, caplog)
         assert cli.main(["--model", "m.skops", "--headless", *argv]) == 0
         last = caplog.text.strip().splitlines()[-1]
         assert "done" in last and last.endswith(where), (argv, last)
+
+
+@pytest.mark.parametrize("text, refused", [
+    ("navy\ntab:cyan\n#d2b48c\n", True),     # README's own colours-file format: names and #hex mixed
+    ("tab:blue\ntab:orange\n", True),
+    ("#000080\n#d2b48c\n", True),            # refused before too
+    ("red\ngreen\nblue\n", False),           # classes may be named after colours
+    ("water\n#sand\n", False),
+])
+def test_colours_file_given_as_labels(tmp_path, capsys, text, refused):
+    """`--labels colors.txt` with the colours file README shows (`navy`, `tab:green` or `#hex` per line)
+    labelled classes named 'navy', 'tab:cyan' and '#d2b48c'; only a file of #hex lines was refused."""
+    from label_tools import cli
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text(text)
+    if refused:  # before anything is read: the image need not exist
+        assert cli.main([str(tmp_path / "a.png"), "--scribbles", str(tmp_path / "s.png"), "--labels", str(labels),
+                         "--headless", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert f"--labels {str(labels)!r}: every line is a colour" in err and "is it the colours file?" in err
+    else:
+        cli._check_labels_not_colours(str(labels))
