@@ -482,8 +482,11 @@ def run(args) -> int:
         log.info("timings: %s; total %.1f s", ", ".join(f"{k} {v:.2f} s" for k, v in outcome.timings.items()),
                  time.perf_counter() - t_start)
     if args.show:
-        from .annotate import show_image
+        from .annotate import has_display, show_image
 
+        if has_display():  # the terminal waits on the window: say what ends it
+            log.info("showing %s: press a key in its window, or close it, to finish",
+                     os.path.basename(outcome.outputs["overlay"]))
         show_image(outcome.outputs["overlay"])
     return 0
 

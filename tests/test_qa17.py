@@ -112,3 +112,24 @@ def test_colours_file_given_as_labels(tmp_path, capsys, text, refused):
         assert f"--labels {str(labels)!r}: every line is a colour" in err and "is it the colours file?" in err
     else:
         cli._check_labels_not_colours(str(labels))
+
+
+def test_show_says_what_ends_the_wait(tmp_path, monkeypatch, caplog):
+    """--show left the terminal waiting on the figure's window after 'wrote ...', with nothing saying that
+    a key in the window (or closing it) ends the run."""
+    from PIL import Image
+
+    from conftest import make_scene, scene_scribbles
+    from label_tools import cli
+
+    monkeypatch.chdir(tmp_path)
+    img, mask = make_scene(40, 60, seed=0)
+    Image.fromarray(img).save("a.png")
+    Image.fromarray(scene_scribbles(mask)).save("s.png")
+    shown = []
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(annotate, "show_image", shown.append)
+    caplog.set_level("INFO", logger="label_tools")
+    assert cli.main(["a.png", "--scribbles", "s.png", "-o", "o", "--show"]) == 0
+    assert shown == [os.path.join("o", "a_mres.png")]
+    assert caplog.messages[-1] == "showing a_mres.png: press a key in its window, or close it, to finish"
