@@ -329,6 +329,8 @@ def ask_file(what: str, *, option: str, filetypes=None) -> str:
     """Ask for a file with a dialog, as dl_tools did. Raises InputError without a display or on cancel."""
     if not has_display():
         raise InputError(f"no {what} given and no display to ask for it: pass {option} on the command line")
+    # the dialog's title says what it asks for, but a bare X session (Xvfb, X2Go) shows no titles
+    log.info("choose the %s in the file dialog (or pass %s)", what, option)
     try:
         from tkinter import filedialog
 

@@ -133,3 +133,15 @@ def test_show_says_what_ends_the_wait(tmp_path, monkeypatch, caplog):
     assert cli.main(["a.png", "--scribbles", "s.png", "-o", "o", "--show"]) == 0
     assert shown == [os.path.join("o", "a_mres.png")]
     assert caplog.messages[-1] == "showing a_mres.png: press a key in its window, or close it, to finish"
+
+
+def test_file_dialog_said_on_stderr(monkeypatch, caplog):
+    """The file dialogs said what they ask for (the labels file; the colours file, cancel for defaults) only
+    in their title, which a session without a window manager does not show: an unlabelled dialog."""
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(annotate, "_run_dialog", lambda show: "")
+    caplog.set_level("INFO", logger="label_tools")
+    with pytest.raises(annotate.InputError, match="no colours file .* chosen: pass --colors"):
+        annotate.ask_file("colours file (one colour per class; cancel for defaults)", option="--colors")
+    assert caplog.messages == ["choose the colours file (one colour per class; cancel for defaults) in the file "
+                               "dialog (or pass --colors)"]
