@@ -332,20 +332,34 @@ def large(args):
     t0 = time.perf_counter()
     p = subprocess.Popen([exe, tif, "--labels", labels, "--colors", labels.replace("classes", "colors"), "-o", out2,
                           "--no-resume"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    opened = None
-    while time.perf_counter() - t0 < 60 and p.poll() is None:
+    import cv2
+
+    # mapped: the window exists on the screen; painted: it shows its picture (a mapped window can stay black
+    # while its first window is read, which is what the person waits for)
+    opened = painted = None
+    shot = os.path.join(work, "annotate_window.ppm")
+    while time.perf_counter() - t0 < 120 and p.poll() is None:
         r = subprocess.run(["xdotool", "search", "--onlyvisible", "--name", "label_tools annotate"], env=env,
                            capture_output=True, text=True)
-        if r.stdout.strip():
+        wid = r.stdout.split()
+        if wid and opened is None:
             opened = time.perf_counter() - t0
+        if wid and shutil.which("import"):
+            subprocess.run(["import", "-window", wid[0], shot], env=env, capture_output=True)
+            if os.path.exists(shot) and cv2.imread(shot) is not None and cv2.imread(shot).mean() > 15:
+                painted = time.perf_counter() - t0
+                break
+        elif wid:
             break
         time.sleep(0.05)
     p.kill()
     p.wait()
     if xvfb:
         xvfb.terminate()
-    print(f"| {args.side} x {args.side} x 3 GeoTIFF, annotator window open | "
+    print(f"| {args.side} x {args.side} x 3 GeoTIFF, annotator window mapped | "
           f"{'%.1f s' % opened if opened else 'did not open'} | |")
+    print(f"| {args.side} x {args.side} x 3 GeoTIFF, annotator window painted | "
+          f"{'%.1f s' % painted if painted else 'not measured (no ImageMagick import) or not painted'} | |")
 
 
 def preview(args):

@@ -597,6 +597,9 @@ class Annotator:
         threading.Thread(target=make_overview, daemon=True).start()
         self.ann_box = (int(sw * 0.65), int(sh * 0.85))  # room for the annotation window (w, h)
 
+    def poll_background(self):
+        """Called by the event loop between events: a mixin redraws here what a background job has finished."""
+
     def _window_valid(self, window):
         """bool (h, w): where ``window`` holds data (read once per window; the brush leaves no-data alone)."""
         if self._valid[0] != tuple(window):
@@ -959,6 +962,7 @@ class Annotator:
                 if self._ov_ready is not None:
                     self.ov_img, self._ov_ready = self._ov_ready, None
                     self.render_overview()
+                self.poll_background()
                 if key != -1:
                     self.on_key(key)
                 elif not window_open(cv2, WIN_ANNOTATE):
@@ -1072,7 +1076,8 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
     cls = with_uncertainty(cls)  # U, N, --order uncertainty and the status line, in either toolkit
     ann = cls(src, classes, s, outdir=outdir, stem=stem, preview=preview, seconds_before=before)
     ann.order = order
-    ann.quick = QuickUncertainty(src, len(classes), sigmas=settings.sigmas if settings is not None else DEFAULT_SIGMAS)
+    ann.quick = QuickUncertainty(src, len(classes), sigmas=settings.sigmas if settings is not None else DEFAULT_SIGMAS,
+                                 background=True)
     if prelabels is not None or title_note:
         ann.prelabels, ann.title_note = prelabels, title_note
     log.debug("annotator ready in %.2f s (%d windows)", time.perf_counter() - t0, len(windows))

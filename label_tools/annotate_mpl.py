@@ -270,6 +270,7 @@ class MplAnnotator(Annotator):
                 if self._ov_ready is not None:
                     self.ov_img, self._ov_ready = self._ov_ready, None
                     self.render_overview()
+                self.poll_background()
                 for f in list(self._figs.values()):
                     if not f.closed:
                         f.fig.canvas.flush_events()

@@ -16,8 +16,10 @@ import numpy as np
 
 log = logging.getLogger("label_tools")
 NO_MODEL = "scribble two classes first"  # what U and N say before the quick model can be fitted
+READING = "reading the image"  # what they say while the quick model's grid is still being read
 
 GRID_PIXELS = 40_000
+STRIP_PIXELS = 8_000_000  # images larger than this have their quick grid read in strips of this size
 ALPHA = 0.6
 STATUS_BAND = 26  # pixels of the status line, a band added below the picture of the annotation window
 
@@ -34,25 +36,60 @@ class QuickUncertainty:
         Pixel budget of the grid.
     """
 
-    def __init__(self, src, n_classes: int, *, sigmas=(1, 2, 4, 8, 16), max_pixels: int = GRID_PIXELS):
-        from . import pipeline
+    def __init__(self, src, n_classes: int, *, sigmas=(1, 2, 4, 8, 16), max_pixels: int = GRID_PIXELS,
+                 background: bool = False):
+        import threading
+
         from .tiling import scaled_shape
 
-        self.src, self.n_classes = src, n_classes
+        self.src, self.n_classes, self.sigmas = src, n_classes, sigmas
         f = min(1.0, math.sqrt(max_pixels / float(src.height * src.width)))
         self.shape = scaled_shape(src.shape, f)
-        grid = pipeline._Grid(src, self.shape, sigmas)
-        self.features = grid.features((0, self.shape[0], 0, self.shape[1]))
-        v = grid.valid((0, self.shape[0], 0, self.shape[1]))
-        self.valid = np.ones(self.shape, bool) if v is None else v
+        self.features = self.valid = self.error = None
+        self._read = threading.Event()
         self._key = None
         self._map = None
+        if background:
+            # The grid is read from the whole image: a large raster without overviews is decoded whole for it
+            # (45 s for a 20,000 x 20,000 deflate GeoTIFF, beside the overview's own read). Read on a thread, the
+            # annotation window opens at once; U, N and the walk wait for it (see ``map``).
+            threading.Thread(target=self._read_grid, daemon=True, name="quick-uncertainty").start()
+        else:
+            self._read_grid()
 
-    def map(self, scribbles) -> np.ndarray | None:
-        """float32 (h, w) in [0, 1] (1 = most uncertain); None before two classes are scribbled."""
+    def _read_grid(self):
+        from . import pipeline
+
+        try:
+            # a large raster's grid is read in strips: the annotation window's reads are not held up behind it
+            grid = pipeline._Grid(self.src, self.shape, self.sigmas, strip_pixels=STRIP_PIXELS)
+            self.features = grid.features((0, self.shape[0], 0, self.shape[1]))
+            v = grid.valid((0, self.shape[0], 0, self.shape[1]))
+            self.valid = np.ones(self.shape, bool) if v is None else v
+        except Exception as e:  # shown as "uncertainty unavailable" (the labelling itself goes on)
+            self.error = e
+            log.warning("the uncertainty overlay is unavailable: %s", e)
+        finally:
+            self._read.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the grid is read (``timeout`` seconds at most; None: no limit); True once it is."""
+        return self._read.wait(timeout)
+
+    @property
+    def reading(self) -> bool:
+        """True while the grid is still being read (a background read not finished)."""
+        return not self._read.is_set()
+
+    def map(self, scribbles, *, wait: float | None = None) -> np.ndarray | None:
+        """float32 (h, w) in [0, 1] (1 = most uncertain); None before two classes are scribbled, when the
+        grid could not be read, or while it is still being read after ``wait`` seconds (None: until it is).
+        """
         from .scribbles import downscale
         from .unary import SampleBuffer, bootstrap_size, default_classifier
 
+        if not self.wait(wait) or self.features is None:
+            return None
         small = downscale(scribbles, self.shape, self.n_classes)
         key = hash(small.tobytes())
         if key == self._key:
@@ -189,12 +226,15 @@ class UncertaintyMixin:
     show_uncertainty = False
     last_uncertainty_seconds = 0.0
     _has_map = True  # whether the last overlay drawn had a quick model behind it (False: NO_MODEL)
+    _waiting_for_read = False  # the overlay is on, waiting for the quick model's grid (poll_background)
 
-    def _uncertainty(self):
+    def _uncertainty(self, wait: float | None = 0.3):
+        """The quick model's map, or None (no model yet). ``wait``: how long to wait for the grid still being
+        read (the overlay and N give up after the preview's 0.3 s and say so; the walk waits)."""
         if self.quick is None:
             return None
         t0 = time.perf_counter()
-        u = self.quick.map(self.s.scribbles)
+        u = self.quick.map(self.s.scribbles, wait=wait)
         self.last_uncertainty_seconds = time.perf_counter() - t0
         self.model_seconds += self.last_uncertainty_seconds
         return u
@@ -204,7 +244,7 @@ class UncertaintyMixin:
         if getattr(self, "prelabels", None) is not None:  # a collection's pre-labels (annotate_prelabels)
             modes.append("pre-labels " + ("on" if getattr(self, "show_prelabels", True) else "off") + " (L)")
         if self.show_uncertainty:
-            modes.append("uncertainty" if self._has_map else f"uncertainty: {NO_MODEL}")
+            modes.append("uncertainty" if self._has_map else f"uncertainty: {self._no_map()}")
         if getattr(self, "show_preview", False):  # nothing to show before two classes are scribbled: say so
             empty = getattr(self, "_preview_tried", False) and getattr(self, "_preview_labels", None) is None
             modes.append(f"preview: {NO_MODEL}" if empty else "preview")
@@ -212,12 +252,32 @@ class UncertaintyMixin:
             modes.append("order: uncertainty")
         return ", ".join(modes) or "draw"
 
+    def _no_map(self) -> str:
+        """Why there is no map: the grid is still being read, could not be read, or two classes are missing."""
+        q = self.quick
+        if q is not None and q.reading:
+            return READING + " (shown when read)"
+        if q is not None and q.error is not None:
+            return "unavailable (see the log)"
+        return NO_MODEL
+
+    def poll_background(self):
+        """The overlay switched on while the grid was being read is drawn as soon as it is read."""
+        super().poll_background()
+        if self.show_uncertainty and not self._has_map and self.quick is not None and not self.quick.reading \
+                and self._waiting_for_read:
+            self._waiting_for_read = False
+            self.render_annotation()
+            self.render_overview()
+
     def _show(self, name, rgb, title=None):
         from .annotate import WIN_ANNOTATE, WIN_OVERVIEW
 
         if self.show_uncertainty and (name in (WIN_ANNOTATE, WIN_OVERVIEW)):
-            u = self._uncertainty()
+            # while the grid is read, only the first frame waits (0.3 s): strokes stay fluid meanwhile
+            u = self._uncertainty(0.0 if self._waiting_for_read else 0.3)
             self._has_map = u is not None
+            self._waiting_for_read = u is None and self.quick is not None and self.quick.reading
             if u is not None:
                 if name == WIN_ANNOTATE:
                     r0, r1, c0, c1 = self.s.window
@@ -267,7 +327,7 @@ class UncertaintyMixin:
 
     def key_most_uncertain(self, ch):
         if self._uncertainty() is None:
-            log.info("N: %s (the most uncertain window is judged by a quick model of the strokes)", NO_MODEL)
+            log.info("N: %s (the most uncertain window is judged by a quick model of the strokes)", self._no_map())
             return None
         j = self._most_uncertain(unvisited=False)
         if j is not None:
@@ -293,6 +353,9 @@ class UncertaintyMixin:
         if self.order != "uncertainty" or (self.s.window_index == before and not self.s.done):
             return False
         self.s.visited.add(before)
+        if self.quick is not None and self.quick.reading:
+            log.info("--order uncertainty: waiting for the image to be read for the quick model")
+            self.quick.wait()
         j = self._most_uncertain(unvisited=True)
         if j is None:
             return False  # no model yet, or every window visited: row order goes on

@@ -21,6 +21,7 @@ PHOTO_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 STRETCH_PERCENTILES = (0.5, 99.5)
 _STATS_PIXELS = 1_000_000  # robust statistics are read from a decimated view of about this size
 _SAMPLE_ALL_PIXELS = 64_000_000  # larger rasters take their statistics from sampled windows
+STRIP_PIXELS = 8_000_000  # a large raster's whole-image reads for display go in strips of this size
 
 
 #: float32's largest magnitude: the fill value DEM and GIS tools write without declaring it (-3.4028235e38);
@@ -728,8 +729,28 @@ class RasterSource(ImageSource):
         if self._decimated is None:
             step = max(1.0, np.sqrt(self.height * self.width / _STATS_PIXELS))
             small = (max(1, int(self.height / step)), max(1, int(self.width / step)))
-            self._decimated = (self._read_raw(None, small, resampling="nearest"), self._read_valid(None, small))
+            if self.height * self.width <= _SAMPLE_ALL_PIXELS:
+                self._decimated = (self._read_raw(None, small, resampling="nearest"), self._read_valid(None, small))
+            else:
+                self._decimated = self._read_in_strips(small)
         return self._decimated
+
+    def _read_in_strips(self, small):
+        """The decimated read of a large raster (only the overview uses it: its statistics come from windows),
+        in row strips of at most STRIP_PIXELS source pixels, each one locked read: the window being labelled,
+        read on the annotator's thread meanwhile, waits for one strip at most, not for the whole decode (40 s
+        for a 20,000 x 20,000 deflate GeoTIFF without overviews). Each strip's rows are picked by GDAL's
+        nearest resampling within it, so a row may differ by one source row from a whole read's."""
+        n = int(min(small[0], max(1, np.ceil(self.height * self.width / STRIP_PIXELS))))
+        rows = np.linspace(0, small[0], n + 1).round().astype(int)
+        raws, valids = [], []
+        for a, b in zip(rows[:-1], rows[1:]):
+            if b <= a:
+                continue
+            win = (int(round(a * self.height / small[0])), int(round(b * self.height / small[0])), 0, self.width)
+            raws.append(self._read_raw(win, (b - a, small[1]), resampling="nearest"))
+            valids.append(self._read_valid(win, (b - a, small[1])))
+        return np.concatenate(raws, axis=0), (None if valids[0] is None else np.concatenate(valids, axis=0))
 
     def _stats_sample(self):
         """Pixels for the robust stretch: the decimated raster when small, else 64 windows spread over it."""

@@ -227,8 +227,9 @@ class _Grid:
     """
 
     def __init__(self, src: ImageSource, shape, sigmas, *, cache: bool = True, standardise: bool = False,
-                 stats=None):
+                 stats=None, strip_pixels: int | None = None):
         self.src, self.shape = src, tuple(shape)
+        self.strip_pixels = strip_pixels
         self.standardise, self._stats = standardise, stats
         self.rc = (shape[0] / src.height, shape[1] / src.width)
         self.sigmas = tuple(max(0.3, s * min(self.rc)) for s in sigmas) if min(self.rc) < 1 else tuple(sigmas)
@@ -240,9 +241,33 @@ class _Grid:
     def _cache(self):
         """(features, display RGB, valid or None) of the whole grid, read on first use; None if not kept whole."""
         if self._whole and self._read is None:
-            feat, rgb = self.src.read_both(out_shape=self.shape)
-            self._read = (feat, rgb, self.src.read_valid(out_shape=self.shape) if self.src.has_nodata else None)
+            H, W = self.src.height, self.src.width
+            if self.strip_pixels and H * W > self.strip_pixels:
+                self._read = self._read_strips()
+            else:
+                feat, rgb = self.src.read_both(out_shape=self.shape)
+                self._read = (feat, rgb, self.src.read_valid(out_shape=self.shape) if self.src.has_nodata else None)
         return self._read
+
+    def _read_strips(self):
+        """The whole grid read in row strips of at most ``strip_pixels`` source pixels (a read on a thread beside
+        the annotator's: each strip holds the source's lock alone). Each strip is averaged within itself, so a
+        grid row may mix source rows a little differently from a whole read."""
+        H, W = self.src.height, self.src.width
+        h = self.shape[0]
+        n = int(min(h, max(1, math.ceil(H * W / self.strip_pixels))))
+        rows = np.linspace(0, h, n + 1).round().astype(int)
+        parts = []
+        for a, b in zip(rows[:-1], rows[1:]):
+            if b <= a:
+                continue
+            win = (int(round(a * H / h)), int(round(b * H / h)), 0, W)
+            feat, rgb = self.src.read_both(win, out_shape=(b - a, self.shape[1]))
+            valid = self.src.read_valid(win, out_shape=(b - a, self.shape[1])) if self.src.has_nodata else None
+            parts.append((feat, rgb, valid))
+        feat, rgb = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+        valid = None if parts[0][2] is None else np.concatenate([p[2] for p in parts])
+        return feat, rgb, valid
 
     def _full(self, window):
         return to_full(window, self.rc, (self.src.height, self.src.width))

@@ -610,3 +610,110 @@ def test_class_shares_skip_a_prior_the_pipeline_already_corrected():
     r.class_prior = {"training": list(s.training), "image": [0.3, 0.7], "iterations": 3}
     assert unc.class_shares(r, 2) is None
     assert unc.class_shares(SimpleNamespace(classifier=None, forest_probs=probs, probs=probs, class_prior=None), 2) is None
+
+
+def test_quick_uncertainty_grid_read_in_the_background_does_not_hold_up_the_annotator():
+    """The annotator's quick model (U, N, --order uncertainty) reads a grid of the whole image. On a
+    20,000 x 20,000 GeoTIFF without overviews that decode took ~45 s before the annotation window opened
+    (beside the overview's own read); it is now read on a thread: the constructor returns at once, the
+    overlay says it is reading, and the map, once read, is the one read in the foreground."""
+    import threading
+    import time
+
+    from label_tools.annotate_uncertainty import READING, QuickUncertainty, UncertaintyMixin
+    from label_tools.io import ArraySource
+
+    img, mask = make_scene(240, 320)  # above the quick grid's 40,000 pixels: read whole, shrunk
+    scr = scene_scribbles(mask)
+    gate = threading.Event()
+
+    class SlowSource(ArraySource):  # a raster whose whole-image read takes until the gate opens
+        def read_both(self, window=None, *, out_shape=None):
+            assert gate.wait(30), "the test's gate was never opened"
+            return super().read_both(window, out_shape=out_shape)
+
+    t0 = time.perf_counter()
+    q = QuickUncertainty(SlowSource(img), 3, background=True)
+    assert time.perf_counter() - t0 < 1.0 and q.reading
+    assert q.map(scr, wait=0.05) is None  # the overlay and N give up and say so
+
+    class Ann(UncertaintyMixin):  # the mixin's status words, without a window
+        pass
+
+    ann = Ann()
+    ann.quick, ann.show_uncertainty, ann._has_map = q, True, False
+    ann.s = type("S", (), {"erasing": False})()
+    assert READING in ann._mode()
+    gate.set()
+    assert q.wait(30) and not q.reading
+    u = q.map(scr, wait=0)
+    ref = QuickUncertainty(ArraySource(img), 3).map(scr)
+    assert u is not None and u.shape == ref.shape and np.array_equal(u, ref)
+    assert READING not in ann._mode()
+
+
+def test_quick_uncertainty_unreadable_grid_says_unavailable():
+    """A grid that cannot be read (a damaged tile) leaves the labelling going: no map, and the overlay says
+    why instead of 'scribble two classes first'."""
+    from label_tools.annotate_uncertainty import QuickUncertainty, UncertaintyMixin
+    from label_tools.io import ArraySource
+
+    img, mask = make_scene(240, 320)
+
+    class Broken(ArraySource):
+        def read_both(self, window=None, *, out_shape=None):
+            raise OSError("TIFFReadEncodedTile() failed")
+
+    q = QuickUncertainty(Broken(img), 3, background=True)
+    assert q.wait(30) and isinstance(q.error, OSError)
+    assert q.map(scene_scribbles(mask)) is None
+
+    class Ann(UncertaintyMixin):
+        pass
+
+    ann = Ann()
+    ann.quick, ann.show_uncertainty, ann._has_map = q, True, False
+    ann.s = type("S", (), {"erasing": False})()
+    assert "unavailable" in ann._mode()
+
+
+def test_large_raster_whole_image_reads_for_display_go_in_strips(tmp_path, monkeypatch):
+    """The overview's decimated read of a raster too large for its statistics to come from it (> 64 MP) and
+    the quick model's grid read go in row strips, each its own locked read, so the window being labelled is
+    read between them (a 20,000 x 20,000 GeoTIFF: first paint of the annotation window 45 s -> seconds).
+    Scaled down here: the thresholds are lowered for a 600 x 800 GeoTIFF. The strips cover the raster
+    top to bottom and give what a whole read gives, up to a source row at their edges."""
+    from label_tools import io as io_mod
+    from label_tools import pipeline
+
+    img, _ = make_scene(600, 800)
+    path = tmp_path / "big.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=800, height=600, count=3, dtype="uint8",
+                       crs="EPSG:32633", transform=Affine(10, 0, 500000, 0, -10, 5000000), tiled=True,
+                       compress="deflate") as dst:
+        dst.write(np.moveaxis(img, -1, 0))
+    whole = io_mod.open_image(str(path))
+    raw_whole, _ = whole._decimated_read()
+
+    monkeypatch.setattr(io_mod, "_SAMPLE_ALL_PIXELS", 100_000)
+    monkeypatch.setattr(io_mod, "STRIP_PIXELS", 50_000)
+    src = io_mod.open_image(str(path))
+    src._decimated = None
+    calls = []
+    real = src._read_raw
+
+    def spy(window, out_shape, resampling="average"):
+        calls.append(src._norm_window(window))
+        return real(window, out_shape, resampling)
+
+    monkeypatch.setattr(src, "_read_raw", spy)
+    raw, valid = src._decimated_read()
+    assert raw.shape == raw_whole.shape
+    assert len(calls) >= 9  # 480,000 pixels in strips of at most 50,000
+    assert calls[0][0] == 0 and calls[-1][1] == 600 and all(a[1] == b[0] for a, b in zip(calls, calls[1:]))
+    assert np.mean(np.abs(raw - raw_whole)) < 0.02 * (raw_whole.max() - raw_whole.min())
+
+    g_whole = pipeline._Grid(whole, (150, 200), (1, 2))._cache
+    g_strip = pipeline._Grid(whole, (150, 200), (1, 2), strip_pixels=50_000)._cache
+    assert g_strip[0].shape == g_whole[0].shape and g_strip[1].shape == g_whole[1].shape
+    assert np.mean(np.abs(g_strip[0] - g_whole[0])) < 0.02
