@@ -711,8 +711,16 @@ def run_collection(args) -> int:
 
             start.check_colors(read_colors(args.colors), args.colors)
     else:
-        ask_missing_class_files(args)
-        classes = load_classes(args.labels, args.colors, n_classes=None if (args.labels or args.colors) else 2)
+        # a walk run again to resume: its model holds the classes, and a labels or colours file chosen in a
+        # dialog the first time is not asked for again (a --labels given is still checked against it)
+        walked = None if args.labels and args.colors else collection.walked_model(outdir, name, images)
+        if walked is None:
+            ask_missing_class_files(args)
+            classes = load_classes(args.labels, args.colors, n_classes=None if (args.labels or args.colors) else 2)
+        elif args.labels is None and args.colors is None:
+            classes = walked.classes
+        else:
+            classes = load_classes(args.labels, args.colors, n_classes=None)
     os.makedirs(outdir, exist_ok=True)
     progress = Progress(enabled=not args.quiet)
     # a --model's own band choice, as one image uses it (job._with_model_bands): pre-labels and labels alike

@@ -121,6 +121,19 @@ def load_model(path: str):
     return load_model_cached(path)
 
 
+def walked_model(outdir: str, name: str, images):
+    """The model of an earlier walk over some of ``images`` into ``outdir`` (resumed by running the same
+    command again), or None: no such walk, no image of it finished yet, or a model file that cannot be read.
+    Its classes are the walk's, so a resumed walk needs no labels or colours file."""
+    old = CollectionState.load(os.path.join(outdir, f"{name}{STATE_SUFFIX}"))
+    if old is None or not old.done or not set(old.images) & set(images) or not os.path.isfile(old.model):
+        return None
+    try:
+        return load_model(old.model)
+    except InputError:
+        return None
+
+
 def refit(images, outdir: str, *, classes, settings, base=None, open_image, progress=None):
     """The model a walk had after ``images``: refitted from their saved scribbles, in order."""
     from .io import stem

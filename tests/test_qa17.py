@@ -145,3 +145,38 @@ def test_file_dialog_said_on_stderr(monkeypatch, caplog):
         annotate.ask_file("colours file (one colour per class; cancel for defaults)", option="--colors")
     assert caplog.messages == ["choose the colours file (one colour per class; cancel for defaults) in the file "
                                "dialog (or pass --colors)"]
+
+
+def test_resumed_walk_asks_for_no_class_files(tmp_path, monkeypatch):
+    """A collection begun without --labels/--colors (README: `label-image -w 500 frame_01.jpg ... -o out/`,
+    the files chosen in dialogs) and run again to resume asked for both files again, though the walk's
+    model holds its classes; a --labels that differs from them was refused only after the colours dialog."""
+    from PIL import Image
+
+    from conftest import make_scene, scene_scribbles
+    from label_tools import cli, collection
+
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("shore")
+    for i in range(2):
+        img, mask = make_scene(48, 72, seed=i)
+        Image.fromarray(img).save(f"shore/f{i}.png")
+    Image.fromarray(scene_scribbles(make_scene(48, 72, seed=0)[1])).save("s.png")
+    (tmp_path / "names.txt").write_text("water\nsand\ngrass\n")
+    os.makedirs("out")
+    model = str(tmp_path / "out" / "shore_model.skops")
+    assert cli.main(["shore/f0.png", "--scribbles", "s.png", "--labels", "names.txt", "--headless", "-o", "fit",
+                     "--save-model", model, "-q"]) == 0
+    images = collection.list_images(["shore"])
+    collection.CollectionState(str(tmp_path / "out" / "shore_collection.json"), images, 1, images[:1], model,
+                               None).save()
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(annotate, "ask_file", lambda *a, **k: pytest.fail("a file dialog was opened"))
+    seen = []
+    monkeypatch.setattr(collection, "walk", lambda images, **kw: seen.append(kw["classes"]) or
+                        collection.CollectionState("x", images, 2, images, model, None))
+    assert cli.main(["-w", "500", "shore", "-o", "out", "-q"]) == 0
+    assert seen[-1].names == ("water", "sand", "grass")
+    (tmp_path / "other.txt").write_text("sea\nbeach\nfield\n")
+    assert cli.main(["-w", "500", "shore", "--labels", "other.txt", "-o", "out", "-q"]) == 0  # walk() compares
+    assert seen[-1].names == ("sea", "beach", "field")
