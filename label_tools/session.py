@@ -228,7 +228,8 @@ class Session:
         name = f" {class_names[k]}" if class_names else ""
         where = f"window {self.window_index + 1}/{len(self.windows)}, class {k + 1}/{self.n_classes}{name}"
         drawn = np.bincount(self.scribbles.ravel(), minlength=self.n_classes + 1)[1:]
-        what = f"{int(drawn.sum())} scribbled pixels of {int((drawn > 0).sum())} classes"
+        n = int((drawn > 0).sum())
+        what = f"{int(drawn.sum())} scribbled pixels of {n} class{'' if n == 1 else 'es'}"
         if not placed and "n_windows" in state:
             where = (f"window 1/{len(self.windows)}: the autosave was made with {state['n_windows']} windows "
                      f"(another -w), so its position does not apply")
