@@ -309,7 +309,8 @@ def main(argv=None) -> int:
         if getattr(e, "model_not_saved", None):
             msg += (f", the model was not saved to {e.model_not_saved!r}: run again with --overwrite to save it "
                     "(the labels come out the same)")
-        if args.scribbles is None and args.image is not None and not args.headless:  # the annotator was open
+        # the annotator was open (one image, or a collection's walk of several)
+        if args.scribbles is None and (args.image is not None or args.inputs) and not args.headless:
             msg += "; scribbles drawn so far are kept in the scribble file: run the same command again to resume"
         sys.stderr.write(msg + "\n")
         if argv is None:  # the program itself: every cleanup has run; do not wait for busy worker threads

@@ -180,3 +180,43 @@ def test_resumed_walk_asks_for_no_class_files(tmp_path, monkeypatch):
     (tmp_path / "other.txt").write_text("sea\nbeach\nfield\n")
     assert cli.main(["-w", "500", "shore", "--labels", "other.txt", "-o", "out", "-q"]) == 0  # walk() compares
     assert seen[-1].names == ("sea", "beach", "field")
+
+
+def test_resume_note_one_class():
+    """'678 scribbled pixels of 1 classes' on resuming a session with strokes of one class."""
+    import numpy as np
+
+    from label_tools.session import Session
+    from label_tools.tiling import annotation_windows
+
+    scr = np.zeros((60, 90), np.uint8)
+    scr[10:20, 10:40] = 2
+    s = Session((60, 90), 3, annotation_windows((60, 90), 500), scribbles=scr)
+    assert s.resume_note("a_scribbles.png", ("water", "sand", "land"), {}, False).endswith(
+        "; 300 scribbled pixels of 1 class")
+
+
+def test_stopped_walk_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Ctrl-C/SIGTERM in a collection of images named one by one (`label-image a.jpg b.jpg -o out`) said
+    only 'no output was left half-written'; a single image's run, or a folder's, also says the strokes are
+    kept and the same command resumes."""
+    from PIL import Image
+
+    from conftest import make_scene
+    from label_tools import cli, collection
+
+    monkeypatch.chdir(tmp_path)
+    for i in range(2):
+        Image.fromarray(make_scene(40, 60, seed=i)[0]).save(f"f{i}.png")
+    (tmp_path / "names.txt").write_text("water\nsand\ngrass\n")
+    (tmp_path / "cols.txt").write_text("blue\ntan\ngreen\n")
+    monkeypatch.setenv("DISPLAY", ":99")
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(collection, "walk", stopped)
+    assert cli.main(["f0.png", "f1.png", "--labels", "names.txt", "--colors", "cols.txt", "-o", "out"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "label-image: stopped by SIGINT; no output was left half-written; scribbles drawn so far are kept in the "
+        "scribble file: run the same command again to resume")
