@@ -2,14 +2,14 @@
 
 File names follow dl_tools, whose users' scripts look for them:
 
-==========================  =======================================================
-
-``<stem>_mres.png``         figure: image | image + scribbles | image + labels, with a legend
-``<stem>_mres_label.png``   uint8 grey, value = class id (0-based), 255 = no-data
-``<stem>_mres.mat``         ``sparse``, ``class``, ``labels``, ``colors``, ``preds``
-``<stem>_report.txt``       class proportions, times, settings, versions
-``<stem>_mres_geo.tif``     GeoTIFF input only: uint8, class id + 1, 0 = no-data, colour table
-==========================  ==============================================================
+===============================  ==================================================================
+``<stem>_mres.png``              figure: image | image + scribbles | image + labels, with a legend
+``<stem>_mres_label.png``        uint8 grey, value = class id (0-based), 255 = no-data
+``<stem>_mres.mat``              ``sparse``, ``class``, ``labels``, ``colors``, ``preds``
+``<stem>_report.txt``            class proportions, times, settings, versions
+``<stem>_mres_geo.tif``          GeoTIFF input only: uint8, class id + 1, 0 = no-data, colour table
+``<stem>_mres_geo.tif.aux.xml``  beside it: the class names as GDAL category names (GDAL, QGIS)
+===============================  ==================================================================
 """
 from __future__ import annotations
 
@@ -25,8 +25,11 @@ NODATA = 255
 
 
 def output_paths(outdir: str, stem: str, *, geotiff: bool = False, probs: bool = False) -> dict:
-    """Paths of every file a run writes, by kind: overlay, label, mat, report (and geotiff; and with
-    ``probs`` the probability GeoTIFF and uncertainty map(s))."""
+    """Paths of every file a run writes, by kind: overlay, label, mat, report (and geotiff with its
+    ``.aux.xml`` sidecar, geotiff_aux; and with ``probs`` the probability GeoTIFF and uncertainty map(s)).
+
+    The sidecar is a kind of its own so that the run lists it among the files it wrote, refuses to
+    replace one that exists without ``--overwrite`` and commits it with the rest of the set."""
     p = {
         "overlay": os.path.join(outdir, f"{stem}_mres.png"),
         "label": os.path.join(outdir, f"{stem}_mres_label.png"),
@@ -35,6 +38,7 @@ def output_paths(outdir: str, stem: str, *, geotiff: bool = False, probs: bool =
     }
     if geotiff:
         p["geotiff"] = os.path.join(outdir, f"{stem}_mres_geo.tif")
+        p["geotiff_aux"] = p["geotiff"] + ".aux.xml"
     if probs:
         p["probs"] = os.path.join(outdir, f"{stem}_probs.tif")
         p["uncertainty"] = os.path.join(outdir, f"{stem}_uncertainty.png")
@@ -332,7 +336,7 @@ def write_report(path: str, *, image_path, shape, classes, labels, annotation_se
         f.write("\n".join(lines) + "\n")
 
 
-def write_geotiff(path: str, labels, georef, classes, *, block: int = 512):
+def write_geotiff(path: str, labels, georef, classes, *, aux_path: str | None = None, block: int = 512):
     """One-band uint8 GeoTIFF on the source's grid: class id + 1, 0 = no-data.
 
     The profile is the source's with only what differs changed (driver, count, dtype, nodata,
@@ -344,6 +348,8 @@ def write_geotiff(path: str, labels, georef, classes, *, block: int = 512):
     labels : ndarray of uint8, shape (H, W)
         0-based class ids, 255 = no-data.
     georef : label_tools.io.Georef
+    aux_path : str, optional
+        Where the category sidecar goes (default ``path + ".aux.xml"``, where GDAL looks for it).
     """
     from rasterio.windows import Window
 
@@ -373,7 +379,7 @@ def write_geotiff(path: str, labels, georef, classes, *, block: int = 512):
             dst.set_band_description(1, "class id + 1 (0 = no-data)")
             dst.update_tags(1, **{f"CLASS_{i + 1}": n for i, n in enumerate(classes.names)})
             dst.update_tags(CLASS_NAMES=",".join(classes.names), SOFTWARE="label_tools")
-    _write_category_aux(path + ".aux.xml", ["no-data"] + list(classes.names))
+    _write_category_aux(aux_path or path + ".aux.xml", ["no-data"] + list(classes.names))
 
 
 def _write_category_aux(path, names):
@@ -439,7 +445,8 @@ def write_outputs(paths: dict, src, scribbles, result, classes, *, report_settin
         (_write_figure, (paths["overlay"], src, scribbles, result.labels, classes, result.display), {}),
     ]
     if "geotiff" in paths:
-        jobs.append((write_geotiff, (paths["geotiff"], result.labels, src.georef, classes), {}))
+        jobs.append((write_geotiff, (paths["geotiff"], result.labels, src.georef, classes),
+                     {"aux_path": paths.get("geotiff_aux")}))
     with ThreadPoolExecutor(max_workers=3) as pool:
         for fut in [pool.submit(f, *a, **kw) for f, a, kw in jobs]:
             fut.result()
