@@ -110,6 +110,9 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
     distributed = _dask()
     quiet_logs()
     if scheduler is not None:
+        # a refused connection first, in a millisecond: Dask's own connect retries a refused port until its
+        # timeout, then says "Timed out trying to connect ... after 3 s" (3 s, and not what happened)
+        check_reachable(scheduler)
         _identify(scheduler)
         try:
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)

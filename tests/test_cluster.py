@@ -609,3 +609,22 @@ def test_dask_warnings_stay_out_of_the_users_log(caplog):
     logging.getLogger("distributed.worker").warning("a worker's warning")
     logging.getLogger("label_tools").warning("our own line")
     assert [r.getMessage() for r in caplog.records] == ["our own line"]
+
+
+def test_connect_to_a_port_where_nothing_listens_says_so_at_once():
+    """cluster.connect (the library call, not only the CLI's check) to a refused port: Dask's connect retried it
+    for its whole timeout and then said 'Timed out ... after 3 s'; now one line naming the refusal, at once."""
+    import time
+
+    from label_tools import cluster
+    from label_tools.errors import OptionError
+
+    import distributed  # noqa: F401  (its import is not what is timed)
+
+    port = daskcluster.free_port()
+    t0 = time.monotonic()
+    with pytest.raises(OptionError, match=rf"^--scheduler: no Dask scheduler reachable at 'tcp://127.0.0.1:{port}' "
+                                          r"\(Connection refused\); start one with `dask scheduler`"):
+        with cluster.connect(scheduler=f"tcp://127.0.0.1:{port}"):
+            pass
+    assert time.monotonic() - t0 < 1.5
