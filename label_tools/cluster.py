@@ -294,17 +294,35 @@ def first_results(client, submit, n: int, *, what: str, first=None, stall: float
     tries = [0] * n
     left = set(range(n))
 
+    limit_now = [stall]
+
+    def fetch(fut):
+        """Bring the finished task's result here (or its exception) and queue it. A result held by a frozen
+        worker never comes: each is waited for in a thread of its own, side by side, so the loop below goes on
+        and such results are retried by the stall path (waited for one after another in the loop, N of them
+        held up the run N x the stall time before anything was started again)."""
+        i = task_of.get(fut)
+        if i is None or i not in left:  # a slower attempt of a task already done: its result is not needed
+            done.put((fut, None, None))
+            return
+        try:
+            done.put((fut, fut.result(timeout=limit_now[0]), None))
+        except Exception as e:
+            done.put((fut, None, e))
+
     def add(i, fut):
         task_of[fut] = i
-        fut.add_done_callback(done.put)  # called in Dask's callback thread
+        # called in Dask's callback thread, which must not wait
+        fut.add_done_callback(lambda f: threading.Thread(target=fetch, args=(f,), daemon=True,
+                                                         name="label_tools-fetch").start())
 
     for i in range(n):
         add(i, first[i] if first is not None else submit(i, 0))
     longest, last = 0.0, time.monotonic()
     while left:
-        limit = max(stall, 4 * longest)
+        limit = limit_now[0] = max(stall, 4 * longest)
         try:
-            fut = done.get(timeout=max(0.05, max(last, _last_progress[0]) + limit - time.monotonic()))
+            fut, value, error = done.get(timeout=max(0.05, max(last, _last_progress[0]) + limit - time.monotonic()))
         except queue.Empty:
             if time.monotonic() - _last_progress[0] < limit:  # another part of the run made progress
                 continue
@@ -322,15 +340,13 @@ def first_results(client, submit, n: int, *, what: str, first=None, stall: float
         if i is None or i not in left:  # a slower attempt of a task already done
             fut.release()
             continue
-        try:
-            value = fut.result(timeout=limit)
-        except Exception as e:
-            if isinstance(e, TimeoutError) and fut.status not in ("error", "cancelled"):
-                task_of[fut] = i  # finished, then its worker died with the result: the stall path retries it
+        if error is not None:
+            if isinstance(error, TimeoutError) and fut.status not in ("error", "cancelled"):
+                task_of[fut] = i  # finished, then its worker died or froze with the result: the stall path retries it
                 continue
             if any(j == i for j in task_of.values()):
                 continue  # it raised, or took down every worker that tried it; another attempt still runs
-            value = e
+            value = error
         now = time.monotonic()
         longest, last = max(longest, now - last), now
         _last_progress[0] = now

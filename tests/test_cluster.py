@@ -218,6 +218,51 @@ def test_stalled_task_started_again(cluster, caplog):
     assert line[0].endswith("(running)); starting 1 again under new keys"), line
 
 
+class _HeldFuture:
+    """A stand-in for a distributed.Future whose task finished: its result comes after ``delay`` s, or, held by a
+    frozen worker (``delay`` None), never (``result`` times out)."""
+
+    def __init__(self, key, value, delay):
+        self.key, self.value, self.delay, self.status = key, value, delay, "finished"
+
+    def add_done_callback(self, fn):
+        fn(self)
+
+    def result(self, timeout=None):
+        import time
+
+        if self.delay is None:
+            time.sleep(timeout)
+            raise TimeoutError(f"{self.key}: no answer")
+        time.sleep(self.delay)
+        return self.value
+
+    def release(self):
+        pass
+
+
+def test_results_held_by_a_frozen_worker_are_started_again_after_one_stall_not_one_each():
+    """Finished tasks whose results sit on a frozen worker: each fetch waits the stall time. They were fetched
+    one after another, so N of them held the run up N x the stall time (5 min each by default) before the
+    stall path started them again; now they are waited for side by side: one stall time in all."""
+    import time
+
+    from label_tools.cluster import first_results
+
+    class NoScheduler:
+        def run_on_scheduler(self, *a, **k):
+            raise OSError("no scheduler here")
+
+    n = 4
+    held = [_HeldFuture(f"t-{i}-0", None, None) for i in range(n)]  # all four on the frozen worker
+    t0 = time.monotonic()
+    got = {i: (v, f.key) for i, v, f in first_results(NoScheduler(), lambda i, a: _HeldFuture(f"t-{i}-{a}", i, 0.01),
+                                                     n, what="test", first=held, stall=0.5)}
+    took = time.monotonic() - t0
+    assert got == {i: (i, f"t-{i}-1") for i in range(n)}
+    assert took < 1.5, took  # was n x 0.5 s = 2 s of fetches, then the stall
+
+
 def test_window_tasks_survive_a_frozen_worker(cluster, scene_model_ref, monkeypatch, caplog):
     """The worker that computed the grid stage freezes (SIGSTOP) once windows come back: its windows stall,
     are started again on a grid computed again elsewhere, and the labels still equal the in-process ones."""
