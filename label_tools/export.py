@@ -440,8 +440,12 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
         raise OutputError(f"-o/--output {output!r} exists and is not empty; pass --overwrite to replace it "
                           "or give a new folder")
     parent = os.path.dirname(out)
-    if not os.path.isdir(parent) or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"-o/--output {output!r}: its parent folder does not exist or is not writable")
+    if not os.path.isdir(parent):
+        raise OutputError(f"-o/--output {output!r}: its parent folder {parent!r} does not exist; create it first "
+                          "or check the path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"-o/--output {output!r}: its parent folder {parent!r} is not writable (the dataset is "
+                          "built beside it, then moved into place); choose a folder you can write to")
 
     split = split_sources([it.source for it in items], val_fraction=val_fraction, seed=seed)
     items.sort(key=lambda it: it.source)
@@ -680,9 +684,15 @@ def main(argv=None) -> int:
             raise
         from .io import _first_line
 
+        import errno
+
         reason = getattr(e, "strerror", None) or _first_line(e)
+        # "free some space" only for a full disk (or quota): for a read-only or permission failure it misled
+        full = getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left" in str(e)
+        fix = ("free some space or choose another folder with -o/--output" if full or getattr(e, "errno", None) is None
+               else "choose another folder with -o/--output, one you can write to")
         sys.stderr.write(f"label-export: error: cannot write the dataset {args.output!r} ({reason}); nothing was "
-                         "written there: free some space or choose another folder with -o/--output\n")
+                         f"written there: {fix}\n")
         return 2
     except KeyboardInterrupt as e:
         import signal

@@ -267,3 +267,95 @@ def test_export_tiles_cover_the_image_and_are_its_crops(h, w, tile, data):
             for c in tile_starts(w, tile, overlap):
                 if (r, c) not in windows:  # left out: all no-data
                     assert (labels[r: r + tile, c: c + tile] == 255).all()
+
+
+# ------------------------------------------------------------------------------ 5. label-export's bad input
+def _tree(root):
+    out = {}
+    for d, dirs, files in os.walk(root):
+        out.update({os.path.relpath(os.path.join(d, x), root) + os.sep: None for x in dirs})  # a folder left empty
+        for f in files:
+            p = os.path.join(d, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, root)] = fh.read()
+    return out
+
+
+def _resized_source(root, res, src):
+    import cv2
+
+    cv2.imwrite(src, np.zeros((41, 50, 3), np.uint8))
+    return [res, "-o", os.path.join(root, "ds")], [repr(os.path.join(res, "scene_mres_label.png")), "50 x 40",
+                                                   "50 x 41", repr(src)]
+
+
+def _output_is_a_file(root, res, src):
+    with open(os.path.join(root, "afile"), "w") as f:
+        f.write("mine")
+    return [res, "-o", os.path.join(root, "afile")], ["-o/--output", "is a file"]
+
+
+def _parent_missing(root, res, src):
+    return [res, "-o", os.path.join(root, "nope", "ds")], ["-o/--output", repr(os.path.join(root, "nope")),
+                                                           "does not exist"]
+
+
+def _parent_not_writable(root, res, src):
+    if os.geteuid() == 0:  # root writes anywhere: a folder no one can write in
+        return [res, "-o", "/proc/label_tools_ds"], ["cannot write the dataset '/proc/label_tools_ds'",
+                                                     "one you can write to"]
+    ro = os.path.join(root, "ro")
+    os.mkdir(ro, 0o555)
+    return [res, "-o", os.path.join(ro, "ds")], [repr(ro), "is not writable"]
+
+
+def _no_mat(root, res, src):
+    os.remove(os.path.join(res, "scene_mres.mat"))
+    return [res, "-o", os.path.join(root, "ds")], [repr(os.path.join(res, "scene_mres.mat")), "missing"]
+
+
+def _no_report(root, res, src):
+    os.remove(os.path.join(res, "scene_report.txt"))
+    return [res, "-o", os.path.join(root, "ds")], ["scene_report.txt", "no report"]
+
+
+def _damaged_labels(root, res, src):
+    p = os.path.join(res, "scene_mres_label.png")
+    with open(p, "rb") as f:
+        head = f.read(60)
+    with open(p, "wb") as f:
+        f.write(head)
+    return [res, "-o", os.path.join(root, "ds")], [repr(p), "cannot be read"]
+
+
+def _existing_dataset(root, res, src):
+    os.makedirs(os.path.join(root, "ds"))
+    with open(os.path.join(root, "ds", "mine.txt"), "w") as f:
+        f.write("keep")
+    return [res, "-o", os.path.join(root, "ds")], ["-o/--output", "exists and is not empty", "--overwrite"]
+
+
+def _results_is_a_file(root, res, src):
+    return [os.path.join(res, "scene_report.txt"), "-o", os.path.join(root, "ds")], ["results folder",
+                                                                                     "is not a folder"]
+
+
+@pytest.mark.parametrize("case", [_resized_source, _output_is_a_file, _parent_missing, _parent_not_writable, _no_mat,
+                                  _no_report, _damaged_labels, _existing_dataset, _results_is_a_file],
+                         ids=lambda f: f.__name__.strip("_"))
+def test_export_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, capsys):
+    """The cases tests/test_export.py does not cover: one line naming the file or option, exit 2, every file
+    as it was and nothing new (the missing folder, an empty one, a source gone, an existing DATASET: there)."""
+    from label_tools.export import main as export_main
+
+    labels = np.zeros((40, 50), np.uint8)
+    labels[:, 25:] = 1
+    res, src = _result_folder(str(tmp_path), labels, np.full((40, 50, 3), 90, np.uint8))
+    argv, needles = case(str(tmp_path), res, src)
+    before = _tree(tmp_path)
+    assert export_main(argv + ["--tile", "16"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("label-export: error: ") and err.count("\n") == 1, err
+    for n in needles:
+        assert n in err, (n, err)
+    assert _tree(tmp_path) == before
