@@ -83,6 +83,23 @@ def source_from_report(path: str) -> str:
                      "to write a complete report")
 
 
+#: The report's settings line of a run that labelled one plane of a stack or multi-page TIFF (``--plane``).
+PLANE_SETTING = "  plane (--plane): "
+
+
+def plane_from_report(path: str) -> str | None:
+    """The ``--plane`` a result was labelled on, from its report's settings section (None: the file's first
+    plane, as every run without ``--plane``)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(PLANE_SETTING):
+                    return line[len(PLANE_SETTING):].split(" (", 1)[0].strip()  # "3,2 (z-slice 3 at ...)" -> "3,2"
+    except (OSError, UnicodeDecodeError):
+        return None  # source_from_report has said what is wrong with it
+    return None
+
+
 def classes_from_mat(path: str) -> tuple:
     """(names, #rrggbb colours) from a result's ``<stem>_mres.mat``."""
     from scipy.io import loadmat
@@ -124,6 +141,11 @@ def find_results(folder: str) -> list:
             raise InputError(f"result {label_path!r} has no report {os.path.basename(report)!r} beside it: "
                              "the report names the source image; run label-image again")
         source = source_from_report(report)
+        plane = plane_from_report(report)
+        if plane is not None:  # the tiles would be the first plane's pixels under another plane's labels
+            raise InputError(f"result {label_path!r} was labelled on one plane of {source!r} (--plane {plane}); "
+                             "label-export reads a file's first plane only: export it from an image of that plane "
+                             "alone (e.g. Fiji's Image > Duplicate), labelled again, or leave it out of RESULTS")
         if not os.path.isfile(source):
             raise InputError(f"source image {source!r} recorded in {report!r} does not exist; "
                              "put it back there or run label-image again")

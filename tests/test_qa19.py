@@ -359,3 +359,21 @@ def test_export_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path,
     for n in needles:
         assert n in err, (n, err)
     assert _tree(tmp_path) == before
+
+
+def test_export_refuses_a_result_labelled_on_another_plane(tmp_path, capsys):
+    """A result of --plane (one z-slice/time point/page of a stack, said in its report's settings) would be tiled
+    with the file's first plane under its labels: refused in one line until label-export reads planes."""
+    from label_tools.export import main as export_main
+
+    res, src = _result_folder(str(tmp_path), np.zeros((40, 50), np.uint8), np.full((40, 50, 3), 90, np.uint8))
+    rep = os.path.join(res, "scene_report.txt")
+    with open(rep, encoding="utf-8") as f:
+        text = f.read()
+    with open(rep, "w", encoding="utf-8") as f:
+        f.write(text.replace("settings:\n", "settings:\n  plane (--plane): 3,2 (z-slice 3 at time point 2)\n"))
+    before = _tree(tmp_path)
+    assert export_main([res, "-o", str(tmp_path / "ds"), "--tile", "16"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(--plane 3,2);" in err and repr(src) in err, err
+    assert _tree(tmp_path) == before
