@@ -401,7 +401,10 @@ def _write_figure(path, src, scribbles, labels, classes, grid_display=None):
         base = grid_display  # the model grid is coarser than the figure: no new read of a large image
     else:
         base = src.read_display(out_shape=small)
-    write_overlay(path, base, scribbles, labels, classes, title=stem(src.path))
+    # one plane of a stack (--plane): its tag too, as in the file names (<stem>_z03_t02), so figures of two planes differ
+    plane = getattr(src, "plane", None)
+    suffix = (plane.get("suffix") or "") if isinstance(plane, dict) else ""
+    write_overlay(path, base, scribbles, labels, classes, title=stem(src.path) + suffix)
 
 
 def write_outputs(paths: dict, src, scribbles, result, classes, *, report_settings: dict, annotation_seconds: float,

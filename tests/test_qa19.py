@@ -377,3 +377,21 @@ def test_export_refuses_a_result_labelled_on_another_plane(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "(--plane 3,2);" in err and repr(src) in err, err
     assert _tree(tmp_path) == before
+
+
+def test_figure_title_names_the_plane_of_a_stack(tmp_path, monkeypatch):
+    """A source carrying the plane it was read at (``src.plane["suffix"]``, --plane) gets it in the figure's
+    title, as in the output names; a source without one keeps its stem alone."""
+    from types import SimpleNamespace
+
+    from label_tools import writers
+    from label_tools.classes import default_colors
+
+    titles = []
+    monkeypatch.setattr(writers, "write_overlay", lambda *a, title="", **k: titles.append(title))
+    img = np.zeros((8, 10, 3), np.uint8)
+    classes = Classes(("a", "b"), default_colors(2))
+    for plane in (None, {"suffix": "_z03_t02"}, {"suffix": None}):
+        src = SimpleNamespace(path="/d/stack.tif", shape=(8, 10), plane=plane, read_display=lambda out_shape: img)
+        writers._write_figure("x.png", src, np.zeros((8, 10), np.uint8), np.zeros((8, 10), np.uint8), classes)
+    assert titles == ["stack", "stack_z03_t02", "stack"]
