@@ -395,3 +395,35 @@ def test_figure_title_names_the_plane_of_a_stack(tmp_path, monkeypatch):
         src = SimpleNamespace(path="/d/stack.tif", shape=(8, 10), plane=plane, read_display=lambda out_shape: img)
         writers._write_figure("x.png", src, np.zeros((8, 10), np.uint8), np.zeros((8, 10), np.uint8), classes)
     assert titles == ["stack", "stack_z03_t02", "stack"]
+
+
+@FEW
+@given(label_images())
+def test_report_class_lines_count_every_labelled_pixel_once(case):
+    """The report's class lines: one per class in labels-file order (absent ones at 0), pixels summing to the
+    labelled pixels, fractions to 1, and a no-data line with the rest."""
+    import re
+    import tempfile
+
+    from label_tools.writers import write_report
+
+    labels, classes = case
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "x_report.txt")
+        write_report(p, image_path="/d/x.png", shape=labels.shape, classes=classes, labels=labels,
+                     annotation_seconds=0, processing_seconds=0, settings={})
+        with open(p, encoding="utf-8") as f:
+            lines = f.read().split("classes (fraction of labelled pixels):\n", 1)[1].split("\n\n", 1)[0].splitlines()
+            f.seek(0)
+            text = f.read()
+    assert len(lines) == len(classes)
+    px, frac = [], []
+    for line, name in zip(lines, classes.names):
+        m = re.fullmatch(r"(.*): (\d\.\d{6}) \((\d+) px\)", line)
+        assert m and m.group(1) == name, line
+        frac.append(float(m.group(2)))
+        px.append(int(m.group(3)))
+    np.testing.assert_array_equal(px, np.bincount(labels.ravel(), minlength=256)[: len(classes)])
+    labelled = int((labels != 255).sum())
+    assert sum(px) == labelled and (labelled == 0 or abs(sum(frac) - 1) <= 1e-6 * len(classes) + 1e-9)
+    assert (f"no-data: {labels.size - labelled} px" in text) == (labelled < labels.size)
