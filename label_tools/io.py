@@ -75,18 +75,21 @@ def check_not_empty(path: str, what: str = "image") -> None:
                          "failed? copy or export it again")
 
 
-def _expand_palette(ds, path: str):
+def _expand_palette(ds, path: str, *, imagej: bool | None = None):
     """A one-band paletted raster (a scanned map, an 8-bit orthophoto export) as the RGB(A) of its colour
     table, as GIS clients and photo viewers show it; any other raster as it is.
 
     Its pixel values are palette indices, whose order says nothing of colour: features and the CRF on them
     mislabelled a third of a region of one clear colour (a paletted PNG was already read as RGB).
     GDAL expands it (``vrt://path?expand=rgb``; ``rgba`` when the table has transparent entries or the
-    raster a no-data index, so those pixels become the alpha mask, i.e. no-data)."""
+    raster a no-data index, so those pixels become the alpha mask, i.e. no-data). ``path`` may name a page,
+    ``GTIFF_DIR:<n>:<path>``; ``imagej``: the file is ImageJ's (said by its first page; None: ask ``ds``)."""
     rasterio = rasterio_module()
     if ds.count != 1 or ds.colorinterp[0] != rasterio.enums.ColorInterp.palette or "?" in path:
         return ds
-    if (ds.tags().get("TIFFTAG_IMAGEDESCRIPTION") or "").startswith("ImageJ="):
+    if imagej is None:
+        imagej = (ds.tags().get("TIFFTAG_IMAGEDESCRIPTION") or "").startswith("ImageJ=")
+    if imagej:
         # ImageJ/Fiji saves an 8-bit image's display LUT ('Green', 'Fire') as a colour table: the pixel values
         # are the intensities; read as RGB, a green-LUT image became two empty bands and a warning about them
         return ds
@@ -95,7 +98,8 @@ def _expand_palette(ds, path: str):
     except ValueError:  # no colour table after all
         return ds
     alpha = ds.nodata is not None or any(len(c) > 3 and c[3] < 255 for c in cmap.values())
-    expanded = open_raster(f"vrt://{os.path.abspath(path)}?expand={'rgba' if alpha else 'rgb'}")
+    where = path if path.startswith("GTIFF_DIR:") else os.path.abspath(path)
+    expanded = open_raster(f"vrt://{where}?expand={'rgba' if alpha else 'rgb'}")
     ds.close()
     return expanded
 
@@ -107,13 +111,17 @@ def _stack_layout(ds, pages: int):
     page of its own; GDAL opens the first page alone, so a two-channel stack was labelled on its first
     channel only (the one without the contrast, as often as not), and the warning spoke of separate images.
 
+    A single-channel z-stack or time series so described is a layout too (its planes are chosen with
+    ``--plane`` as z-slices and time points, not as pages).
+
     Returns
     -------
     dict or None
-        ``kind`` ('ImageJ hyperstack' or 'OME-TIFF'), ``C``, ``Z``, ``T`` (channels, z-slices, time
-        points), ``pages`` (0-based page of each channel of z-slice 1 at time point 1), ``names`` (channel
-        names, '' where none); None for any other TIFF, one with a single channel, or one whose pages
-        hold several samples (RGB pages, read as bands already) or do not match its description.
+        ``kind`` ('ImageJ hyperstack', 'ImageJ stack' or 'OME-TIFF'), ``C``, ``Z``, ``T`` (channels, z-slices,
+        time points), ``pages`` (0-based page of each channel of z-slice 1 at time point 1), ``names`` (channel
+        names, '' where none), ``page_of`` (callable (c, z, t), 0-based, -> 0-based page; KeyError for a plane
+        the file lacks); None for any other TIFF, one of a single plane, or one whose pages hold several
+        samples (RGB pages, read as bands already) or do not match its description.
     """
     if pages < 2 or ds.count != 1 or ds.driver != "GTiff":
         return None
@@ -122,14 +130,18 @@ def _stack_layout(ds, pages: int):
         if desc.startswith("ImageJ="):
             kv = dict(line.split("=", 1) for line in desc.splitlines() if "=" in line)
             c, z, t = (int(kv.get(k, 1)) for k in ("channels", "slices", "frames"))
-            lay = dict(kind="ImageJ hyperstack", C=c, Z=z, T=t, pages=list(range(c)), names=[""] * c)
+            kind = "ImageJ hyperstack" if c > 1 or (z > 1 and t > 1) else "ImageJ stack"
+            # ImageJ's page order is TZC (channels fastest)
+            lay = dict(kind=kind, C=c, Z=z, T=t, pages=list(range(c)), names=[""] * c,
+                       page_of=lambda ci, zi, ti, c=c, z=z: ci + c * (zi + z * ti))
         elif "<OME" in desc[:1000]:
             lay = _ome_layout(desc)
         else:
             return None
     except (ValueError, KeyError, TypeError):
         return None  # a description that does not say: read as any multi-page TIFF
-    if lay is None or lay["C"] < 2 or lay["C"] * lay["Z"] * lay["T"] > pages or max(lay["pages"]) >= pages:
+    if lay is None or min(lay["C"], lay["Z"], lay["T"]) < 1 or lay["C"] * lay["Z"] * lay["T"] < 2 or \
+            lay["C"] * lay["Z"] * lay["T"] > pages or max(lay["pages"]) >= pages:
         return None
     return lay
 
@@ -178,7 +190,8 @@ def _ome_layout(xml_text: str):
         return None
     names = [ch.get("Name", "") or "" for ch in channels][: size["C"]]
     names += [""] * (size["C"] - len(names))
-    return dict(kind="OME-TIFF", C=size["C"], Z=size["Z"], T=size["T"], pages=chan_pages, names=names)
+    return dict(kind="OME-TIFF", C=size["C"], Z=size["Z"], T=size["T"], pages=chan_pages, names=names,
+                page_of=lambda c, z, t: ifd[plane(c, z, t)])
 
 
 def _open_channels(ds, path: str, lay: dict):
@@ -212,18 +225,49 @@ def stack_note(src) -> str:
     """What of a microscopy stack ``src`` (an :class:`ImageSource`) is labelled, for the report: '' for a plain image.
 
     E.g. 'ImageJ hyperstack of 2 channels, 3 z-slices, 2 time points: its 2 channels are the bands; z-slice 1 at
-    time point 1 is labelled (to label another, save it as a file of its own, e.g. Fiji's Image > Duplicate)'."""
+    time point 1 is labelled (to label another, choose it with --plane Z,T: Z from 1 to 3, T from 1 to 2)',
+    or with ``--plane 3,2`` '...; z-slice 3 at time point 2 is labelled (--plane 3,2; outputs named
+    cells_z03_t02_...)'."""
+    from .planes import outputs_named, plane_usage, stack_counts
+
     lay = getattr(src, "stack", None)
     if not lay:
         return ""
-    parts = [f"{lay['C']} channels"] + [f"{lay[k]} {w}{'s' if lay[k] > 1 else ''}"
-                                        for k, w in (("Z", "z-slice"), ("T", "time point")) if lay[k] > 1]
-    text = f"{lay['kind']} of {', '.join(parts)}: its {lay['C']} channels are the bands"
-    where = [f"{w} 1" for k, w in (("Z", "z-slice"), ("T", "time point")) if lay[k] > 1]
-    if where:
-        text += (f"; {' at '.join(where)} is labelled (to label another, save it as a file of its own, e.g. Fiji's "
-                 "Image > Duplicate)")
+    text = f"{lay['kind']} of {stack_counts(lay)}"
+    if lay["C"] > 1:
+        text += f": its {lay['C']} channels are the bands"
+    if lay["Z"] > 1 or lay["T"] > 1:
+        plane = getattr(src, "plane", None)
+        text += "; " if lay["C"] > 1 else ": "
+        if plane:
+            named = outputs_named(plane, getattr(src, "path", "") or "")
+            text += f"{plane['what']} is labelled (--plane {plane['text']}{named})"
+        else:
+            where = [f"{w} 1" for k, w in (("Z", "z-slice"), ("T", "time point")) if lay[k] > 1]
+            text += f"{' at '.join(where)} is labelled (to label another, choose it with {plane_usage(lay)})"
     return text
+
+
+def planes_warning(src) -> str:
+    """The inspection's line on a stack or multi-page TIFF ``src`` after its file name ('is an ImageJ
+    hyperstack ...', 'holds 3 images (TIFF pages); ...'): which plane was labelled and how to choose another
+    (``--plane``); '' for an image of one plane."""
+    from .planes import outputs_named, plane_usage
+
+    lay = getattr(src, "stack", None)
+    if lay:
+        return f"is an {stack_note(src)}" if lay["Z"] > 1 or lay["T"] > 1 else ""
+    pages = getattr(src, "pages", 1)
+    if pages <= 1:
+        return ""
+    plane = getattr(src, "plane", None)
+    if plane:
+        named = outputs_named(plane, getattr(src, "path", "") or "")
+        return f"holds {pages} images (TIFF pages); page {plane['page']} was labelled (--plane {plane['text']}{named})"
+    name = os.path.basename(getattr(src, "path", "") or "")
+    return (f"holds {pages} images (TIFF pages); only the first was labelled: to label another, choose it with "
+            f"{plane_usage(None, pages)}; or save each page as a file of its own (e.g. `tiffsplit {name}`) and "
+            "label a folder of them")
 
 
 @dataclass
@@ -604,9 +648,21 @@ class RasterSource(ImageSource):
         1-based bands to display (1 or 3). Default: the first three, or the only one.
     feature_bands : sequence of int, optional
         1-based bands the features are computed from. Default: all bands but an alpha band (GDAL colour interpretation alpha), which masks no-data.
+    plane : str, optional
+        ``--plane`` as given: the z-slice and time point of a stack, or the page of a multi-page TIFF (see
+        :mod:`label_tools.planes`). Default: the first.
+
+    Attributes
+    ----------
+    stack : dict or None
+        The layout of a microscopy stack (:func:`_stack_layout`), its ``pages`` those of the plane read.
+    plane : dict or None
+        The plane ``plane`` chose (:func:`label_tools.planes.resolve_plane`); None without it.
+    pages : int
+        A stack's planes, else the file's TIFF pages (1 for any other raster).
     """
 
-    def __init__(self, path, *, bands=None, feature_bands=None):
+    def __init__(self, path, *, bands=None, feature_bands=None, plane=None):
         rasterio = rasterio_module()
         ds = open_raster(path)
         if ds.count == 0:  # a container (netCDF/HDF of several variables): its rasters are subdatasets
@@ -617,15 +673,11 @@ class RasterSource(ImageSource):
                              f"a netCDF or HDF file?): convert the one to label to a GeoTIFF, e.g. `gdal_translate "
                              f"'{eg}' {stem(path)}.tif` (`gdalinfo {os.path.basename(path)}` lists them)")
         pages = sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets) or 1
-        # a microscopy stack with one channel per page: its channels (of the first plane) become the bands
-        self.stack = _stack_layout(ds, pages)
-        if self.stack:
-            ds = _open_channels(ds, path, self.stack)
-            if ds.count == self.stack["C"]:
-                pages = self.stack["Z"] * self.stack["T"]  # planes left out, each of C pages
-            else:
-                self.stack = None
-        expanded = _expand_palette(ds, path)
+        # a microscopy stack with one channel per page: its channels (of the first plane, or the one chosen
+        # with --plane) become the bands
+        imagej = (ds.tags().get("TIFFTAG_IMAGEDESCRIPTION") or "").startswith("ImageJ=")
+        ds, pages, opened = self._open_plane(ds, path, pages, plane)
+        expanded = ds if self.stack else _expand_palette(ds, opened, imagej=imagej)
         self.palette = expanded is not ds  # read as the RGB(A) of its colour table
         ds = self.ds = expanded
         n = ds.count
@@ -684,6 +736,63 @@ class RasterSource(ImageSource):
                 raise InputError(f"image {path!r} holds only no-data pixels (nodata value, mask, NaN or infinite): "
                                  "nothing to label")
         self._set_stretch(sample, valid, robust_uint8=True)
+
+    def _open_plane(self, ds, path, pages, plane):
+        """The dataset of the plane labelled: the first (z-slice 1 at time point 1, or page 1) or the one
+        ``plane`` (``--plane`` as given, :mod:`label_tools.planes`) chooses; sets :attr:`stack` and
+        :attr:`plane`.
+
+        Returns
+        -------
+        (dataset, pages, name)
+            ``pages``: planes of a stack (each of C pages), else TIFF pages; ``name``: what GDAL opened
+            (``path``, or ``GTIFF_DIR:<n>:<path>`` for a page other than the first).
+        """
+        from .planes import resolve_plane
+
+        self.plane = None
+        lay = self.stack = _stack_layout(ds, pages)
+        if lay is None:
+            if plane is None:
+                return ds, pages, path
+            self.plane = resolve_plane(plane, path, None, pages)
+            page, name = self._open_page(ds, path, self.plane["page"] - 1)
+            return page, pages, name
+        if plane is not None:
+            self.plane = resolve_plane(plane, path, lay, lay["Z"] * lay["T"])
+            z, t = self.plane["z"] - 1, self.plane["t"] - 1
+            try:
+                lay = self.stack = dict(lay, pages=[lay["page_of"](c, z, t) for c in range(lay["C"])])
+            except KeyError:
+                raise InputError(f"image {path!r}: its {lay['kind']} description places {self.plane['what']} in no "
+                                 "page of this file (planes kept in other files?); open it in Fiji and save it as "
+                                 "one OME-TIFF or TIFF") from None
+            if max(lay["pages"]) >= sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets):
+                raise InputError(f"image {path!r} has fewer TIFF pages than its {lay['kind']} description says: "
+                                 f"{self.plane['what']} is not in it (a truncated file?)")
+        if lay["C"] == 1:  # one channel: the plane is one page, read as it is
+            page, name = self._open_page(ds, path, lay["pages"][0])
+            return page, lay["Z"] * lay["T"], name
+        stacked = _open_channels(ds, path, lay)
+        if stacked.count == lay["C"]:
+            return stacked, lay["Z"] * lay["T"], path  # planes left out, each of C pages
+        if self.plane is not None:
+            raise InputError(f"image {path!r}: the channel pages of {self.plane['what']} differ in size or type, so "
+                             "they cannot be the bands of one image; save that plane as a file of its own in Fiji "
+                             "(Image > Duplicate)")
+        self.stack = None
+        return stacked, pages, path
+
+    @staticmethod
+    def _open_page(ds, path, page: int):
+        """(dataset, name GDAL opened) of page ``page`` (0-based) of the TIFF ``path``, of which ``ds`` is the
+        first page: ``(ds, path)`` for page 0."""
+        if page == 0:
+            return ds, path
+        name = f"GTIFF_DIR:{page + 1}:{os.path.abspath(path)}"
+        sub = open_raster(name)
+        ds.close()
+        return sub, name
 
     def _refuse_dead_bands(self, path, sample, fb, db):
         """All pixels are no-data because some bands are no-data everywhere (a Sentinel-2 stack with a band
@@ -1078,12 +1187,13 @@ def orientation_note(orientation: int, image_shape, shape) -> str:
 
 def pages_note(pages: int, image_shape) -> str:
     """Why a file drawn for an image of ``image_shape`` (H, W) may have another size: the image is a TIFF of
-    ``pages`` pages (of different sizes) and only the first is labelled. '' for a single image."""
+    ``pages`` pages (of different sizes) and only the first is labelled (no ``--plane``). '' for a single image."""
+    from .planes import plane_usage
+
     if pages <= 1:
         return ""
     return (f"; the image holds {pages} images (TIFF pages) and only the first, {image_shape[1]} x "
-            f"{image_shape[0]} px, is labelled: to label another page, save it as a file of its own (e.g. "
-            "`tiffsplit`)")
+            f"{image_shape[0]} px, is labelled: to label another page, choose it with {plane_usage(None, pages)}")
 
 
 def _magic(path, n: int) -> bytes:
@@ -1268,7 +1378,7 @@ def check_image_path(path: str) -> None:
         raise InputError(f"image {path!r} is not readable (permission denied)")
 
 
-def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
+def open_image(path: str, *, bands=None, feature_bands=None, plane=None) -> ImageSource:
     """Open an image file for labelling.
 
     TIFFs (and other GDAL rasters) are opened with rasterio and read window by window, keeping
@@ -1281,17 +1391,23 @@ def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
         1-based bands to display (1 or 3).
     feature_bands : sequence of int, optional
         1-based bands the features are computed from (rasters only). Default: all.
+    plane : str, optional
+        ``--plane`` as given (:mod:`label_tools.planes`): the z-slice and time point of a microscopy stack,
+        or the page of a multi-page TIFF, to label. Default: the first.
 
     Raises
     ------
     InputError
         Missing, unreadable or all-no-data image.
     OptionError
-        Band numbers out of range.
+        Band numbers out of range; ``plane`` malformed, out of range, or given for an image of one plane.
     """
     check_image_path(path)
     if path.lower().endswith(RASTER_EXT) or _gdal_raster(path):
-        return RasterSource(path, bands=bands, feature_bands=feature_bands)
+        return RasterSource(path, bands=bands, feature_bands=feature_bands, plane=plane)
+    from .planes import check_readable_plane
+
+    check_readable_plane(plane, path)
     arr, alpha = read_photo(path, with_alpha=True)
     if feature_bands is not None:
         n = 1 if arr.ndim == 2 else arr.shape[2]
@@ -1303,6 +1419,28 @@ def open_image(path: str, *, bands=None, feature_bands=None) -> ImageSource:
         src.band_numbers = tuple(int(b) for b in feature_bands)
     src.orientation = exif_orientation(path)  # already applied; named when a scribble file has the stored size
     return src
+
+
+def image_plane(path: str, plane: str) -> dict:
+    """``--plane`` ``plane`` on the image ``path`` (:func:`label_tools.planes.resolve_plane`), from its TIFF
+    description and page count alone: no pixel is read.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable image.
+    OptionError
+        ``plane`` malformed, out of range, or given for an image of one plane.
+    """
+    from .planes import check_readable_plane, resolve_plane
+
+    check_image_path(path)
+    if not (path.lower().endswith(RASTER_EXT) or _gdal_raster(path)):
+        check_readable_plane(plane, path)
+    with open_raster(path) as ds:
+        pages = sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets) or 1
+        lay = _stack_layout(ds, pages)
+    return resolve_plane(plane, path, lay, lay["Z"] * lay["T"] if lay else pages)
 
 
 def stem(path: str) -> str:
