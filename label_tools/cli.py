@@ -20,6 +20,8 @@ examples:
   label-image -w 500 photo.jpg                        draw scribbles in a window, then label
   label-image photo.jpg --scribbles photo_scribbles.png --labels classes.txt --colors colors.txt -o out/
   label-image scene.tif --bands 4,3,2 --scribbles scene_scribbles.png   a 13-band Sentinel-2 GeoTIFF
+  label-image cells.tif --plane 12,3                  z-slice 12 at time point 3 of a stack (outputs
+                                                      cells_z12_t03_...; without --plane the first plane)
   label-image -w 500 survey/ -o out/                  a collection: the images one after another, the
                                                       model's labels shown as pre-labels from the second on
   label-export out/ -o dataset --tile 512             results -> train/val image/label tiles
@@ -122,6 +124,16 @@ def _folder(text):
     return text
 
 
+def _plane(text):
+    from .planes import parse_plane
+
+    try:
+        parse_plane(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text.replace(" ", "")
+
+
 def _workers(text):
     try:
         v = int(text)
@@ -183,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="1-based bands to display, 3 or 1 (default: first three, or the only one)")
     p.add_argument("--feature-bands", type=_int_list, default=None, metavar="LIST",
                    help="1-based bands the features use (default: all)")
+    p.add_argument("--plane", type=_plane, default=None, metavar="Z[,T]", help=(
+        "the plane of a microscopy stack (ImageJ hyperstack, OME-TIFF) or multi-page TIFF to label, 1-based as Fiji "
+        "shows them: Z (z-slice; a time series' time point), Z,T, or z3 / t2 / z3,t2; a plain multi-page TIFF's "
+        "page N. Its channels are the bands; outputs and scribble files are named <stem>_z03_t02_... "
+        "(<stem>_p03_... for a page). Default: the first plane, outputs named <stem>_..."))
     p.add_argument("--resume", dest="resume", action="store_true", default=None,
                    help="annotator: continue from <stem>_scribbles.png without asking")
     p.add_argument("--no-resume", dest="resume", action="store_false",
@@ -345,6 +362,10 @@ def _check_options(args):
                           "given; add --init LABELS or leave out --init-offset")
     if args.init is not None and (len(args.inputs) > 1 or any(os.path.isdir(p) for p in args.inputs)):
         raise OptionError("--init belongs to one image; give a single IMAGE with it")
+    if args.plane is not None and several and not args.headless:
+        raise OptionError(f"--plane {args.plane} with several images or a folder: the annotator's walk of a "
+                          "collection labels first planes only; label one stack at a time, or with --model FILE "
+                          "--headless label that plane of every stack")
     if args.headless and not args.inputs:
         raise OptionError("--headless needs at least one INPUT image or folder")
     if several and args.scribbles is not None:
@@ -423,7 +444,7 @@ def _job(args, image, outdir, **kw):
                bands=tuple(args.bands) if args.bands else None,
                feature_bands=tuple(args.feature_bands) if args.feature_bands else None,
                overwrite=args.overwrite, save_model=args.save_model, save_probs=args.save_probs,
-               init=args.init, init_offset=args.init_offset, **kw)
+               init=args.init, init_offset=args.init_offset, plane=args.plane, **kw)
 
 
 def run(args) -> int:
@@ -456,6 +477,10 @@ def run(args) -> int:
 
         check_image_path(args.image)  # a mistyped name is said as such, not as a missing display
         check_not_empty(args.image)
+        if args.plane is not None:  # a plane the image lacks, too, before the display and file dialogs
+            from .io import image_plane
+
+            image_plane(args.image, args.plane)
         _check_display(args)
     if args.scribbles is None and args.model is None:
         from .annotate import ask_missing_class_files
@@ -494,9 +519,12 @@ def run(args) -> int:
 
 def _taken(args, outdir, images=None) -> dict:
     """{path: what it is} of the run's inputs and outputs, which --save-model must not replace."""
-    from .io import stem
+    from .io import image_plane, stem
     from .session import scribble_paths
     from .writers import output_paths
+
+    def stem_of(im):  # as job.output_stem names them: with --plane's tag
+        return stem(im) + (image_plane(im, args.plane)["suffix"] if getattr(args, "plane", None) else "")
 
     images = images or [args.image]
     taken = {im: f"the image {'to label' if len(images) == 1 else 'of this batch'}" for im in images}
@@ -504,9 +532,9 @@ def _taken(args, outdir, images=None) -> dict:
         ("scribbles", "--scribbles"), ("init", "--init"), ("labels", "--labels"), ("colors", "--colors"))
         if getattr(args, k, None)})
     for im in images:
-        for p in output_paths(outdir, stem(im), geotiff=True, probs=True).values():
+        for p in output_paths(outdir, stem_of(im), geotiff=True, probs=True).values():
             taken[p] = f"one of this run's outputs ({os.path.basename(p)})"
-        for p in scribble_paths(outdir, stem(im)):
+        for p in scribble_paths(outdir, stem_of(im)):
             taken[p] = f"where the annotator saves your scribbles ({os.path.basename(p)})"
     return taken
 
@@ -551,6 +579,8 @@ def _run_headless(args, several: bool) -> int:
                          taken=_taken(args, jobs[0].outdir, images))
     if (args.scheduler is not None or args.workers is not None) and args.save_probs:
         _check_cluster_probs(jobs, "--scheduler" if args.scheduler is not None else "--workers")
+    if (args.scheduler is not None or args.workers is not None) and args.plane is not None:
+        _check_cluster_plane(jobs, "--scheduler" if args.scheduler is not None else "--workers")
     if args.scheduler is not None or args.workers is not None:
         for d in sorted({j.outdir for j in jobs}):
             os.makedirs(d, exist_ok=True)
@@ -611,6 +641,20 @@ def _check_cluster_probs(jobs, option: str):
         raise OptionError(f"--save-probs with {option}: {large[0]!r}{more} is a raster of {WINDOWED_PIXELS / 1e6:g} MP "
                           "or more, which the cluster cuts into window tasks that do not write probabilities yet; "
                           f"label it without {option}, or leave out --save-probs")
+
+
+def _check_cluster_plane(jobs, option: str):
+    """Refuse --plane for a raster a cluster cuts into window tasks (whose workers read the first plane)
+    before anything runs; an image of one task reads its plane as a run here does."""
+    from .blocks import WINDOWED_PIXELS
+    from .cluster import _is_large
+
+    large = [j.image for j in jobs if _is_large(j.image)]
+    if large:
+        more = f" (and {len(large) - 1} more)" if len(large) > 1 else ""
+        raise OptionError(f"--plane with {option}: {large[0]!r}{more} is a raster of {WINDOWED_PIXELS / 1e6:g} MP or "
+                          "more, which the cluster cuts into window tasks that read its first plane only; label it "
+                          f"without {option}")
 
 
 def _run_cluster(args, jobs, several: bool, t0: float) -> int:

@@ -75,6 +75,10 @@ class Job:
         Also write the calibrated probabilities (``<stem>_probs.tif``) and the uncertainty map
         (``<stem>_uncertainty.png``, and ``.tif`` for georeferenced input); the .mat gains
         ``probs`` and ``uncertainty``.
+    plane : str or None
+        ``--plane`` as given (:mod:`label_tools.planes`): the z-slice and time point of a stack, or the page of a
+        multi-page TIFF, to label; its outputs and scribble files are named ``<stem><plane tag>_...``
+        (:func:`output_stem`). None: the first plane, named as ever.
     """
 
     image: str
@@ -95,6 +99,7 @@ class Job:
     save_probs: bool = False
     init: str | None = None
     init_offset: int | None = None
+    plane: str | None = None
 
 
 @dataclass
@@ -173,13 +178,32 @@ def collect_inputs(inputs) -> list:
     return list(once.values())
 
 
-def check_stems(jobs):
-    """Refuse two jobs that would write the same outputs (same stem in the same output folder)."""
-    from .io import stem
+def output_stem(job: Job) -> str:
+    """The stem of ``job``'s outputs and of its annotator's scribble files: the image's file name without
+    extension, with ``--plane``'s tag (``_z03``, ``_z03_t02``, ``_p03``) when a plane is chosen, so planes never
+    share outputs or scribbles; the first plane by default keeps the plain stem.
 
+    Raises
+    ------
+    OptionError
+        ``job.plane`` does not fit the image (not a stack, out of range).
+    """
+    from .io import image_plane, stem
+
+    if job.plane is None:
+        return stem(job.image)
+    return stem(job.image) + image_plane(job.image, job.plane)["suffix"]
+
+
+def check_stems(jobs):
+    """Refuse two jobs that would write the same outputs (same stem in the same output folder). A job whose
+    ``--plane`` does not fit its image is left to fail on its own."""
     seen = {}
     for j in jobs:
-        key = (os.path.abspath(j.outdir), stem(j.image))
+        try:
+            key = (os.path.abspath(j.outdir), output_stem(j))
+        except LabelToolsError:
+            continue
         if key in seen:
             raise InputError(f"inputs {seen[key]!r} and {j.image!r} have the same name {key[1]!r}: their outputs "
                              f"would collide in {j.outdir!r}; rename one or run them with different -o")
@@ -219,10 +243,9 @@ def _model_settings(model, overrides):
 
 # -------------------------------------------------------------------------------------------- one job
 def expected_outputs(job: Job, georef: bool) -> dict:
-    from .io import stem
     from .writers import output_paths
 
-    return output_paths(job.outdir, stem(job.image), geotiff=georef, probs=job.save_probs)
+    return output_paths(job.outdir, output_stem(job), geotiff=georef, probs=job.save_probs)
 
 
 def check_outputs_not_inputs(job: Job, paths):
@@ -244,9 +267,12 @@ def check_outputs_not_inputs(job: Job, paths):
 
 
 def _other_pages(src) -> int:
-    """The TIFF pages of ``src`` that may differ in size from the one labelled, for size-mismatch hints: a
-    hyperstack's pages are z-slices and time points of one size, so none (1)."""
-    return 1 if getattr(src, "stack", None) else getattr(src, "pages", 1)
+    """The TIFF pages of ``src`` that may differ in size from the one labelled, for size-mismatch hints (which
+    say the first page is labelled and how to choose another): a hyperstack's pages are z-slices and time
+    points of one size, so none (1); a page chosen with ``--plane`` was chosen knowingly, so none either."""
+    if getattr(src, "stack", None) or getattr(src, "plane", None):
+        return 1
+    return getattr(src, "pages", 1)
 
 
 def _all_exist(job: Job):
@@ -265,7 +291,7 @@ def _all_exist(job: Job):
     if results_of_other_image(paths.values(), job.image) is not None:
         return None  # another image's (same stem): never "done" for this one; refused when computed
     if job.image.lower().endswith(RASTER_EXT) or _gdal_raster(job.image):  # .asc, ENVI, .lsm: GDAL's too
-        src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
+        src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands, plane=job.plane)
         try:
             if src.georef is not None:
                 paths = expected_outputs(job, True)
@@ -334,7 +360,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     temporary file, which :func:`_write` moves into the output set or :meth:`discard` removes)."""
     from .classes import MAX_CLASSES, load_classes
     from .files import check_not_existing, check_writable_dir
-    from .io import open_image, stem
+    from .io import open_image
     from .model import Model
     from .pipeline import Settings
     from .inspect import inspect_run, inspect_source
@@ -366,7 +392,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         with ThreadPoolExecutor(1) as pool:
             early = pool.submit(read_early)
             opened.wait()
-            src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands)
+            src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands, plane=job.plane)
     else:
         src, job = _open_with_model_bands(job, model)
     paths = expected_outputs(job, src.georef is not None)
@@ -438,7 +464,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             opts["prelabels"] = pre
         if model is not None and "prelabels" not in opts:  # the model's labels, for the person to correct
             opts["prelabels"] = model.predict(src, progress=progress, settings=settings).labels
-        scr, annotation_seconds = annotate(src, classes, outdir=job.outdir, stem=stem(job.image), settings=settings,
+        scr, annotation_seconds = annotate(src, classes, outdir=job.outdir, stem=output_stem(job), settings=settings,
                                            **opts)
         check_not_existing(paths.values(), overwrite=job.overwrite, image=job.image)
     elif model is None:  # pre-labels alone
@@ -496,14 +522,15 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         if job.scribbles is None and job.annotate is not None:  # drawn in the annotator: say where the work is
             from .session import scribble_paths
 
-            png = scribble_paths(job.outdir, stem(job.image))[0]
+            png = scribble_paths(job.outdir, output_stem(job))[0]
             raise type(e)(f"{e}; your scribbles are saved in {png!r}: run again to resume") from None
         if job.scribbles is not None and str(e).startswith("scribbles"):  # name the file the user gave
             raise type(e)(f"scribble file {os.path.abspath(job.scribbles)!r}: {e}") from None
         raise
     seconds = time.perf_counter() - t0
     used = _report_settings(job, result, settings, classes, init_classes=own is not None and classes is own,
-                            strong=strong, weak_counts=weak_counts, alpha=getattr(src, "alpha_bands", ()))
+                            strong=strong, weak_counts=weak_counts, alpha=getattr(src, "alpha_bands", ()),
+                            plane=getattr(src, "plane", None))
     scribbled = None if scr is None else value_counts(scr)[1:len(classes) + 1]
     prelabelled = None if pre is None else value_counts(pre)[:len(classes)]  # the pre-labels supply classes too
     known = None
@@ -536,10 +563,9 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
 def _other_outputs(job, paths) -> list:
     """Outputs of this image's stem that a run with other options writes and this one does not (and
     GDAL's ``.aux.xml`` sidecars of such GeoTIFFs): an earlier set's leftovers, for the output set."""
-    from .io import stem
     from .writers import output_paths
 
-    every = output_paths(job.outdir, stem(job.image), geotiff=True, probs=True).values()
+    every = output_paths(job.outdir, output_stem(job), geotiff=True, probs=True).values()
     keep = set(paths.values())
     other = [p for p in every if p not in keep]
     return other + [p + ".aux.xml" for p in every if p.endswith(".tif") and p + ".aux.xml" not in keep]
@@ -562,13 +588,12 @@ def _write(c: _Computed):
     (paths, timings, warnings)
     """
     from .files import output_set
-    from .io import stem
     from .writers import write_outputs
 
     job, paths, src, scr, result, classes, sink = c.job, c.paths, c.src, c.scribbles, c.result, c.classes, c.sink
     os.makedirs(job.outdir, exist_ok=True)
     try:
-        with output_set(paths, overwrite=job.overwrite, stem=stem(job.image),
+        with output_set(paths, overwrite=job.overwrite, stem=output_stem(job),
                         stale=_other_outputs(job, paths)) as oset:  # all files or none
             write_outputs(oset.staged, src, scr, result, classes, report_settings=c.used,
                           annotation_seconds=c.annotation_seconds, processing_seconds=c.seconds, notes=c.notes,
@@ -582,7 +607,7 @@ def _write(c: _Computed):
         try:
             c.fitted.save(job.save_model)
         except OutputError as e:  # the labels are in place: say so, or the next run is refused for them
-            raise OutputError(f"{e}; the outputs ({stem(job.image)}_...) were written in {job.outdir!r}, the model "
+            raise OutputError(f"{e}; the outputs ({output_stem(job)}_...) were written in {job.outdir!r}, the model "
                               "was not: free some space (or choose another --save-model) and run again with "
                               "--overwrite") from None
         except KeyboardInterrupt as e:  # stopped while saving (its file is left as it was): the outputs are new
@@ -703,22 +728,25 @@ def _weak_with_stroke_classes(job, weak, scr, classes):
 def _probability_writer(job, src, classes):
     """A ProbabilityWriter on a hidden temporary file in the output folder (moved into the output set)."""
     from .files import owned_temp
-    from .io import stem
     from .writers import ProbabilityWriter
 
     os.makedirs(job.outdir, exist_ok=True)
-    tmp = owned_temp(job.outdir, f"{stem(job.image)}_probs", suffix=".part.tif")  # removed after a kill -9
+    tmp = owned_temp(job.outdir, f"{output_stem(job)}_probs", suffix=".part.tif")  # removed after a kill -9
     return ProbabilityWriter(tmp, src.shape, classes, georef=src.georef)
 
 
 def _report_settings(job, result, settings, classes, *, init_classes=False, strong=True, weak_counts=None,
-                     alpha=()) -> dict:
+                     alpha=(), plane=None) -> dict:
     """The report's settings section (``name: value``, in order).
 
     ``strong``: strokes were drawn or given on this image; ``weak_counts``: with ``--init``, the
-    pre-labelled pixels per class the model was fitted on (model grid), else None.
+    pre-labelled pixels per class the model was fitted on (model grid), else None; ``plane``: the plane
+    ``--plane`` chose (:func:`label_tools.planes.resolve_plane`), its line ``plane (--plane): 3,2 (z-slice 3 at
+    time point 2)`` (the option as given first, so the plane can be read again).
     """
     used = {}
+    if plane:
+        used["plane (--plane)"] = f"{plane['text']} ({plane['what']})"
     if job.model is not None:
         with_ = " and ".join(w for w, on in (("the scribbles", job.scribbles), ("the --init pre-labels", job.init)) if on)
         used["model"] = os.path.abspath(job.model) + (f" (refitted with {with_})" if with_ else "")
@@ -796,11 +824,11 @@ def _open_with_model_bands(job, model):
 
     mjob = _with_model_bands(job, model)
     try:
-        return open_image(mjob.image, bands=mjob.bands, feature_bands=mjob.feature_bands), mjob
+        return open_image(mjob.image, bands=mjob.bands, feature_bands=mjob.feature_bands, plane=mjob.plane), mjob
     except OptionError:
         if mjob is job:
             raise
-    return open_image(job.image, bands=job.bands, feature_bands=job.feature_bands), job
+    return open_image(job.image, bands=job.bands, feature_bands=job.feature_bands, plane=job.plane), job
 
 
 def _check_colours_found(path, scr, classes, *, max_pixels: int = 4_000_000):
