@@ -263,3 +263,42 @@ def test_plane_refused_for_a_collection_walk(stacks, capsys):
     assert main([str(stacks / "hs.tif"), str(stacks / "cells.ome.tif"), "--plane", "2", "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("label-image: error: --plane 2 with several images or a folder:") and err.count("\n") == 1
+
+
+def test_pages_of_other_sizes_named_in_the_size_line_and_chosen(tmp_path, capsys):
+    """A multi-page TIFF whose page 2 has another size: scribbles drawn on page 2 are refused without --plane in
+    one line naming --plane, and labelled on page 2 with --plane 2 (at page 2's size)."""
+    rng = np.random.default_rng(0)
+    p1 = rng.integers(0, 50, (30, 40), dtype=np.uint8)
+    p2 = rng.integers(0, 50, (20, 50), dtype=np.uint8)
+    p2[:, 25:] += 150
+    Image.fromarray(p1).save(tmp_path / "mixed.tif", save_all=True, append_images=[Image.fromarray(p2)])
+    s = np.zeros((20, 50), np.uint8)
+    s[3:17, 2:6], s[3:17, 44:48] = 1, 2
+    Image.fromarray(s).save(tmp_path / "s2.png")
+    args = [str(tmp_path / "mixed.tif"), "--scribbles", str(tmp_path / "s2.png"), "-o", str(tmp_path / "o"), "-q"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.rstrip().endswith(
+        "the image holds 2 images (TIFF pages) and only the first, 40 x 30 px, is labelled: to label another page, "
+        "choose it with --plane N: a page from 1 to 2"), err
+    assert main(args + ["--plane", "2"]) == 0
+    lab = np.asarray(Image.open(tmp_path / "o" / "mixed_p02_mres_label.png"))
+    assert lab.shape == (20, 50) and (lab[:, :25] == 0).mean() > 0.95 and (lab[:, 25:] == 1).mean() > 0.95
+
+
+def test_headless_batch_labels_that_plane_of_every_stack(stacks):
+    """--model --headless over a folder with --plane: each stack's plane, named so; run again, skipped as done."""
+    d = stacks / "batch"
+    d.mkdir()
+    for n in ("a", "b"):
+        (d / f"{n}.tif").write_bytes((stacks / "hs.tif").read_bytes())
+    out = stacks / "out"
+    assert _run(stacks, "hs.tif", "--save-model", str(stacks / "m.skops")) == 0
+    batch = ["--model", str(stacks / "m.skops"), "--headless", str(d), "-o", str(out), "--plane", "3,2"]
+    assert main(batch) == 0
+    for n in ("a", "b"):
+        assert _edge_of(out / f"{n}_z03_t02_mres_label.png") == _edge(2, 1)
+    stamps = {n: os.stat(out / n).st_mtime_ns for n in os.listdir(out)}
+    assert main(batch) == 0
+    assert {n: os.stat(out / n).st_mtime_ns for n in os.listdir(out)} == stamps  # skipped: nothing rewritten
