@@ -676,7 +676,11 @@ class RasterSource(ImageSource):
         # a microscopy stack with one channel per page: its channels (of the first plane, or the one chosen
         # with --plane) become the bands
         imagej = (ds.tags().get("TIFFTAG_IMAGEDESCRIPTION") or "").startswith("ImageJ=")
-        ds, pages, opened = self._open_plane(ds, path, pages, plane)
+        try:
+            ds, pages, opened = self._open_plane(ds, path, pages, plane)
+        except Exception:  # a plane the file lacks: the file is not left open
+            ds.close()
+            raise
         expanded = ds if self.stack else _expand_palette(ds, opened, imagej=imagej)
         self.palette = expanded is not ds  # read as the RGB(A) of its colour table
         ds = self.ds = expanded
@@ -767,7 +771,7 @@ class RasterSource(ImageSource):
                 raise InputError(f"image {path!r}: its {lay['kind']} description places {self.plane['what']} in no "
                                  "page of this file (planes kept in other files?); open it in Fiji and save it as "
                                  "one OME-TIFF or TIFF") from None
-            if max(lay["pages"]) >= sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets):
+            if max(lay["pages"]) >= pages:
                 raise InputError(f"image {path!r} has fewer TIFF pages than its {lay['kind']} description says: "
                                  f"{self.plane['what']} is not in it (a truncated file?)")
         if lay["C"] == 1:  # one channel: the plane is one page, read as it is
