@@ -73,19 +73,11 @@ def inspect_source(src) -> list:
     -------
     list of str, each starting with ``warning:``
     """
-    pages = getattr(src, "pages", 1)
-    name = os.path.basename(getattr(src, "path", "") or "")
-    lay = getattr(src, "stack", None)
-    if lay:  # a microscopy hyperstack: its channels are the bands, its pages z-slices and time points
-        if lay["Z"] > 1 or lay["T"] > 1:
-            from .io import stack_note
+    from .io import planes_warning
 
-            return [f"warning: {name} is an {stack_note(src)}"]
-        return []
-    if pages > 1:
-        return [f"warning: {name} holds {pages} images (TIFF pages); only the first was labelled: save each page "
-                f"as a file of its own (e.g. `tiffsplit {name}`) and label a folder of them to label the others"]
-    return []
+    # a microscopy stack or multi-page TIFF: which plane was labelled (the first, or --plane's) and how to choose
+    said = planes_warning(src)
+    return [f"warning: {os.path.basename(getattr(src, 'path', '') or '')} {said}"] if said else []
 
 
 def _judged(strokes) -> np.ndarray:

@@ -259,8 +259,8 @@ def test_hyperstack_warning_names_the_plane_not_tiffsplit(tmp_path, z, t):
         assert warnings == []
     else:
         assert warnings == ["warning: hs.tif is an ImageJ hyperstack of 2 channels, 3 z-slices, 2 time points: its 2 "
-                            "channels are the bands; z-slice 1 at time point 1 is labelled (to label another, save it "
-                            "as a file of its own, e.g. Fiji's Image > Duplicate)"]
+                            "channels are the bands; z-slice 1 at time point 1 is labelled (to label another, choose "
+                            "it with --plane Z,T: Z from 1 to 3, T from 1 to 2)"]
 
 
 def test_hyperstack_scribbles_of_another_size_get_no_pages_hint(tmp_path, capsys):
