@@ -178,10 +178,14 @@ def collect_inputs(inputs) -> list:
     return list(once.values())
 
 
-def output_stem(job: Job) -> str:
+def output_stem(job: Job, src=None) -> str:
     """The stem of ``job``'s outputs and of its annotator's scribble files: the image's file name without
     extension, with ``--plane``'s tag (``_z03``, ``_z03_t02``, ``_p03``) when a plane is chosen, so planes never
     share outputs or scribbles; the first plane by default keeps the plain stem.
+
+    ``src``: the image already opened (its :attr:`plane`); without it the TIFF's description is read (an
+    open, which a batch's writing thread must not do: opening sets Python's warning filters, shared by the
+    thread reading the next image).
 
     Raises
     ------
@@ -192,7 +196,8 @@ def output_stem(job: Job) -> str:
 
     if job.plane is None:
         return stem(job.image)
-    return stem(job.image) + image_plane(job.image, job.plane)["suffix"]
+    plane = getattr(src, "plane", None) if src is not None else image_plane(job.image, job.plane)
+    return stem(job.image) + (plane or {}).get("suffix", "")
 
 
 def check_stems(jobs):
@@ -242,10 +247,11 @@ def _model_settings(model, overrides):
 
 
 # -------------------------------------------------------------------------------------------- one job
-def expected_outputs(job: Job, georef: bool) -> dict:
+def expected_outputs(job: Job, georef: bool, *, stem: str | None = None) -> dict:
+    """Paths of ``job``'s outputs (``stem``: :func:`output_stem`, if known)."""
     from .writers import output_paths
 
-    return output_paths(job.outdir, output_stem(job), geotiff=georef, probs=job.save_probs)
+    return output_paths(job.outdir, stem or output_stem(job), geotiff=georef, probs=job.save_probs)
 
 
 def check_outputs_not_inputs(job: Job, paths):
@@ -353,6 +359,7 @@ class _Computed:
     warnings: list
     sink: object
     fitted: object
+    stem: str  # of the outputs (output_stem)
 
 
 def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
@@ -395,8 +402,10 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands, plane=job.plane)
     else:
         src, job = _open_with_model_bands(job, model)
-    paths = expected_outputs(job, src.georef is not None)
-    check_outputs_not_inputs(job, list(paths.values()) + (_other_outputs(job, paths) if job.overwrite else []))
+    out_stem = output_stem(job, src)
+    paths = expected_outputs(job, src.georef is not None, stem=out_stem)
+    check_outputs_not_inputs(job, list(paths.values()) + (_other_outputs(job, paths, out_stem) if job.overwrite
+                                                          else []))
     check_not_existing(paths.values(), overwrite=job.overwrite, image=job.image)
     if model is not None:
         try:
@@ -464,7 +473,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             opts["prelabels"] = pre
         if model is not None and "prelabels" not in opts:  # the model's labels, for the person to correct
             opts["prelabels"] = model.predict(src, progress=progress, settings=settings).labels
-        scr, annotation_seconds = annotate(src, classes, outdir=job.outdir, stem=output_stem(job), settings=settings,
+        scr, annotation_seconds = annotate(src, classes, outdir=job.outdir, stem=out_stem, settings=settings,
                                            **opts)
         check_not_existing(paths.values(), overwrite=job.overwrite, image=job.image)
     elif model is None:  # pre-labels alone
@@ -522,7 +531,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         if job.scribbles is None and job.annotate is not None:  # drawn in the annotator: say where the work is
             from .session import scribble_paths
 
-            png = scribble_paths(job.outdir, output_stem(job))[0]
+            png = scribble_paths(job.outdir, out_stem)[0]
             raise type(e)(f"{e}; your scribbles are saved in {png!r}: run again to resume") from None
         if job.scribbles is not None and str(e).startswith("scribbles"):  # name the file the user gave
             raise type(e)(f"scribble file {os.path.abspath(job.scribbles)!r}: {e}") from None
@@ -557,15 +566,15 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
         notes.insert(0, "colour table: the image's one band holds palette indices; it was read as the RGB of its "
                         "colour table, as GIS clients show it (bands 1-3 = red, green, blue)")
     return _Computed(job, paths, src, scr, result, classes, used, annotation_seconds, seconds, notes, warnings,
-                     sink, fitted)
+                     sink, fitted, out_stem)
 
 
-def _other_outputs(job, paths) -> list:
+def _other_outputs(job, paths, stem: str) -> list:
     """Outputs of this image's stem that a run with other options writes and this one does not (and
     GDAL's ``.aux.xml`` sidecars of such GeoTIFFs): an earlier set's leftovers, for the output set."""
     from .writers import output_paths
 
-    every = output_paths(job.outdir, output_stem(job), geotiff=True, probs=True).values()
+    every = output_paths(job.outdir, stem, geotiff=True, probs=True).values()
     keep = set(paths.values())
     other = [p for p in every if p not in keep]
     return other + [p + ".aux.xml" for p in every if p.endswith(".tif") and p + ".aux.xml" not in keep]
@@ -593,8 +602,8 @@ def _write(c: _Computed):
     job, paths, src, scr, result, classes, sink = c.job, c.paths, c.src, c.scribbles, c.result, c.classes, c.sink
     os.makedirs(job.outdir, exist_ok=True)
     try:
-        with output_set(paths, overwrite=job.overwrite, stem=output_stem(job),
-                        stale=_other_outputs(job, paths)) as oset:  # all files or none
+        with output_set(paths, overwrite=job.overwrite, stem=c.stem,
+                        stale=_other_outputs(job, paths, c.stem)) as oset:  # all files or none
             write_outputs(oset.staged, src, scr, result, classes, report_settings=c.used,
                           annotation_seconds=c.annotation_seconds, processing_seconds=c.seconds, notes=c.notes,
                           probs_writer=sink)
@@ -607,7 +616,7 @@ def _write(c: _Computed):
         try:
             c.fitted.save(job.save_model)
         except OutputError as e:  # the labels are in place: say so, or the next run is refused for them
-            raise OutputError(f"{e}; the outputs ({output_stem(job)}_...) were written in {job.outdir!r}, the model "
+            raise OutputError(f"{e}; the outputs ({c.stem}_...) were written in {job.outdir!r}, the model "
                               "was not: free some space (or choose another --save-model) and run again with "
                               "--overwrite") from None
         except KeyboardInterrupt as e:  # stopped while saving (its file is left as it was): the outputs are new
@@ -731,7 +740,7 @@ def _probability_writer(job, src, classes):
     from .writers import ProbabilityWriter
 
     os.makedirs(job.outdir, exist_ok=True)
-    tmp = owned_temp(job.outdir, f"{output_stem(job)}_probs", suffix=".part.tif")  # removed after a kill -9
+    tmp = owned_temp(job.outdir, f"{output_stem(job, src)}_probs", suffix=".part.tif")  # removed after a kill -9
     return ProbabilityWriter(tmp, src.shape, classes, georef=src.georef)
 
 
