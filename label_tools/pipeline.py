@@ -32,6 +32,7 @@ from . import holdout, unary
 from . import refine as refine_mod
 from .errors import InputError, OptionError
 from .io import ArraySource, ImageSource
+from .regions import CRFView
 from .scribbles import downscale, value_counts
 from .tiling import auto_scale, grow, scaled_shape, tiles, to_full
 from .upsample import fine_radius, upsample_labels, upsample_radius
@@ -211,6 +212,7 @@ class Result:
     upsample_radius: int = 2
     class_prior: dict | None = None
     upsample_fine: int = 0
+    crf_view: CRFView | None = field(default=None, repr=False)
 
 
 def _tile_side(n_feat, margin, mb):
@@ -383,13 +385,21 @@ def _crf_tiles(grid, unary_probs, params, weight, progress, *, factor, tile=CRF_
     overlap = int(min(math.ceil(2 * params.bilateral_sxy), CRF_OVERLAP))
     crf_tiles = tiles(small.shape[1:], tile, overlap)
     q = np.empty_like(small)
+    image = np.empty(small.shape[1:] + (3,), np.uint8)  # kept for the uncertainty map (regions.CRFView)
+    valid = None
     for i, t in enumerate(crf_tiles):
         r0, r1, c0, c1 = t.outer
-        qt = crf_mod.refine(small[:, r0:r1, c0:c1], sub.display(t.outer), params=params, valid=sub.valid(t.outer))
-        q[:, t.inner[0]:t.inner[1], t.inner[2]:t.inner[3]] = qt[(slice(None),) + t.crop]
+        rgb, ok = sub.display(t.outer), sub.valid(t.outer)
+        qt = crf_mod.refine(small[:, r0:r1, c0:c1], rgb, params=params, valid=ok)
+        inner = t.inner.toslices()
+        q[(slice(None),) + inner] = qt[(slice(None),) + t.crop]
+        image[inner] = rgb[t.crop]
+        if ok is not None:
+            valid = np.ones(small.shape[1:], bool) if valid is None else valid
+            valid[inner] = ok[t.crop]
         progress("crf", i + 1, len(crf_tiles))
     up = np.stack([cv2.resize(q[j], (w, h), interpolation=cv2.INTER_LINEAR) for j in range(k)]) if f < 1 else q
-    return _blend(unary_probs, up, weight), q
+    return _blend(unary_probs, up, weight), q, CRFView(image, valid, params, float(weight))
 
 
 @dataclass
@@ -972,13 +982,13 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
 
     # dense CRF on large overlapping tiles, blended with the forest
     t0 = time.perf_counter()
-    crf_probs, crf_grid_scale = None, None
+    crf_probs, crf_grid_scale, crf_view = None, None, None
     forest_probs = probs
     if crf_on:
         factor = crf_factor(shape, scale, crf_scale=settings.crf_scale, crf_pixels=settings.crf_pixels)
         forest_probs = probs
         params = crf_reach(params, [probs])
-        probs, crf_probs = _crf_tiles(grid, probs, params, settings.crf_weight, progress, factor=factor)
+        probs, crf_probs, crf_view = _crf_tiles(grid, probs, params, settings.crf_weight, progress, factor=factor)
         crf_grid_scale = scale * crf_probs.shape[1] / shape[0]
     timings["crf"] = time.perf_counter() - t0
 
@@ -992,7 +1002,7 @@ def predict(image, classifier, *, n_classes: int, settings: Settings = Settings(
         timings["upsample"] = time.perf_counter() - t0
     return Result(labels, probs, crf_probs, scale, np.zeros(n_classes, np.int64), classifier, timings,
                   grid.cached_display, crf_scale=crf_grid_scale, forest_probs=forest_probs, upsample_radius=radius,
-                  class_prior=class_prior, upsample_fine=fine)
+                  class_prior=class_prior, upsample_fine=fine, crf_view=crf_view)
 
 
 REACH_WIDTHS = 4.0  # the CRF's appearance kernel reaches at most this many region widths (crf_reach)

@@ -306,13 +306,19 @@ def label_doubt(probs, labels, ratio=None) -> np.ndarray:
     return np.clip(q, 0.0, 1.0, out=q)
 
 
-def uncertainty_map(probs, near, *, labels=None, shares=None) -> np.ndarray:
-    """The uncertainty map: half the pixel's doubt about its label, half its neighbourhood's uncertainty.
+def uncertainty_map(probs, near, *, labels=None, shares=None, regional=None) -> np.ndarray:
+    """The uncertainty map: half the pixel's doubt about its label, half its neighbourhood's uncertainty;
+    with ``regional``, that average and the square root of the regional doubt, half and half.
 
     The doubt is :func:`label_doubt` reweighted toward the image's class shares (``shares``; without
     them the pixel's own :func:`uncertainty`). Errors come in patches (a wrong region, a misplaced edge), so
-    a pixel among doubtful neighbours is more likely wrong than its own probability says. The
-    probabilities themselves are not changed (their calibration is scored on their own).
+    a pixel among doubtful neighbours is more likely wrong than its own probability says. A whole
+    region labelled wrongly can still be confident pixel by pixel after the CRF; the regional doubt
+    (:func:`label_tools.regions.regional_doubt`) is how often its label gives way when the forest's
+    probabilities are perturbed region by region. It is near 0 almost everywhere, so its square root
+    is taken: its small values then weigh against the other half (benchmarks/uncertainty.py, see
+    docs/uncertainty.md "Regions that give way"). The probabilities themselves are not changed
+    (their calibration is scored on their own).
 
     Parameters
     ----------
@@ -323,6 +329,8 @@ def uncertainty_map(probs, near, *, labels=None, shares=None) -> np.ndarray:
     labels : ndarray of uint8, shape (h, w), optional
         The window's labels (needed with ``shares``; default the argmax).
     shares : ClassShares, optional
+    regional : ndarray of float32, shape (h, w), optional
+        :func:`label_tools.regions.regional_doubt` interpolated to the same window (:func:`grid_window`).
 
     Returns
     -------
@@ -336,6 +344,9 @@ def uncertainty_map(probs, near, *, labels=None, shares=None) -> np.ndarray:
         u = label_doubt(probs, labels, shares.ratio)
     u += near
     u *= np.float32(0.5)
+    if regional is not None:
+        u += np.sqrt(np.clip(regional, 0.0, 1.0))
+        u *= np.float32(0.5)
     return u
 
 
@@ -475,6 +486,8 @@ class UncertainCounts:
         Of those, pixels whose uncertainty exceeds ``level``.
     full_resolution : bool
         Counted on the full-resolution labels (else on the model grid).
+    regional : bool
+        The map counted holds the regional doubt (:func:`label_tools.regions.regional_doubt`).
     """
 
     def __init__(self, n_classes: int, level: float = UNCERTAIN_LEVEL):
@@ -482,6 +495,7 @@ class UncertainCounts:
         self.total = np.zeros(n_classes, np.int64)
         self.uncertain = np.zeros(n_classes, np.int64)
         self.full_resolution = True
+        self.regional = False
         self.shares = None  # ClassShares the map judged labels by (for the report), or None
 
     def add(self, probs, labels, umap=None):
@@ -524,7 +538,7 @@ class Calibrated:
 
 
 def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=None, progress=None,
-                       seed: int = 0, prelabels=None, on_uncertainty=None) -> Calibrated:
+                       seed: int = 0, prelabels=None, on_uncertainty=None, regional=None) -> Calibrated:
     """Predict with ``model``, calibrate, stream calibrated full-resolution probabilities.
 
     Parameters
@@ -549,6 +563,10 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     on_uncertainty : callable(window, umap, labels), optional
         With ``on_probs``: receives the uncertainty map of the same tile right after it
         (:func:`uncertainty_map`, float32 (h, w) in [0, 1]); the uncertainty counts are made on it.
+    regional : bool, optional
+        Add the regional doubt to the map (:func:`label_tools.regions.regional_doubt`: eight CRF runs,
+        1-3 s); default: when the map is streamed (``on_uncertainty`` given), as ``--save-probs``
+        writes it. Without it the map is the pixel's and its neighbourhood's doubt alone.
 
     Returns
     -------
@@ -570,9 +588,13 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     t0 = time.perf_counter()
     near = _near(model, cal, r, settings)
     shares = class_shares(r, k)
+    if regional is None:
+        regional = on_uncertainty is not None
+    regional = _regional(r, seed) if regional else None
     r.timings["calibrate"] = r.timings.get("calibrate", 0.0) + time.perf_counter() - t0
     counts = UncertainCounts(k)
     counts.shares = shares
+    counts.regional = regional is not None
     merge = None
     t0 = time.perf_counter()
     if prelabels is not None:
@@ -590,7 +612,8 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
 
             pc, labels = keep_prelabels(np.array(pc), labels.copy(), prelabels[r0:r1, c0:c1],
                                         merge[0][r0:r1, c0:c1], trust=merge[1])
-        umap = uncertainty_map(pc, grid_window(near, window, src.shape), labels=labels, shares=shares)
+        umap = uncertainty_map(pc, grid_window(near, window, src.shape), labels=labels, shares=shares,
+                               regional=None if regional is None else grid_window(regional, window, src.shape))
         counts.add(pc, labels, umap)
         on_probs(window, pc, labels)
         if on_uncertainty is not None:
@@ -605,7 +628,7 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
         _merge_labels(r.labels, prelabels, merge[0])
     r.timings["upsample"] = time.perf_counter() - t0
     if on_probs is None:
-        _grid_counts(counts, cal, r, near, shares)
+        _grid_counts(counts, cal, r, near, shares, regional)
     return Calibrated(r, cal, strokes, counts, shares)
 
 
@@ -736,8 +759,24 @@ def _near(model, cal, r, settings):
     return neighbourhood(cal, r.probs, spread_sigma(used, r.scale, region_width=width))
 
 
-def _grid_counts(counts, cal, r, near, shares=None):
+def _regional(r, seed):
+    """:func:`label_tools.regions.regional_doubt` of a prediction (on its CRF grid), or None without a CRF."""
+    if getattr(r, "crf_view", None) is None or r.forest_probs is None:
+        return None
+    from .regions import regional_doubt
+    from .upsample import argmax_classes
+
+    t0 = time.perf_counter()
+    out = regional_doubt(r.crf_view, r.forest_probs, argmax_classes(r.probs), seed=seed)
+    r.timings["regions"] = time.perf_counter() - t0
+    return out
+
+
+def _grid_counts(counts, cal, r, near, shares=None, regional=None):
     counts.full_resolution = False
     grid = cal.apply(r.probs)
     labels = grid.argmax(axis=0).astype(np.uint8)
-    counts.add(grid, labels, uncertainty_map(grid, near, labels=labels, shares=shares))
+    h, w = labels.shape
+    counts.add(grid, labels, uncertainty_map(grid, near, labels=labels, shares=shares,
+                                             regional=None if regional is None else
+                                             grid_window(regional, (0, h, 0, w), (h, w))))

@@ -683,9 +683,12 @@ def uncertainty_notes(counts, classes, calibration) -> list:
     if shares is not None:
         lines.append(str(shares))
     where = "full-resolution pixels" if counts.full_resolution else "model-grid pixels"
+    regional = (", averaged with the square root of the pixel's regional doubt (1 - mean probability of its label "
+                "over 8 CRF runs on region-wide perturbed forest probabilities)") if getattr(counts, "regional", False) \
+        else " (with --save-probs the map also holds the regional doubt)"
     lines.append(f"uncertain pixels (uncertainty > {counts.level:g} in the uncertainty map: the mean of the pixel's "
                  f"(1 - probability of its label, reweighted toward the image's class shares) x K/(K-1) "
-                 f"and its neighbourhood's (1 - top probability) x K/(K-1)), share of each class's {where}:")
+                 f"and its neighbourhood's (1 - top probability) x K/(K-1){regional}), share of each class's {where}:")
     for name, t, u in zip(classes.names, counts.total, counts.uncertain):
         lines.append(f"  {name}: {u / t if t else 0.0:.4f} ({int(u)} of {int(t)} px)")
     lines.append(f"  all classes: {counts.fraction:.4f}")

@@ -263,10 +263,10 @@ def test_crf_tiles_agree_with_one_tile():
     r = P.predict(src, tr.classifier, n_classes=3, settings=s, upsample=False)
     grid = P._layout(src, s)[2]
     params = P.crf_reach(s.crf.scaled(min(grid.rc)), [r.forest_probs])
-    one, q_one = P._crf_tiles(grid, r.forest_probs, params, 0.6, lambda *a: None, factor=1.0, tile=4096)
+    one, q_one, _ = P._crf_tiles(grid, r.forest_probs, params, 0.6, lambda *a: None, factor=1.0, tile=4096)
     assert (one.argmax(0) == mask).mean() > 0.95
     for tile in (64, 128):
-        b, q = P._crf_tiles(grid, r.forest_probs, params, 0.6, lambda *a: None, factor=1.0, tile=tile)
+        b, q, _ = P._crf_tiles(grid, r.forest_probs, params, 0.6, lambda *a: None, factor=1.0, tile=tile)
         d = np.abs(q - q_one).max(axis=0)
         assert np.array_equal(b.argmax(0), one.argmax(0))
         assert d.max() < 0.05 and (d > 0.01).mean() < 1e-3

@@ -146,6 +146,7 @@ def test_save_probs_outputs(tmp_path, geo):
     report = (out / "scene_report.txt").read_text()
     assert ".mat probs/uncertainty grid: 170 x 110 px (width x height) = full resolution" in report
     assert "uncertain pixels (uncertainty > 0.5" in report
+    assert "averaged with the square root of the pixel's regional doubt" in report
     for name in ("water", "sand", "grass"):
         assert f"\n  {name}: " in report
     assert not [f for f in os.listdir(out) if f.startswith(".")]  # no temporary file left
@@ -157,7 +158,9 @@ def test_without_save_probs_no_probability_files(tmp_path):
     assert main([ip, "--scribbles", sp, "--labels", lp, "-o", str(out), "-q"]) == 0
     assert sorted(os.listdir(out)) == ["scene_mres.mat", "scene_mres.png", "scene_mres_label.png", "scene_report.txt"]
     assert "probs" not in loadmat(out / "scene_mres.mat")
-    assert "uncertain pixels" in (out / "scene_report.txt").read_text()  # on the model grid
+    report = (out / "scene_report.txt").read_text()
+    assert "uncertain pixels" in report  # on the model grid, without the regional doubt (it costs 8 CRF runs)
+    assert "(with --save-probs the map also holds the regional doubt)" in report and "model-grid pixels" in report
 
 
 def test_mat_probs_shrunk_for_large_images(tmp_path):
@@ -177,14 +180,16 @@ def test_mat_probs_shrunk_for_large_images(tmp_path):
 
 
 # ----------------------------------------------------------------------------- real data
-@pytest.mark.parametrize("dataset, stem, gain", [("he_nuclei_miccai", "image02", 0.005),
-                                                 ("isbi2012_em_membranes", "00", 0.03)])
+@pytest.mark.parametrize("dataset, stem, gain", [("he_nuclei_miccai", "image02", 0.002),
+                                                 ("isbi2012_em_membranes", "00", 0.015)])
 def test_uncertainty_ranks_errors_at_least_as_well_as_plain_forest(dataset, stem, gain):
-    """On real images with masks: AUROC of the uncertainty map vs errors >= scikit-image's forest's.
+    """On real images with masks: AUROC of the uncertainty map vs errors >= scikit-image's forest's,
+    over three scribble seeds (one draw of strokes moves either figure by a few hundredths; the
+    issue's aim is per data set, README "Where the model is unsure" has the table).
 
     On the ISBI slice the labels' membrane class covers a third of the image but half the
     scribbles: judging labels at the image's class shares is what lifts the map above the forest
-    (0.846 vs 0.831; the pixel's own uncertainty 0.801)."""
+    (seeds 0-2: 0.85 against 0.83; the pixel's own uncertainty 0.79)."""
     from skimage.feature import multiscale_basic_features
     from sklearn.ensemble import RandomForestClassifier
 
@@ -195,40 +200,43 @@ def test_uncertainty_ranks_errors_at_least_as_well_as_plain_forest(dataset, stem
 
     ip = shared(dataset, "images", stem + ".png")
     mask = (np.array(Image.open(shared(dataset, "masks", stem + ".png"))) > 0).astype(int)
-    scr = synthetic_scribbles(mask, fraction=0.01, seed=0)
     img = np.array(Image.open(ip))
     img = img[..., :3] if img.ndim == 3 else img
     f = multiscale_basic_features(img, sigma_min=1, sigma_max=16, channel_axis=-1 if img.ndim == 3 else None)
-    m = scr > 0
-    rf = RandomForestClassifier(n_estimators=50, max_depth=10, n_jobs=-1, random_state=0).fit(f[m], scr[m] - 1)
-    pf = rf.predict_proba(f.reshape(-1, f.shape[-1])).reshape(mask.shape + (2,))
-    auc_rf = unc.auroc(1 - pf.max(-1), pf.argmax(-1) != mask)
-
     src = open_image(ip)
-    model = Model.fit(src, scr, classes=load_classes(None, None, n_classes=2))
-    U = np.zeros(mask.shape, np.uint8)
-    P = np.zeros((2,) + mask.shape, np.float32)
+    scores = []
+    for seed in (0, 1, 2):
+        scr = synthetic_scribbles(mask, fraction=0.01, seed=seed)
+        m = scr > 0
+        rf = RandomForestClassifier(n_estimators=50, max_depth=10, n_jobs=-1, random_state=0).fit(f[m], scr[m] - 1)
+        pf = rf.predict_proba(f.reshape(-1, f.shape[-1])).reshape(mask.shape + (2,))
+        auc_rf = unc.auroc(1 - pf.max(-1), pf.argmax(-1) != mask)
+        ece_rf = unc.ece(pf.max(-1), pf.argmax(-1) == mask)
 
-    def keep(window, probs, labels):
-        r0, r1, c0, c1 = window
-        P[:, r0:r1, c0:c1] = probs
-        U[r0:r1, c0:c1] = unc.uncertainty_to_uint8(unc.uncertainty(probs), labels)
+        model = Model.fit(src, scr, classes=load_classes(None, None, n_classes=2))
+        U = np.zeros(mask.shape, np.uint8)
+        P = np.zeros((2,) + mask.shape, np.float32)
+        maps = np.zeros(mask.shape, np.uint8)
 
-    maps = np.zeros(mask.shape, np.uint8)
+        def keep(window, probs, labels):
+            r0, r1, c0, c1 = window
+            P[:, r0:r1, c0:c1] = probs
+            U[r0:r1, c0:c1] = unc.uncertainty_to_uint8(unc.uncertainty(probs), labels)
 
-    def keep_map(window, umap, labels):
-        r0, r1, c0, c1 = window
-        maps[r0:r1, c0:c1] = unc.uncertainty_to_uint8(umap, labels)
+        def keep_map(window, umap, labels):
+            r0, r1, c0, c1 = window
+            maps[r0:r1, c0:c1] = unc.uncertainty_to_uint8(umap, labels)
 
-    c = unc.predict_calibrated(model, src, scr, on_probs=keep, on_uncertainty=keep_map)
-    wrong = c.result.labels != mask
-    auc = unc.auroc(maps, wrong)
-    assert auc >= auc_rf, (auc, auc_rf)
-    # the map ranks errors better than each pixel's own uncertainty (H&E 0.906 vs 0.899, ISBI 0.846 vs 0.801)
-    assert auc > unc.auroc(U, wrong) + gain, (auc, unc.auroc(U, wrong))
-    # within 0.01 of the forest's own ECE (H&E 0.020, ours 0.027; ISBI 0.073, ours 0.066): not always at
-    # most it (see README, "Where the model is unsure")
-    assert unc.ece(P.max(0), ~wrong) <= unc.ece(pf.max(-1), pf.argmax(-1) == mask) + 0.01
+        c = unc.predict_calibrated(model, src, scr, on_probs=keep, on_uncertainty=keep_map)
+        wrong = c.result.labels != mask
+        scores.append((unc.auroc(maps, wrong), auc_rf, unc.auroc(U, wrong), unc.ece(P.max(0), ~wrong), ece_rf))
+    auc, auc_rf, auc_own, ece, ece_rf = np.mean(scores, axis=0)
+    assert auc >= auc_rf, scores
+    # the map ranks errors better than each pixel's own uncertainty (seeds 0-2: H&E 0.907 against 0.902,
+    # ISBI 0.851 against 0.824)
+    assert auc > auc_own + gain, scores
+    # within 0.01 of the forest's own ECE: not always at most it (see README, "Where the model is unsure")
+    assert ece <= ece_rf + 0.01, scores
 
 
 def test_stroke_features_from_training_cache_equal_recomputed():
@@ -327,6 +335,62 @@ def test_uncertainty_map_is_half_own_half_neighbourhood():
     np.testing.assert_allclose(unc.uncertainty_map(p, near), [[0.1, 0.5, 0.5]], atol=1e-6)
 
 
+def test_uncertainty_map_with_regional_doubt_is_half_its_square_root():
+    p = np.array([[[1.0, 0.5, 0.75]], [[0.0, 0.5, 0.25]]], np.float32)
+    near = np.array([[0.2, 0.0, 0.5]], np.float32)
+    regional = np.array([[0.0, 0.25, 1.0]], np.float32)
+    np.testing.assert_allclose(unc.uncertainty_map(p, near, regional=regional), [[0.05, 0.5, 0.75]], atol=1e-6)
+
+
+def _two_fields(weak: float):
+    """Two fields of different colour: the forest is sure of the left one (0.95) and gives the right one
+    ``weak`` for class 1 against class 0 (labels: 0 left, 1 right)."""
+    from label_tools.crf import CRFParams
+    from label_tools.regions import CRFView
+
+    h, w = 60, 120
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, :60] = (40, 120, 40)
+    img[:, 60:] = (60, 130, 50)
+    forest = np.empty((2, h, w), np.float32)
+    forest[0, :, :60], forest[0, :, 60:] = 0.95, 1 - weak
+    forest[1] = 1 - forest[0]
+    labels = forest.argmax(0).astype(np.uint8)
+    return CRFView(img, None, CRFParams().scaled(0.5), 0.6), forest, labels
+
+
+def test_regional_doubt_is_high_over_a_region_resting_on_weak_evidence():
+    from label_tools.regions import regional_doubt
+
+    view, forest, labels = _two_fields(0.6)
+    d = regional_doubt(view, forest, labels)
+    assert d.shape == labels.shape and d.dtype == np.float32 and 0 <= d.min() and d.max() <= 1
+    sure, weak = d[:, 5:50].mean(), d[:, 70:115].mean()
+    assert sure < 0.02 and weak > 0.08 and weak > 10 * sure, (sure, weak)
+    # stronger evidence for the right field: less doubt there
+    strong = regional_doubt(*_two_fields(0.8))[:, 70:115].mean()
+    assert strong < 0.7 * weak, (strong, weak)
+    # seeded: the same inputs give the same map, another seed another draw
+    np.testing.assert_array_equal(d, regional_doubt(view, forest, labels))
+    assert not np.array_equal(d, regional_doubt(view, forest, labels, seed=1))
+
+
+def test_regional_doubt_view_shrinks_large_crf_grids():
+    from label_tools.regions import MAX_PIXELS, regional_doubt
+
+    view, forest, labels = _two_fields(0.6)
+    big = type(view)(np.repeat(np.repeat(view.image, 6, 0), 6, 1), None, view.params, view.weight)
+    small = big.shrunk()
+    h, w = small.image.shape[:2]
+    assert h * w <= MAX_PIXELS * 1.01 and small.params.bilateral_sxy < view.params.bilateral_sxy
+    assert view.shrunk() is view  # already small
+    # a model grid larger than DOUBT_PIXELS: the doubt comes on that grid shrunk, and still finds the weak field
+    f = np.repeat(np.repeat(forest, 12, 1), 12, 2)
+    d = regional_doubt(big, f, np.repeat(np.repeat(labels, 12, 0), 12, 1), max_pixels=0.2e6)
+    assert d.shape[0] * d.shape[1] <= 0.2e6 * 1.01
+    assert d[:, : d.shape[1] // 3].mean() < d[:, -d.shape[1] // 3:].mean() / 5
+
+
 def test_neighbourhood_spreads_one_doubtful_pixel_by_a_gaussian():
     import cv2
 
@@ -423,8 +487,8 @@ def test_grid_window_interpolates_like_the_label_upsampling():
 
 
 def test_streamed_uncertainty_map_and_counts_follow_the_neighbourhood():
-    """predict_calibrated's on_uncertainty tiles = uncertainty_map of the streamed probabilities and the
-    neighbourhood of the grid; the report's counts are made on that map."""
+    """predict_calibrated's on_uncertainty tiles = uncertainty_map of the streamed probabilities, the
+    neighbourhood of the grid and the regional doubt; the report's counts are made on that map."""
     from label_tools.classes import load_classes
     from label_tools.io import ArraySource
     from label_tools.model import Model
@@ -454,8 +518,14 @@ def test_streamed_uncertainty_map_and_counts_follow_the_neighbourhood():
     from label_tools.refine import training_prior
 
     assert c.shares.training == tuple(round(float(v), 4) for v in training_prior(c.result.classifier, 3))
-    expect = unc.uncertainty_map(P, unc.grid_window(near, (0, 240, 0, 320), (240, 320)), labels=L, shares=c.shares)
+    from label_tools.regions import regional_doubt
+
+    regional = regional_doubt(c.result.crf_view, c.result.forest_probs, c.result.probs.argmax(0).astype(np.uint8))
+    regional_full = unc.grid_window(regional, (0, 240, 0, 320), (240, 320))
+    expect = unc.uncertainty_map(P, unc.grid_window(near, (0, 240, 0, 320), (240, 320)), labels=L, shares=c.shares,
+                                 regional=regional_full)
     np.testing.assert_allclose(M, expect, atol=1e-6)
+    assert c.counts.regional
     # the doubt term: 1 - the label's probability with each class reweighted by (image / training
     # share) ** SHARE_EXPONENT
     ratio = (np.array(c.shares.image) / np.array(c.shares.training)) ** unc.SHARE_EXPONENT
@@ -463,7 +533,8 @@ def test_streamed_uncertainty_map_and_counts_follow_the_neighbourhood():
     q /= q.sum(0)
     doubt = (1 - np.take_along_axis(q, L[None].astype(int), 0)[0]) * 1.5
     near_full = unc.grid_window(near, (0, 240, 0, 320), (240, 320))
-    np.testing.assert_allclose(M, 0.5 * np.clip(doubt, 0, 1) + 0.5 * near_full, atol=1e-4)
+    np.testing.assert_allclose(M, 0.5 * (0.5 * np.clip(doubt, 0, 1) + 0.5 * near_full) + 0.5 * np.sqrt(regional_full),
+                               atol=1e-4)
     own = unc.uncertainty(P)
     assert np.abs(M - own).max() > 0.05  # the neighbourhood moved it
     high = M > unc.UNCERTAIN_LEVEL
