@@ -264,8 +264,9 @@ def test_results_held_by_a_frozen_worker_are_started_again_after_one_stall_not_o
 
 
 def test_window_tasks_survive_a_frozen_worker(cluster, scene_model_ref, monkeypatch, caplog):
-    """The worker that computed the grid stage freezes (SIGSTOP) once windows come back: its windows stall,
-    are started again on a grid computed again elsewhere, and the labels still equal the in-process ones."""
+    """The worker that computed the grid stage freezes (SIGSTOP) as the window results start to be collected:
+    its windows stall, are started again on a grid computed again elsewhere, and the labels still equal the
+    in-process ones."""
     import logging
     import signal
     import threading
@@ -273,20 +274,28 @@ def test_window_tasks_survive_a_frozen_worker(cluster, scene_model_ref, monkeypa
     from distributed import Client
 
     from label_tools import blocks
+    from label_tools import cluster as cluster_mod
     from label_tools.io import open_image
 
     path, model, ref = scene_model_ref
     monkeypatch.setattr(blocks, "TASK_PIXELS", 256 * 256)  # many small window tasks
     monkeypatch.setenv("LABEL_TOOLS_STALL_SECONDS", "5")
     frozen = []
+    collect = cluster_mod.first_results
 
-    def progress(stage, done, total):
-        if not frozen:  # the first windows are back: freeze the worker holding the grid result
+    def freezing(client, submit, n, *, what, **kw):
+        # frozen before the first window result is fetched (freezing once results came back raced with the
+        # results fetched side by side: all could be in before the freeze, and nothing stalled); the windows
+        # run where the grid result is, so results are held by the frozen worker
+        if what == "window" and not frozen:
             grid_key = next(k for k in client.who_has() if str(k).startswith("label_grid-"))
             holder = client.who_has()[grid_key][0]
             pid = client.run(os.getpid, workers=[holder])[holder]
             os.kill(pid, signal.SIGSTOP)
             frozen.append(pid)
+        return collect(client, submit, n, what=what, **kw)
+
+    monkeypatch.setattr(cluster_mod, "first_results", freezing)  # predict_on_cluster imports it when called
 
     got = {}
     try:
@@ -294,7 +303,7 @@ def test_window_tasks_survive_a_frozen_worker(cluster, scene_model_ref, monkeypa
             with caplog.at_level(logging.WARNING, logger="label_tools"):
                 # in a thread: a run that hangs fails the test within a bound (and the fixture stops the cluster)
                 t = threading.Thread(target=lambda: got.update(r=blocks.predict_on_cluster(
-                    client, model, open_image(path), progress=progress)), daemon=True)
+                    client, model, open_image(path))), daemon=True)
                 t.start()
                 t.join(180)
                 assert not t.is_alive(), "the window tasks did not end within 180 s of a worker freezing"
