@@ -629,32 +629,29 @@ def _without_class_files(jobs) -> list:
     return out
 
 
-def _check_cluster_probs(jobs, option: str):
-    """Refuse --save-probs for a raster a cluster cuts into window tasks (which write no probabilities
-    yet) before anything runs, instead of failing that image after the rest of the batch."""
+def _refuse_windowed(jobs, given: str, option: str, why: str, fix: str):
+    """Refuse ``given`` for a raster a cluster cuts into window tasks (``why`` they cannot honour it) before
+    anything runs, instead of failing that image after the rest of the batch."""
     from .blocks import WINDOWED_PIXELS
     from .cluster import _is_large
 
     large = [j.image for j in jobs if _is_large(j.image)]
     if large:
         more = f" (and {len(large) - 1} more)" if len(large) > 1 else ""
-        raise OptionError(f"--save-probs with {option}: {large[0]!r}{more} is a raster of {WINDOWED_PIXELS / 1e6:g} MP "
-                          "or more, which the cluster cuts into window tasks that do not write probabilities yet; "
-                          f"label it without {option}, or leave out --save-probs")
+        raise OptionError(f"{given} with {option}: {large[0]!r}{more} is a raster of {WINDOWED_PIXELS / 1e6:g} MP "
+                          f"or more, which the cluster cuts into window tasks that {why}; {fix}")
+
+
+def _check_cluster_probs(jobs, option: str):
+    """--save-probs: window tasks write no probabilities yet."""
+    _refuse_windowed(jobs, "--save-probs", option, "do not write probabilities yet",
+                     f"label it without {option}, or leave out --save-probs")
 
 
 def _check_cluster_plane(jobs, option: str):
-    """Refuse --plane for a raster a cluster cuts into window tasks (whose workers read the first plane)
-    before anything runs; an image of one task reads its plane as a run here does."""
-    from .blocks import WINDOWED_PIXELS
-    from .cluster import _is_large
-
-    large = [j.image for j in jobs if _is_large(j.image)]
-    if large:
-        more = f" (and {len(large) - 1} more)" if len(large) > 1 else ""
-        raise OptionError(f"--plane with {option}: {large[0]!r}{more} is a raster of {WINDOWED_PIXELS / 1e6:g} MP or "
-                          "more, which the cluster cuts into window tasks that read its first plane only; label it "
-                          f"without {option}")
+    """--plane: the workers of window tasks read the first plane (an image of one task reads its plane as a
+    run here does)."""
+    _refuse_windowed(jobs, "--plane", option, "read its first plane only", f"label it without {option}")
 
 
 def _run_cluster(args, jobs, several: bool, t0: float) -> int:
