@@ -12,7 +12,8 @@ Label tiles hold 0-based class ids with 255 = no-data or padding (PNG and GeoTIF
 255 in the GeoTIFF profile). Image tiles keep the source's bands and dtype; edge tiles are padded
 with the source's no-data value, or 0 without one. A source placed by ground control points (or RPCs)
 alone gives chips carrying its GCPs (RPCs), moved into each chip's pixels. Tiles whose labels are all no-data are skipped. The split is by source image, never by
-tile, so no image leaks from train into val.
+tile, so no image leaks from train into val. A result labelled on one plane of a stack (``label-image --plane``,
+recorded in its report) is tiled from that plane's pixels; the planes of one stack are one source image for the split.
 
 The whole dataset is built in a temporary folder beside DATASET and renamed into place at the end:
 a failure leaves nothing behind, and an existing DATASET is only replaced with ``overwrite``.
@@ -60,6 +61,9 @@ class Item:
         Class names in id order.
     colors : list of str
         ``#rrggbb`` per class, in id order.
+    plane : dict or None
+        The plane of a stack or multi-page TIFF the result was labelled on (``--plane``, as
+        :func:`label_tools.planes.resolve_plane` gives it); None: the file's first plane (a run without ``--plane``).
     """
 
     source: str
@@ -67,6 +71,7 @@ class Item:
     stem: str
     names: tuple
     colors: list
+    plane: dict | None = None
 
 
 # ---------------------------------------------------------------------------- finding results
@@ -141,17 +146,69 @@ def find_results(folder: str) -> list:
             raise InputError(f"result {label_path!r} has no report {os.path.basename(report)!r} beside it: "
                              "the report names the source image; run label-image again")
         source = source_from_report(report)
-        plane = plane_from_report(report)
-        if plane is not None:  # the tiles would be the first plane's pixels under another plane's labels
-            raise InputError(f"result {label_path!r} was labelled on one plane of {source!r} (--plane {plane}); "
-                             "label-export reads a file's first plane only: export it from an image of that plane "
-                             "alone (e.g. Fiji's Image > Duplicate), labelled again, or leave it out of RESULTS")
         if not os.path.isfile(source):
             raise InputError(f"source image {source!r} recorded in {report!r} does not exist; "
                              "put it back there or run label-image again")
+        given = plane_from_report(report)
+        plane = None if given is None else source_plane(label_path, source, given)
         names, colors = classes_from_mat(os.path.join(folder, st + MAT_SUFFIX))
-        items.append(Item(os.path.abspath(source), label_path, st, names, colors))
+        items.append(Item(os.path.abspath(source), label_path, st, names, colors, plane))
     return items
+
+
+def source_plane(label_path: str, source: str, given: str) -> dict:
+    """The plane ``given`` (``--plane`` as the report records it) of the stack ``source``, read from its TIFF
+    description and page count alone (no pixel is read).
+
+    Returns
+    -------
+    dict
+        As :func:`label_tools.planes.resolve_plane`.
+
+    Raises
+    ------
+    InputError
+        The source no longer has that plane (it was replaced by another file, or is not a stack now): one line
+        naming the result, the source and the plane.
+    """
+    from .io import image_plane
+
+    try:
+        return image_plane(source, given)
+    except LabelToolsError as e:
+        has = _planes_now(source)
+        why = f"it is {has} now: the source changed since the run" if has else f"{e}"
+        raise InputError(f"result {label_path!r} was labelled on one plane of {source!r} (--plane {given}); {why}; "
+                         "put back the stack it was labelled on, or leave the result out of RESULTS") from None
+
+
+def _planes_now(source: str) -> str | None:
+    """What planes ``source`` has ('an ImageJ hyperstack of 2 channels, 2 z-slices', 'a multi-page TIFF of 3
+    pages', 'an image of one plane'), from its TIFF description and page count; None if it cannot be opened."""
+    from .io import RASTER_EXT, _gdal_raster, _stack_layout, open_raster
+    from .planes import describe_planes
+
+    if not (source.lower().endswith(RASTER_EXT) or _gdal_raster(source)):
+        return describe_planes(None, 1)  # a photo (PNG, JPEG): one plane
+    try:
+        with open_raster(source) as ds:
+            pages = sum(str(sd).startswith("GTIFF_DIR:") for sd in ds.subdatasets) or 1
+            return describe_planes(_stack_layout(ds, pages), pages)
+    except Exception:  # damaged or unreadable: the resolver's own line says what is wrong
+        return None
+
+
+def plane_key(plane: dict | None):
+    """What tells two results of one source apart: None for its first plane (by default or chosen: z-slice 1
+    at time point 1, page 1), else (z, t, page)."""
+    if plane is None or plane["page"] == 1 or (plane["page"] is None and plane["z"] == plane["t"] == 1):
+        return None
+    return plane["z"], plane["t"], plane["page"]
+
+
+def _what(it) -> str:
+    """'source image 'a.tif'' or 'z-slice 3 at time point 2 of source image 'a.tif'' (a result of ``--plane``)."""
+    return f"{it.plane['what']} of source image {it.source!r}" if plane_key(it.plane) else f"source image {it.source!r}"
 
 
 def _label_files(item) -> str:
@@ -193,9 +250,17 @@ def tile_starts(n: int, tile: int, overlap: int) -> list:
 
 # ---------------------------------------------------------------------------- reading sources and labels
 class _Source:
-    """Pixels of a source image in its own bands and dtype, by window; georeferencing if any."""
+    """Pixels of a source image in its own bands and dtype, by window; georeferencing if any.
 
-    def __init__(self, path: str):
+    Parameters
+    ----------
+    path : str
+    plane : str, optional
+        ``--plane`` as the result's report records it: that plane of a stack or multi-page TIFF is read
+        (:class:`label_tools.io.RasterSource`), else the first.
+    """
+
+    def __init__(self, path: str, plane: str | None = None):
         from .io import RASTER_EXT, RasterSource, _gdal_raster, read_photo
 
         self.path = path
@@ -212,7 +277,7 @@ class _Source:
 
             # the dataset as label-image read it: a paletted raster's RGB(A) colour table (not grey indices), a
             # microscopy hyperstack's channels as bands (not its first page alone)
-            self.ds = RasterSource(path).ds
+            self.ds = RasterSource(path, plane=plane).ds
             self.shape = (self.ds.height, self.ds.width)
             self.count = self.ds.count
             self.dtype = np.dtype(self.ds.dtypes[0])
@@ -433,16 +498,17 @@ def export_dataset(results, output: str, *, tile: int = 512, overlap: int = 0, v
             raise InputError(f"results folder {folder!r} is given twice{also}; give it once")
         folders[real] = folder
         for it in find_results(folder):
-            if it.source in seen:
-                first = seen[it.source]
+            key = (it.source, plane_key(it.plane))  # two planes of one stack are two images
+            if key in seen:
+                first = seen[key]
                 # folders are given whole: "give only one" left no way to use a result corrected into
                 # another folder (label-image --init out/a_mres_label.png -o fixed/) beside the rest of out/
                 files = " or ".join(dict.fromkeys(_label_files(x) for x in (first, it)))
-                raise InputError(f"source image {it.source!r} is labelled twice, in {first.label_path!r} and "
+                raise InputError(f"{_what(it)} is labelled twice, in {first.label_path!r} and "
                                  f"{it.label_path!r}; label-export takes whole folders: keep one result by moving "
                                  f"the other's {files} out of its folder (the original, after correcting it "
                                  "with --init into another -o)")
-            seen[it.source] = it
+            seen[key] = it
             items.append(it)
     if not items:
         raise InputError(f"no results (<stem>{LABEL_SUFFIX} or <stem>{GEO_SUFFIX}) found in "
@@ -578,7 +644,7 @@ def _umask() -> int:
 
 def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, counts) -> list:
     """Tiles of one result into ``root/split``; returns their records (paths relative to root)."""
-    src = _Source(it.source)
+    src = _Source(it.source, plane=it.plane and it.plane["text"])
     labels = None
     try:
         labels = Labels(it.label_path)
@@ -619,9 +685,13 @@ def _export_one(it: Item, root: str, base: str, split: str, *, tile, overlap, co
                     _write_tif(os.path.join(root, lp), lab[..., None], profile=src.georef, transform=tr, nodata=NODATA,
                                gcps=gcps, rpcs=rpcs)
                 counts[split] += np.bincount(lab.ravel(), minlength=256)[:k]
-                out.append({"split": split, "image": ip.replace(os.sep, "/"), "label": lp.replace(os.sep, "/"),
-                            "source": it.source, "window": [int(r), int(c), int(th), int(tw)]})
-        log.info("%s: %s -> %s", it.source, _count(len(out), "tile"), split)
+                rec = {"split": split, "image": ip.replace(os.sep, "/"), "label": lp.replace(os.sep, "/"),
+                       "source": it.source, "window": [int(r), int(c), int(th), int(tw)]}
+                if it.plane is not None:  # the --plane the source was labelled on, as the report gives it
+                    rec["plane"] = it.plane["text"]
+                out.append(rec)
+        log.info("%s: %s -> %s", it.source + (f" ({it.plane['what']})" if it.plane else ""),
+                 _count(len(out), "tile"), split)
         return out
     finally:
         src.close()

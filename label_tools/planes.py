@@ -73,6 +73,14 @@ def stack_counts(lay: dict) -> str:
     return ", ".join(parts) or "1 plane"
 
 
+def describe_planes(lay: dict | None, pages: int = 1) -> str:
+    """What planes an image has: 'an ImageJ hyperstack of 2 channels, 3 z-slices, 2 time points', 'a multi-page
+    TIFF of 5 pages', 'an image of one plane' (``lay``: :func:`label_tools.io._stack_layout`, None for none)."""
+    if lay is not None:
+        return f"an {lay['kind']} of {stack_counts(lay)}"
+    return f"a multi-page TIFF of {pages} pages" if pages > 1 else "an image of one plane"
+
+
 def plane_usage(lay: dict | None, pages: int = 1) -> str:
     """How ``--plane`` is given for this stack: '--plane Z,T: Z from 1 to 3, T from 1 to 2'."""
     if lay is None:

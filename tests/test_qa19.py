@@ -362,8 +362,8 @@ def test_export_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path,
 
 
 def test_export_refuses_a_result_labelled_on_another_plane(tmp_path, capsys):
-    """A result of --plane (one z-slice/time point/page of a stack, said in its report's settings) would be tiled
-    with the file's first plane under its labels: refused in one line until label-export reads planes."""
+    """A result of --plane (one z-slice/time point/page of a stack, said in its report's settings) whose source has
+    no such plane now (here: a PNG, of one plane) cannot be tiled from that plane: refused in one line."""
     from label_tools.export import main as export_main
 
     res, src = _result_folder(str(tmp_path), np.zeros((40, 50), np.uint8), np.full((40, 50, 3), 90, np.uint8))
