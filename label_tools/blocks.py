@@ -15,7 +15,8 @@ Here the grid stage is one task and the windows are many (a few windows per task
 uses every worker. Each window depends only on the raster file and the grid probabilities, and the
 forest adds its votes in a fixed order, so the labels are **identical**, pixel for pixel, to the
 in-process run, whichever worker computes a window, in whatever order, however often (a task lost with
-its worker is simply run again). Nothing random is involved after fitting.
+its worker is simply run again). Nothing random is involved after fitting. The plane of a stack chosen with
+``--plane`` travels with every task (:class:`SourceSpec`), so the workers read the pixels the client labels.
 
 What travels: the classifier inside the grid task, the grid result (probabilities, a few MB) from
 worker to worker as the windows' one dependency, a file path and a few windows per task, and each window's labels (zlib-compressed uint8) back to the client, which assembles
@@ -41,7 +42,7 @@ TASK_PIXELS = float(os.environ.get("LABEL_TOOLS_TASK_MP", "4")) * 1e6
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """How a worker opens the image: a path and the band choices (small and picklable).
+    """How a worker opens the image: a path, the band choices and the plane (small and picklable).
 
     Attributes
     ----------
@@ -51,6 +52,9 @@ class SourceSpec:
         1-based display / feature bands, as given to :func:`label_tools.io.open_image`.
     lo, hi : tuple of float
         The client's per-band stretch (after a model applied its own), imposed on the workers' reads.
+    plane : str or None
+        ``--plane`` as given (:mod:`label_tools.planes`): the plane of a stack or multi-page TIFF the client
+        opened, which every worker opens too; None: the first.
     """
 
     path: str
@@ -58,6 +62,7 @@ class SourceSpec:
     feature_bands: tuple | None = None
     lo: tuple = ()
     hi: tuple = ()
+    plane: str | None = None
 
     @classmethod
     def of(cls, src) -> "SourceSpec":
@@ -65,8 +70,9 @@ class SourceSpec:
         n = getattr(src, "feature_count", src.count)
         feat = tuple(src._bands[:n]) if hasattr(src, "_bands") else None
         disp = tuple(src._bands[i] for i in src._display) if hasattr(src, "_bands") else None
+        plane = getattr(src, "plane", None)
         return cls(os.path.abspath(src.path), disp, feat, tuple(np.asarray(src._lo, np.float32).tolist()),
-                   tuple(np.asarray(src._hi, np.float32).tolist()))
+                   tuple(np.asarray(src._hi, np.float32).tolist()), plane["text"] if plane else None)
 
 
 _sources: dict = {}
@@ -82,12 +88,12 @@ def open_source(spec: SourceSpec):
     from .io import open_image
 
     st = os.stat(spec.path)
-    key = (spec.path, spec.bands, spec.feature_bands, st.st_mtime_ns, st.st_size, threading.get_ident())
+    key = (spec.path, spec.bands, spec.feature_bands, spec.plane, st.st_mtime_ns, st.st_size, threading.get_ident())
     with _sources_lock:
         src = _sources.get(key)
     if src is None:
         src = open_image(spec.path, bands=spec.bands and list(spec.bands),
-                         feature_bands=spec.feature_bands and list(spec.feature_bands))
+                         feature_bands=spec.feature_bands and list(spec.feature_bands), plane=spec.plane)
         with _sources_lock:
             for k in [k for k in _sources if k[-1] == key[-1]]:  # one image per thread at a time
                 old = _sources.pop(k)

@@ -579,8 +579,6 @@ def _run_headless(args, several: bool) -> int:
                          taken=_taken(args, jobs[0].outdir, images))
     if (args.scheduler is not None or args.workers is not None) and args.save_probs:
         _check_cluster_probs(jobs, "--scheduler" if args.scheduler is not None else "--workers")
-    if (args.scheduler is not None or args.workers is not None) and args.plane is not None:
-        _check_cluster_plane(jobs, "--scheduler" if args.scheduler is not None else "--workers")
     if args.scheduler is not None or args.workers is not None:
         for d in sorted({j.outdir for j in jobs}):
             os.makedirs(d, exist_ok=True)
@@ -635,7 +633,7 @@ def _refuse_windowed(jobs, given: str, option: str, why: str, fix: str):
     from .blocks import WINDOWED_PIXELS
     from .cluster import _is_large
 
-    large = [j.image for j in jobs if _is_large(j.image)]
+    large = [j.image for j in jobs if _is_large(j.image, j.plane)]
     if large:
         more = f" (and {len(large) - 1} more)" if len(large) > 1 else ""
         raise OptionError(f"{given} with {option}: {large[0]!r}{more} is a raster of {WINDOWED_PIXELS / 1e6:g} MP "
@@ -646,12 +644,6 @@ def _check_cluster_probs(jobs, option: str):
     """--save-probs: window tasks write no probabilities yet."""
     _refuse_windowed(jobs, "--save-probs", option, "do not write probabilities yet",
                      f"label it without {option}, or leave out --save-probs")
-
-
-def _check_cluster_plane(jobs, option: str):
-    """--plane: the workers of window tasks read the first plane (an image of one task reads its plane as a
-    run here does)."""
-    _refuse_windowed(jobs, "--plane", option, "read its first plane only", f"label it without {option}")
 
 
 def _run_cluster(args, jobs, several: bool, t0: float) -> int:

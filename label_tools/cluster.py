@@ -433,16 +433,20 @@ def image_task(job):
     return o, where()
 
 
-def _is_large(path: str) -> bool:
+def _is_large(path: str, plane: str | None = None) -> bool:
+    """Whether the raster ``path`` (its page ``plane`` chooses, ``--plane``: the pages of a plain multi-page TIFF
+    may differ in size; a stack's planes do not) is cut into window tasks."""
     from .blocks import WINDOWED_PIXELS
-    from .io import RASTER_EXT, open_raster
+    from .io import RASTER_EXT, image_plane, open_raster
 
     if not path.lower().endswith(RASTER_EXT) or not os.path.isfile(path):
         return False
     try:
-        with open_raster(path) as ds:
+        page = image_plane(path, plane)["page"] if plane is not None else None
+        name = f"GTIFF_DIR:{page}:{os.path.abspath(path)}" if page and page > 1 else path
+        with open_raster(name) as ds:
             return ds.height * ds.width >= WINDOWED_PIXELS
-    except Exception:  # the job reports a bad file
+    except Exception:  # the job reports a bad file or a plane it lacks
         return False
 
 
@@ -483,7 +487,7 @@ def run_jobs(jobs, client, *, on_outcome=None, quiet: bool = False) -> list:
              f", dashboard {link}" if link else "")
     if n_workers == 0:
         log.warning("the scheduler has no workers yet: tasks wait until a `dask worker` joins")
-    large = [i for i, j in enumerate(jobs) if _is_large(j.image)]
+    large = [i for i, j in enumerate(jobs) if _is_large(j.image, j.plane)]
     small = [i for i in range(len(jobs)) if i not in set(large)]
     run_id = uuid.uuid4().hex[:8]
     outcomes = [None] * len(jobs)
