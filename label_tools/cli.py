@@ -519,12 +519,13 @@ def run(args) -> int:
 
 def _taken(args, outdir, images=None) -> dict:
     """{path: what it is} of the run's inputs and outputs, which --save-model must not replace."""
-    from .io import image_plane, stem
+    from .io import image_plane
+    from .job import stem_in
     from .session import scribble_paths
     from .writers import output_paths
 
     def stem_of(im):  # as job.output_stem names them: with --plane's tag
-        return stem(im) + (image_plane(im, args.plane)["suffix"] if getattr(args, "plane", None) else "")
+        return stem_in(outdir, im, image_plane(im, args.plane)["suffix"] if getattr(args, "plane", None) else "")
 
     images = images or [args.image]
     taken = {im: f"the image {'to label' if len(images) == 1 else 'of this batch'}" for im in images}
@@ -716,8 +717,8 @@ def run_collection(args) -> int:
     from .annotate import ask_missing_class_files
     from .classes import load_classes
     from .files import check_writable_dir
-    from .io import open_image, stem
-    from .job import run_job
+    from .io import open_image
+    from .job import run_job, stem_in
     from .writers import output_paths
 
     images = collection.list_images(args.inputs)
@@ -780,7 +781,7 @@ def run_collection(args) -> int:
                             open_image=lambda p: open_image(p, bands=bands, feature_bands=feature_bands),
                             classes=classes, settings=_settings(args), model_path=args.save_model,
                             start_model=args.model, resume=args.resume, overwrite=args.overwrite, progress=progress,
-                            outputs_of=lambda p: list(output_paths(outdir, stem(p)).values()),
+                            outputs_of=lambda p: list(output_paths(outdir, stem_in(outdir, p)).values()),
                             labels_given=args.labels is not None)
     log.info("collection %s: %d of %d images labelled; model in %s", name, len(state.done), len(images), state.model)
     return 0

@@ -136,14 +136,14 @@ def walked_model(outdir: str, name: str, images):
 
 def refit(images, outdir: str, *, classes, settings, base=None, open_image, progress=None):
     """The model a walk had after ``images``: refitted from their saved scribbles, in order."""
-    from .io import stem
+    from .job import stem_in
     from .model import Model
     from .scribbles import read_scribbles
     from .session import scribble_paths
 
     model = base
     for p in images:
-        png = scribble_paths(outdir, stem(p))[0]
+        png = scribble_paths(outdir, stem_in(outdir, p))[0]
         if not os.path.exists(png):
             continue  # finished without strokes: nothing to learn from it
         src = open_image(p)

@@ -199,9 +199,17 @@ def check_not_existing(paths, *, overwrite: bool, image: str | None = None):
             if other is not None:
                 raise OutputError(
                     f"output {p!r} already exists and holds the results of another image, {other!r} (same name "
-                    f"{os.path.splitext(os.path.basename(image))[0]!r}); write this one elsewhere with -o (or rename "
+                    f"{_set_stem(paths, image)!r}); write this one elsewhere with -o (or rename "
                     "it); --overwrite would replace that image's results")
             raise OutputError(f"output {p!r} already exists; pass --overwrite to replace it or -o to write elsewhere")
+
+
+def _set_stem(paths, image: str) -> str:
+    """The stem an output set is named by (from its report's name), else ``image``'s."""
+    from .io import stem
+
+    report = next((os.path.basename(p) for p in paths if str(p).endswith("_report.txt")), None)
+    return report[: -len("_report.txt")] if report else stem(image)
 
 
 def results_of_other_image(paths, image: str) -> str | None:

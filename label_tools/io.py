@@ -240,12 +240,21 @@ def stack_note(src) -> str:
         plane = getattr(src, "plane", None)
         text += "; " if lay["C"] > 1 else ": "
         if plane:
-            named = outputs_named(plane, getattr(src, "path", "") or "")
+            named = outputs_named(plane, _output_stem(src))
             text += f"{plane['what']} is labelled (--plane {plane['text']}{named})"
         else:
             where = [f"{w} 1" for k, w in (("Z", "z-slice"), ("T", "time point")) if lay[k] > 1]
             text += f"{' at '.join(where)} is labelled (to label another, choose it with {plane_usage(lay)})"
     return text
+
+
+def _output_stem(src) -> str:
+    """The stem of ``src``'s outputs: the one the run set (:attr:`output_stem`, see
+    :func:`label_tools.job.output_stem`), else its file's :func:`stem` with its plane's tag."""
+    given = getattr(src, "output_stem", None)
+    if given:
+        return given
+    return stem(getattr(src, "path", "") or "") + ((getattr(src, "plane", None) or {}).get("suffix") or "")
 
 
 def planes_warning(src) -> str:
@@ -262,7 +271,7 @@ def planes_warning(src) -> str:
         return ""
     plane = getattr(src, "plane", None)
     if plane:
-        named = outputs_named(plane, getattr(src, "path", "") or "")
+        named = outputs_named(plane, _output_stem(src))
         return f"holds {pages} images (TIFF pages); page {plane['page']} was labelled (--plane {plane['text']}{named})"
     name = os.path.basename(getattr(src, "path", "") or "")
     return (f"holds {pages} images (TIFF pages); only the first was labelled: to label another, choose it with "
@@ -1447,6 +1456,22 @@ def image_plane(path: str, plane: str) -> dict:
     return resolve_plane(plane, path, lay, lay["Z"] * lay["T"] if lay else pages)
 
 
+#: Extensions of two parts: ``cells.ome.tif`` is an OME-TIFF named ``cells``, as Fiji and Bio-Formats read it.
+DOUBLE_EXT = (".ome.tif", ".ome.tiff")
+
+
 def stem(path: str) -> str:
-    """File name without directory and extension."""
-    return os.path.splitext(os.path.basename(path))[0]
+    """File name without directory and extension (``cells`` of ``cells.ome.tif``: an OME-TIFF's ``.ome.tif`` is one
+    extension, see :data:`DOUBLE_EXT`)."""
+    base = os.path.basename(path)
+    for ext in DOUBLE_EXT:
+        if base.lower().endswith(ext) and len(base) > len(ext):
+            return base[: -len(ext)]
+    return os.path.splitext(base)[0]
+
+
+def legacy_stem(path: str) -> str | None:
+    """The stem earlier versions gave ``path``'s outputs, where it differs from :func:`stem`: ``cells.ome`` of
+    ``cells.ome.tif`` (the last extension alone dropped); None for every other file."""
+    old = os.path.splitext(os.path.basename(path))[0]
+    return old if old != stem(path) else None

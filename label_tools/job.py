@@ -192,12 +192,37 @@ def output_stem(job: Job, src=None) -> str:
     OptionError
         ``job.plane`` does not fit the image (not a stack, out of range).
     """
-    from .io import image_plane, stem
+    from .io import image_plane
 
     if job.plane is None:
-        return stem(job.image)
+        return stem_in(job.outdir, job.image)
     plane = getattr(src, "plane", None) if src is not None else image_plane(job.image, job.plane)
-    return stem(job.image) + (plane or {}).get("suffix", "")
+    return stem_in(job.outdir, job.image, (plane or {}).get("suffix", ""))
+
+
+def stem_in(outdir: str, image: str, suffix: str = "") -> str:
+    """The stem of ``image``'s outputs and scribble files in ``outdir``: :func:`label_tools.io.stem` with ``suffix``
+    (a plane's tag).
+
+    An OME-TIFF's outputs were named by an earlier version with ``.ome`` kept (``cells.ome_mres_label.png`` of
+    ``cells.ome.tif``, :func:`label_tools.io.legacy_stem`). Where ``outdir`` holds outputs or annotator scribbles
+    under that name and none under the new one, the old name is kept: the earlier result is then refused without
+    ``--overwrite`` and replaced with it, skipped by a batch that resumes, its strokes resumed in the annotator,
+    and never doubled by a second set under the new name. Only file names are looked at.
+    """
+    from .io import legacy_stem, stem
+    from .session import scribble_paths
+    from .writers import output_paths
+
+    new, old = stem(image) + suffix, legacy_stem(image)
+    if old is None:
+        return new
+
+    def has(s):
+        paths = list(output_paths(outdir, s, geotiff=True, probs=True).values()) + list(scribble_paths(outdir, s))
+        return any(os.path.exists(p) for p in paths)
+
+    return old + suffix if has(old + suffix) and not has(new) else new
 
 
 def check_stems(jobs):
@@ -402,7 +427,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             src = open_image(job.image, bands=job.bands, feature_bands=job.feature_bands, plane=job.plane)
     else:
         src, job = _open_with_model_bands(job, model)
-    out_stem = output_stem(job, src)
+    out_stem = src.output_stem = output_stem(job, src)  # (the report's note on a stack names the outputs so)
     paths = expected_outputs(job, src.georef is not None, stem=out_stem)
     check_outputs_not_inputs(job, list(paths.values()) + (_other_outputs(job, paths, out_stem) if job.overwrite
                                                           else []))

@@ -154,11 +154,12 @@ def resolve_plane(text: str, path: str, lay: dict | None, pages: int) -> dict:
     return dict(text=given, z=z, t=t, page=None, what=" at ".join(where) or "its only plane", suffix=suffix)
 
 
-def outputs_named(plane: dict | None, path: str) -> str:
-    """'; outputs named cells_z03_...' for a plane named so, '' for none (the first plane by default)."""
+def outputs_named(plane: dict | None, out_stem: str) -> str:
+    """'; outputs named cells_z03_...' for a plane named so (``out_stem``: the outputs' stem, the plane's tag
+    included), '' for none (the first plane by default)."""
     if not plane or not plane["suffix"]:
         return ""
-    return f"; outputs named {os.path.splitext(os.path.basename(path))[0]}{plane['suffix']}_..."
+    return f"; outputs named {out_stem}_..."
 
 
 def check_readable_plane(text: str | None, path: str) -> None:

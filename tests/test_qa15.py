@@ -147,7 +147,7 @@ def test_ome_tiff_channels_are_bands_and_named(tmp_path, capsys):
     Image.fromarray(scr).save(tmp_path / "s.png")
     out = tmp_path / "out"
     assert main([p, "--scribbles", str(tmp_path / "s.png"), "-o", str(out), "--headless", "-q"]) in (0, None)
-    lab = np.array(Image.open(out / "cells.ome_mres_label.png"))
+    lab = np.array(Image.open(out / "cells_mres_label.png"))
     assert lab.shape == mask.shape
     assert (lab == mask).mean() > 0.95
 
