@@ -40,6 +40,54 @@ class CRFParams:
                          max(1.0, self.bilateral_sxy * scale), self.bilateral_srgb, self.bilateral_compat)
 
 
+class Refiner:
+    """A fully connected CRF whose kernels are built once for an image, to refine many unaries on it.
+
+    Building the kernels (the permutohedral lattices of the Gaussian and bilateral terms) costs as much as
+    a third of the mean-field iterations; :mod:`label_tools.regions` refines eight perturbed unaries on
+    one image. pydensecrf replaces the unary of a built model on ``setUnaryEnergy``, so the result equals
+    :func:`refine`'s for each unary.
+
+    Parameters
+    ----------
+    image : ndarray of uint8, shape (H, W, 3)
+        Colour image for the appearance (bilateral) kernel.
+    n_classes : int
+    params : CRFParams
+    """
+
+    def __init__(self, image, n_classes: int, *, params: CRFParams = CRFParams()):
+        import pydensecrf.densecrf as dcrf
+
+        h, w = image.shape[:2]
+        if image.shape != (h, w, 3) or image.dtype != np.uint8:
+            raise ValueError(f"image: expected uint8 of shape {(h, w, 3)}, got {image.dtype} {image.shape}")
+        self.shape = (int(n_classes), h, w)
+        self.params = params
+        self._crf = None
+        if n_classes >= 2:
+            self._crf = dcrf.DenseCRF2D(w, h, int(n_classes))
+            self._crf.addPairwiseGaussian(sxy=params.gauss_sxy, compat=params.gauss_compat)
+            self._crf.addPairwiseBilateral(sxy=params.bilateral_sxy, srgb=params.bilateral_srgb,
+                                           rgbim=np.ascontiguousarray(image), compat=params.bilateral_compat)
+
+    def refine(self, probs, *, valid=None) -> np.ndarray:
+        """Posterior marginals for one unary; see :func:`refine` for ``probs``, ``valid`` and the result."""
+        k, h, w = self.shape
+        if probs.shape != self.shape:
+            raise ValueError(f"probs: expected shape {self.shape}, got {probs.shape}")
+        if self._crf is None:
+            return np.ones((k, h, w), np.float32)
+        p = np.clip(probs.reshape(k, -1).astype(np.float32), EPS, None)
+        p /= p.sum(axis=0, keepdims=True)
+        if valid is not None:
+            p[:, ~valid.ravel()] = 1.0 / k
+        self._unary = np.ascontiguousarray(-np.log(p), dtype=np.float32)  # kept alive while the model holds it
+        self._crf.setUnaryEnergy(self._unary)
+        q = self._crf.inference(int(self.params.n_iter))
+        return np.array(q, dtype=np.float32).reshape(k, h, w)
+
+
 def refine(probs, image, *, params: CRFParams = CRFParams(), valid=None) -> np.ndarray:
     """Refine class probabilities with a fully connected CRF.
 
@@ -58,22 +106,7 @@ def refine(probs, image, *, params: CRFParams = CRFParams(), valid=None) -> np.n
     ndarray of float32, shape (K, H, W)
         Posterior marginals Q; each pixel's column sums to 1.
     """
-    import pydensecrf.densecrf as dcrf
-
     k, h, w = probs.shape
     if image.shape != (h, w, 3) or image.dtype != np.uint8:
         raise ValueError(f"image: expected uint8 of shape {(h, w, 3)}, got {image.dtype} {image.shape}")
-    if k < 2:
-        return np.ones((k, h, w), np.float32)
-    p = np.clip(probs.reshape(k, -1).astype(np.float32), EPS, None)
-    p /= p.sum(axis=0, keepdims=True)
-    if valid is not None:
-        p[:, ~valid.ravel()] = 1.0 / k
-    unary = np.ascontiguousarray(-np.log(p), dtype=np.float32)
-    d = dcrf.DenseCRF2D(w, h, k)
-    d.setUnaryEnergy(unary)
-    d.addPairwiseGaussian(sxy=params.gauss_sxy, compat=params.gauss_compat)
-    d.addPairwiseBilateral(sxy=params.bilateral_sxy, srgb=params.bilateral_srgb,
-                           rgbim=np.ascontiguousarray(image), compat=params.bilateral_compat)
-    q = d.inference(int(params.n_iter))
-    return np.array(q, dtype=np.float32).reshape(k, h, w)
+    return Refiner(image, k, params=params).refine(probs, valid=valid)

@@ -822,6 +822,7 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
     # the fold CRFs reach as far as the full prediction's will (crf_reach of their forests' labels)
     fold_params = replace(crf_reach(params, [p for _, _, p, _ in runs]), n_iter=min(params.n_iter, holdout.FOLD_CRF_ITER))
     sid, own, preds = [], [], {w: [] for w in weights}
+    tile_crf = None  # (tile index, its CRF kernels, valid): the folds of one tile share its image
     for n_done, (i, f, p, m) in enumerate(runs):
         r0, r1, c0, c1 = win = grid_tiles[i].inner
         q = None
@@ -829,11 +830,13 @@ def _holdout(src, cache, X, y, groups, strokes, n_classes, settings, classifier,
             th, tw = r1 - r0, c1 - c0
             ch, cw = scaled_shape((th, tw), factor)
             small = np.stack([cv2.resize(p[j], (cw, ch), interpolation=cv2.INTER_AREA) for j in range(n_classes)])
-            img = cv2.resize(grid.display(win), (cw, ch), interpolation=cv2.INTER_AREA)
-            v = grid.valid(win)
-            if v is not None:
-                v = cv2.resize(v.astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
-            qs = crf_mod.refine(small, img, params=fold_params.scaled(ch / th), valid=v)
+            if tile_crf is None or tile_crf[0] != i:
+                img = cv2.resize(grid.display(win), (cw, ch), interpolation=cv2.INTER_AREA)
+                v = grid.valid(win)
+                if v is not None:
+                    v = cv2.resize(v.astype(np.uint8), (cw, ch), interpolation=cv2.INTER_NEAREST) > 0
+                tile_crf = (i, crf_mod.Refiner(img, n_classes, params=fold_params.scaled(ch / th)), v)
+            qs = tile_crf[1].refine(small, valid=tile_crf[2])
             q = np.stack([cv2.resize(qs[j], (tw, th), interpolation=cv2.INTER_LINEAR) for j in range(n_classes)])
         sid.append(strokes.ids[r0:r1, c0:c1][m])
         own.append(p[:, m][strokes.cls[sid[-1] - 1], np.arange(len(sid[-1]))])  # the fold forest's p(stroke class)

@@ -128,6 +128,7 @@ def regional_doubt(view: CRFView, forest_probs, labels, *, samples: int = SAMPLE
     logp = np.log(np.maximum(forest_probs, crf_mod.EPS)).astype(np.float32)
     rng = np.random.default_rng(seed)
     kept = np.zeros((h, w), np.float32)
+    crf = crf_mod.Refiner(view.image, k, params=view.params)  # kernels built once for the eight runs
     for _ in range(int(samples)):
         lp = logp + np.float32(noise) * _smooth_noise(rng, (k, h, w), sigma)
         lp -= lp.max(axis=0, keepdims=True)
@@ -135,7 +136,7 @@ def regional_doubt(view: CRFView, forest_probs, labels, *, samples: int = SAMPLE
         p /= p.sum(axis=0, keepdims=True)
         same = (ch, cw) == (h, w)
         small = p if same else np.stack([cv2.resize(p[j], (cw, ch), interpolation=cv2.INTER_AREA) for j in range(k)])
-        q = crf_mod.refine(small, view.image, params=view.params, valid=view.valid)
+        q = crf.refine(small, valid=view.valid)
         if not same:
             q = np.stack([cv2.resize(q[j], (w, h), interpolation=cv2.INTER_LINEAR) for j in range(k)])
         kept += np.take_along_axis(_blend(p, q, view.weight), lab, 0)[0]

@@ -72,7 +72,13 @@ def test_predict_and_holdout_run_the_crf_with_the_narrowed_kernel(monkeypatch):
         seen.append(params.bilateral_sxy)
         return real(probs, image, params=params, valid=valid)
 
+    class SpyRefiner(crf_mod.Refiner):  # the held-out folds build one CRF per tile for all its folds
+        def __init__(self, image, n_classes, *, params=CRFParams()):
+            seen.append(params.bilateral_sxy)
+            super().__init__(image, n_classes, params=params)
+
     monkeypatch.setattr(crf_mod, "refine", spy)
+    monkeypatch.setattr(crf_mod, "Refiner", SpyRefiner)
     r = segment(img, scr, n_classes=2, settings=Settings(sigmas=(1, 2, 4)))
     assert "crf_weight" in r.chosen and len(seen) >= 2  # held-out folds and the final CRF
     assert max(seen) < 0.25 * CRFParams().bilateral_sxy  # every CRF ran far narrower than 60 px

@@ -129,3 +129,25 @@ def test_forest_probabilities_tree_by_tree_equal_the_forests_without_its_paralle
     monkeypatch.setattr(skp.Parallel, "__call__", no_parallel)
     np.testing.assert_array_equal(unary._proba(clf, Z, chunk=20000), want)  # threads over blocks
     np.testing.assert_array_equal(unary._proba(clf, Z[:100]), want[:100])
+
+
+def test_refiner_built_once_equals_refine_for_each_unary():
+    from label_tools.crf import Refiner
+
+    rng = np.random.default_rng(3)
+    k, h, w = 3, 40, 56
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    valid = np.ones((h, w), bool)
+    valid[:5] = False
+    params = CRFParams(n_iter=5)
+    crf = Refiner(img, k, params=params)
+    for seed in range(3):  # the same kernels, a new unary each time
+        p = rng.dirichlet(np.ones(k), size=h * w).T.reshape(k, h, w).astype(np.float32)
+        got = crf.refine(p, valid=valid if seed == 1 else None)
+        want = refine(p, img, params=params, valid=valid if seed == 1 else None)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        np.testing.assert_allclose(got.sum(axis=0), 1.0, atol=1e-4)
+    with pytest.raises(ValueError, match="probs: expected shape"):
+        crf.refine(np.ones((k, h + 1, w), np.float32) / k)
+    one = Refiner(img, 1)
+    assert (one.refine(np.ones((1, h, w), np.float32)) == 1).all()
