@@ -299,6 +299,13 @@ def _refuse_other_outputs(path, tags, desc):
         return
     if what.startswith("autosaved"):
         raise InputError(f"--init {path!r}: this is label_tools' {what}, not pre-labels: give it with --scribbles")
+    suffix = next((x for x in NOT_LABELS if low.endswith(x)), None)
+    if suffix is not None:  # the same run's label image beside it, when it is there: name it
+        base = path[:len(path) - len(suffix)]
+        found = [base + x for x in ("_mres_label.png", "_mres_geo.tif") if os.path.isfile(base + x)]
+        if found:
+            raise InputError(f"--init {path!r}: this is label_tools' {what}, not a label image: give the same run's "
+                             f"label image, {found[0]!r}")
     raise InputError(f"--init {path!r}: this is label_tools' {what}, not a label image: give the same run's "
                      "<stem>_mres_label.png (or <stem>_mres_geo.tif)")
 

@@ -367,14 +367,17 @@ def test_label_tools_other_outputs_given_as_init_are_refused(files, tmp_path, ca
     Image.fromarray(np.array(Image.open(d / "scribbles.png"))).save(tmp_path / "scene_scribbles.png")
     expect = {
         run / "scene_uncertainty.png": "uncertainty map, not a label image: give the same run's "
-                                       "<stem>_mres_label.png (or <stem>_mres_geo.tif)",
+                                       f"label image, {str(run / 'scene_mres_label.png')!r}",
         run / "scene_probs.tif": "class-probability raster, not a label image: give the same run's "
-                                 "<stem>_mres_label.png (or <stem>_mres_geo.tif)",
+                                 f"label image, {str(run / 'scene_mres_label.png')!r}",
         tmp_path / "renamed.tif": "class-probability raster, not a label image: give the same run's "
                                   "<stem>_mres_label.png (or <stem>_mres_geo.tif)",
         tmp_path / "scene_scribbles.png": "autosaved scribbles (class k = value k, 0 = none), not pre-labels: "
                                           "give it with --scribbles",
     }
+    shutil.copy(run / "scene_probs.tif", tmp_path / "alone_probs.tif")  # no alone_mres_label.png beside it
+    expect[tmp_path / "alone_probs.tif"] = ("class-probability raster, not a label image: give the same run's "
+                                            "<stem>_mres_label.png (or <stem>_mres_geo.tif)")
     for path, what in expect.items():
         capsys.readouterr()
         assert main([str(d / "scene.png"), "--init", str(path), "--headless", "-o", str(tmp_path / "o")]) == 2
