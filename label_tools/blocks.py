@@ -146,25 +146,61 @@ def grid_task(spec: SourceSpec, classifier, n_classes: int, settings, samples=No
     return r
 
 
-def windows_task(spec: SourceSpec, grid, windows):
+def windows_task(spec: SourceSpec, grid, windows, maps=None):
     """Labels of some full-resolution windows (run on a worker), from the grid stage's result ``grid``.
+
+    With ``maps`` (:class:`label_tools.uncertainty.WindowMaps`, for ``--save-probs``), also each window's
+    calibrated probabilities and uncertainty map as they are written (bytes), and its uncertainty counts.
 
     Returns
     -------
-    list of (window, bytes)
-        Each window's uint8 labels, row-major, zlib-compressed.
+    list of tuple
+        Without ``maps``: (window, labels) per window, labels uint8 row-major, zlib-compressed. With them:
+        (window, labels, probabilities, map, pixels per class, uncertain pixels per class): probabilities
+        uint8 (K, h, w) as :func:`label_tools.uncertainty.probs_to_uint8` makes them, the map uint8 (h, w) as
+        :func:`~label_tools.uncertainty.uncertainty_to_uint8`, both zlib-compressed; the counts int64 (K,)
+        (:class:`~label_tools.uncertainty.UncertainCounts`).
     """
-    from .upsample import upsample_window
     from .threads import match_dask_worker
+    from .upsample import upsample_window
 
     match_dask_worker()
     src = open_source(spec)
-    return [(w, zlib.compress(np.ascontiguousarray(
-        upsample_window(src, grid.probs, w, radius=grid.upsample_radius,
-                        fine=grid.upsample_fine)).tobytes(), 1)) for w in windows]
+    out = []
+    for w in windows:
+        got = upsample_window(src, grid.probs, w, radius=grid.upsample_radius, fine=grid.upsample_fine,
+                              with_probs=maps is not None)
+        if maps is None:
+            out.append((w, _pack(got)))
+            continue
+        from .uncertainty import UncertainCounts, probs_to_uint8, uncertainty_to_uint8
+
+        lab, q = got
+        pc = maps.calibration.apply(q)
+        umap = maps.umap(w, pc, lab)
+        counts = UncertainCounts(pc.shape[0])
+        counts.add(pc, lab, umap)
+        out.append((w, _pack(lab), _pack(probs_to_uint8(pc, lab)), _pack(uncertainty_to_uint8(umap, lab)),
+                    counts.total, counts.uncertain))
+    return out
 
 
-def predict_on_cluster(client, model, src, *, settings=None, progress=None, stretch: str = "image"):
+def _pack(a) -> bytes:
+    return zlib.compress(np.ascontiguousarray(a).tobytes(), 1)
+
+
+def _unpack(blob, shape) -> np.ndarray:
+    return np.frombuffer(zlib.decompress(blob), np.uint8).reshape(shape)
+
+
+def _same(x):
+    """A task whose result is its argument: data the windows depend on that Dask can compute again if the
+    worker holding it is lost (scattered data could not be)."""
+    return x
+
+
+def predict_on_cluster(client, model, src, *, settings=None, progress=None, stretch: str = "image",
+                       on_grid=None, on_window=None):
     """:meth:`label_tools.model.Model.predict` with the work spread over a Dask cluster.
 
     Parameters
@@ -179,6 +215,12 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
         Called as windows come back (stage ``"windows"``).
     stretch : {"image", "model"}
         As in :meth:`label_tools.model.Model.predict`.
+    on_grid : callable(result) -> label_tools.uncertainty.WindowMaps, optional
+        Called on the client with the grid stage's result before any window runs; the window tasks then
+        also make each window's calibrated probabilities and uncertainty map (``--save-probs``).
+    on_window : callable(window, labels, probs, umap, total, uncertain), optional
+        With ``on_grid``: receives each window's outputs as they come back (see :func:`windows_task`;
+        probabilities uint8 (K, h, w), map uint8 (h, w), decompressed).
 
     Returns
     -------
@@ -208,12 +250,26 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
 
     grid0 = submit_grid(0, 0)
     groups = task_groups(src.shape)
-    futures = [client.submit(windows_task, spec, grid0, g, key=f"label_windows-{run_id}-{i}")
-               for i, g in enumerate(groups)]
+    # labels only: the windows are queued behind the grid stage at once; with on_grid they wait for its maps
+    futures = [] if on_grid is not None else \
+        [client.submit(windows_task, spec, grid0, g, key=f"label_windows-{run_id}-{i}") for i, g in enumerate(groups)]
     for _, r, grid in first_results(client, submit_grid, 1, what="grid", first=[grid0]):
         if isinstance(r, BaseException):
             raise r
-    if grid is not grid0:  # the grid stage was started again: the windows built on the stalled one would wait
+    maps = on_grid(r) if on_grid is not None else None
+    remaps = {}  # the maps as a task result per attempt (kept on whichever worker is free, as the grid)
+
+    def maps_for(attempt):
+        if maps is None:
+            return []
+        if attempt not in remaps:
+            remaps[attempt] = client.submit(_same, maps, key=f"label_maps-{run_id}-{attempt}")
+        return [remaps[attempt]]
+
+    if maps is not None:
+        futures = [client.submit(windows_task, spec, grid, g, *maps_for(0), key=f"label_windows-{run_id}-{i}")
+                   for i, g in enumerate(groups)]
+    elif grid is not grid0:  # the grid stage was started again: the windows built on the stalled one would wait
         for f in futures:
             f.release()
         futures = [client.submit(windows_task, spec, grid, g, key=f"label_windows-{run_id}-{i}-g")
@@ -227,7 +283,7 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
         # build on the grid computed again (once per attempt number, on whichever worker is free)
         if attempt not in regrids:
             regrids[attempt] = submit_grid(0, f"w{attempt}")
-        return client.submit(windows_task, spec, regrids[attempt], groups[i],
+        return client.submit(windows_task, spec, regrids[attempt], groups[i], *maps_for(f"w{attempt}"),
                              key=f"label_windows-{run_id}-{i}-{attempt}")
 
     r.classifier = model.classifier if r.classifier is None else r.classifier
@@ -238,8 +294,12 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
     for _, part, fut in first_results(client, submit_windows, len(groups), what="window", first=futures):
         if isinstance(part, BaseException):
             raise part
-        for (r0, r1, c0, c1), blob in part:
-            labels[r0:r1, c0:c1] = np.frombuffer(zlib.decompress(blob), np.uint8).reshape(r1 - r0, c1 - c0)
+        for (r0, r1, c0, c1), blob, *more in part:
+            labels[r0:r1, c0:c1] = lab = _unpack(blob, (r1 - r0, c1 - c0))
+            if more and on_window is not None:
+                p8, u8, total, uncertain = more
+                on_window((r0, r1, c0, c1), lab, _unpack(p8, (-1, r1 - r0, c1 - c0)), _unpack(u8, lab.shape),
+                          total, uncertain)
             done += 1
         fut.release()
         if progress:

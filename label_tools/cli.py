@@ -578,7 +578,7 @@ def _run_headless(args, several: bool) -> int:
 
         check_model_path(args.save_model, overwrite=args.overwrite, outdirs=[j.outdir for j in jobs],
                          taken=_taken(args, jobs[0].outdir, images))
-    if (args.scheduler is not None or args.workers is not None) and args.save_probs:
+    if (args.scheduler is not None or args.workers is not None) and args.save_probs and args.init is not None:
         _check_cluster_probs(jobs, "--scheduler" if args.scheduler is not None else "--workers")
     if args.scheduler is not None or args.workers is not None:
         for d in sorted({j.outdir for j in jobs}):
@@ -642,8 +642,8 @@ def _refuse_windowed(jobs, given: str, option: str, why: str, fix: str):
 
 
 def _check_cluster_probs(jobs, option: str):
-    """--save-probs: window tasks write no probabilities yet."""
-    _refuse_windowed(jobs, "--save-probs", option, "do not write probabilities yet",
+    """--save-probs with --init: window tasks make probabilities, but not of pre-labels being corrected."""
+    _refuse_windowed(jobs, "--init --save-probs", option, "do not merge pre-labels into the probabilities",
                      f"label it without {option}, or leave out --save-probs")
 
 

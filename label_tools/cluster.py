@@ -555,8 +555,8 @@ def _run_large(client, jobs, indices, finish, errors, quiet):
                     bar.n = done
                     bar.refresh()
 
-            def predict(model, src, *, settings=None, progress=progress):
-                return predict_on_cluster(client, model, src, settings=settings, progress=progress)
+            def predict(model, src, *, settings=None, progress=progress, **probs):  # probs: on_grid, on_window
+                return predict_on_cluster(client, model, src, settings=settings, progress=progress, **probs)
 
             t0 = time.perf_counter()
             try:

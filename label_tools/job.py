@@ -532,10 +532,19 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
                            "feature_bands": list(job.feature_bands) if job.feature_bands else None}
         settings = _model_settings(fitted, job.overrides) if model is not None else fitted.effective_settings()
         sink, calibrated = None, None
-        if predict is not None:  # elsewhere (a cluster): labels only
-            if job.save_probs:
-                raise OptionError("--save-probs: not available for a raster cut into window tasks on a cluster yet; "
-                                  "label it without --scheduler/--workers")
+        if predict is not None and job.save_probs:  # elsewhere (a cluster's window tasks), probabilities too
+            if pre is not None:
+                raise OptionError("--save-probs with --init: not available for a raster cut into window tasks on a "
+                                  "cluster; label it without --scheduler/--workers, or leave out --save-probs")
+            sink = _probability_writer(job, src, classes)
+            try:
+                result, calibrated = _predict_windows_with_probs(predict, fitted, src, fit_scr if strong else None,
+                                                                 settings if model is not None else None, sink,
+                                                                 progress)
+            except BaseException:
+                sink.discard()
+                raise
+        elif predict is not None:  # elsewhere (a cluster): labels only
             result = predict(fitted, src, settings=settings if model is not None else None, progress=progress)
             calibrated = calibrate_existing(fitted, src, fit_scr, result, settings=settings if model is not None else None,
                                             prelabels=pre)
@@ -757,6 +766,30 @@ def _weak_with_stroke_classes(job, weak, scr, classes):
     at = np.isin(scr, [c + 1 for c in added])
     weak[at] = scr[at]
     return weak, added
+
+
+def _predict_windows_with_probs(predict, model, src, scribbles, settings, sink, progress):
+    """``predict`` (a cluster's, :func:`label_tools.blocks.predict_on_cluster`) with the calibration and the
+    uncertainty map's grid terms made on the client from the grid stage (as :func:`~label_tools.uncertainty.
+    predict_calibrated` makes them), and each window's probabilities, map and counts, made by the window tasks,
+    streamed to ``sink``. Returns (result, Calibrated)."""
+    from .uncertainty import calibrate_for_windows
+
+    got = {}
+
+    def on_grid(r):
+        got["c"], maps = calibrate_for_windows(model, src, scribbles, r, settings=settings)
+        return maps
+
+    def on_window(window, labels, probs8, umap8, total, uncertain):
+        sink.put_bytes(window, labels, probs8, umap8)
+        got["c"].counts.total += total
+        got["c"].counts.uncertain += uncertain
+
+    result = predict(model, src, settings=settings, progress=progress, on_grid=on_grid, on_window=on_window)
+    calibrated = got["c"]
+    calibrated.result = result
+    return result, calibrated
 
 
 def _probability_writer(job, src, classes):

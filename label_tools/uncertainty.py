@@ -537,6 +537,70 @@ class Calibrated:
     shares: ClassShares | None = None
 
 
+@dataclass
+class WindowMaps:
+    """What turns one full-resolution window's probabilities into calibrated ones and its uncertainty map:
+    small and picklable, so a cluster's workers can do it (:func:`label_tools.blocks.windows_task`).
+
+    Attributes
+    ----------
+    calibration : Calibration
+    near : ndarray of float32, shape (h, w)
+        :func:`neighbourhood` on the model grid.
+    shares : ClassShares or None
+    regional : ndarray of float32, shape (h', w'), or None
+        :func:`label_tools.regions.regional_doubt` (the model grid or that grid shrunk).
+    full_shape : tuple (H, W)
+        The image's full-resolution size.
+    """
+
+    calibration: Calibration
+    near: np.ndarray
+    shares: ClassShares | None
+    regional: np.ndarray | None
+    full_shape: tuple
+
+    def umap(self, window, probs, labels) -> np.ndarray:
+        """The uncertainty map of one window: ``probs`` float32 (K, h, w) calibrated, ``labels`` uint8 (h, w)
+        (:func:`uncertainty_map` with the grid terms interpolated to the window)."""
+        return uncertainty_map(probs, grid_window(self.near, window, self.full_shape), labels=labels,
+                               shares=self.shares, regional=None if self.regional is None else
+                               grid_window(self.regional, window, self.full_shape))
+
+
+def calibrate_for_windows(model, src, scribbles, result, *, settings=None, seed: int = 0):
+    """The calibration and the uncertainty map's grid terms of a prediction made elsewhere (the grid stage of a
+    cluster), for windows computed anywhere; as :func:`predict_calibrated` makes them.
+
+    Parameters
+    ----------
+    model, src, scribbles, settings, seed
+        As for :func:`predict_calibrated`.
+    result : label_tools.pipeline.Result
+        ``model``'s grid-stage prediction of ``src`` (``probs``, ``crf_probs``, ``forest_probs``, ``crf_view``).
+
+    Returns
+    -------
+    (Calibrated, WindowMaps)
+        The counts of the :class:`Calibrated` are empty, full-resolution: the windows add theirs.
+    """
+    k = model.n_classes
+    strokes = _strokes_of(model, src, scribbles, settings, seed)
+    cal = _calibration(model, strokes, result, settings, seed, src)
+    maps = _window_maps(model, cal, result, settings, seed, src.shape, regional=True)
+    counts = UncertainCounts(k)
+    counts.shares, counts.regional = maps.shares, maps.regional is not None
+    return Calibrated(result, cal, strokes, counts, maps.shares), maps
+
+
+def _window_maps(model, cal, r, settings, seed, full_shape, *, regional: bool) -> WindowMaps:
+    t0 = time.perf_counter()
+    maps = WindowMaps(cal, _near(model, cal, r, settings), class_shares(r, model.n_classes),
+                      _regional(r, seed) if regional else None, tuple(full_shape))
+    r.timings["calibrate"] = r.timings.get("calibrate", 0.0) + time.perf_counter() - t0
+    return maps
+
+
 def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=None, progress=None,
                        seed: int = 0, prelabels=None, on_uncertainty=None, regional=None) -> Calibrated:
     """Predict with ``model``, calibrate, stream calibrated full-resolution probabilities.
@@ -585,13 +649,9 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
     if pending is not None and pending.error is not None:
         raise pending.error
     cal = _calibration(model, strokes, r, settings, seed, src)
-    t0 = time.perf_counter()
-    near = _near(model, cal, r, settings)
-    shares = class_shares(r, k)
-    if regional is None:
-        regional = on_uncertainty is not None
-    regional = _regional(r, seed) if regional else None
-    r.timings["calibrate"] = r.timings.get("calibrate", 0.0) + time.perf_counter() - t0
+    maps = _window_maps(model, cal, r, settings, seed, src.shape,
+                        regional=on_uncertainty is not None if regional is None else regional)
+    near, shares, regional = maps.near, maps.shares, maps.regional
     counts = UncertainCounts(k)
     counts.shares = shares
     counts.regional = regional is not None
@@ -612,8 +672,7 @@ def predict_calibrated(model, src, scribbles=None, *, settings=None, on_probs=No
 
             pc, labels = keep_prelabels(np.array(pc), labels.copy(), prelabels[r0:r1, c0:c1],
                                         merge[0][r0:r1, c0:c1], trust=merge[1])
-        umap = uncertainty_map(pc, grid_window(near, window, src.shape), labels=labels, shares=shares,
-                               regional=None if regional is None else grid_window(regional, window, src.shape))
+        umap = maps.umap(window, pc, labels)
         counts.add(pc, labels, umap)
         on_probs(window, pc, labels)
         if on_uncertainty is not None:

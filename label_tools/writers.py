@@ -521,6 +521,21 @@ class ProbabilityWriter:
         r0, r1, c0, c1 = window
         self._ds.write(probs_to_uint8(probs, labels), window=Window(c0, r0, c1 - c0, r1 - r0))
         self.uncertainty[r0:r1, c0:c1] = uncertainty_to_uint8(uncertainty(probs), labels)
+        self._mask(window, labels)
+
+    def put_bytes(self, window, labels, probs8, umap8):
+        """Write one tile already made bytes elsewhere (a cluster's window task): ``probs8`` uint8 (K, h, w)
+        as :func:`label_tools.uncertainty.probs_to_uint8` makes them, ``umap8`` uint8 (h, w) as
+        :func:`~label_tools.uncertainty.uncertainty_to_uint8`, ``labels`` uint8 (h, w)."""
+        from rasterio.windows import Window
+
+        r0, r1, c0, c1 = window
+        self._ds.write(probs8, window=Window(c0, r0, c1 - c0, r1 - r0))
+        self.uncertainty[r0:r1, c0:c1] = umap8
+        self._mask(window, labels)
+
+    def _mask(self, window, labels):
+        r0, r1, c0, c1 = window
         nodata = labels == 255
         if nodata.any():
             if self.valid is None:

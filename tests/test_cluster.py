@@ -401,6 +401,15 @@ def stop_client(p, log):
     log.close()
 
 
+def forgotten_tasks(address) -> dict:
+    """Tasks the scheduler ran and forgot, by key prefix (label_grid, label_windows, ...)."""
+    from distributed import Client
+
+    with Client(address, timeout=10, set_as_default=False) as c:
+        return c.run_on_scheduler(lambda dask_scheduler: {
+            k: tp.state_counts["forgotten"] for k, tp in dask_scheduler.task_prefixes.items()})
+
+
 def assert_same_outputs(ref, out):
     """Every file of the in-process run, equal: images byte for byte, the MAT file's bytes after its
     timestamped header, the GeoTIFF's pixels and georeferencing, the report apart from its timings."""
@@ -461,10 +470,8 @@ def test_tasks_run_on_the_workers(shared_cluster, batch, tmp_path):
     model, folder, ref = batch
     out = tmp_path / "out"
 
-    def forgotten():  # tasks the scheduler ran and forgot, by key prefix
-        with Client(shared_cluster.address, timeout=10, set_as_default=False) as c:
-            return c.run_on_scheduler(lambda dask_scheduler: {
-                k: tp.state_counts["forgotten"] for k, tp in dask_scheduler.task_prefixes.items()})
+    def forgotten():
+        return forgotten_tasks(shared_cluster.address)
 
     before = forgotten()
     p, log = cluster_run(model, folder, out, "--scheduler", shared_cluster.address)
@@ -489,23 +496,25 @@ def test_tasks_run_on_the_workers(shared_cluster, batch, tmp_path):
 def test_probabilities_and_uncertainty_identical_on_workers(shared_cluster, batch, tmp_path):
     """--save-probs on the cluster writes the in-process run's probabilities and uncertainty maps, byte
     for byte, as README promises (a worker runs on 1 thread, the command line on every core; the
-    thread-count dependence found there is tested in test_crf_reach). Photos only: the window tasks
-    of a large raster write no probabilities yet (refused in one line)."""
+    thread-count dependence found there is tested in test_crf_reach): the photos as one task each, and
+    the GeoTIFF cut into window tasks, whose calibration and map terms the client makes from the grid
+    stage and whose windows make their probabilities and map (before, refused in one line)."""
     from label_tools.cli import main
 
-    model, frames, _ = batch
-    folder, ref, out = tmp_path / "photos", tmp_path / "ref", tmp_path / "out"
-    folder.mkdir()
-    for n in sorted(os.listdir(frames)):
-        if n.endswith(".jpg"):
-            os.symlink(os.path.realpath(frames / n), folder / n)
+    model, folder, _ = batch
+    ref, out = tmp_path / "ref", tmp_path / "out"
     assert main(["--model", str(model), "--headless", str(folder), "-o", str(ref), "-q", "--save-probs"]) == 0
-    assert sum(n.endswith("_uncertainty.png") for n in os.listdir(ref)) == PHOTOS
+    assert sum(n.endswith("_uncertainty.png") for n in os.listdir(ref)) == PHOTOS + 1
+    assert "scene_probs.tif" in os.listdir(ref) and "scene_uncertainty.tif" in os.listdir(ref)
+    before = forgotten_tasks(shared_cluster.address)
     p, log = cluster_run(model, folder, out, "--scheduler", shared_cluster.address, "--save-probs")
     try:
         assert wait_client(p, log, 180, shared_cluster) == 0, read(log.name)
     finally:
         stop_client(p, log)
+    counts = {k: v - before.get(k, 0) for k, v in forgotten_tasks(shared_cluster.address).items()}
+    # the GeoTIFF went through the grid task, the maps made on the client and four window tasks
+    assert counts["label_grid"] == 1 and counts["label_maps"] == 1 and counts["label_windows"] == 4, counts
     assert_same_outputs(ref, out)
 
 

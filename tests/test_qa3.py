@@ -284,11 +284,14 @@ class _Strokes:
         return len(self.cls)
 
 
-def test_save_probs_with_a_windowed_raster_on_a_cluster_is_refused_before_anything_runs(files, tmp_path, capsys,
-                                                                                       monkeypatch):
-    """--workers 2 --save-probs on a folder holding a raster the cluster cuts into window tasks: before,
-    the batch ran and that image failed late with '--save-probs: not available with --scheduler/--workers
-    yet' (untrue for the other images, which wrote theirs). Now one line before any cluster starts."""
+def test_save_probs_with_init_on_a_windowed_raster_on_a_cluster_is_refused_before_anything_runs(files, tmp_path,
+                                                                                                 capsys, monkeypatch):
+    """--workers 2 --save-probs --init on a raster the cluster cuts into window tasks: the window tasks make
+    probabilities (tests/test_cluster.py), but do not merge pre-labels into them. One line before any
+    cluster starts, naming the raster, and nothing written (before this, --save-probs alone was refused
+    so; now it runs)."""
+    import rasterio
+
     from conftest import shared
     from label_tools import blocks
 
@@ -296,16 +299,18 @@ def test_save_probs_with_a_windowed_raster_on_a_cluster_is_refused_before_anythi
     model = tmp_path / "m.skops"
     assert main([str(d / "scene.png"), "--scribbles", str(d / "scribbles.png"), "-o", str(tmp_path / "fit"),
                  "--save-model", str(model), "-q"]) == 0
-    monkeypatch.setattr(blocks, "WINDOWED_PIXELS", 1e5)  # RGB.byte.tif (0.57 MP) is cut, the tenth copy is not
-    folder = shared("geotiff_rasterio", "images")
+    monkeypatch.setattr(blocks, "WINDOWED_PIXELS", 1e5)  # RGB.byte.tif (0.57 MP) is cut
+    big = shared("geotiff_rasterio", "images", "RGB.byte.tif")
+    with rasterio.open(big) as ds:
+        Image.fromarray(np.zeros((ds.height, ds.width), np.uint8)).save(tmp_path / "pre.png")
     capsys.readouterr()
     out = tmp_path / "o"
-    assert main(["--model", str(model), "--headless", folder, "--save-probs", "--workers", "2", "-o", str(out)]) == 2
-    big = os.path.join(folder, "RGB.byte.tif")
+    assert main(["--model", str(model), "--headless", big, "--init", str(tmp_path / "pre.png"), "--save-probs",
+                 "--workers", "2", "-o", str(out)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"label-image: error: --save-probs with --workers: {big!r} is a raster of 0.1 MP or more, which the cluster "
-        "cuts into window tasks that do not write probabilities yet; label it without --workers, or leave out "
-        "--save-probs")
+        f"label-image: error: --init --save-probs with --workers: {big!r} is a raster of 0.1 MP or more, "
+        "which the cluster cuts into window tasks that do not merge pre-labels into the probabilities; label it "
+        "without --workers, or leave out --save-probs")
     assert not out.exists()
 
 
