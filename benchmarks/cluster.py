@@ -6,7 +6,7 @@ shared machine and repeat.
 
   python benchmarks/cluster.py photos --n 16 --mp 4 --workers 2 --repeat 2
         16 photos of 4 MP, mirror-tiled from the real coastal photos of ../shared/data
-  python benchmarks/cluster.py large --side 20000 --workers 2
+  python benchmarks/cluster.py large --side 20000 --workers 2 [--save-probs]
         one 400 MP GeoTIFF mirror-tiled from rasterio's RGB.byte.tif (see bench.py's make_large_raster)
   python benchmarks/cluster.py overhead --tasks 200
         round trip of an empty task on a 2-worker local cluster; bytes a window task sends back
@@ -45,15 +45,16 @@ def timed(cmd, env=None):
     return sec, cpus
 
 
-def compare(model, inputs, work, workers, repeat, label):
-    """Wall seconds of in-process and --workers runs, alternated so load drifts hit both alike."""
+def compare(model, inputs, work, workers, repeat, label, options=()):
+    """Wall seconds of in-process and --workers runs, alternated so load drifts hit both alike (``options``:
+    more label-image options for both, e.g. ``--save-probs``)."""
     rows = {"in-process": [], f"--workers {workers}": []}
     cpu = {k: [] for k in rows}
     for _ in range(repeat):
         for name, extra in (("in-process", []), (f"--workers {workers}", ["--workers", str(workers)])):
             out = os.path.join(work, "out_" + name.strip("-").replace(" ", ""))
             wall, cpus = timed([EXE, "--model", model, "--headless", *inputs, "-o", out, "--overwrite", "-q",
-                                *extra])
+                                *options, *extra])
             rows[name].append(wall)
             cpu[name].append(cpus)
             print(f"  {label} {name}: {wall:.1f} s wall, {cpus:.1f} s CPU ({cpus / wall:.2f} cores busy)", flush=True)
@@ -66,12 +67,26 @@ def compare(model, inputs, work, workers, repeat, label):
         f"{k} {statistics.median(v):.1f}" for k, v in cpu.items()))
     same = identical(os.path.join(work, "out_in-process"), os.path.join(work, f"out_workers{workers}"))
     print(f"label PNGs identical in both runs: {same}")
+    if "--save-probs" in options:
+        same = identical(os.path.join(work, "out_in-process"), os.path.join(work, f"out_workers{workers}"),
+                         ends=("_uncertainty.png", "_probs.tif"))
+        print(f"probability GeoTIFFs and uncertainty PNGs identical in both runs: {same}")
 
 
-def identical(a, b):
-    names = sorted(n for n in os.listdir(a) if n.endswith("_label.png"))
-    return bool(names) and all(open(os.path.join(a, n), "rb").read() == open(os.path.join(b, n), "rb").read()
-                               for n in names)
+def identical(a, b, ends=("_label.png",)):
+    """The files of ``a`` ending in ``ends`` equal those of ``b``: PNGs byte for byte, GeoTIFFs pixel for pixel
+    (their tiles land in the file in the order the windows come back)."""
+    import rasterio
+
+    def same(n):
+        x, y = os.path.join(a, n), os.path.join(b, n)
+        if n.endswith(".tif"):
+            with rasterio.open(x) as dx, rasterio.open(y) as dy:
+                return dx.profile == dy.profile and np.array_equal(dx.read(), dy.read())
+        return open(x, "rb").read() == open(y, "rb").read()
+
+    names = sorted(n for n in os.listdir(a) if n.endswith(ends))
+    return bool(names) and all(same(n) for n in names)
 
 
 def fit_model(image, mask_or_scr, work, *, is_scribbles=False):
@@ -139,7 +154,8 @@ def large(args):
             d.write(ds.read(window=Window(0, 0, 2048, 2048)))
     s = cv2.imread(scr, cv2.IMREAD_UNCHANGED)[:2048, :2048]
     model = fit_model(crop, s, work, is_scribbles=True)
-    compare(model, [tif], work, args.workers, args.repeat, f"{args.side} x {args.side} x 3 GeoTIFF")
+    compare(model, [tif], work, args.workers, args.repeat, f"{args.side} x {args.side} x 3 GeoTIFF",
+            ["--save-probs"] if args.save_probs else [])
 
 
 def _noop(x):
@@ -175,6 +191,8 @@ def main():
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--tasks", type=int, default=200)
+    p.add_argument("--save-probs", action="store_true", help="large: both runs also write probabilities and the "
+                   "uncertainty map (their files compared byte for byte)")
     args = p.parse_args()
     {"photos": photos, "large": large, "overhead": overhead}[args.what](args)
 
