@@ -472,11 +472,14 @@ def run(args) -> int:
         from .annotate import ask_file
 
         args.image = ask_file("image to label", option="IMAGE")
-    if args.scribbles is None:
-        from .io import check_image_path, check_not_empty
+    from .io import check_image_path, check_not_empty
 
+    if args.scribbles is None:
         check_image_path(args.image)  # a mistyped name is said as such, not as a missing display
-        check_not_empty(args.image)
+    # an empty file or a pipe (`<(curl ...)`) is said as such, a pipe not as its folder (/dev/fd) being
+    # unwritable, the default output directory checked below
+    check_not_empty(args.image)
+    if args.scribbles is None:
         if args.plane is not None:  # a plane the image lacks, too, before the display and file dialogs
             from .io import image_plane
 

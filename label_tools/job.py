@@ -169,6 +169,9 @@ def collect_inputs(inputs) -> list:
                 raise InputError(f"folder {p!r} holds no image (JPEG, PNG, TIFF, ...); give images or another folder")
             out += [os.path.join(p, n) for n in names]
         elif os.path.exists(p):
+            from .imagecheck import check_regular_file
+
+            check_regular_file(p)  # a pipe (`<(curl ...)`): said as such, before its folder (/dev/fd) is checked
             out.append(p)
         else:
             raise InputError(f"image {p!r} does not exist")
