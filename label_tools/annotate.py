@@ -68,7 +68,7 @@ KEYS = (
     Key("b", "B", "back to the previous window", "key_back"),
     Key("s", "S", "skip this window", "key_skip"),
     Key("p", "P", "preview labels from the scribbles so far", "key_preview"),
-    Key("l", "L", "pre-labels on/off (collections, --model)", "key_prelabels"),
+    Key("l", "L", "pre-labels on/off (collections, --model, --init)", "key_prelabels"),
     Key("u", "U", "uncertainty overlay on/off (bright = unsure)", "key_uncertainty"),
     Key("n", "N", "jump to the most uncertain window", "key_most_uncertain"),
     Key("h", "H", "this help", "key_help"),
