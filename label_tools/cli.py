@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a collection saves it after each image (default <output>/<folder name>_model.skops)"))
     p.add_argument("--headless", action="store_true", help=(
         "no window: label every INPUT with --model (and/or --scribbles for one image); outputs go flat into "
-        "-o DIR as <stem>_...; images whose outputs exist are skipped unless --overwrite"))
+        "-o DIR as <stem>_...; images whose outputs exist are skipped unless --overwrite (with --scribbles or "
+        "--init they are refused, as without --headless)"))
     p.add_argument("--scribbles", metavar="FILE", help=(
         "scribble image the size of IMAGE: grey values 0 = unlabelled, k = k-th class; or RGB painted in "
         "the class colours (needs --colors). Without it, the annotator opens."))

@@ -49,3 +49,18 @@ def test_image_from_a_pipe_without_o_is_said_to_be_a_pipe(photo, tmp_path, capsy
         os.close(int(pipe.rsplit("/", 1)[1]))
     assert one_error_line(capsys) == (f"label-image: error: image {pipe!r} is a pipe or a device, not a file: it has "
                                       "to be read more than once; save it to a file and give that")
+
+
+def test_help_of_headless_says_scribble_runs_over_outputs_are_refused(photo, tmp_path, capsys):
+    # --help said 'images whose outputs exist are skipped unless --overwrite' for every --headless run; a
+    # --scribbles (or --init) run over existing outputs is refused (exit 2), as the README's option table says
+    from label_tools.cli import build_parser
+
+    img, scr = photo
+    out = tmp_path / "o"
+    assert main([str(img), "--scribbles", str(scr), "-o", str(out), "-q"]) == 0
+    capsys.readouterr()
+    assert main([str(img), "--scribbles", str(scr), "--headless", "-o", str(out), "-q"]) == 2
+    assert "already exists; pass --overwrite" in one_error_line(capsys)
+    helps = {a.dest: " ".join(a.help.split()) for a in build_parser()._actions if a.help}
+    assert "skipped unless --overwrite (with --scribbles or --init they are refused" in helps["headless"]
