@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bands", type=_display_bands, default=None, metavar="LIST",
                    help="1-based bands to display, 3 or 1 (default: first three, or the only one)")
     p.add_argument("--feature-bands", type=_int_list, default=None, metavar="LIST",
-                   help="1-based bands the features use (default: all)")
+                   help="1-based bands the features use (default: all but an alpha band, which masks no-data)")
     p.add_argument("--plane", type=_plane, default=None, metavar="Z[,T]", help=(
         "the plane of a microscopy stack (ImageJ hyperstack, OME-TIFF) or multi-page TIFF to label, 1-based as Fiji "
         "shows them: Z (z-slice; a time series' time point), Z,T, or z3 / t2 / z3,t2; a plain multi-page TIFF's "

@@ -64,3 +64,28 @@ def test_help_of_headless_says_scribble_runs_over_outputs_are_refused(photo, tmp
     assert "already exists; pass --overwrite" in one_error_line(capsys)
     helps = {a.dest: " ".join(a.help.split()) for a in build_parser()._actions if a.help}
     assert "skipped unless --overwrite (with --scribbles or --init they are refused" in helps["headless"]
+
+
+def test_help_of_feature_bands_says_an_alpha_band_is_left_out(tmp_path, capsys):
+    # README: --feature-bands defaults to all bands but an alpha band (in an RGBA GeoTIFF the no-data mask, as
+    # GDAL reads it; the report says 'feature bands: all but the alpha band 4'); --help said '(default: all)'
+    import numpy as np
+    import rasterio
+    import rasterio.transform
+
+    from label_tools.cli import build_parser
+
+    img, mask = make_scene(60, 84)
+    alpha = np.full(mask.shape, 255, np.uint8)
+    alpha[:8, :8] = 0
+    with rasterio.open(tmp_path / "rgba.tif", "w", driver="GTiff", width=84, height=60, count=4, dtype="uint8",
+                       photometric="RGB", alpha="YES", crs="EPSG:32633",
+                       transform=rasterio.transform.Affine(1, 0, 500000, 0, -1, 5000060)) as w:
+        w.write(np.concatenate([img.transpose(2, 0, 1), alpha[None]]))
+    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
+    assert main([str(tmp_path / "rgba.tif"), "--scribbles", str(tmp_path / "scr.png"), "-o", str(tmp_path / "o"),
+                 "-q"]) == 0, capsys.readouterr().err
+    report = (tmp_path / "o" / "rgba_report.txt").read_text()
+    assert "  feature bands: all but the alpha band 4 (it masks no-data)\n" in report
+    helps = {a.dest: " ".join(a.help.split()) for a in build_parser()._actions if a.help}
+    assert "(default: all but an alpha band" in helps["feature_bands"]
