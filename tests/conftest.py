@@ -40,3 +40,31 @@ def scene_scribbles(mask, seed=0):
 @pytest.fixture
 def scene():
     return make_scene()
+
+
+def one_error_line(capsys) -> str:
+    """The one non-blank line a failed command wrote to stderr (fails when it wrote more or none)."""
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def pipe_path(data) -> str:
+    """A path to a pipe holding ``data`` (str or bytes, at most a pipe's buffer), as bash's ``<(cat FILE)`` gives
+    (/dev/fd/N): it can be read once."""
+    r, w = os.pipe()
+    os.write(w, data if isinstance(data, bytes) else data.encode())
+    os.close(w)
+    return f"/dev/fd/{r}"
+
+
+@pytest.fixture
+def small_photo(tmp_path):
+    """A small non-square photo (60 x 84) with its scribbles (values 1..3) and mask (ids 0..2): paths, paths, array."""
+    from PIL import Image
+
+    img, mask = make_scene(60, 84)
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
+    return tmp_path / "photo.png", tmp_path / "scr.png", mask

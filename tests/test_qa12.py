@@ -5,39 +5,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_scene, scene_scribbles
+from conftest import make_scene, one_error_line, pipe_path, scene_scribbles
 from label_tools.cli import main
 
 
-def one_error_line(capsys):
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 @pytest.fixture
-def photo(tmp_path):
-    """A small non-square photo with its scribbles (values 1..3) and mask (ids 0..2)."""
-    img, mask = make_scene(60, 84)
-    Image.fromarray(img).save(tmp_path / "photo.png")
-    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
-    return tmp_path / "photo.png", tmp_path / "scr.png", mask
-
-
-def _pipe(text) -> str:
-    """A path to a pipe holding ``text`` (str or bytes, at most a pipe's buffer), as bash's ``<(printf ...)`` gives (/dev/fd/N): it can be read once."""
-    r, w = os.pipe()
-    os.write(w, text if isinstance(text, bytes) else text.encode())
-    os.close(w)
-    return f"/dev/fd/{r}"
+def photo(small_photo):
+    return small_photo
 
 
 def test_labels_and_colours_from_a_pipe_are_read_once(photo, tmp_path, capsys):
     # --labels <(printf 'water\nsand\n') was read by the option checks, then again by the job, which found the
     # drained pipe empty: "labels file '/dev/fd/63' is empty".
     img, scr, _ = photo
-    labels, colors = _pipe("water\nsand\ngrass\n"), _pipe("navy\n#e0c080\ntab:green\n")
+    labels, colors = pipe_path("water\nsand\ngrass\n"), pipe_path("navy\n#e0c080\ntab:green\n")
     try:
         assert main([str(img), "--scribbles", str(scr), "--labels", labels, "--colors", colors,
                      "-o", str(tmp_path / "o"), "-q"]) == 0, capsys.readouterr().err
@@ -62,7 +43,7 @@ def test_labels_from_a_pipe_with_a_model_on_a_cluster(photo, tmp_path, capsys):
     (tmp_path / "batch").mkdir()
     for name in ("b.png", "c.png"):
         (tmp_path / "batch" / name).write_bytes(img.read_bytes())
-    labels = _pipe("water\nsand\ngrass\n")
+    labels = pipe_path("water\nsand\ngrass\n")
     try:
         assert main(["--model", str(tmp_path / "m.skops"), "--headless", str(tmp_path / "batch"), "--labels", labels,
                      "-o", str(tmp_path / "o"), "--workers", "1", "-q"]) == 0, capsys.readouterr().err
@@ -406,7 +387,7 @@ def test_image_scribbles_init_and_model_from_a_pipe_say_so(photo, tmp_path, caps
              ("--init", init, lambda p: [str(img), "--init", p, "--headless"]),
              ("--model", model, lambda p: ["--model", p, "--headless", str(img)])]
     for what, path, args in cases:
-        pipe = _pipe(path.read_bytes()[:32768])  # as <(cat FILE) gives (up to a pipe's buffer)
+        pipe = pipe_path(path.read_bytes()[:32768])  # as <(cat FILE) gives (up to a pipe's buffer)
         try:
             assert main(args(pipe) + ["-o", str(tmp_path / "o"), "-q"]) == 2
         finally:

@@ -4,36 +4,18 @@ import os
 import pytest
 from PIL import Image
 
-from conftest import make_scene, scene_scribbles
+from conftest import make_scene, one_error_line, pipe_path, scene_scribbles
 from label_tools.cli import main
 
 
-def one_error_line(capsys):
-    err = capsys.readouterr().err
-    lines = [ln for ln in err.splitlines() if ln.strip()]
-    assert len(lines) == 1, err
-    return lines[0]
-
-
 @pytest.fixture
-def photo(tmp_path):
+def photo(small_photo):
     """A small photo and its scribbles (values 1..3)."""
-    img, mask = make_scene(60, 84)
-    Image.fromarray(img).save(tmp_path / "photo.png")
-    Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
-    return tmp_path / "photo.png", tmp_path / "scr.png"
-
-
-def _pipe(data: bytes) -> str:
-    """A path to a pipe holding ``data`` (/dev/fd/N, as bash's ``<(cat FILE)`` gives): it can be read once."""
-    r, w = os.pipe()
-    os.write(w, data)
-    os.close(w)
-    return f"/dev/fd/{r}"
+    return small_photo[:2]
 
 
 @pytest.mark.parametrize("how", ["scribbles", "headless"])
-def test_image_from_a_pipe_without_o_is_said_to_be_a_pipe(photo, tmp_path, capsys, how):
+def test_image_from_a_pipe_without_o_is_said_to_be_apipe_path(photo, tmp_path, capsys, how):
     # README: a pipe (`<(curl ...)`) given as the image is refused in one line saying so. Without -o the
     # outputs' default folder is the pipe's, /dev/fd, which was checked first: 'output directory '/dev/fd' is
     # not writable (No such file or directory)', naming neither the image nor what was wrong with it.
@@ -41,7 +23,7 @@ def test_image_from_a_pipe_without_o_is_said_to_be_a_pipe(photo, tmp_path, capsy
     model = tmp_path / "m.skops"
     assert main([str(img), "--scribbles", str(scr), "-o", str(tmp_path / "fit"), "--save-model", str(model),
                  "-q"]) == 0
-    pipe = _pipe(img.read_bytes()[:32768])
+    pipe = pipe_path(img.read_bytes()[:32768])
     try:
         argv = ([pipe, "--scribbles", str(scr)] if how == "scribbles" else ["--model", str(model), "--headless", pipe])
         assert main(argv + ["-q"]) == 2
