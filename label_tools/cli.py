@@ -363,6 +363,15 @@ def _check_options(args):
                           "given; add --init LABELS or leave out --init-offset")
     if args.init is not None and (len(args.inputs) > 1 or any(os.path.isdir(p) for p in args.inputs)):
         raise OptionError("--init belongs to one image; give a single IMAGE with it")
+    if args.resume is not None and (args.scribbles is not None or args.headless):
+        given = "--resume" if args.resume else "--no-resume"
+        why = "--scribbles FILE" if args.scribbles is not None else "--headless"
+        raise OptionError(f"{given} is for the annotator (it continues from, or sets aside, <stem>_scribbles.png); "
+                          f"with {why} no annotator opens: leave out {given}")
+    if args.adapt is False and args.model is None and not several:
+        raise OptionError("--no-adapt applies to a model used on images it was not fitted on (--model FILE, or the "
+                          "model a collection walk carries from image to image); this run fits its own model on "
+                          "IMAGE: leave out --no-adapt")
     if args.plane is not None and several and not args.headless:
         raise OptionError(f"--plane {args.plane} with several images or a folder: the annotator's walk of a "
                           "collection labels first planes only; label one stack at a time, or with --model FILE "
