@@ -474,7 +474,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             check_shape(job.scribbles, scr.shape, src.shape, orientation=src.orientation,
                         pages=_other_pages(src))
             if int(scr.max()) > MAX_CLASSES:  # e.g. 0-based ids with 255 = not scribbled
-                raise InputError(f"scribble file {os.path.abspath(job.scribbles)!r} has value {int(scr.max())}: "
+                raise InputError(f"scribble file {job.scribbles!r} has value {int(scr.max())}: "
                                  f"expected 0 = unlabelled, k = class k (at most {MAX_CLASSES}); 0-based ids with "
                                  "255 = not scribbled need ids + 1 and 255 -> 0")
             if own is not None and int(scr.max()) > len(own):
@@ -571,7 +571,7 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
             png = scribble_paths(job.outdir, out_stem)[0]
             raise type(e)(f"{e}; your scribbles are saved in {png!r}: run again to resume") from None
         if job.scribbles is not None and str(e).startswith("scribbles"):  # name the file the user gave
-            raise type(e)(f"scribble file {os.path.abspath(job.scribbles)!r}: {e}") from None
+            raise type(e)(f"scribble file {job.scribbles!r}: {e}") from None
         raise
     seconds = time.perf_counter() - t0
     used = _report_settings(job, result, settings, classes, init_classes=own is not None and classes is own,
@@ -925,7 +925,7 @@ def _check_colours_found(path, scr, classes, *, max_pixels: int = 4_000_000):
     colours, counts = np.unique(px, axis=0, return_counts=True)
     top = colours[np.argsort(-counts, kind="stable")[:3]]
     raise InputError(
-        f"scribble file {os.path.abspath(path)!r}: no pixel is within colour distance {COLOR_TOLERANCE:g} of a "
+        f"scribble file {path!r}: no pixel is within colour distance {COLOR_TOLERANCE:g} of a "
         f"--colors colour ({', '.join(f'{n} {h}' for n, h in zip(classes.names, classes.hex_colors))}); its "
         f"commonest painted colours are {', '.join('#%02x%02x%02x' % tuple(int(v) for v in c) for c in top)}: "
         "paint with the class colours, or give those in --colors")
