@@ -36,28 +36,73 @@ CONNECT_TIMEOUT = float(os.environ.get("LABEL_TOOLS_CONNECT_TIMEOUT", "3"))
 _PATH_FIELDS = ("image", "outdir", "model", "scribbles", "labels", "colors", "save_model")
 
 
-def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT):
-    """Raise OptionError unless something listens at the scheduler ``address`` (a TCP connect, no Dask import).
+#: Address schemes of Dask's communication backends that a scheduler outside this process can listen on.
+SCHEMES = ("tcp", "tls", "ws", "wss", "ucx")
 
-    Catches a wrong host or port in well under a second, before any model or image is read; the Dask
-    handshake itself is checked by :func:`connect`. Addresses of other protocols (``ucx://``, ``inproc://``)
-    are left to :func:`connect`.
+
+def _bad_address(address: str, why: str = "") -> OptionError:
+    return OptionError(f"--scheduler: expected the scheduler's address such as tcp://10.0.0.5:8786 (the one "
+                       f"`dask scheduler` prints), got {address!r}{why}")
+
+
+def parse_address(address: str):
+    """(scheme, host, port) of a scheduler address (``tcp://HOST:PORT``, ``HOST:PORT``, ``tls://[::1]:8786``; port
+    8786 when left out), or OptionError in one line saying what was expected, before anything connects.
+
+    Dask's own messages for these were off the mark: ``http://...`` (a dashboard's address) 'no Dask scheduler
+    answers ... within 3 s (unknown address scheme ...)', ``inproc://x`` 'not enough values to unpack', ``ucx://``
+    without its package 'Can't instantiate abstract class UCXConnector', an empty host or a port above 65535
+    'Name or service not known' / 'Connection refused'.
     """
-    proto, _, rest = address.rpartition("://")
-    if proto not in ("", "tcp", "tls"):
-        return
-    host, _, port = rest.rpartition(":")
-    if not host:
-        host, port = rest, "8786"
-    host = host.strip("[]")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except ValueError:
-        raise OptionError(f"--scheduler: expected an address such as tcp://10.0.0.5:8786, got {address!r}") from None
-    except OSError as e:
-        why = e.strerror or type(e).__name__
-        raise OptionError(f"--scheduler: no Dask scheduler reachable at {address!r} ({why}); start one with "
-                          "`dask scheduler` or check the address") from None
+    scheme, sep, rest = address.rpartition("://")
+    scheme = scheme if sep else "tcp"
+    if scheme not in SCHEMES:
+        hint = (": an http:// address is a dashboard's, not the scheduler's" if scheme in ("http", "https") else
+                ": inproc:// addresses exist inside one process only" if scheme == "inproc" else
+                f": unknown scheme {scheme + '://'!r} (Dask knows {', '.join(s + '://' for s in SCHEMES)})")
+        raise _bad_address(address, hint)
+    if scheme == "ucx":
+        import importlib.util
+
+        if importlib.util.find_spec("distributed_ucxx") is None:
+            raise OptionError(f"--scheduler: {address!r}: ucx:// needs Dask's UCX support (distributed-ucxx), which "
+                              "is not installed here; install it or give the scheduler's tcp:// address")
+    if rest.startswith("["):  # IPv6: [addr]:port or [addr]
+        host, _, tail = rest[1:].partition("]")
+        port = tail[1:] if tail.startswith(":") else None if not tail else "?"
+    else:
+        host, colon, port = rest.rpartition(":")
+        if not colon:
+            host, port = rest, None
+        elif ":" in host:  # an IPv6 address without brackets
+            raise _bad_address(address, ": an IPv6 address goes in brackets, as tcp://[::1]:8786")
+    if not host or any(c.isspace() or c in "/?#@" for c in host):
+        raise _bad_address(address)
+    if port is None:
+        return scheme, host, 8786
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise _bad_address(address, f": the port must be a number 1-65535, got {port!r}")
+    return scheme, host, int(port)
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT):
+    """Raise OptionError unless a Dask scheduler answers at ``address``: its form (:func:`parse_address`), a TCP
+    connect, then the scheduler's identity (:func:`_identify`).
+
+    A wrong form, host or port is caught in well under a second, before any model or image is read and before
+    any output folder is made; a silent host or another server within :data:`CONNECT_TIMEOUT` s. A UCX address
+    (``ucx://``) skips the TCP connect.
+    """
+    scheme, host, port = parse_address(address)
+    if scheme != "ucx":  # tcp, tls and websockets: over TCP
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as e:
+            why = e.strerror or type(e).__name__
+            raise OptionError(f"--scheduler: no Dask scheduler reachable at {address!r} ({why}); start one with "
+                              "`dask scheduler` or check the address") from None
+    _dask()
+    _identify(address)
 
 
 def _dask():
@@ -113,7 +158,6 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
         # a refused connection first, in a millisecond: Dask's own connect retries a refused port until its
         # timeout, then says "Timed out trying to connect ... after 3 s" (3 s, and not what happened)
         check_reachable(scheduler)
-        _identify(scheduler)
         try:
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except Exception as e:

@@ -39,3 +39,77 @@ def test_scribble_file_errors_name_the_file_as_typed(small_photo, tmp_path, monk
     assert line.startswith(f"label-image: error: scribble file {scr!r}"), line
     assert str(tmp_path) not in line
     assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+# ------------------------------------------------------------------ --scheduler addresses
+@pytest.mark.parametrize("address, says", [
+    ("http://127.0.0.1:{port}/status", ": an http:// address is a dashboard's, not the scheduler's"),
+    ("inproc://x", ": inproc:// addresses exist inside one process only"),
+    ("tcp://:{port}", ""),
+    ("", ""),
+    ("tcp://127.0.0.1:99999", ": the port must be a number 1-65535, got '99999'"),
+    ("tcp://127.0.0.1:{port}/", ": the port must be a number 1-65535, got '{port}/'"),
+    ("tcp://::1:{port}", ": an IPv6 address goes in brackets, as tcp://[::1]:8786"),
+    (" tcp://127.0.0.1:{port}", ": unknown scheme ' tcp://' (Dask knows tcp://, tls://, ws://, wss://, ucx://)"),
+])
+def test_a_malformed_scheduler_address_is_said_as_such(tmp_path, capsys, address, says):
+    # Dask's own words were off the mark: 'no Dask scheduler answers at 'http://...' within 3 s (unknown address
+    # scheme 'http' (known schemes: [...]))' for a dashboard's address, 'not enough values to unpack (expected 3,
+    # got 1)' for inproc://, 'Name or service not known' for an empty host, 'Connection refused' for port 99999
+    import time
+
+    import daskcluster
+
+    port = daskcluster.free_port()  # nothing listens there
+    address, says = address.format(port=port), says.format(port=port)
+    img = tmp_path / "a.png"
+    img.write_bytes(b"")  # never read: the address is checked first
+    t0 = time.monotonic()
+    assert main(["--model", "m.skops", "--headless", str(img), "-o", str(tmp_path / "out"),
+                 "--scheduler", address, "-q"]) == 2
+    assert one_error_line(capsys) == (
+        "label-image: error: --scheduler: expected the scheduler's address such as tcp://10.0.0.5:8786 (the one "
+        f"`dask scheduler` prints), got {address!r}{says}")
+    assert time.monotonic() - t0 < 2
+    assert sorted(os.listdir(tmp_path)) == ["a.png"]
+
+
+def test_ucx_address_without_its_package_says_what_is_missing(tmp_path, capsys):
+    # was: "no Dask scheduler answers at 'ucx://...' within 3 s (Can't instantiate abstract class UCXConnector with
+    # abstract method connect)"
+    import importlib.util
+
+    if importlib.util.find_spec("distributed_ucxx") is not None:
+        pytest.skip("distributed-ucxx is installed here")
+    assert main(["--model", "m.skops", "--headless", str(tmp_path), "--scheduler", "ucx://127.0.0.1:8786",
+                 "-q"]) == 2
+    assert one_error_line(capsys) == (
+        "label-image: error: --scheduler: 'ucx://127.0.0.1:8786': ucx:// needs Dask's UCX support (distributed-ucxx), "
+        "which is not installed here; install it or give the scheduler's tcp:// address")
+
+
+def test_a_server_that_is_no_scheduler_makes_no_output_folder(small_photo, tmp_path, capsys, monkeypatch):
+    # README: a scheduler that does not answer is one line, exit 2, "nothing written". Only the TCP connect was
+    # checked before the batch made its output folders; the Dask handshake came after, so a port where something
+    # else listens (a dashboard, a silent host) left an empty -o folder behind.
+    import socket
+
+    from label_tools import cluster
+
+    img, scr, _ = small_photo
+    model = tmp_path / "m.skops"
+    assert main([str(img), "--scribbles", str(scr), "-o", str(tmp_path / "fit"), "--save-model", str(model),
+                 "-q"]) == 0
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", 0.5)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # connections complete in the backlog; nothing ever answers
+    address = f"tcp://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        assert main(["--model", str(model), "--headless", str(img), "-o", str(tmp_path / "out"),
+                     "--scheduler", address, "-q"]) == 2
+    finally:
+        silent.close()
+    line = one_error_line(capsys)
+    assert line.startswith(f"label-image: error: --scheduler: no Dask scheduler answers at {address!r} within 0.5 s"), line
+    assert not (tmp_path / "out").exists()
