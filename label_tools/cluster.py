@@ -162,10 +162,12 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
         except Exception as e:
             raise _unreachable(scheduler, e) from None
+        _option_of[client] = ("--scheduler", scheduler)
         try:
             yield client
         finally:
-            client.close()  # disconnect only: the cluster is someone else's
+            with _silenced():
+                client.close()  # disconnect only: the cluster is someone else's
         return
     if workers is None or workers < 1:
         raise OptionError(f"--workers: expected a number of worker processes >= 1, got {workers}")
@@ -176,12 +178,47 @@ def connect(*, scheduler: str | None = None, workers: int | None = None):
                                            dashboard_address=":0", silence_logs=logging.ERROR)
     try:
         client = distributed.Client(cluster, set_as_default=False)
+        _option_of[client] = ("--workers", None)
         try:
             yield client
         finally:
-            client.close()
+            with _silenced():
+                client.close()
     finally:
         cluster.close()
+
+
+#: The option (and address as given) each client of :func:`connect` was made for, for its error lines.
+_option_of: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def _silenced():
+    """Dask's own loggers silent (closing a client whose scheduler went away logs a traceback of its cancelled
+    reconnection at ERROR, an empty line and 30 more on the user's terminal after label_tools' own one line)."""
+    names = [n for n in ["distributed", "tornado"] + list(logging.root.manager.loggerDict)
+             if n.split(".")[0] in ("distributed", "tornado")]
+    saved = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
+
+
+class SchedulerLost(Exception):
+    """The client lost its connection to the scheduler mid-run: every task of the run is cancelled (Dask's
+    ``FutureCancelledError``, reason ``scheduler-connection-lost``), none will finish. Raised by
+    :func:`first_results`; :func:`run_jobs` turns it into one :class:`OptionError` line."""
+
+
+def _connection_lost(client, error) -> bool:
+    """Whether a task's ``error`` is the client losing its scheduler (not the task's own failure)."""
+    if getattr(error, "reason", None) == "scheduler-connection-lost":
+        return True
+    return "Cancelled" in type(error).__name__ and getattr(client, "status", "running") != "running"
 
 
 #: Seconds :func:`prepare_workers` waits for the workers' answer before the run goes on without it.
@@ -385,6 +422,8 @@ def first_results(client, submit, n: int, *, what: str, first=None, stall: float
             fut.release()
             continue
         if error is not None:
+            if _connection_lost(client, error):  # every task is cancelled: say so once, not once per task
+                raise SchedulerLost(str(error).splitlines()[0])
             if isinstance(error, TimeoutError) and fut.status not in ("error", "cancelled"):
                 task_of[fut] = i  # finished, then its worker died or froze with the result: the stall path retries it
                 continue
@@ -524,6 +563,7 @@ def run_jobs(jobs, client, *, on_outcome=None, quiet: bool = False) -> list:
     from .job import FAILED, Outcome
 
     jobs = [absolute(j) for j in jobs]
+    started = time.time() - 1  # (file times of coarse filesystems)
     prepare_workers(client)
     n_workers = len(client.scheduler_info().get("workers", {}))
     link = dashboard_link(client)
@@ -563,22 +603,59 @@ def run_jobs(jobs, client, *, on_outcome=None, quiet: bool = False) -> list:
         if large:
             thread = threading.Thread(target=_run_large, args=(client, jobs, large, finish, errors, quiet), daemon=True)
             thread.start()
-        for k, value, fut in first_results(client, submit, len(small), what="image", first=first):
-            i = small[k]
-            if isinstance(value, BaseException):  # KilledWorker: the image took down every worker that tried it
-                o, info = Outcome(jobs[i].image, FAILED, message=f"{type(value).__name__}: {value}".splitlines()[0],
-                                  error=type(value).__name__), None
-            else:
-                o, info = value
-            fut.release()
-            finish(i, o, info)
-        del first
-        if thread is not None:
-            thread.join()
-            if not errors.empty():
-                raise errors.get()
+        try:
+            for k, value, fut in first_results(client, submit, len(small), what="image", first=first):
+                i = small[k]
+                if isinstance(value, BaseException):  # KilledWorker: the image took down every worker that tried it
+                    o, info = Outcome(jobs[i].image, FAILED, message=f"{type(value).__name__}: {value}".splitlines()[0],
+                                      error=type(value).__name__), None
+                else:
+                    o, info = value
+                fut.release()
+                finish(i, o, info)
+            del first
+            if thread is not None:
+                thread.join()
+                if not errors.empty():
+                    raise errors.get()
+        except SchedulerLost:
+            if thread is not None:  # its tasks are cancelled too; a raster it is writing is written (all or nothing)
+                thread.join()
+            bar.close()
+            raise _lost_line(client, jobs, outcomes, started) from None
     bar.close()
     return outcomes
+
+
+def _lost_line(client, jobs, outcomes, started: float) -> OptionError:
+    """The one line of a run whose scheduler went away: which, how many images are labelled (their outputs are
+    kept, those whose worker wrote them after the connection was lost included) and how to go on."""
+    from .job import _all_exist
+
+    option, address = _option_of.get(client, ("--scheduler", None))
+    done = 0
+    for j, o in zip(jobs, outcomes):
+        if o is not None:
+            done += o.status in ("done", "skipped")
+            continue
+        try:  # its outputs landed, its outcome did not come back (with --overwrite: outputs of this run only)
+            paths = _all_exist(j)
+            done += paths is not None and (not j.overwrite or min(os.path.getmtime(p) for p in paths.values())
+                                           >= started)
+        except Exception:  # noqa: BLE001 - an unreadable image is simply not counted as labelled
+            pass
+    whom = f"the Dask scheduler at {address!r}" if address else "the local cluster's scheduler"
+    if not all(j.skip_existing for j in jobs):
+        again = ("label the others once it is back (the labelled ones' outputs exist: the same command refuses "
+                 "them without --overwrite)")
+    elif any(j.overwrite for j in jobs):
+        again = "run it again once it is back (without --overwrite, labelled images are skipped)"
+    else:
+        again = "run the same command again once it is back: labelled images are skipped"
+    n = len(jobs)
+    return OptionError(f"{option}: lost the connection to {whom} mid-run (it stopped, or the network failed); "
+                       f"{done} of {n} image{'s' if n != 1 else ''} labelled so far, their outputs kept (a worker still on "
+                       f"an image may yet write its outputs); {again}")
 
 
 def _run_large(client, jobs, indices, finish, errors, quiet):
@@ -605,7 +682,7 @@ def _run_large(client, jobs, indices, finish, errors, quiet):
             t0 = time.perf_counter()
             try:
                 o = run_job(jobs[i], predict=predict)
-            except (KeyboardInterrupt, MemoryError):
+            except (KeyboardInterrupt, MemoryError, SchedulerLost):
                 raise
             except Exception as e:  # a window lost for good (KilledWorker) fails this image only
                 o = Outcome(jobs[i].image, FAILED, message=f"{type(e).__name__}: {e}".splitlines()[0],

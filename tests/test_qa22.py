@@ -113,3 +113,56 @@ def test_a_server_that_is_no_scheduler_makes_no_output_folder(small_photo, tmp_p
     line = one_error_line(capsys)
     assert line.startswith(f"label-image: error: --scheduler: no Dask scheduler answers at {address!r} within 0.5 s"), line
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ real `dask scheduler` / `dask worker` processes
+def test_scheduler_gone_mid_run_is_one_line_and_keeps_what_landed(small_photo, tmp_path, monkeypatch, capsys):
+    # The scheduler killed mid-run: every image left was reported 'failed .../photo3.png: FutureCancelledError:
+    # label_image-...-3 cancelled for reason: scheduler-connection-lost.' (one line each), then 30 lines of Dask's
+    # traceback of its cancelled reconnection, 'N images: 1 done, 0 skipped, 7 failed', exit 1. Now one line naming
+    # --scheduler, what became of the images and how to go on; exit 2.
+    import re
+    import shutil
+    import signal
+
+    import daskcluster
+    from label_tools import cli
+
+    pytest.importorskip("distributed")
+    img, scr, _ = small_photo
+    model = tmp_path / "m.skops"
+    assert main([str(img), "--scribbles", str(scr), "-o", str(tmp_path / "fit"), "--save-model", str(model),
+                 "-q"]) == 0
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(8):
+        shutil.copy(img, folder / f"p{i}.png")
+    c = daskcluster.start(str(tmp_path / "dask-logs"), n_workers=1)
+    report = cli._report_outcome
+
+    def first_then_kill(o, quiet=False):
+        report(o, quiet)
+        if c.scheduler.poll() is None:
+            os.kill(c.scheduler.pid, signal.SIGKILL)  # the scheduler's machine gone
+            c.scheduler.wait(timeout=10)
+
+    monkeypatch.setattr(cli, "_report_outcome", first_then_kill)
+    out = tmp_path / "out"
+    try:
+        capsys.readouterr()
+        rc = main(["--model", str(model), "--headless", str(folder), "-o", str(out), "--scheduler", c.address, "-q"])
+    finally:
+        daskcluster.stop(c)
+    line = one_error_line(capsys)
+    assert rc == 2, line
+    m = re.fullmatch(
+        rf"label-image: error: --scheduler: lost the connection to the Dask scheduler at {re.escape(repr(c.address))} "
+        r"mid-run \(it stopped, or the network failed\); (\d) of 8 images labelled so far, their outputs kept \(a "
+        r"worker still on an image may yet write its outputs\); run the same command again once it is back: "
+        r"labelled images are skipped", line)
+    assert m and 1 <= int(m[1]) < 8, line
+    names = os.listdir(out)
+    done = {n[:-len("_mres_label.png")] for n in names if n.endswith("_mres_label.png")}
+    assert int(m[1]) <= len(done) < 8
+    for stem in done:  # each image's outputs: the whole set or nothing
+        assert {f"{stem}{s}" for s in ("_mres.png", "_mres_label.png", "_mres.mat", "_report.txt")} <= set(names)
