@@ -296,10 +296,10 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
             raise part
         for (r0, r1, c0, c1), blob, *more in part:
             labels[r0:r1, c0:c1] = lab = _unpack(blob, (r1 - r0, c1 - c0))
-            if more and on_window is not None:
-                p8, u8, total, uncertain = more
+            if more and on_window is not None:  # (not named `total`: that is the number of windows, for progress)
+                p8, u8, pixels, uncertain = more
                 on_window((r0, r1, c0, c1), lab, _unpack(p8, (-1, r1 - r0, c1 - c0)), _unpack(u8, lab.shape),
-                          total, uncertain)
+                          pixels, uncertain)
             done += 1
         fut.release()
         if progress:

@@ -676,8 +676,15 @@ def _run_large(client, jobs, indices, finish, errors, quiet):
                     bar.n = done
                     bar.refresh()
 
-            def predict(model, src, *, settings=None, progress=progress, **probs):  # probs: on_grid, on_window
-                return predict_on_cluster(client, model, src, settings=settings, progress=progress, **probs)
+            def predict(model, src, *, settings=None, progress=None, bar_progress=progress, **probs):
+                # probs: on_grid, on_window. run_job passes its own progress (None here): the window bar is fed
+                # all the same (a `progress=progress` default was replaced by that None, and the bar stood at 0)
+                def both(stage, done, total):
+                    bar_progress(stage, done, total)
+                    if progress is not None:
+                        progress(stage, done, total)
+
+                return predict_on_cluster(client, model, src, settings=settings, progress=both, **probs)
 
             t0 = time.perf_counter()
             try:

@@ -116,6 +116,62 @@ def test_a_server_that_is_no_scheduler_makes_no_output_folder(small_photo, tmp_p
 
 
 # ------------------------------------------------------------------ real `dask scheduler` / `dask worker` processes
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory):
+    """A `dask scheduler` and one `dask worker` process (tests/daskcluster.py)."""
+    pytest.importorskip("distributed")
+    import daskcluster
+
+    c = daskcluster.start(str(tmp_path_factory.mktemp("dask-logs")), n_workers=1)
+    try:
+        yield c
+    finally:
+        daskcluster.stop(c)
+
+
+@pytest.fixture
+def tenth():
+    """The shared Landsat scene's tenth-size copy (skips without the shared data, before any cluster starts)."""
+    from conftest import shared
+
+    return shared("geotiff_rasterio", "images", "rgb-byte-tenth.tif")
+
+
+def test_window_progress_bar_moves_with_save_probs(tenth, real_cluster, tmp_path, monkeypatch, capsys):
+    # README: on a terminal, a bar over the windows of a large raster. It stood at '0window' to the end: run_job
+    # handed the cluster's predict its own progress (None), which replaced the bar's. With --save-probs, each
+    # window's pixel counts were unpacked into `total`, the number of windows the bar was then given.
+    import tqdm as tqdm_mod
+
+    from label_tools import blocks, cluster, upsample
+    from label_tools.io import open_image
+    from test_cluster import brightness_scribbles, tiled_geotiff
+
+    Image.fromarray(brightness_scribbles(open_image(tenth))).save(tmp_path / "scr.png")
+    model = tmp_path / "m.skops"
+    assert main([tenth, "--scribbles", str(tmp_path / "scr.png"), "-o", str(tmp_path / "fit"), "--save-model",
+                 str(model), "-q"]) == 0
+    scene = tiled_geotiff(tmp_path / "scene.tif", rows=520, cols=500)
+    monkeypatch.setattr(blocks, "WINDOWED_PIXELS", 1e5)
+    monkeypatch.setattr(upsample, "LABEL_TILE", 256)  # four 256-px windows (1024 px in a real run)
+    monkeypatch.setattr(cluster, "_tty", lambda: True)
+    seen = []
+
+    class Bar(tqdm_mod.tqdm):
+        def refresh(self, *a, **k):
+            if self.unit == "window":
+                seen.append((self.n, self.total))
+            return super().refresh(*a, **k)
+
+    monkeypatch.setattr(tqdm_mod, "tqdm", Bar)
+    capsys.readouterr()
+    assert main(["--model", str(model), "--headless", scene, "-o", str(tmp_path / "out"), "--save-probs",
+                 "--scheduler", real_cluster.address]) == 0, capsys.readouterr().err
+    assert seen and seen[-1] == (6, 6), seen
+    assert all(t is None or type(t) is int for _, t in seen), seen
+    assert {"scene_probs.tif", "scene_uncertainty.tif"} <= set(os.listdir(tmp_path / "out"))
+
+
 def test_scheduler_gone_mid_run_is_one_line_and_keeps_what_landed(small_photo, tmp_path, monkeypatch, capsys):
     # The scheduler killed mid-run: every image left was reported 'failed .../photo3.png: FutureCancelledError:
     # label_image-...-3 cancelled for reason: scheduler-connection-lost.' (one line each), then 30 lines of Dask's
