@@ -29,6 +29,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 import zlib
 from dataclasses import dataclass
 
@@ -242,6 +243,11 @@ def predict_on_cluster(client, model, src, *, settings=None, progress=None, stre
     t0 = time.perf_counter()
     run_id = uuid.uuid4().hex[:8]
     prepare_workers(client)
+    # the classifier (in the grid task) and, with --save-probs, the windows' maps travel in the task graph on
+    # purpose (task results Dask can compute again, which scattered data could not be): Dask's advice against it
+    # ('UserWarning: Sending large graph of size 11.40 MiB. This may cause some slowdown. Consider loading the
+    # data with Dask directly ...', seven lines on the terminal for a 36 MP raster's maps) is not for the user
+    warnings.filterwarnings("ignore", message="Sending large graph", category=UserWarning)
     # the classifier travels inside the grid task and the grid result is a task result the windows depend
     # on: if a worker dies holding it, Dask recomputes it (data scattered from here could not be)
     def submit_grid(_, attempt):

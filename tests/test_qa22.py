@@ -137,10 +137,13 @@ def tenth():
     return shared("geotiff_rasterio", "images", "rgb-byte-tenth.tif")
 
 
-def test_window_progress_bar_moves_with_save_probs(tenth, real_cluster, tmp_path, monkeypatch, capsys):
+def test_window_progress_bar_moves_and_dask_advice_stays_out_with_save_probs(tenth, real_cluster, tmp_path, monkeypatch, capsys):
     # README: on a terminal, a bar over the windows of a large raster. It stood at '0window' to the end: run_job
     # handed the cluster's predict its own progress (None), which replaced the bar's. With --save-probs, each
     # window's pixel counts were unpacked into `total`, the number of windows the bar was then given.
+    import warnings
+
+    import dask
     import tqdm as tqdm_mod
 
     from label_tools import blocks, cluster, upsample
@@ -165,8 +168,13 @@ def test_window_progress_bar_moves_with_save_probs(tenth, real_cluster, tmp_path
 
     monkeypatch.setattr(tqdm_mod, "tqdm", Bar)
     capsys.readouterr()
-    assert main(["--model", str(model), "--headless", scene, "-o", str(tmp_path / "out"), "--save-probs",
-                 "--scheduler", real_cluster.address]) == 0, capsys.readouterr().err
+    # Dask warns of task graphs above 10 MB: the maps of a 36 MP raster (11.4 MB) printed its seven-line advice
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1kB"}), \
+            warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        assert main(["--model", str(model), "--headless", scene, "-o", str(tmp_path / "out"), "--save-probs",
+                     "--scheduler", real_cluster.address]) == 0, capsys.readouterr().err
+    assert not [w for w in warned if "large graph" in str(w.message)]
     assert seen and seen[-1] == (6, 6), seen
     assert all(t is None or type(t) is int for _, t in seen), seen
     assert {"scene_probs.tif", "scene_uncertainty.tif"} <= set(os.listdir(tmp_path / "out"))
