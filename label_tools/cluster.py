@@ -653,9 +653,10 @@ def _lost_line(client, jobs, outcomes, started: float) -> OptionError:
     else:
         again = "run the same command again once it is back: labelled images are skipped"
     n = len(jobs)
+    kept = ", their outputs kept" if done else ""
     return OptionError(f"{option}: lost the connection to {whom} mid-run (it stopped, or the network failed); "
-                       f"{done} of {n} image{'s' if n != 1 else ''} labelled so far, their outputs kept (a worker still on "
-                       f"an image may yet write its outputs); {again}")
+                       f"{done} of {n} image{'s' if n != 1 else ''} labelled so far{kept} (a worker still on an image "
+                       f"may yet write its outputs); {again}")
 
 
 def _run_large(client, jobs, indices, finish, errors, quiet):
