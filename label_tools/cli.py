@@ -134,13 +134,24 @@ def _plane(text):
     return text.replace(" ", "")
 
 
+#: ``--workers`` starts that many processes on this machine; more than this many per core only costs memory
+#: (each worker imports the stack, about 200 MB) and start-up time.
+WORKERS_PER_CORE = 4
+
+
 def _workers(text):
     try:
         v = int(text)
     except ValueError:
         v = 0
     if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number of worker processes >= 1, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number of worker processes >= 1, got {text!r}")
+    cores = os.cpu_count() or 1
+    most = max(4, WORKERS_PER_CORE * cores)
+    if v > most:
+        raise argparse.ArgumentTypeError(
+            f"{v} worker processes on this machine's {cores} core{'s' if cores != 1 else ''}: expected at most "
+            f"{most}; for more, start a Dask cluster across machines and give its address with --scheduler")
     return v
 
 

@@ -632,7 +632,7 @@ def test_bad_cluster_options_one_line_exit_2(tmp_path, capsys):
         (["--model", "m.skops", "--headless", str(img), "--scheduler", f"tcp://127.0.0.1:{port}"],
          f"--scheduler: no Dask scheduler reachable at 'tcp://127.0.0.1:{port}' (Connection refused)"),
         (["--model", "m.skops", "--headless", str(img), "--workers", "0"],
-         "argument --workers: expected a number of worker processes >= 1, got '0'"),
+         "argument --workers: expected a whole number of worker processes >= 1, got '0'"),
         ([str(img), "--scheduler", "tcp://127.0.0.1:8786"], "--scheduler runs saved models on a cluster: it needs "
          "--model FILE and --headless"),
         (["--model", "m.skops", str(img), "--workers", "2"], "--workers runs saved models on a cluster"),

@@ -25,7 +25,7 @@ from label_tools.cli import main
     (["--sigmas", "1,x"], "argument --sigmas: expected comma-separated numbers such as 1,2,4,8,16"),
     (["--crf-weight", "2"], "argument --crf-weight: expected a number in [0, 1], got '2'"),
     (["--crf-iter", "1.5"], "argument --crf-iter: expected a whole number >= 0, got '1.5'"),
-    (["--workers", "0"], "argument --workers: expected a number of worker processes >= 1, got '0'"),
+    (["--workers", "0"], "argument --workers: expected a whole number of worker processes >= 1, got '0'"),
 ])
 def test_bad_numeric_option_is_one_line_naming_it(capsys, argv, expect):
     # --init-offset x gave argparse's "invalid int value: 'x'", and --bands 0 / 4,3,2,1 were only refused

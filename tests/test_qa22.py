@@ -230,3 +230,23 @@ def test_scheduler_gone_mid_run_is_one_line_and_keeps_what_landed(small_photo, t
     assert int(m[1]) <= len(done) < 8
     for stem in done:  # each image's outputs: the whole set or nothing
         assert {f"{stem}{s}" for s in ("_mres.png", "_mres_label.png", "_mres.mat", "_report.txt")} <= set(names)
+
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("1.5", "argument --workers: expected a whole number of worker processes >= 1, got '1.5'"),
+    ("99999", "argument --workers: 99999 worker processes on this machine's"),
+])
+def test_workers_whole_number_and_at_most_four_per_core(tmp_path, capsys, value, expected):
+    """--workers 1.5 said 'expected a number >= 1' (1.5 is one); --workers 99999 tried to start that many."""
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(photo)
+    with pytest.raises(SystemExit) as e:
+        main([str(photo), "--headless", "--model", str(tmp_path / "m.skops"), "--workers", value,
+              "-o", str(tmp_path / "out")])
+    assert e.value.code == 2
+    line = one_error_line(capsys)
+    assert expected in line
+    if value == "99999":
+        assert "--scheduler" in line and f"expected at most {max(4, 4 * (os.cpu_count() or 1))}" in line
+    assert not (tmp_path / "out").exists()
