@@ -303,8 +303,8 @@ class UncertaintyMixin:
         order = np.argsort(-scores, kind="stable")
         for j in order:
             j = int(j)
-            if unvisited and (j in self.s.visited or j == self.s.window_index):
-                continue
+            if unvisited and j in self.s.visited:  # (the window row order stepped to is a candidate: it was
+                continue  # left out, and the walk skipped it when it was the least certain, or the only one left)
             if not unvisited and j == self.s.window_index:
                 continue
             if self.worth(self.s.windows[j]):
@@ -313,9 +313,7 @@ class UncertaintyMixin:
 
     def _go(self, j: int):
         self._leave_window()
-        self.s.visited.add(self.s.window_index)
-        self.s.window_index = j
-        self.s.class_index = 0
+        self.s.go_to(j)
         self.save()
 
     # the actions of U and N, and the walk of --order uncertainty (annotate.KEYS)
@@ -358,7 +356,12 @@ class UncertaintyMixin:
             self.quick.wait()
         j = self._most_uncertain(unvisited=True)
         if j is None:
-            return False  # no model yet, or every window visited: row order goes on
+            if self._uncertainty() is None:
+                return False  # no model yet: row order goes on
+            # every window worth labelling visited: the walk is over, as after the last window in row order
+            # (row order went on through windows already visited, to the last one)
+            self.s.done = True
+            return True
         self.s.done = False
         self.s.window_index, self.s.class_index = j, 0
         return True

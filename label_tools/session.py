@@ -60,7 +60,8 @@ class Session:
         self.done = False
         self.strokes: list = []
         self._open = None  # (before-copy of the window, last point) while the mouse is down
-        self.visited = set()
+        self.visited = set()  # windows left (the walk of --order uncertainty goes to others); saved with the position
+        self.history: list = []  # windows left forward, latest last: B goes back to the last (the walk jumps)
         self.valid_of = valid_of
         self.erasing = False  # E: the brush removes strokes of any class instead of painting one
 
@@ -155,6 +156,7 @@ class Session:
     def next_window(self) -> str:
         """S (skip) or the end of a window's classes: go to the next window, first class."""
         self.visited.add(self.window_index)
+        self.history.append(self.window_index)
         self.class_index = 0
         if self.window_index + 1 < len(self.windows):
             self.window_index += 1
@@ -163,12 +165,29 @@ class Session:
         return "done"
 
     def previous_window(self) -> bool:
-        """B: back to the previous window (first class). False at the first window."""
-        if self.window_index == 0:
+        """B: back to the window left last to come here (first class); without one (a resumed session), the
+        window before in row order. False when there is none.
+
+        The walk of ``--order uncertainty`` and N jump between windows: B went to the window to the left, one
+        the person had not seen, instead of the one they came from.
+        """
+        while self.history and self.history[-1] == self.window_index:
+            self.history.pop()
+        if self.history:
+            self.window_index = self.history.pop()
+        elif self.window_index == 0:
             return False
-        self.window_index -= 1
+        else:
+            self.window_index -= 1
         self.class_index = 0
         return True
+
+    def go_to(self, index: int):
+        """Leave the current window for window ``index`` (first class), as N and the uncertainty walk do."""
+        self.visited.add(self.window_index)
+        if not self.history or self.history[-1] != self.window_index:
+            self.history.append(self.window_index)
+        self.window_index, self.class_index = int(index), 0
 
     def class_digit(self, d: int, now: float) -> bool:
         """Keys 0-9: jump to class ``d``; with 10 or more classes, a second digit within
@@ -205,7 +224,8 @@ class Session:
     # ------------------------------------------------------------------ persistence
     def state(self) -> dict:
         return {"window_index": self.window_index, "class_index": self.class_index, "brush": self.brush,
-                "n_windows": len(self.windows), "shape": list(self.shape), "done": self.done}
+                "n_windows": len(self.windows), "shape": list(self.shape), "done": self.done,
+                "visited": sorted(self.visited), "history": self.history[-len(self.windows):]}
 
     def restore(self, state: dict) -> bool:
         """Put the session back where a saved :meth:`state` left it (window, class, brush).
@@ -219,6 +239,10 @@ class Session:
         if placed:
             self.window_index = int(min(max(state.get("window_index", 0), 0), len(self.windows) - 1))
             self.class_index = int(min(max(state.get("class_index", 0), 0), self.n_classes - 1))
+            # a resumed --order uncertainty walk led back to windows visited before the kill
+            n = len(self.windows)
+            self.visited = {int(j) for j in state.get("visited", ()) if 0 <= j < n}
+            self.history = [int(j) for j in state.get("history", ()) if 0 <= j < n]
         self.brush = int(min(max(state.get("brush", self.brush), MIN_BRUSH), MAX_BRUSH))
         return placed
 
@@ -307,6 +331,10 @@ def _check_state(state):
             raise ValueError(f"{k!r} should be a whole number, got {state[k]!r}")
     if "annotation_seconds" in state and not isinstance(state["annotation_seconds"], (int, float)):
         raise ValueError(f"'annotation_seconds' should be a number, got {state['annotation_seconds']!r}")
+    for k in ("visited", "history"):
+        if k in state and not (isinstance(state[k], list)
+                               and all(isinstance(v, int) and not isinstance(v, bool) for v in state[k])):
+            raise ValueError(f"{k!r} should be a list of window numbers, got {state[k]!r}")
     if "shape" in state and not (isinstance(state["shape"], list) and len(state["shape"]) == 2
                                  and all(isinstance(v, int) for v in state["shape"])):
         raise ValueError(f"'shape' should be [height, width], got {state['shape']!r}")

@@ -1,0 +1,111 @@
+"""qa23: the annotator used as a person uses it (found driving the real window under Xvfb on the sample,
+a coast photo, a 13-band Sentinel-2 GeoTIFF, 16-bit EM, a 60 x 40 image and a 4000 x 300 panorama).
+
+Headless here, as in test_qa13.py: the OpenCV window calls are recorded, the drawing, the session, the
+autosave and the quick uncertainty model are the real ones.
+"""
+import logging
+
+import numpy as np
+import pytest
+
+from conftest import make_scene, scene_scribbles
+
+pytest.importorskip("cv2")
+
+from label_tools import annotate, session as sess  # noqa: E402
+from label_tools.annotate_uncertainty import QuickUncertainty  # noqa: E402
+from label_tools.io import ArraySource  # noqa: E402
+from test_qa13 import _annotator  # noqa: E402
+
+ESC = 27
+
+
+def _walker(tmp_path, side=170, order="uncertainty"):
+    """An annotator on a 240 x 330 scene (4 windows at side 170) with the quick model and the walk order."""
+    img, mask = make_scene(240, 330)
+    src = ArraySource(img)
+    ann = _annotator(tmp_path, src, side=side)
+    ann.quick = QuickUncertainty(src, 3, sigmas=(1, 2))
+    ann.order = order
+    return ann, mask
+
+
+def _leave(ann):
+    """Esc through the classes of the current window."""
+    for _ in range(ann.s.n_classes - ann.s.class_index):
+        ann.on_key(ESC)
+
+
+def test_the_uncertainty_walk_ends_once_every_window_is_visited(tmp_path):
+    """--order uncertainty visited the 4 windows (1, 4, 2, 3), then showed window 4 again (row order after the
+    last one visited), and with 12 windows all those after it: the walk now ends there and the labels are
+    computed, as after the last window in row order."""
+    ann, mask = _walker(tmp_path)
+    ann.s.scribbles[:120, :165] = scene_scribbles(mask)[:120, :165]
+    seen = [ann.s.window_index]
+    while not ann.s.done and len(seen) < 8:
+        _leave(ann)
+        if not ann.s.done:
+            seen.append(ann.s.window_index)
+    assert ann.s.done
+    assert sorted(seen) == [0, 1, 2, 3], f"windows shown: {seen}"
+
+
+def test_a_resumed_uncertainty_walk_does_not_go_back_to_windows_already_visited(tmp_path):
+    """Killed after the walk had visited windows 1 and 4 (and resumed at window 2), the walk led back to
+    window 4: the windows visited were not saved with the position. They are now."""
+    ann, mask = _walker(tmp_path)
+    ann.s.scribbles[:120, :165] = scene_scribbles(mask)[:120, :165]
+    _leave(ann)
+    first = ann.s.window_index
+    _leave(ann)
+    second = ann.s.window_index
+    assert ann.s.visited == {0, first}
+    # the autosave on disk, read back as a new run does (kill -9 now)
+    scr, state = sess.load(str(tmp_path), "img", ann.s.shape, ann.s.n_classes)
+    s = sess.Session(ann.s.shape, ann.s.n_classes, ann.s.windows, scribbles=scr)
+    assert s.restore(state) and s.window_index == second
+    assert s.visited == {0, first}
+    ann2, _ = _walker(tmp_path)
+    ann2.s = s
+    seen = []
+    while not s.done and len(seen) < 8:
+        _leave(ann2)
+        if not s.done:
+            seen.append(s.window_index)
+    assert s.done and not {0, first} & set(seen), f"walked back to a visited window: {seen}"
+
+
+def test_a_damaged_visited_list_is_a_damaged_autosave(tmp_path):
+    import json
+
+    ann, _ = _walker(tmp_path)
+    ann.save()
+    js = tmp_path / "img_scribbles.json"
+    state = json.loads(js.read_text())
+    state["visited"] = [0, "x"]
+    js.write_text(json.dumps(state))
+    with pytest.raises(sess.DamagedAutosave, match="'visited' should be a list of window numbers"):
+        sess.load(str(tmp_path), "img", ann.s.shape, ann.s.n_classes)
+
+
+def test_b_goes_back_to_the_window_the_walk_came_from(tmp_path):
+    """B after the uncertainty walk (or N) had jumped from window 1 to window 4 went to window 3, one never
+    shown: 'back to the previous window' is the window the person was in before."""
+    ann, mask = _walker(tmp_path)
+    ann.s.scribbles[:120, :165] = scene_scribbles(mask)[:120, :165]
+    _leave(ann)
+    came_to = ann.s.window_index
+    assert came_to != 1  # the walk jumped over window 2 (else this test tells nothing)
+    ann.on_key(ord("b"))
+    assert ann.s.window_index == 0
+    ann.on_key(ord("b"))  # nothing before the first window: stays
+    assert ann.s.window_index == 0
+    # row order: B is the window to the left, as before
+    ann, _ = _walker(tmp_path, order="rows")
+    ann.on_key(ord("s"))
+    ann.on_key(ord("s"))
+    assert ann.s.window_index == 2
+    ann.on_key(ord("b"))
+    assert ann.s.window_index == 1
