@@ -630,7 +630,7 @@ class Annotator:
         cv2 = self.cv2
         base = self._base_image()
         h, w = base.shape[:2]
-        out = base.copy()
+        out = self._underlay(WIN_ANNOTATE, base.copy())
         r0, r1, c0, c1 = self.s.window
         if self.show_preview and not self._preview_tried:  # a new window (or new strokes) with P on
             self._run_preview()
@@ -697,9 +697,14 @@ class Annotator:
         for t, x, y in placed:
             draw_help_line(out, t, x, y, scale, cv2)
 
+    def _underlay(self, name, rgb):
+        """``rgb`` (uint8 (h, w, 3), the picture of window ``name``) with what lies under the preview and the
+        strokes blended in (the uncertainty overlay of :mod:`label_tools.annotate_uncertainty`); here nothing."""
+        return rgb
+
     def render_overview(self):
         cv2 = self.cv2
-        out = self.ov_img.copy()
+        out = self._underlay(WIN_OVERVIEW, self.ov_img.copy())
         paint_labels(out, self.ov_scr, self.classes.colors)
         h, w = self.ov_shape
         fy, fx = h / self.src.height, w / self.src.width

@@ -270,24 +270,32 @@ class UncertaintyMixin:
             self.render_annotation()
             self.render_overview()
 
-    def _show(self, name, rgb, title=None):
-        from .annotate import WIN_ANNOTATE, WIN_OVERVIEW
+    def _underlay(self, name, rgb):
+        """The heat map under the preview and the strokes (blended over them, it turned strokes drawn where the
+        model is unsure orange, and the person could not see which class they had drawn)."""
+        from .annotate import WIN_ANNOTATE
 
-        if self.show_uncertainty and (name in (WIN_ANNOTATE, WIN_OVERVIEW)):
-            # while the grid is read, only the first frame waits (0.3 s): strokes stay fluid meanwhile
-            u = self._uncertainty(0.0 if self._waiting_for_read else 0.3)
-            self._has_map = u is not None
-            self._waiting_for_read = u is None and self.quick is not None and self.quick.reading
-            if u is not None:
-                if name == WIN_ANNOTATE:
-                    r0, r1, c0, c1 = self.s.window
-                    h, w = u.shape
-                    H, W = self.src.shape
-                    a, b = int(r0 * h / H), max(int(math.ceil(r1 * h / H)), int(r0 * h / H) + 1)
-                    c, d = int(c0 * w / W), max(int(math.ceil(c1 * w / W)), int(c0 * w / W) + 1)
-                    rgb = heat_overlay(rgb, u[a:b, c:d])
-                else:
-                    rgb = heat_overlay(rgb, u)
+        rgb = super()._underlay(name, rgb)
+        if not self.show_uncertainty:
+            return rgb
+        # while the grid is read, only the first frame waits (0.3 s): strokes stay fluid meanwhile
+        u = self._uncertainty(0.0 if self._waiting_for_read else 0.3)
+        self._has_map = u is not None
+        self._waiting_for_read = u is None and self.quick is not None and self.quick.reading
+        if u is None:
+            return rgb
+        if name == WIN_ANNOTATE:
+            r0, r1, c0, c1 = self.s.window
+            h, w = u.shape
+            H, W = self.src.shape
+            a, b = int(r0 * h / H), max(int(math.ceil(r1 * h / H)), int(r0 * h / H) + 1)
+            c, d = int(c0 * w / W), max(int(math.ceil(c1 * w / W)), int(c0 * w / W) + 1)
+            u = u[a:b, c:d]
+        return heat_overlay(rgb, u)
+
+    def _show(self, name, rgb, title=None):
+        from .annotate import WIN_ANNOTATE
+
         if name == WIN_ANNOTATE:
             text = status_text(self.s, self.classes.names, mode=self._mode(), note=getattr(self, "title_note", ""))
             if getattr(self, "notice", None):  # a question (Q with one class scribbled) comes first

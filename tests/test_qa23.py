@@ -109,3 +109,46 @@ def test_b_goes_back_to_the_window_the_walk_came_from(tmp_path):
     assert ann.s.window_index == 2
     ann.on_key(ord("b"))
     assert ann.s.window_index == 1
+
+
+def _screen_strokes(ann):
+    """The annotation window's frame (RGB, picture only), the scribbles at screen size, the picture size."""
+    import cv2
+
+    pic = ann._base_image()
+    h, w = pic.shape[:2]
+    r0, r1, c0, c1 = ann.s.window
+    lab = cv2.resize(np.ascontiguousarray(ann.s.scribbles[r0:r1, c0:c1]), (w, h), interpolation=cv2.INTER_NEAREST)
+    frame = ann.cv2.shown[annotate.WIN_ANNOTATE][:h, :, ::-1].astype(int)
+    return frame, lab
+
+
+def test_the_uncertainty_overlay_lies_under_the_strokes(tmp_path):
+    """With U on, the heat map was blended over the strokes: strokes drawn where the model is unsure (two
+    classes side by side on the same ground, as a person corrects a boundary) turned orange and yellow, and
+    the person could not see which class they had drawn. The overlay now lies under the strokes, in both
+    windows, as the preview and the pre-labels do."""
+    ann, _ = _walker(tmp_path, side=400)
+    scr = ann.s.scribbles
+    scr[50:53, 20:300] = 1
+    scr[56:59, 20:300] = 2  # the same ground: the quick model is unsure there
+    scr[200:203, 20:300] = 3
+    ann.ov_scr = annotate.reduce_labels(scr, ann.ov_shape)  # as strokes drawn with the mouse update it
+    ann.on_key(ord("u"))
+    assert ann.show_uncertainty and ann._has_map
+    frame, lab = _screen_strokes(ann)
+    colors = np.asarray(ann.classes.colors, int)
+    m = lab > 0
+    off = np.abs(frame[m] - colors[lab[m] - 1]).max(axis=1)
+    assert (off > 0).sum() == 0, f"{(off > 0).sum()} of {m.sum()} stroke pixels recoloured (up to {off.max()})"
+    # the heat map is there, around the strokes
+    picture = ann._base_image().astype(int)
+    assert (np.abs(frame - picture).max(axis=2)[~m] > 40).mean() > 0.05
+    # the overview: its strokes on top too (away from the window's outline)
+    ov = ann.cv2.shown[annotate.WIN_OVERVIEW][..., ::-1].astype(int)
+    inner = np.zeros(ann.ov_shape, bool)
+    inner[4:-4, 4:-4] = True
+    m = (ann.ov_scr > 0) & inner
+    assert m.sum() > 100
+    off = np.abs(ov[m] - colors[ann.ov_scr[m] - 1]).max(axis=1)
+    assert (off > 0).sum() == 0, f"{(off > 0).sum()} of {m.sum()} overview stroke pixels recoloured"
