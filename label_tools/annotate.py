@@ -833,6 +833,10 @@ class Annotator:
         if moved is None:
             return
         s = self.s
+        if s.done and ch != "q" and not self._may_quit():
+            # Esc or S past the last window with one class scribbled: asked on the status line, as Q asks (the
+            # windows closed and the run ended in the one-line error); the person stays in the last window
+            s.done = False
         if moved:
             self.skip_unworthy(-1 if ch == "b" else +1)
             self.save()

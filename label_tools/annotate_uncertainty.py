@@ -336,10 +336,14 @@ class UncertaintyMixin:
             log.info("N: %s (the most uncertain window is judged by a quick model of the strokes)", self._no_map())
             return None
         j = self._most_uncertain(unvisited=False)
-        if j is not None:
-            self._go(j)
-            self.render_annotation()
-            self.render_overview()
+        if j is None:  # nothing happened on screen: say why
+            n = sum(self.worth(w) for w in self.s.windows)
+            log.info("N: no other window to go to: this image has %d window%s worth labelling", n,
+                     "" if n == 1 else "s")
+            return None
+        self._go(j)
+        self.render_annotation()
+        self.render_overview()
         return None
 
     def key_next(self, ch):

@@ -152,3 +152,40 @@ def test_the_uncertainty_overlay_lies_under_the_strokes(tmp_path):
     assert m.sum() > 100
     off = np.abs(ov[m] - colors[ann.ov_scr[m] - 1]).max(axis=1)
     assert (off > 0).sum() == 0, f"{(off > 0).sum()} of {m.sum()} overview stroke pixels recoloured"
+
+
+def test_esc_past_the_last_window_with_one_class_asks_as_q_does(tmp_path):
+    """Q with strokes of one class asks on the status line first; Esc past the last class of the last window
+    (the usual way to finish) closed the windows and the run ended in the one-line error. It asks too now,
+    and the person stays in the last window."""
+    img, _ = make_scene(60, 40)  # a tiny image: one window, Esc, Esc ends it
+    ann = _annotator(tmp_path, ArraySource(img))
+    assert len(ann.s.windows) == 1
+    ann.mouse_down(100, 100)
+    ann.mouse_up()
+    for _ in range(ann.s.n_classes):
+        ann.on_key(ESC)
+    assert not ann.s.done
+    assert ann.notice.startswith("only class1 is scribbled: draw another class, or press Q again")
+    ann.on_key(ord("q"))  # Q right after it quits, as after Q
+    assert ann.s.done
+    # two classes: Esc past the end computes, without asking
+    ann = _annotator(tmp_path, ArraySource(img))
+    ann.mouse_down(100, 100)
+    ann.mouse_up()
+    ann.on_key(ord("2"))
+    ann.mouse_down(300, 300)
+    ann.mouse_up()
+    for _ in range(ann.s.n_classes - 1):
+        ann.on_key(ESC)
+    assert ann.s.done and ann.notice is None
+
+
+def test_n_with_no_other_window_says_so(tmp_path, caplog):
+    """N on an image of one window (a 100 x 101 Sentinel-2 patch, a 60 x 40 crop) did nothing, silently."""
+    ann, mask = _walker(tmp_path, side=400)
+    assert len(ann.s.windows) == 1
+    ann.s.scribbles[:] = scene_scribbles(mask)
+    with caplog.at_level(logging.INFO, logger="label_tools"):
+        ann.on_key(ord("n"))
+    assert "N: no other window to go to: this image has 1 window worth labelling" in caplog.text
