@@ -91,6 +91,7 @@ class _Figure:
         self.rings = []  # the brush circle (dark, light), animated: blitted over the last full draw (see ring)
         self._bg = None  # that draw, without the circle
         self.fig.canvas.mpl_connect("draw_event", self._drawn)
+        self._sized_dpi = self.fig.dpi  # the dpi the figure was last sized at (see fit)
         self.title = name
         self.set_title(name)
         try:  # place the window (TkAgg/Qt); cosmetic
@@ -110,10 +111,25 @@ class _Figure:
             except Exception:
                 pass
 
+    def _size(self, h, w):
+        # matplotlib truncates inches x dpi to whole pixels: a quarter pixel more keeps 720 from becoming 719
+        self.fig.set_size_inches((w + 0.25) / self.fig.dpi, (h + 0.25) / self.fig.dpi, forward=True)
+        self._sized_dpi = self.fig.dpi
+
+    def fit(self):
+        """Size the figure to its frame, one screen pixel per frame pixel, at the dpi the toolkit uses now.
+
+        Matplotlib scales a figure by the screen's dpi (Tk's scaling: 1.04 on a 100-dpi X server, 2 on a
+        HiDPI screen): the annotation window, sized to fit the screen, came out that much larger (off the
+        screen on a HiDPI one) and its picture resampled.
+        """
+        if self.shape is not None and self._sized_dpi != self.fig.dpi:
+            self._size(*self.shape)
+
     def show(self, rgb):
         h, w = rgb.shape[:2]
         if self.im is None or self.shape != (h, w):
-            self.fig.set_size_inches(w / self.dpi, h / self.dpi, forward=True)
+            self._size(h, w)
             self.ax.clear()
             self.ax.set_axis_off()
             self.im = self.ax.imshow(rgb, interpolation="nearest", aspect="auto")
@@ -123,6 +139,7 @@ class _Figure:
             self._make_rings()
         else:
             self.im.set_data(rgb)
+        self.fit()
         self.fig.canvas.draw_idle()
 
     def _make_rings(self):
@@ -202,6 +219,8 @@ class MplAnnotator(Annotator):
                 fig.fig.canvas.mpl_connect("key_press_event", self._key)
             fig.show(rgb)
             self.plt.show(block=False)
+            fig.fig.canvas.flush_events()  # the toolkit sets its screen scaling once the window is shown
+            fig.fit()
         else:
             fig.show(rgb)
         if name == WIN_ANNOTATE:  # drawn with the frame (draw_idle), not into it

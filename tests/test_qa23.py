@@ -189,3 +189,67 @@ def test_n_with_no_other_window_says_so(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="label_tools"):
         ann.on_key(ord("n"))
     assert "N: no other window to go to: this image has 1 window worth labelling" in caplog.text
+
+
+@pytest.fixture
+def hidpi_display():
+    """A private Xvfb of 1600 x 1000 at 150 dpi (a HiDPI laptop screen's scaling: Tk's 2.08, matplotlib's 1.56)."""
+    import os
+    import select
+    import shutil
+    import subprocess
+    import time
+
+    for tool in ("Xvfb", "xdotool"):
+        if not shutil.which(tool):
+            if os.environ.get("CI"):
+                pytest.fail(f"{tool} is not installed (CI installs it with apt-get)")
+            pytest.skip(f"{tool} not installed")
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1600x1000x24", "-dpi", "150",
+                             "-nolisten", "tcp"], pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    number = b""
+    deadline = time.monotonic() + 60
+    while not number.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
+        if select.select([r], [], [], 0.5)[0]:
+            chunk = os.read(r, 16)
+            if not chunk:
+                break
+            number += chunk
+    os.close(r)
+    try:
+        assert number.strip().isdigit(), f"Xvfb did not start (-displayfd gave {number!r})"
+        yield f":{int(number)}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.window
+def test_the_matplotlib_window_is_its_frame_size_on_a_high_dpi_screen(hidpi_display, tmp_path):
+    """--backend matplotlib on a 150-dpi screen: matplotlib scaled the figure by the screen's dpi, so the
+    annotation window, sized to fit the 1600 x 1000 screen (1040 x 720 for the sample at -w 460), came out
+    1625 x 1125, off the screen, its picture resampled (1.04 times on this machine's 100-dpi Xvfb). It is
+    now one screen pixel per frame pixel."""
+    from test_annotate_window import Driver
+
+    out = tmp_path / "out"
+    out.mkdir()
+    drv = Driver(hidpi_display, tmp_path)
+    drv.outdir = out
+    drv.start("--no-resume", "--backend", "matplotlib")
+    try:
+        deadline = __import__("time").monotonic() + 30
+        while True:  # the window is sized again once the toolkit has told its scaling
+            geo = drv.xdo("getwindowgeometry", drv.win)
+            x = int(geo.split("Position:")[1].split(",")[0])
+            w, h = (int(v) for v in geo.split("Geometry:")[1].split()[0].split("x"))
+            if (w, h) == (1040, 720) or __import__("time").monotonic() > deadline:
+                break
+            __import__("time").sleep(0.3)
+        assert (w, h) == (1040, 720), f"annotation window {w} x {h} at x = {x} on a 1600 x 1000 screen"
+        assert x + w <= 1600
+    finally:
+        drv.proc.kill()
+        drv.proc.wait(10)
