@@ -347,6 +347,11 @@ def ask_missing_class_files(args):
     """Annotator runs: ask for a missing labels or colours file (cancel the colours dialog for defaults)."""
     if not has_display():
         raise InputError("no display for the annotation window: pass --scribbles FILE to label without a window")
+    if args.labels is None and getattr(args, "init", None) is not None:
+        from .prelabels import own_classes
+
+        if own_classes(args.init) is not None:  # label_tools' own _mres_geo.tif: its class names and colours
+            return  # are read back from it (a dialog asked for a labels file all the same)
     if args.labels is None:
         args.labels = ask_file("labels file (class names, one per line)", option="--labels",
                                filetypes=[("text", "*.txt"), ("all", "*")])

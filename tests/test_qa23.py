@@ -253,3 +253,31 @@ def test_the_matplotlib_window_is_its_frame_size_on_a_high_dpi_screen(hidpi_disp
     finally:
         drv.proc.kill()
         drv.proc.wait(10)
+
+
+def test_init_with_our_own_geotiff_asks_for_no_labels_file(tmp_path, monkeypatch):
+    """The annotator with --init scene_mres_geo.tif and no --labels opened a file dialog for a labels file
+    (and then one for colours), though the README says that file's class names and colours are read back
+    from it, as they are with --headless. Other --init files still ask."""
+    from argparse import Namespace
+
+    from affine import Affine
+
+    from label_tools.classes import load_classes
+    from label_tools.io import Georef
+    from label_tools.writers import write_geotiff
+
+    prof = dict(driver="GTiff", width=3, height=2, count=1, dtype="uint8", crs="EPSG:32633",
+                transform=Affine(10.0, 0.0, 0.0, 0.0, -10.0, 0.0))
+    geo = str(tmp_path / "scene_mres_geo.tif")
+    write_geotiff(geo, np.array([[0, 1, 2], [2, 1, 0]], np.uint8), Georef(prof, None, prof["transform"]),
+                  load_classes(None, None, n_classes=3))
+    asked = []
+    monkeypatch.setattr(annotate, "has_display", lambda: True)
+    monkeypatch.setattr(annotate, "ask_file", lambda what, **kw: asked.append(kw["option"]) or f"/x/{what[:6]}")
+    args = Namespace(labels=None, colors=None, init=geo)
+    annotate.ask_missing_class_files(args)
+    assert asked == [] and args.labels is None and args.colors is None
+    args = Namespace(labels=None, colors=None, init=str(tmp_path / "other.png"))  # not ours: asked for
+    annotate.ask_missing_class_files(args)
+    assert asked == ["--labels", "--colors"]
