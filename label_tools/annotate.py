@@ -65,7 +65,7 @@ KEYS = (
     Key("e", "E", "eraser on/off: drag removes strokes of any class", "key_eraser"),
     Key("+=-_", "+ / -", "brush size", "key_brush"),
     Key("0123456789", "1-9", "jump to class (10+: two digits quickly, 1 then 5)", "key_class"),
-    Key("b", "B", "back to the previous window", "key_back"),
+    Key("b", "B", "back to the window you came from", "key_back"),
     Key("s", "S", "skip this window", "key_skip"),
     Key("p", "P", "preview labels from the scribbles so far", "key_preview"),
     Key("l", "L", "pre-labels on/off (collections, --model, --init)", "key_prelabels"),
