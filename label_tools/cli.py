@@ -204,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         "with --model on images it was not fitted on: apply the model's forest as it is, without refitting it on "
         "the pixels it is surest of in each image (see README: Applying a model)"))
     p.add_argument("--bands", type=_display_bands, default=None, metavar="LIST",
-                   help="1-based bands to display, 3 or 1 (default: first three, or the only one)")
+                   help="1-based bands to display (and to feed the CRF's colour kernel), 3 or 1 (default: red, "
+                        "green and blue where the file says which, as Sentinel-2 band names B04,B03,B02; else the "
+                        "first three, or the only one)")
     p.add_argument("--feature-bands", type=_int_list, default=None, metavar="LIST",
                    help="1-based bands the features use (default: all but an alpha band, which masks no-data)")
     p.add_argument("--plane", type=_plane, default=None, metavar="Z[,T]", help=(
@@ -212,10 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         "shows them: Z (z-slice; a time series' time point), Z,T, or z3 / t2 / z3,t2; a plain multi-page TIFF's "
         "page N. Its channels are the bands; outputs and scribble files are named <stem>_z03_t02_... "
         "(<stem>_p03_... for a page). Default: the first plane, outputs named <stem>_..."))
-    p.add_argument("--resume", dest="resume", action="store_true", default=None,
-                   help="annotator: continue from <stem>_scribbles.png without asking")
-    p.add_argument("--no-resume", dest="resume", action="store_false",
-                   help="annotator: start afresh (the old scribble file is kept as a backup)")
+    resume = p.add_mutually_exclusive_group()  # both given: one line, not the last one silently
+    resume.add_argument("--resume", dest="resume", action="store_true", default=None,
+                        help="annotator: continue from <stem>_scribbles.png without asking")
+    resume.add_argument("--no-resume", dest="resume", action="store_false",
+                        help="annotator: start afresh (the old scribble file is kept as a backup)")
     p.add_argument("--backend", choices=("opencv", "matplotlib"), default=None, help=(
         "annotator window toolkit (default: OpenCV, or matplotlib where OpenCV has no windows, as with "
         "opencv-python-headless)"))
@@ -227,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-offset", type=_offset, default=None, metavar="N",
                    help="with --init: 1 = the --init file's ids start at 1 and 0 is no-data; 0 = they start at "
                         "0 (default; a raster declaring no-data 0 needs one of the two said)")
-    p.add_argument("--order", choices=("rows", "uncertainty"), default="rows", help=(
+    p.add_argument("--order", choices=("rows", "uncertainty"), default=None, help=(
         "annotator: walk the windows row by row (default) or, after the first, to the window where the model "
         "of the scribbles so far is least sure"))
     p.add_argument("--save-probs", action="store_true", help=(
@@ -379,6 +382,12 @@ def _check_options(args):
         why = "--scribbles FILE" if args.scribbles is not None else "--headless"
         raise OptionError(f"{given} is for the annotator (it continues from, or sets aside, <stem>_scribbles.png); "
                           f"with {why} no annotator opens: leave out {given}")
+    for given, value in (("--order", args.order), ("--backend", args.backend)):
+        if value is not None and (args.scribbles is not None or args.headless):
+            why = "--scribbles FILE" if args.scribbles is not None else "--headless"
+            raise OptionError(f"{given} {value} is for the annotator (its window "
+                              f"{'order' if given == '--order' else 'toolkit'}); with {why} no annotator opens: "
+                              f"leave out {given}")
     if args.adapt is False and args.model is None and not several:
         raise OptionError("--no-adapt applies to a model used on images it was not fitted on (--model FILE, or the "
                           "model a collection walk carries from image to image); this run fits its own model on "
@@ -517,7 +526,7 @@ def run(args) -> int:
 
         check_model_path(args.save_model, overwrite=args.overwrite, outdirs=[outdir], taken=_taken(args, outdir))
     annotate = None if args.scribbles is not None else {"window": args.window, "resume": args.resume,
-                                                         "backend": args.backend, "order": args.order}
+                                                         "backend": args.backend, "order": args.order or "rows"}
     job = _job(args, args.image, outdir, annotate=annotate, report={"window (-w)": args.window})
     outcome = run_job(job, progress=Progress(enabled=not args.quiet))
     if outcome.status != "done":
@@ -789,7 +798,7 @@ def run_collection(args) -> int:
 
     def step(src, index, *, base, prelabels, resume, title_note, model_path):
         annotate = {"window": args.window, "resume": resume, "backend": args.backend, "prelabels": prelabels,
-                    "title_note": title_note}
+                    "title_note": title_note, "order": args.order or "rows"}
         job = replace(_job(args, src.path, outdir, annotate=annotate, report={"window (-w)": args.window}),
                       model=None, scribbles=None, save_model=model_path)
         if base is not None:

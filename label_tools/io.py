@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import struct
 import os
+import re
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -350,6 +351,7 @@ class ImageSource:
     _lo: np.ndarray = field(default=None, repr=False)
     _hi: np.ndarray = field(default=None, repr=False)
     _display: tuple = ()  # indices into the feature bands used for display, 1 or 3 of them
+    display_note = None  # why the bands shown by default are not the first three (RasterSource), else None
     _flat: tuple | None = field(default=None, repr=False)  # the one value of every sampled pixel, if so
     _flat_bands: tuple = field(default=(), repr=False)  # (index, value) of bands one value in the sample
     band_numbers: tuple = ()  # 1-based band of the file each read band is (default 1..count)
@@ -699,7 +701,12 @@ class RasterSource(ImageSource):
         colour = [b for b in range(1, n + 1) if b not in alpha] or list(range(1, n + 1))
         self.alpha_bands = tuple(b for b in alpha if b not in colour)  # 1-based, left out of the default bands
         fb = colour if feature_bands is None else _check_bands(feature_bands, n, path, "--feature-bands")
-        db = (colour[:3] if len(colour) >= 3 else colour[:1]) if bands is None else _check_bands(bands, n, path, "--bands")
+        #: why the bands shown are not the first three (None: they are, or --bands chose them)
+        self.display_note = None
+        if bands is None:
+            db, self.display_note = _default_display(ds, colour)
+        else:
+            db = _check_bands(bands, n, path, "--bands")
         if len(db) not in (1, 3):
             raise OptionError(f"--bands: expected 1 or 3 band numbers, got {len(db)}")
         # display bands must be readable: add them to the feature bands' read list if missing
@@ -723,6 +730,7 @@ class RasterSource(ImageSource):
         super().__init__(path, ds.height, ds.width, len(self._bands), georef=georef, dtype=dtype, band_names=names)
         self._display = tuple(self._bands.index(b) for b in db)
         self.band_numbers = tuple(self._bands)
+        self.display_numbers = tuple(db)  # 1-based bands shown (and fed to the CRF's colour kernel)
         # a multi-page TIFF (a z-stack, a time series): GDAL opens the first page, the others are
         # subdatasets ``GTIFF_DIR:<n>:<path>`` (reduced-resolution overviews and masks are not)
         self.pages = pages
@@ -991,6 +999,50 @@ class RasterSource(ImageSource):
 
 def _first_line(e) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+_S2_NAME = re.compile(r"^b(0?[1-9]|1[0-2]|8a)$")
+
+
+def _default_display(ds, colour):
+    """The bands to show (1-based, 1 or 3) when ``--bands`` is not given, and why, if not the first three.
+
+    A multispectral raster's first three bands are rarely red, green and blue (a Sentinel-2 stack starts with
+    its 60 m coastal aerosol band), and the bands shown also feed the CRF's colour kernel. The file is asked
+    in turn: GDAL's colour interpretation (red, green, blue); band descriptions naming exactly one band each
+    ``red``, ``green`` and ``blue`` (a band whose description says ``edge`` is a red-edge band, not red);
+    Sentinel-2 band names (``B01`` ... ``B12`` with ``B8A``): ``B04``, ``B03``, ``B02``. Otherwise the first
+    three bands (or the only one).
+    """
+    first = colour[:3] if len(colour) >= 3 else colour[:1]
+    if len(colour) < 3:
+        return first, None
+    rasterio = rasterio_module()
+    ci = rasterio.enums.ColorInterp
+    by_ci = {}
+    for b in colour:
+        by_ci.setdefault(ds.colorinterp[b - 1], b)
+    rgb = [by_ci.get(c) for c in (ci.red, ci.green, ci.blue)]
+    if None not in rgb:
+        return rgb, None if rgb == first else "red, green and blue by the file's colour interpretation"
+    names = {b: (ds.descriptions[b - 1] or "").strip() for b in colour}
+    words = {b: set(re.findall(r"[a-z]+", t.lower())) for b, t in names.items()}
+    rgb = []
+    for colour_name in ("red", "green", "blue"):
+        hits = [b for b in colour if colour_name in words[b] and "edge" not in words[b]]
+        rgb.append(hits[0] if len(hits) == 1 else None)
+    if None not in rgb and len(set(rgb)) == 3:
+        why = f"red, green and blue by the band descriptions {', '.join(names[b] for b in rgb)}"
+        return rgb, None if rgb == first else why
+    s2 = {}
+    for b, t in names.items():
+        m = _S2_NAME.match(t.lower())
+        if m:
+            s2.setdefault(m.group(1).lstrip("0"), b)
+    if "8a" in s2 and all(k in s2 for k in ("4", "3", "2")):
+        rgb = [s2["4"], s2["3"], s2["2"]]
+        return rgb, f"true colour by the Sentinel-2 band names {', '.join(names[b] for b in rgb)}"
+    return first, None
 
 
 def _check_bands(bands, n, path, option):

@@ -431,6 +431,9 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     else:
         src, job = _open_with_model_bands(job, model)
     out_stem = src.output_stem = output_stem(job, src)  # (the report's note on a stack names the outputs so)
+    if src.display_note and job.annotate is not None:  # the person sees these bands: say which they are
+        log.info("%s: showing bands %s, %s; --bands chooses others", job.image,
+                 ",".join(map(str, src.display_numbers)), src.display_note)
     paths = expected_outputs(job, src.georef is not None, stem=out_stem)
     check_outputs_not_inputs(job, list(paths.values()) + (_other_outputs(job, paths, out_stem) if job.overwrite
                                                           else []))
@@ -576,7 +579,8 @@ def _compute(job: Job, *, progress, model, predict=None) -> _Computed:
     seconds = time.perf_counter() - t0
     used = _report_settings(job, result, settings, classes, init_classes=own is not None and classes is own,
                             strong=strong, weak_counts=weak_counts, alpha=getattr(src, "alpha_bands", ()),
-                            plane=getattr(src, "plane", None))
+                            plane=getattr(src, "plane", None),
+                            display=(getattr(src, "display_numbers", ()), src.display_note))
     scribbled = None if scr is None else value_counts(scr)[1:len(classes) + 1]
     prelabelled = None if pre is None else value_counts(pre)[:len(classes)]  # the pre-labels supply classes too
     known = None
@@ -806,13 +810,14 @@ def _probability_writer(job, src, classes):
 
 
 def _report_settings(job, result, settings, classes, *, init_classes=False, strong=True, weak_counts=None,
-                     alpha=(), plane=None) -> dict:
+                     alpha=(), plane=None, display=None) -> dict:
     """The report's settings section (``name: value``, in order).
 
     ``strong``: strokes were drawn or given on this image; ``weak_counts``: with ``--init``, the
     pre-labelled pixels per class the model was fitted on (model grid), else None; ``plane``: the plane
     ``--plane`` chose (:func:`label_tools.planes.resolve_plane`), its line ``plane (--plane): 3,2 (z-slice 3 at
-    time point 2)`` (the option as given first, so the plane can be read again).
+    time point 2)`` (the option as given first, so the plane can be read again); ``display``: (1-based bands
+    shown, why) when the default bands shown are not the first three (``RasterSource.display_note``).
     """
     used = {}
     if plane:
@@ -845,7 +850,8 @@ def _report_settings(job, result, settings, classes, *, init_classes=False, stro
                                      f" (asked {settings.crf_scale:g}: {why})" if (why := _crf_scale_changed(
                                          settings, result)) else ""),
         "sigmas": ",".join(f"{s:g}" for s in settings.sigmas), "crf weight": _crf_weight_text(job, settings, result),
-        "crf": settings.crf, "bands": list(job.bands) if job.bands else "default",
+        "crf": settings.crf, "bands": list(job.bands) if job.bands else
+        f"{','.join(map(str, display[0]))} ({display[1]})" if display and display[1] else "default",
         "feature bands": list(job.feature_bands) if job.feature_bands else
         f"all but the alpha band {','.join(map(str, alpha))} (it masks no-data)" if alpha else "all",
         "classifier": repr(result.classifier), **_sample_lines(job, result, strong, weak_counts),
