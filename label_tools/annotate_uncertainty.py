@@ -81,9 +81,14 @@ class QuickUncertainty:
         """True while the grid is still being read (a background read not finished)."""
         return not self._read.is_set()
 
-    def map(self, scribbles, *, wait: float | None = None) -> np.ndarray | None:
-        """float32 (h, w) in [0, 1] (1 = most uncertain); None before two classes are scribbled, when the
-        grid could not be read, or while it is still being read after ``wait`` seconds (None: until it is).
+    def map(self, scribbles, *, wait: float | None = None, prelabels=None) -> np.ndarray | None:
+        """float32 (h, w) in [0, 1] (1 = most uncertain); None before two classes are scribbled (or, with
+        ``prelabels``, are in the pre-labels and the strokes together), when the grid could not be read, or while
+        it is still being read after ``wait`` seconds (None: until it is).
+
+        ``prelabels`` (uint8 (H, W), 0-based, 255 = none: ``--init``, ``--model`` or a collection's): weak labels
+        beside the strokes, as the labelling itself learns from them; a stroke wins where they disagree. The map
+        then shows, before any stroke, where the pre-labels disagree with how the image looks.
         """
         from .scribbles import downscale
         from .unary import SampleBuffer, bootstrap_size, default_classifier
@@ -91,17 +96,31 @@ class QuickUncertainty:
         if not self.wait(wait) or self.features is None:
             return None
         small = downscale(scribbles, self.shape, self.n_classes)
-        key = hash(small.tobytes())
+        weak = self._weak(prelabels)
+        key = hash((small.tobytes(), id(prelabels)))
         if key == self._key:
             return self._map
         m = (small > 0) & self.valid
         y = small[m].astype(np.int64) - 1
-        if len(np.unique(y)) < 2:
+        X, y = [self.features[m]], [y]
+        if weak is not None:
+            w = (weak < self.n_classes) & ~m & self.valid  # pre-labelled and not scribbled: the strokes win
+            if w.any():
+                # a buffer of their own (at most 500 per class), so the strokes are not thinned out among them
+                wbuf = SampleBuffer(self.n_classes, max_per_class=500)
+                wbuf.add(self.features[w], weak[w].astype(np.int64))
+                wx, wy = wbuf.arrays()
+                X.append(wx)
+                y.append(wy)
+        y_all = np.concatenate(y)
+        if len(np.unique(y_all)) < 2:
             self._key, self._map = key, None
             return None
         buf = SampleBuffer(self.n_classes, max_per_class=1000)
-        buf.add(self.features[m], y)
-        X, y = buf.arrays()
+        if len(y[0]):
+            buf.add(X[0], y[0])
+        sx, sy = buf.arrays() if len(y[0]) else (X[0][:0], y[0])
+        X, y = np.concatenate([sx] + X[1:]), np.concatenate([sy] + y[1:])
         clf = default_classifier(n_estimators=10, max_depth=8, max_samples=bootstrap_size(0.5, y), n_jobs=1)
         clf.fit(X, y)
         h, w, f = self.features.shape
@@ -112,6 +131,18 @@ class QuickUncertainty:
         u[~self.valid] = 0
         self._key, self._map = key, np.clip(u, 0, 1)
         return self._map
+
+    def _weak(self, prelabels):
+        """The pre-labels on the quick grid (nearest pixel), cached per array; None without them."""
+        if prelabels is None:
+            return None
+        if getattr(self, "_weak_of", None) is not prelabels:
+            import cv2
+
+            h, w = self.shape
+            self._weak_small = cv2.resize(np.ascontiguousarray(prelabels), (w, h), interpolation=cv2.INTER_NEAREST)
+            self._weak_of = prelabels
+        return self._weak_small
 
     def window_scores(self, u, windows, full_shape) -> np.ndarray:
         """Mean uncertainty of each window (row0, row1, col0, col1) in full-resolution pixels."""
@@ -234,7 +265,7 @@ class UncertaintyMixin:
         if self.quick is None:
             return None
         t0 = time.perf_counter()
-        u = self.quick.map(self.s.scribbles, wait=wait)
+        u = self.quick.map(self.s.scribbles, wait=wait, prelabels=getattr(self, "prelabels", None))
         self.last_uncertainty_seconds = time.perf_counter() - t0
         self.model_seconds += self.last_uncertainty_seconds
         return u
