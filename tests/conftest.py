@@ -68,3 +68,33 @@ def small_photo(tmp_path):
     Image.fromarray(img).save(tmp_path / "photo.png")
     Image.fromarray(scene_scribbles(mask)).save(tmp_path / "scr.png")
     return tmp_path / "photo.png", tmp_path / "scr.png", mask
+
+
+def start_xvfb(*extra):
+    """(process, display ``":N"``) of a private Xvfb of 1600 x 1000 (``extra``: more Xvfb arguments, e.g. ``-dpi``).
+
+    Xvfb picks a free display number itself and writes it to a pipe once it accepts clients (-displayfd): no
+    race with another test run on this machine choosing the same number. Raises AssertionError if it does not
+    start within 60 s (the process is killed).
+    """
+    import select
+    import subprocess
+    import time
+
+    r, w = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1600x1000x24", *extra, "-nolisten", "tcp"],
+                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(w)
+    number = b""
+    deadline = time.monotonic() + 60
+    while not number.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
+        if select.select([r], [], [], 0.5)[0]:
+            chunk = os.read(r, 16)
+            if not chunk:
+                break
+            number += chunk
+    os.close(r)
+    if not number.strip().isdigit():
+        proc.kill()
+        raise AssertionError(f"Xvfb did not start (-displayfd gave {number!r})")
+    return proc, f":{int(number)}"

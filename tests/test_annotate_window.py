@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from scipy.io import loadmat
 
-from conftest import SAMPLE
+from conftest import SAMPLE, start_xvfb
 
 pytestmark = pytest.mark.window
 W = 460  # window side: beach.png (920 x 614) -> 4 windows of 460 x 307
@@ -38,28 +38,8 @@ def display():
         if os.environ.get("CI"):
             pytest.fail("Xvfb is not installed (CI installs it with apt-get)")
         pytest.skip("Xvfb not installed")
-    # Xvfb picks a free display number itself and writes it to a pipe once it accepts clients
-    # (-displayfd): no race with another test run on this machine choosing the same number
-    import select
-
-    r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1600x1000x24", "-nolisten", "tcp"],
-                            pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    number = b""
-    deadline = time.monotonic() + 60
-    while not number.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
-        if select.select([r], [], [], 0.5)[0]:
-            chunk = os.read(r, 16)
-            if not chunk:
-                break
-            number += chunk
-    os.close(r)
-    if not number.strip().isdigit():
-        proc.kill()
-        raise AssertionError(f"Xvfb did not start (-displayfd gave {number!r})")
-    n = int(number)
-    yield f":{n}"
+    proc, number = start_xvfb()
+    yield number
     proc.terminate()
     proc.wait(10)
 

@@ -102,23 +102,8 @@ def test_annotator_says_which_bands_it_shows(tmp_path, monkeypatch, caplog):
            "others" in caplog.messages
 
 
-# ----------------------------------------------------------------------------- annotator options, no annotator
-@pytest.mark.parametrize("given, what", [(["--order", "uncertainty"], "its window order"),
-                                         (["--order", "rows"], "its window order"),
-                                         (["--backend", "matplotlib"], "its window toolkit")])
-@pytest.mark.parametrize("how", ["scribbles", "headless"])
-def test_annotator_options_without_the_annotator_are_refused(small_photo, tmp_path, capsys, given, what, how):
-    img, scr, _ = small_photo
-    args = [str(img), "--scribbles", str(scr), "-o", str(tmp_path / "out")] + given
-    if how == "headless":
-        args.append("--headless")
-    assert main(args) == 2
-    assert one_error_line(capsys) == (
-        f"label-image: error: {' '.join(given)} is for the annotator ({what}); with --scribbles FILE no annotator "
-        f"opens: leave out {given[0]}")
-    assert not (tmp_path / "out").exists()
-
-
+# ----------------------------------------------------------------------------- annotator options (see also
+# test_options_without_effect.py: --order and --backend where no annotator opens)
 def test_resume_and_no_resume_together_are_refused(small_photo, tmp_path, capsys):
     img, _, _ = small_photo
     with pytest.raises(SystemExit) as e:  # argparse's own check

@@ -6,18 +6,23 @@ from conftest import one_error_line
 from label_tools.cli import main
 
 
-@pytest.mark.parametrize("given", ["--resume", "--no-resume"])
+@pytest.mark.parametrize("given, what", [
+    (["--resume"], "it continues from, or sets aside, <stem>_scribbles.png"),
+    (["--no-resume"], "it continues from, or sets aside, <stem>_scribbles.png"),
+    (["--order", "uncertainty"], "its window order"),
+    (["--order", "rows"], "its window order"),
+    (["--backend", "matplotlib"], "its window toolkit")])
 @pytest.mark.parametrize("how", ["scribbles", "headless"])
-def test_resume_without_the_annotator_is_refused(small_photo, tmp_path, capsys, given, how):
+def test_annotator_options_without_the_annotator_are_refused(small_photo, tmp_path, capsys, given, what, how):
     img, scr, _ = small_photo
-    args = [str(img), "--scribbles", str(scr), "-o", str(tmp_path / "out"), given]
+    args = [str(img), "--scribbles", str(scr), "-o", str(tmp_path / "out")] + given
     if how == "headless":
         args.append("--headless")
     assert main(args) == 2
     why = "--scribbles FILE"  # --headless with --scribbles: the scribbles are named first
     assert one_error_line(capsys) == (
-        f"label-image: error: {given} is for the annotator (it continues from, or sets aside, <stem>_scribbles.png); "
-        f"with {why} no annotator opens: leave out {given}")
+        f"label-image: error: {' '.join(given)} is for the annotator ({what}); "
+        f"with {why} no annotator opens: leave out {given[0]}")
     assert not (tmp_path / "out").exists()
 
 

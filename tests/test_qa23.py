@@ -9,7 +9,7 @@ import logging
 import numpy as np
 import pytest
 
-from conftest import make_scene, scene_scribbles
+from conftest import make_scene, scene_scribbles, start_xvfb
 
 pytest.importorskip("cv2")
 
@@ -195,32 +195,16 @@ def test_n_with_no_other_window_says_so(tmp_path, caplog):
 def hidpi_display():
     """A private Xvfb of 1600 x 1000 at 150 dpi (a HiDPI laptop screen's scaling: Tk's 2.08, matplotlib's 1.56)."""
     import os
-    import select
     import shutil
-    import subprocess
-    import time
 
     for tool in ("Xvfb", "xdotool"):
         if not shutil.which(tool):
             if os.environ.get("CI"):
                 pytest.fail(f"{tool} is not installed (CI installs it with apt-get)")
             pytest.skip(f"{tool} not installed")
-    r, w = os.pipe()
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(w), "-screen", "0", "1600x1000x24", "-dpi", "150",
-                             "-nolisten", "tcp"], pass_fds=(w,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(w)
-    number = b""
-    deadline = time.monotonic() + 60
-    while not number.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
-        if select.select([r], [], [], 0.5)[0]:
-            chunk = os.read(r, 16)
-            if not chunk:
-                break
-            number += chunk
-    os.close(r)
+    proc, number = start_xvfb("-dpi", "150")
     try:
-        assert number.strip().isdigit(), f"Xvfb did not start (-displayfd gave {number!r})"
-        yield f":{int(number)}"
+        yield number
     finally:
         proc.terminate()
         proc.wait(10)
