@@ -32,6 +32,7 @@ REPAINT_SECONDS = 1.0  # idle windows are shown their last frame again this ofte
 REMAP_SECONDS = 0.3  # windows shown this long are mapped again once where no window manager runs (remap_unmanaged)
 MAX_ZOOM = 4.0  # a window is magnified at most this much on screen ...
 MIN_SHOWN = 640  # ... unless that leaves its longer side shorter than this many pixels (a 40 x 30 image: 16 x)
+OV_MIN_SHOWN = 240  # the overview of a small image is magnified (at most MAX_ZOOM) until its longer side is this long
 NODATA = 255
 ERASER_BGR = (255, 0, 255)  # the brush circle while the eraser is on (magenta: white while painting)
 
@@ -575,7 +576,9 @@ class Annotator:
         self._worth = {}
         sw, sh = screen_size()
         self.screen = (sw, sh)
-        f = min(sw * 0.3 / src.width, sh * 0.8 / src.height, 1.0)
+        # a small image's overview is magnified (a 60 x 40 image was shown as a 60 x 40 overview)
+        grow = max(1.0, min(MAX_ZOOM, OV_MIN_SHOWN / max(src.width, src.height)))
+        f = min(sw * 0.3 / src.width, sh * 0.8 / src.height, grow)
         self.ov_shape = (max(1, int(round(src.height * f))), max(1, int(round(src.width * f))))
         self.ov_scr = reduce_labels(session.scribbles, self.ov_shape)
         # the overview of a large raster takes seconds to decode: made in the background while the
@@ -594,7 +597,9 @@ class Annotator:
         def make_overview():
             img = src.overview(max_side)[0]
             if img.shape[:2] != self.ov_shape:
-                img = cv2.resize(img, (self.ov_shape[1], self.ov_shape[0]), interpolation=cv2.INTER_AREA)
+                up = self.ov_shape[0] > img.shape[0] or self.ov_shape[1] > img.shape[1]  # magnified: crisp pixels
+                img = cv2.resize(img, (self.ov_shape[1], self.ov_shape[0]),
+                                 interpolation=cv2.INTER_NEAREST if up else cv2.INTER_AREA)
             self._ov_ready = img
 
         import threading
@@ -1072,7 +1077,8 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
             backup = png[:-4] + time.strftime(".%Y%m%d-%H%M%S") + ".bak.png"
             shutil.copy2(png, backup)
             log.info("starting afresh; earlier scribbles kept in %s", backup)
-    s = sess.Session(src.shape, len(classes), windows, scribbles=scr)
+    # the brush as the person left it on the image before (a collection walk), until a resumed image's own
+    s = sess.Session(src.shape, len(classes), windows, scribbles=scr, brush=_last["brush"])
     if scr is not None:
         placed = s.restore(state) if state else False
         log.info("%s", s.resume_note(png, classes.names, state, placed))
@@ -1095,5 +1101,12 @@ def annotate(src, classes, *, window: int, outdir: str, stem: str, resume=None, 
     if prelabels is not None or title_note:
         ann.prelabels, ann.title_note = prelabels, title_note
     log.debug("annotator ready in %.2f s (%d windows)", time.perf_counter() - t0, len(windows))
-    seconds = ann.run()
+    try:
+        seconds = ann.run()
+    finally:
+        _last["brush"] = s.brush
     return s.scribbles, seconds
+
+
+#: what the annotator carries from one image to the next within a run (a collection walk): the brush size
+_last = {"brush": 3}

@@ -265,3 +265,48 @@ def test_init_with_our_own_geotiff_asks_for_no_labels_file(tmp_path, monkeypatch
     args = Namespace(labels=None, colors=None, init=str(tmp_path / "other.png"))  # not ours: asked for
     annotate.ask_missing_class_files(args)
     assert asked == ["--labels", "--colors"]
+
+
+def test_the_overview_of_a_small_image_is_magnified(tmp_path):
+    """A 60 x 40 image had a 60 x 40 overview, too small to see or click; the annotation window was magnified
+    already. The overview now grows (at most 4 x) until its longer side is 240 pixels, pixels kept crisp."""
+    import time
+
+    img, _ = make_scene(40, 60)
+    src = ArraySource(img)
+    ann = _annotator(tmp_path, src)
+    assert ann.ov_shape == (160, 240)
+    deadline = time.monotonic() + 10
+    while ann._ov_ready is None and time.monotonic() < deadline:  # made on a thread
+        time.sleep(0.02)
+    ov = ann._ov_ready
+    assert ov is not None and ov.shape == (160, 240, 3)
+    # nearest-neighbour growth: every 4 x 4 block is one source pixel
+    blocks = ov.reshape(40, 4, 60, 4, 3)
+    assert (blocks == blocks[:, :1, :, :1]).all()
+    np.testing.assert_array_equal(blocks[:, 0, :, 0], src.read_display())
+    # a large image's overview is not magnified
+    big = _annotator(tmp_path, ArraySource(make_scene(300, 400)[0]))
+    assert max(big.ov_shape) <= 400
+
+
+def test_the_brush_size_carries_to_the_next_image_of_a_collection(tmp_path, monkeypatch):
+    """The brush went back to 3 at every image of a collection walk; it now stays as the person set it (an image
+    resumed from its autosave keeps its own)."""
+    from label_tools.classes import load_classes
+
+    seen = []
+
+    def fake_run(self):  # the person sets brush 7 on the first image
+        seen.append(self.s.brush)
+        self.s.brush = 7
+        return 1.0
+
+    monkeypatch.setattr(annotate, "has_display", lambda: True)
+    monkeypatch.setattr(annotate.Annotator, "run", fake_run)
+    monkeypatch.setitem(annotate._last, "brush", 3)
+    classes = load_classes(n_classes=3)
+    for name in ("a", "b"):
+        annotate.annotate(ArraySource(make_scene(40, 60)[0]), classes, window=500, outdir=str(tmp_path), stem=name,
+                          resume=False)
+    assert seen == [3, 7]
